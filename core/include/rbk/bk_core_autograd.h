@@ -1,0 +1,21 @@
+// torch::autograd::Function wrapper so a model can use any BK-Core forward x gradient combination.
+#pragma once
+#include "rbk/bk_core.h"
+
+namespace rbk {
+
+struct BkCoreOptions {
+  BkForwardMode forward = BkForwardMode::Stable;
+  BkGradientMode gradient = BkGradientMode::Exact;
+  BkContext context = BkContext::Bidirectional;
+  c10::complex<double> z{0.0, 1.0};  // upstream's fixed z = 1j
+  CompatExecution compat_execution = CompatExecution::ScalarLoop;
+};
+
+// v: (B, N) float32 | float64, requires_grad as the caller wants. H = Laplacian + diag(v).
+// Returns features (B, N, 2): float32 for compat forwards (as upstream), v's dtype for Stable.
+// Backward: Exact -> the exact O(N) vector-Jacobian product (always of the true G, whatever the
+// forward); hybrid modes -> upstream's formulas applied to the G this forward returned.
+torch::Tensor bk_core_features(const torch::Tensor& v, const BkCoreOptions& options = {});
+
+}  // namespace rbk

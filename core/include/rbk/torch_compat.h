@@ -1,0 +1,51 @@
+// The only place that knows which LibTorch it is built against (1.13 on the CPU machine, 2.11
+// on the GPU machine). Everything else uses the API common to both through these helpers.
+#pragma once
+#include <torch/torch.h>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#if __has_include(<torch/version.h>)
+#include <torch/version.h>
+#endif
+
+namespace rbk {
+
+// "1.13.0", "2.11.0+cu130", ...
+std::string torch_version_string();
+
+// True where LibTorch divides complex numbers by the textbook formula (torch <= 2.0); from 2.1 it
+// scales (Smith's algorithm), which moves upstream's overflow thresholds (see complex_arith.h).
+bool torch_uses_textbook_complex_division();
+
+// Whether this build has the torch<->CUDA glue and a CUDA device is visible at run time.
+bool cuda_available();
+
+// Name of CUDA device 0, or "cpu" when there is none.
+std::string device_name();
+
+// CUDA runtime version of the torch build ("13.0"), or "none".
+std::string cuda_version_string();
+
+// Number of CPU threads LibTorch's parallel_for uses (set once from RBK_THREADS or the cores).
+int configure_cpu_threads();
+
+// Causal self-attention, q, k, v: (B, H, N, Dh) -> (B, H, N, Dh). scaled_dot_product_attention
+// (flash / memory-efficient kernels on the GPU) where LibTorch has it (>= 2.0), an explicit
+// masked softmax on 1.13. Added for the Transformer LM baseline (transformer_lm.h).
+inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                      double dropout_p, bool training) {
+#if defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2
+  return at::scaled_dot_product_attention(q, k, v, {}, training ? dropout_p : 0.0, /*is_causal=*/true);
+#else
+  const int64_t n = q.size(-2);
+  auto scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(q.size(-1)));
+  auto mask = torch::ones({n, n}, torch::TensorOptions().dtype(torch::kBool).device(q.device())).triu(1);
+  auto p = torch::softmax(scores.masked_fill(mask, -std::numeric_limits<double>::infinity()), -1);
+  if (training && dropout_p > 0) p = torch::dropout(p, dropout_p, true);
+  return torch::matmul(p, v);
+#endif
+}
+
+}  // namespace rbk

@@ -1,0 +1,54 @@
+// Median-of-repetitions timing and power-law fits (time ~ N^p) for the O(N) claims.
+#include "rbk/timing.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <stdexcept>
+
+namespace rbk {
+
+double median(std::vector<double> values) {
+  if (values.empty()) throw std::invalid_argument("median of an empty set");
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+TimingStats time_repeated(const std::function<void()>& fn, int warmup, int repeats) {
+  if (repeats < 1) throw std::invalid_argument("time_repeated: repeats must be >= 1");
+  for (int i = 0; i < warmup; ++i) fn();
+  std::vector<double> t;
+  t.reserve(repeats);
+  for (int i = 0; i < repeats; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    const auto t1 = std::chrono::steady_clock::now();
+    t.push_back(std::chrono::duration<double>(t1 - t0).count());
+  }
+  TimingStats s;
+  s.repeats = repeats;
+  s.min_s = *std::min_element(t.begin(), t.end());
+  s.max_s = *std::max_element(t.begin(), t.end());
+  s.median_s = median(t);
+  return s;
+}
+
+double fit_power_law_exponent(const std::vector<double>& x, const std::vector<double>& y) {
+  if (x.size() != y.size() || x.size() < 2) throw std::invalid_argument("fit_power_law_exponent: need >= 2 (x, y) pairs");
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  const double n = static_cast<double>(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (!(x[i] > 0) || !(y[i] > 0)) throw std::invalid_argument("fit_power_law_exponent: values must be positive");
+    const double lx = std::log(x[i]), ly = std::log(y[i]);
+    sx += lx;
+    sy += ly;
+    sxx += lx * lx;
+    sxy += lx * ly;
+  }
+  const double den = n * sxx - sx * sx;
+  if (den == 0) throw std::invalid_argument("fit_power_law_exponent: all x equal");
+  return (n * sxy - sx * sy) / den;
+}
+
+}  // namespace rbk

@@ -1,0 +1,102 @@
+// Result files: atomic JSON/HDF5 writers round-trip, carry provenance, and malformed files give
+// errors naming the file and the field.
+#include "rbk/results.h"
+#include "rbk/run_context.h"
+#include "rbk/timing.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+namespace rbk {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path scratch(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("rbk_results_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  return d / name;
+}
+
+TEST(Results, JsonAtomicRoundTripLeavesNoTemporaries) {
+  const auto path = scratch("sub/dir/r.json");
+  write_json_atomic(path.string(), {{"a", 1}, {"b", {1.5, 2.5}}});
+  write_json_atomic(path.string(), {{"a", 2}});
+  EXPECT_EQ(read_json_file(path.string())["a"], 2);
+  for (const auto& e : fs::directory_iterator(path.parent_path()))
+    EXPECT_EQ(e.path().filename(), "r.json") << "left behind: " << e.path();
+}
+
+TEST(Results, Hdf5RoundTripWithUnitsAndProvenance) {
+  const auto path = scratch("arrays.h5").string();
+  std::vector<ArrayRecord> arrays{make_array("mode/x", {1.0, 2.5, -3.0}, "s", "times"),
+                                  make_int_array("mode/n", {16, 32, 64}, "1", "sizes")};
+  arrays[0].shape = {3};
+  ArrayRecord m = make_array("matrix", {1, 2, 3, 4, 5, 6}, "1", "2x3");
+  m.shape = {2, 3};
+  arrays.push_back(m);
+  write_hdf5_atomic(path, arrays, {{"git_commit", "abc"}, {"context", "{\"seed\": 1}"}});
+  std::vector<int64_t> shape;
+  EXPECT_EQ(read_hdf5_dataset(path, "mode/x"), (std::vector<double>{1.0, 2.5, -3.0}));
+  EXPECT_EQ(read_hdf5_dataset(path, "mode/n"), (std::vector<double>{16, 32, 64}));
+  EXPECT_EQ(read_hdf5_dataset(path, "matrix", &shape).size(), 6u);
+  EXPECT_EQ(shape, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(read_hdf5_root_attribute(path, "git_commit"), "abc");
+  EXPECT_THROW(read_hdf5_dataset(path, "nope"), ResultFileError);
+  ArrayRecord bad = make_array("bad", {1, 2}, "1", "");
+  bad.shape = {3};
+  EXPECT_THROW(write_hdf5_atomic(path, {bad}, {}), ResultFileError);
+  EXPECT_EQ(read_hdf5_root_attribute(path, "git_commit"), "abc") << "a failed write must leave the old file intact";
+}
+
+TEST(Results, MalformedFilesNameFileAndField) {
+  const auto path = scratch("bad.json").string();
+  std::ofstream(path) << "{not json";
+  try {
+    read_json_file(path);
+    ADD_FAILURE();
+  } catch (const ResultFileError& e) {
+    std::printf("%s\n", e.what());
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos);
+  }
+  const nlohmann::json doc = {{"schema", "rbk.result/1"}, {"experiment", "x"}, {"context", {{"seed", 1}}}};
+  try {
+    check_result_document(doc, path);
+    ADD_FAILURE();
+  } catch (const ResultFileError& e) {
+    std::printf("%s\n", e.what());
+    EXPECT_NE(std::string(e.what()).find("context.git_commit"), std::string::npos);
+  }
+}
+
+TEST(RunContext, RecordsProvenance) {
+  char arg0[] = "prog";
+  char* argv[] = {arg0};
+  RunContext c = RunContext::capture(1, argv, 42);
+  c.finish();
+  const auto j = c.to_json();
+  std::printf("%s\n", j.dump().c_str());
+  for (const char* k : {"git_commit", "git_dirty", "build_type", "compiler", "torch_version", "cuda_version", "device",
+                        "host", "seed", "argv", "started_at", "finished_at"})
+    EXPECT_TRUE(j.contains(k)) << k;
+  EXPECT_EQ(j["seed"], 42);
+  EXPECT_FALSE(c.torch_version.empty());
+}
+
+TEST(Timing, PowerLawFitAndMedian) {
+  std::vector<double> n{16, 64, 256, 1024}, t;
+  for (double x : n) t.push_back(3e-9 * std::pow(x, 1.0));
+  EXPECT_NEAR(fit_power_law_exponent(n, t), 1.0, 1e-12);
+  for (auto& y : t) y *= y;  // ~N^2
+  EXPECT_NEAR(fit_power_law_exponent(n, t), 2.0, 1e-12);
+  EXPECT_DOUBLE_EQ(median({3, 1, 2}), 2);
+  EXPECT_DOUBLE_EQ(median({4, 1, 2, 3}), 2.5);
+  EXPECT_THROW(fit_power_law_exponent({1}, {1}), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace rbk
