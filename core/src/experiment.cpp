@@ -75,6 +75,7 @@ int run_experiment(int argc, char** argv, ExperimentSpec spec, const ExperimentB
       overrides.push_back(a);
     }
   }
+  if (!preset_file.empty() && preset == "auto") preset = fs::path(preset_file).stem().string();  // names the output
   preset = resolve_preset_name(preset);
   if (preset_file.empty()) preset_file = preset_path(spec.name, preset);
 

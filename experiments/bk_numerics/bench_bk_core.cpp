@@ -40,7 +40,7 @@ double check_output(const Tensor& v, const rbk::BkCoreOptions& o) {
   return (f.abs().sum(-1) == 0).to(torch::kDouble).mean().item<double>();
 }
 
-void run_path(benchmark::State& state, const std::string& name, const rbk::BkCoreOptions& o) {
+void run_path(benchmark::State& state, const rbk::BkCoreOptions& o) {
   torch::manual_seed(17);
   const Tensor v = torch::rand({kBatch, kN}) * 2 - 1;  // fp32 model inputs, v ~ U[-1, 1]
   const Tensor w = torch::randn({kBatch, kN, 2});
@@ -57,19 +57,19 @@ void run_path(benchmark::State& state, const std::string& name, const rbk::BkCor
   state.SetLabel(zero_fraction == 1.0 ? "OUTPUT ALL ZEROS" : "output non-trivial");
 }
 
-void BM_StableExact(benchmark::State& s) { run_path(s, "stable_exact", {}); }
+void BM_StableExact(benchmark::State& s) { run_path(s, {}); }
 void BM_PapertimeUpstream(benchmark::State& s) {
   rbk::BkCoreOptions o;
   o.forward = rbk::BkForwardMode::CompatPapertime;
   o.gradient = rbk::BkGradientMode::PapertimeHybrid;
   o.compat_execution = rbk::CompatExecution::TensorOps;
-  run_path(s, "papertime_upstream", o);
+  run_path(s, o);
 }
 void BM_PapertimeLoops(benchmark::State& s) {
   rbk::BkCoreOptions o;
   o.forward = rbk::BkForwardMode::CompatPapertime;
   o.gradient = rbk::BkGradientMode::PapertimeHybrid;
-  run_path(s, "papertime_loops", o);
+  run_path(s, o);
 }
 
 BENCHMARK(BM_StableExact)->Unit(benchmark::kMicrosecond)->Repetitions(5)->ReportAggregatesOnly(true);

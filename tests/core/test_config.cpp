@@ -94,7 +94,7 @@ TEST(Experiment, BadConfigExitsTwoAndWritesNothing) {
     o.rows.push_back({{"status", "ok"}, {"n", c.get_int("n")}});
     o.summary["n"] = c.get_int("n");
   };
-  std::vector<std::string> args = {"exp_demo", "--preset-file", path, "--out", out.string(), "n=1000"};
+  std::vector<std::string> args = {"exp_demo", "--preset", "custom", "--preset-file", path, "--out", out.string(), "n=1000"};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   EXPECT_EQ(run_experiment(int(argv.size()), argv.data(), spec, body), 2);
@@ -105,7 +105,7 @@ TEST(Experiment, BadConfigExitsTwoAndWritesNothing) {
   argv.clear();
   for (auto& a : args) argv.push_back(a.data());
   EXPECT_EQ(run_experiment(int(argv.size()), argv.data(), spec, body), 0);
-  const std::string file = (out / "demo.auto.json").string();
+  const std::string file = (out / "demo.custom.json").string();
   ASSERT_TRUE(fs::exists(file)) << file;
   const auto doc = read_json_file(file);
   EXPECT_NO_THROW(check_result_document(doc, file));
@@ -116,7 +116,7 @@ TEST(Experiment, BadConfigExitsTwoAndWritesNothing) {
   auto failing = [](const Config&, ExperimentOutput&) { throw std::runtime_error("boom"); };
   EXPECT_EQ(run_experiment(int(argv.size()), argv.data(), spec, failing), 1);
   EXPECT_EQ(read_json_file(file)["status"], "ok");
-  EXPECT_EQ(read_json_file((out / "demo.auto.failed.json").string())["error"], "boom");
+  EXPECT_EQ(read_json_file((out / "demo.custom.failed.json").string())["error"], "boom");
   fs::remove_all(out);
   std::remove(path.c_str());
 }

@@ -1,7 +1,7 @@
 // The shape every experiment executable shares (house style):
 //   config  = preset + overrides, validated        context = RunContext::capture()
 //   output  = run(config)                          write JSON (+ HDF5) atomically
-// Command line:  exp_<name> [--preset smoke|cpu|gpu|auto] [--preset-file PATH] [--out DIR]
+// Command line:  exp_<name> [--preset smoke|cpu|gpu|auto] [--preset-file PATH (names the output after its stem unless --preset is given)] [--out DIR]
 //                           [--help] [key=value ...]
 // Exit codes: 0 ran (claims are judged in validation/), 1 the run failed, 2 bad configuration.
 #pragma once
