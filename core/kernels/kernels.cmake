@@ -1,0 +1,20 @@
+# CUDA BK-Core kernels (issue 3; claims C01, C17). Included from core/CMakeLists.txt when nvcc
+# exists. The .cu files hold no LibTorch headers, so they build on the CPU machine too (proving
+# they compile); the torch glue joins rbk_core only when Torch itself has CUDA.
+set(RBK_KERNEL_DIR ${CMAKE_CURRENT_LIST_DIR})
+
+add_library(rbk_cuda_kernels STATIC ${RBK_KERNEL_DIR}/bk_stable_scan.cu ${RBK_KERNEL_DIR}/bk_compat_triton_like.cu)
+target_include_directories(rbk_cuda_kernels PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include)
+target_link_libraries(rbk_cuda_kernels PUBLIC CUDA::cudart)
+# Every number these kernels produce may reach a table: IEEE division/sqrt, no fast math.
+# -lineinfo keeps compute-sanitizer and ncu reports readable at no run-time cost.
+set_target_properties(rbk_cuda_kernels PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}"
+                                                  POSITION_INDEPENDENT_CODE ON CUDA_STANDARD 17)
+target_compile_options(rbk_cuda_kernels PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-lineinfo --expt-relaxed-constexpr
+                                                 -Xptxas=-warn-spills>)
+
+if(RBK_TORCH_HAS_CUDA)
+  target_sources(rbk_core PRIVATE ${RBK_KERNEL_DIR}/bk_core_cuda.cpp)
+  target_link_libraries(rbk_core PUBLIC rbk_cuda_kernels)
+  target_compile_definitions(rbk_core PUBLIC RBK_WITH_CUDA_KERNELS=1)
+endif()
