@@ -80,6 +80,16 @@ function(rbk_add_experiment name)
   rbk_add_test(NAME exp.${name}.smoke LABELS smoke TIMEOUT ${E_SMOKE_TIMEOUT}
                COMMAND ${exe} --preset smoke --out ${CMAKE_BINARY_DIR}/results-smoke/${name})
   rbk_add_test(NAME exp.${name}.paper LABELS paper TIMEOUT ${E_PAPER_TIMEOUT}
-               COMMAND ${exe} --preset auto --out ${CMAKE_BINARY_DIR}/results/${name}
-               FIXTURES_SETUP paper_results)
+               COMMAND ${exe} --preset auto --out ${CMAKE_BINARY_DIR}/results/${name})
+  # The ledger runs after every experiment (rbk_paper_after_experiments) but also when one of them
+  # failed: a failed experiment makes its claims "not yet measured", it must not hide the others.
+  set_property(GLOBAL APPEND PROPERTY RBK_PAPER_EXPERIMENT_TESTS exp.${name}.paper)
+endfunction()
+
+# Orders a paper-label step (validation, tables, figures) after every experiment's paper run.
+function(rbk_paper_after_experiments test_name)
+  get_property(exps GLOBAL PROPERTY RBK_PAPER_EXPERIMENT_TESTS)
+  if(exps)
+    set_tests_properties(${test_name} PROPERTIES DEPENDS "${exps}")
+  endif()
 endfunction()
