@@ -88,6 +88,12 @@ int run_experiment(int argc, char** argv, ExperimentSpec spec, const ExperimentB
   }
 
   RunContext context = RunContext::capture(argc, argv, static_cast<uint64_t>(config.get_int("seed")));
+  if (spec.schema.find("threads") && config.get_int("threads") > 0) {
+    // Timing experiments pin their thread count: on a shared machine each OpenMP parallel region
+    // can wait a whole scheduling quantum for a descheduled worker (NOTES.md).
+    at::set_num_threads(static_cast<int>(config.get_int("threads")));
+    context.cpu_threads = at::get_num_threads();
+  }
   torch::manual_seed(config.get_int("seed"));
   std::cout << "exp_" << spec.name << " preset=" << preset << " commit=" << context.git_commit.substr(0, 12)
             << (context.git_dirty == "true" ? "+dirty" : "") << " device=" << context.device

@@ -259,6 +259,7 @@ int main(int argc, char** argv) {
       .add_real("z_im", 1e-6, 10, "Im z (> 0)")
       .add_string_list("modes", mode_names(), "forward modes to sweep")
       .add_int("grad_n", 1, 4096, "N for the gradient cosines (audit §1.4 uses 16)")
-      .add_int("grad_draws", 1, 100000, "random draws averaged for the gradient cosines");
+      .add_int("grad_draws", 1, 100000, "random draws averaged for the gradient cosines")
+      .add_int("threads", 0, 256, "CPU threads (0 = all cores); 1 for timings of record on a shared machine");
   return rbk::run_experiment(argc, argv, spec, run);
 }

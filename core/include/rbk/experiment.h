@@ -19,7 +19,8 @@ struct ExperimentSpec {
   std::string name;                 // "bk_numerics": executable exp_bk_numerics, results/<name>/
   std::vector<std::string> claims;  // {"C01"}
   std::string description;
-  ConfigSchema schema;              // "seed" is added automatically
+  ConfigSchema schema;              // "seed" is added automatically; an int key "threads" (> 0)
+                                    // pins LibTorch's CPU thread count for the run
 };
 
 struct ExperimentOutput {
