@@ -1,0 +1,103 @@
+// Language models of the project (claim C05; base of the long-context, quantisation, ablation and
+// memory experiments): the ResNet-BK LM in its PoC (seed 004) and paper-time (efaa555) forms,
+// and a causal Transformer baseline, all built from one LmConfig (also stored in checkpoints).
+//
+// ResNet-BK (upstream-audit §2.1, §2.3): h = tok_emb[x] + pos_emb[0..n-1]; L pre-LN residual
+// blocks h <- h + Block(LN(h)); logits = lm_head(LN_f(h)) with an untied, biased head.
+//  * block "poc":       m = MoE(u); v = Linear(D,1)(m); f = BK(v); out = m + Linear(2,D)(f)
+//  * block "papertime": v = clamp(Linear(D,1)(u), +-3); f = BK(v); m = MoE(u, G);
+//                       out = m + bk_scale * Linear(2,D)(clamp(f, +-10)),  bk_scale init 1
+// BK(v) is rbk::bk_core_features (forward stable/compat, gradient exact/hybrid, context
+// bidirectional/causal). The models accept any n <= n_seq, so the PoC layout bug (the model fed
+// (N, B) = (128, 20), i.e. BK across 20 streams) is reproduced by the caller transposing.
+//
+// Initialisation: "torch_default" (PoC: embeddings N(0,1), Linear kaiming-uniform) or
+// "papertime" (embeddings N(0, 0.02), Linear xavier-uniform with zero bias). Prime-Bump (§4.2):
+// "simple" adds prime_bump_scale to the position-embedding rows of primes < n_seq, "potential"
+// adds V(x) of the Prime-Bump potential (integer grid) to row x.
+#pragma once
+#include "rbk/bk_core_autograd.h"
+#include "rbk/moe.h"
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+#include <memory>
+#include <string>
+
+namespace rbk {
+
+struct LmConfig {
+  std::string arch = "resnet_bk";    // "resnet_bk" | "transformer"
+  int64_t vocab_size = 0;
+  int64_t d_model = 64;
+  int64_t n_layers = 4;
+  int64_t n_seq = 128;               // position-embedding rows = longest sequence
+  double dropout = 0.0;
+  std::string init = "papertime";    // "torch_default" | "papertime"
+  // ResNet-BK
+  std::string block = "papertime";   // "poc" | "papertime"
+  int64_t num_experts = 4;
+  int64_t top_k = 1;
+  std::string router = "learned_topk";
+  double legacy_scattering_scale = 0.0;
+  double scattering_epsilon = 1.0;
+  std::string bk_forward = "stable";
+  std::string bk_gradient = "exact";
+  std::string bk_context = "bidirectional";
+  std::string prime_bump = "none";   // "none" | "simple" | "potential"
+  double prime_bump_scale = 0.02;
+  double prime_bump_epsilon = 1.0;
+  // Transformer
+  int64_t n_heads = 4;
+  int64_t ffn_dim = 256;
+  bool tie_weights = false;
+
+  nlohmann::json to_json() const;
+  // Unknown keys or values outside their choices throw std::invalid_argument naming the key.
+  static LmConfig from_json(const nlohmann::json& j);
+  void validate() const;
+};
+
+class LanguageModel : public torch::nn::Module {
+ public:
+  // ids: (B, n) int64 with n <= n_seq. Returns logits (B, n, V) float32 (or the autocast dtype).
+  virtual torch::Tensor forward(const torch::Tensor& ids) = 0;
+  // Expert-usage counts summed over layers, (L, E) int64; empty for models without experts.
+  virtual torch::Tensor expert_counts() const { return torch::Tensor(); }
+  virtual void reset_expert_counts() {}
+  const LmConfig& config() const { return config_; }
+
+ protected:
+  explicit LanguageModel(LmConfig c) : config_(std::move(c)) {}
+  LmConfig config_;
+};
+
+std::shared_ptr<LanguageModel> make_language_model(const LmConfig& config);
+int64_t count_parameters(const torch::nn::Module& m);
+
+// The ResNet-BK LM.
+class ResNetBkLm : public LanguageModel {
+ public:
+  explicit ResNetBkLm(const LmConfig& config);
+  torch::Tensor forward(const torch::Tensor& ids) override;
+  torch::Tensor expert_counts() const override;
+  void reset_expert_counts() override;
+
+ private:
+  struct Block {
+    torch::nn::LayerNorm norm{nullptr};
+    torch::nn::Linear v_proj{nullptr}, out_proj{nullptr};
+    Moe moe{nullptr};
+    torch::Tensor bk_scale;  // papertime only
+  };
+  torch::Tensor block_forward(Block& b, const torch::Tensor& h);
+  void reset_parameters();
+  torch::nn::Embedding tok_emb_{nullptr}, pos_emb_{nullptr};
+  std::vector<Block> blocks_;
+  torch::nn::LayerNorm final_norm_{nullptr};
+  torch::nn::Linear head_{nullptr};
+  BkCoreOptions bk_;
+  RouterKind router_;
+};
+
+}  // namespace rbk

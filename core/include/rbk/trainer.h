@@ -1,0 +1,89 @@
+// Language-model trainer (claim C05 and every later LM experiment): AdamW, constant or cosine
+// schedule with linear warm-up, gradient clipping and accumulation, checkpoints with exact resume
+// (on the CPU the same seed gives bit-identical losses after a resume), divergence detection
+// recorded as a status, a progress line and a JSON-lines metrics log.
+//
+// Batching follows the PoC (upstream-audit §2.1): the train stream is cut to a multiple of B and
+// laid out as B contiguous streams (B, T/B); step i takes columns [iN, iN+N) as input and the next
+// column range as target; incomplete final chunks are skipped; every epoch visits the chunks in
+// order. layout "upstream_time_major" feeds the model the transpose (N, B), reproducing the PoC
+// bug where BK-Core runs across the B unrelated streams (targets stay aligned, as upstream).
+#pragma once
+#include "rbk/lm_model.h"
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace rbk {
+
+enum class BatchLayout { Correct, UpstreamTimeMajor };
+BatchLayout parse_batch_layout(const std::string& s);  // "correct" | "upstream_time_major"
+std::string to_string(BatchLayout l);
+
+// (B, T/B) int64: stream trimmed to a multiple of B, row b = tokens [b T/B, (b+1) T/B).
+torch::Tensor batchify(const torch::Tensor& ids, int64_t batch_size);  // ids (T,) int64
+int64_t chunks_per_epoch(const torch::Tensor& grid, int64_t seq_len);   // grid (B, C)
+
+struct TrainOptions {
+  int64_t batch_size = 20;
+  int64_t seq_len = 128;
+  BatchLayout layout = BatchLayout::Correct;
+  int64_t epochs = 3;
+  int64_t max_steps = 0;           // > 0: stop after this many optimizer steps in total
+  double lr = 1e-3;
+  double weight_decay = 0.01;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  std::string schedule = "constant";  // "constant" | "cosine" (to min_lr_ratio * lr)
+  int64_t warmup_steps = 0;
+  double min_lr_ratio = 0.1;
+  double clip_norm = 0.5;          // <= 0: off
+  int64_t grad_accum = 1;          // micro-batches (chunks) per optimizer step
+  double spike_factor = 0.0;       // > 0: loss > spike_factor * EMA(loss) after 50 steps = divergence
+  uint64_t seed = 0;
+  torch::Device device = torch::kCPU;
+  std::string checkpoint_path;     // "" = no checkpoints
+  int64_t checkpoint_every = 0;    // optimizer steps; 0 = only at the end of each epoch
+  int64_t stop_after_steps = 0;    // > 0: checkpoint and return "stopped" there (tests, preemption)
+  std::string metrics_path;        // JSON-lines log; "" = none
+  int64_t log_every = 50;          // steps between progress lines / metric records
+  std::string label;               // prefix of progress lines
+};
+
+struct EpochStats {
+  int64_t epoch = 0;        // 1-based
+  int64_t steps = 0;        // optimizer steps in the epoch
+  double mean_loss = 0.0;   // mean training CE over the epoch's micro-batches (nats)
+  double train_ppl = 0.0;   // exp(mean_loss): the PoC's reported "Perplexity" (audit §2.1)
+  double seconds = 0.0;
+};
+
+struct TrainResult {
+  std::string status = "ok";  // "ok" | "diverged" | "stopped"
+  std::string message;
+  int64_t steps = 0;
+  std::vector<EpochStats> epochs;
+  std::vector<double> step_losses;  // one per optimizer step (mean over its micro-batches)
+  double seconds = 0.0;
+  double tokens_per_second = 0.0;
+  nlohmann::json to_json() const;
+};
+
+// Trains in place. Seeds torch with opt.seed at the start of a fresh run; a run resumes from
+// opt.checkpoint_path when that file exists (and its model config matches). extra_meta is stored
+// in the checkpoint (e.g. the tokenizer) and returned by read_checkpoint_meta.
+TrainResult train_language_model(LanguageModel& model, const torch::Tensor& train_ids,  // (T,) int64
+                                 const TrainOptions& opt, const nlohmann::json& extra_meta = nlohmann::json::object());
+
+// Checkpoint files: model parameters, optimizer state, trainer state and RNG state in one
+// torch archive, plus a JSON "meta" record (model config, trainer position, extra_meta).
+nlohmann::json read_checkpoint_meta(const std::string& path);
+// Builds the model described by a checkpoint and loads its parameters.
+std::shared_ptr<LanguageModel> load_model_from_checkpoint(const std::string& path, torch::Device device = torch::kCPU);
+
+// Learning rate at optimizer step s (0-based) of total_steps.
+double scheduled_lr(const TrainOptions& opt, int64_t step, int64_t total_steps);
+
+}  // namespace rbk

@@ -1,0 +1,152 @@
+// Mixture-of-experts layer and its routers (see moe.h; upstream-audit §2.1, §3; claims C05, C09).
+#include "rbk/moe.h"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace rbk {
+
+std::string to_string(RouterKind r) {
+  switch (r) {
+    case RouterKind::LearnedTopK: return "learned_topk";
+    case RouterKind::SwitchTop1: return "switch_top1";
+    case RouterKind::GumbelHard: return "gumbel_hard";
+    case RouterKind::ScatteringPhase: return "scattering_phase";
+  }
+  return "?";
+}
+
+RouterKind parse_router(const std::string& s) {
+  if (s == "learned_topk") return RouterKind::LearnedTopK;
+  if (s == "switch_top1") return RouterKind::SwitchTop1;
+  if (s == "gumbel_hard") return RouterKind::GumbelHard;
+  if (s == "scattering_phase") return RouterKind::ScatteringPhase;
+  throw std::invalid_argument("router '" + s + "': expected learned_topk, switch_top1, gumbel_hard or scattering_phase");
+}
+
+MoeImpl::MoeImpl(const MoeOptions& o) : options_(o) {
+  if (o.num_experts < 1 || o.top_k < 1 || o.d_model < 1 || o.hidden_mult < 1)
+    throw std::invalid_argument("MoE: num_experts, top_k, d_model, hidden_mult must be >= 1");
+  if (o.router != RouterKind::ScatteringPhase) gate_ = register_module("gate", torch::nn::Linear(o.d_model, o.num_experts));
+  up_ = register_module("up", torch::nn::ModuleList());
+  down_ = register_module("down", torch::nn::ModuleList());
+  for (int64_t e = 0; e < o.num_experts; ++e) {
+    up_->push_back(torch::nn::Linear(o.d_model, o.hidden_mult * o.d_model));
+    down_->push_back(torch::nn::Linear(o.hidden_mult * o.d_model, o.d_model));
+  }
+  drop_ = register_module("drop", torch::nn::Dropout(o.dropout));
+  counts_ = torch::zeros({o.num_experts}, torch::kInt64);
+}
+
+torch::Tensor MoeImpl::expert_forward(int64_t e, const torch::Tensor& x) {
+  auto h = torch::relu(up_[e]->as<torch::nn::Linear>()->forward(x));
+  return down_[e]->as<torch::nn::Linear>()->forward(drop_->forward(h));
+}
+
+torch::Tensor MoeImpl::dispatch(const torch::Tensor& x, const torch::Tensor& idx, const torch::Tensor& w) {
+  auto out = torch::zeros_like(x);
+  for (int64_t e = 0; e < options_.num_experts; ++e) {
+    auto hit = idx.eq(e);                                   // (T, k)
+    auto rows = hit.any(1).nonzero().squeeze(1);            // tokens that use expert e
+    if (rows.numel() == 0) continue;
+    auto we = (w * hit.to(w.scalar_type())).sum(1).index_select(0, rows).unsqueeze(1);
+    out = out.index_add(0, rows, expert_forward(e, x.index_select(0, rows)) * we);
+  }
+  return out;
+}
+
+torch::Tensor MoeImpl::forward(const torch::Tensor& x, const torch::Tensor& g) {
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == options_.d_model, "MoE: x must be (T, ", options_.d_model, "), got ", x.sizes());
+  const int64_t E = options_.num_experts;
+  torch::Tensor idx, w, out;
+  switch (options_.router) {
+    case RouterKind::LearnedTopK: {
+      auto logits = gate_->forward(x);
+      if (options_.legacy_scattering_scale > 0) {
+        // Upstream's always-on modulation: batch statistics of the token norms (non-causal
+        // across the batch, and not learnable).
+        auto nrm = x.norm(2, 1, true);
+        logits = logits + options_.legacy_scattering_scale * (nrm - nrm.mean()) / (nrm.std() + 1e-6);
+      }
+      if (options_.top_k >= E) {
+        w = torch::softmax(logits, -1);
+        out = torch::zeros_like(x);
+        for (int64_t e = 0; e < E; ++e) out = out + expert_forward(e, x) * w.select(1, e).unsqueeze(1);
+        idx = torch::arange(E, torch::TensorOptions().dtype(torch::kInt64).device(x.device())).expand({x.size(0), E});
+      } else {
+        auto top = logits.topk(options_.top_k, -1);
+        w = torch::softmax(std::get<0>(top), -1);  // over the k selected logits only (k = 1: w == 1)
+        idx = std::get<1>(top);
+        out = dispatch(x, idx, w);
+      }
+      break;
+    }
+    case RouterKind::SwitchTop1: {
+      auto p = torch::softmax(gate_->forward(x), -1);
+      auto top = p.max(-1, true);
+      w = std::get<0>(top);
+      idx = std::get<1>(top);
+      out = dispatch(x, idx, w);
+      break;
+    }
+    case RouterKind::GumbelHard: {
+      auto logits = gate_->forward(x);
+      // Gumbel noise as torch.nn.functional.gumbel_softmax draws it: -log(Exp(1)).
+      // In eval mode the noise is left out (argmax of the logits, the distribution's mode), so
+      // held-out scores are deterministic; the PoC never evaluates, so there is nothing to copy.
+      auto noisy = is_training() ? logits - torch::empty_like(logits).exponential_().log() : logits;
+      auto soft = torch::softmax(noisy, -1);
+      idx = soft.argmax(-1, true);
+      auto hard = torch::zeros_like(soft).scatter_(1, idx, 1.0);
+      auto y = hard - soft.detach() + soft;  // straight-through
+      w = y.gather(1, idx);
+      out = torch::zeros_like(x);
+      for (int64_t e = 0; e < E; ++e) out = out + expert_forward(e, x) * y.select(1, e).unsqueeze(1);
+      break;
+    }
+    case RouterKind::ScatteringPhase: {
+      TORCH_CHECK(g.defined() && g.numel() == x.size(0) && g.is_complex(),
+                  "MoE scattering_phase router needs G_ii (T,) complex, got ", g.defined() ? g.sizes() : c10::IntArrayRef{});
+      torch::NoGradGuard ng;  // routing is a discrete function of G (no gradient upstream either)
+      auto gd = g.to(torch::kComplexDouble);
+      auto re = torch::real(gd), im = torch::imag(gd);
+      auto delta = torch::atan2(im, re) / (options_.scattering_epsilon + 0.1);
+      delta = torch::remainder(delta + M_PI, 2 * M_PI) - M_PI;
+      auto u = (delta + M_PI) / (2 * M_PI);
+      auto primary = (u * static_cast<double>(E)).floor().clamp(0, E - 1).to(torch::kInt64);
+      auto mag = torch::abs(gd);
+      auto thr = torch::quantile(mag, 1.0 - options_.resonance_fraction);
+      auto res = mag.gt(thr);
+      const int64_t k = std::min<int64_t>(2, E);
+      auto start = (primary - 1).clamp_min(0).clamp_max(E - k);
+      auto slots = start.unsqueeze(1) + torch::arange(k, primary.options()).unsqueeze(0);  // (T, k)
+      auto raw = 1.0 / (1.0 + (slots - primary.unsqueeze(1)).abs().to(torch::kDouble));
+      auto rw = raw / raw.sum(1, true);
+      // Non-resonance tokens: primary expert, weight 1 (second slot weight 0, same expert).
+      auto one_hot_w = torch::zeros_like(rw);
+      one_hot_w.select(1, 0).fill_(1.0);
+      idx = torch::where(res.unsqueeze(1), slots, primary.unsqueeze(1).expand({-1, k}));
+      w = torch::where(res.unsqueeze(1), rw, one_hot_w).to(x.scalar_type());
+      break;
+    }
+  }
+  if (options_.router == RouterKind::ScatteringPhase) out = dispatch(x, idx, w);
+  // Counts stay on the device (no host sync per step); a slot counts when its weight is > 0,
+  // so a non-resonant scattering token counts once.
+  if (counts_.device() != x.device()) counts_ = counts_.to(x.device());
+  {
+    torch::NoGradGuard ng;
+    auto used = w.detach().gt(0).to(torch::kInt64);
+    counts_ += torch::zeros({E}, counts_.options()).index_add_(0, idx.reshape({-1}), used.reshape({-1}));
+    last_weights_ = w.detach();
+  }
+  return out;
+}
+
+double MoeImpl::last_routing_entropy() const {
+  if (!last_weights_.defined()) return 0.0;
+  auto wd = last_weights_.to(torch::kDouble);
+  return -(wd * wd.clamp_min(1e-300).log()).sum(1).mean().item<double>();
+}
+
+}  // namespace rbk

@@ -1,0 +1,60 @@
+// Causal Transformer LM baseline (see transformer_lm.h; upstream-audit §9.4; claim C05 (d)).
+#include "rbk/transformer_lm.h"
+#include "rbk/torch_compat.h"
+
+namespace rbk {
+
+int64_t transformer_block_parameters(int64_t D, int64_t F) { return 4 * D * D + 9 * D + 2 * D * F + F; }
+
+TransformerLm::TransformerLm(const LmConfig& c) : LanguageModel(c) {
+  c.validate();
+  const int64_t D = c.d_model;
+  tok_emb_ = register_module("tok_emb", torch::nn::Embedding(c.vocab_size, D));
+  pos_emb_ = register_module("pos_emb", torch::nn::Embedding(c.n_seq, D));
+  drop_ = register_module("drop", torch::nn::Dropout(c.dropout));
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const std::string p = "block" + std::to_string(l) + "_";
+    Block b;
+    b.ln1 = register_module(p + "ln1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({D})));
+    b.qkv = register_module(p + "qkv", torch::nn::Linear(D, 3 * D));
+    b.proj = register_module(p + "proj", torch::nn::Linear(D, D));
+    b.ln2 = register_module(p + "ln2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({D})));
+    b.fc1 = register_module(p + "fc1", torch::nn::Linear(D, c.ffn_dim));
+    b.fc2 = register_module(p + "fc2", torch::nn::Linear(c.ffn_dim, D));
+    blocks_.push_back(b);
+  }
+  final_norm_ = register_module("final_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({D})));
+  // Tied: no head module; the logits reuse the token embedding (counted once).
+  if (!c.tie_weights) head_ = register_module("head", torch::nn::Linear(D, c.vocab_size));
+  torch::NoGradGuard ng;
+  if (c.init == "papertime") {
+    torch::nn::init::normal_(tok_emb_->weight, 0.0, 0.02);
+    torch::nn::init::normal_(pos_emb_->weight, 0.0, 0.02);
+    for (auto& m : modules(false)) {
+      if (auto* lin = m->as<torch::nn::Linear>()) {
+        torch::nn::init::xavier_uniform_(lin->weight);
+        if (lin->bias.defined()) lin->bias.zero_();
+      }
+    }
+  }
+}
+
+torch::Tensor TransformerLm::forward(const torch::Tensor& ids) {
+  TORCH_CHECK(ids.dim() == 2, "TransformerLm: ids must be (B, n), got ", ids.sizes());
+  TORCH_CHECK(ids.size(1) <= config_.n_seq, "TransformerLm: sequence length ", ids.size(1), " exceeds n_seq ", config_.n_seq);
+  const int64_t B = ids.size(0), n = ids.size(1), D = config_.d_model, H = config_.n_heads;
+  auto pos = torch::arange(n, ids.options());
+  auto x = drop_->forward(tok_emb_->forward(ids) + pos_emb_->forward(pos).unsqueeze(0));
+  const double p = is_training() ? config_.dropout : 0.0;
+  for (auto& b : blocks_) {
+    auto qkv = b.qkv->forward(b.ln1->forward(x)).view({B, n, 3, H, D / H}).permute({2, 0, 3, 1, 4});
+    auto a = causal_attention(qkv[0], qkv[1], qkv[2], p, is_training());  // (B, H, n, Dh)
+    x = x + drop_->forward(b.proj->forward(a.transpose(1, 2).reshape({B, n, D})));
+    auto f = torch::gelu(b.fc1->forward(b.ln2->forward(x)));
+    x = x + drop_->forward(b.fc2->forward(drop_->forward(f)));
+  }
+  auto h = final_norm_->forward(x);
+  return config_.tie_weights ? torch::matmul(h, tok_emb_->weight.t()) : head_->forward(h);
+}
+
+}  // namespace rbk
