@@ -138,19 +138,23 @@ ResNetBkLm::ResNetBkLm(const LmConfig& c) : LanguageModel(c) {
   reset_parameters();
 }
 
+void init_papertime_weights(torch::nn::Module& model, torch::nn::Embedding& tok_emb, torch::nn::Embedding& pos_emb) {
+  torch::NoGradGuard ng;
+  torch::nn::init::normal_(tok_emb->weight, 0.0, 0.02);
+  torch::nn::init::normal_(pos_emb->weight, 0.0, 0.02);
+  for (auto& m : model.modules(false)) {
+    if (auto* lin = m->as<torch::nn::Linear>()) {
+      torch::nn::init::xavier_uniform_(lin->weight);
+      if (lin->bias.defined()) lin->bias.zero_();
+    }
+  }
+}
+
 void ResNetBkLm::reset_parameters() {
   torch::NoGradGuard ng;
   const auto& c = config_;
-  if (c.init == "papertime") {
-    torch::nn::init::normal_(tok_emb_->weight, 0.0, 0.02);
-    torch::nn::init::normal_(pos_emb_->weight, 0.0, 0.02);
-    for (auto& m : modules(false)) {
-      if (auto* lin = m->as<torch::nn::Linear>()) {
-        torch::nn::init::xavier_uniform_(lin->weight);
-        if (lin->bias.defined()) lin->bias.zero_();
-      }
-    }
-  }  // torch_default: the LibTorch constructors already match PyTorch's defaults (PoC)
+  if (c.init == "papertime") init_papertime_weights(*this, tok_emb_, pos_emb_);
+  // torch_default: the LibTorch constructors already match PyTorch's defaults (PoC)
   if (c.prime_bump == "simple") {
     for (int64_t p : primes_below(c.n_seq)) pos_emb_->weight[p].add_(c.prime_bump_scale);
   } else if (c.prime_bump == "potential") {

@@ -26,17 +26,7 @@ TransformerLm::TransformerLm(const LmConfig& c) : LanguageModel(c) {
   final_norm_ = register_module("final_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({D})));
   // Tied: no head module; the logits reuse the token embedding (counted once).
   if (!c.tie_weights) head_ = register_module("head", torch::nn::Linear(D, c.vocab_size));
-  torch::NoGradGuard ng;
-  if (c.init == "papertime") {
-    torch::nn::init::normal_(tok_emb_->weight, 0.0, 0.02);
-    torch::nn::init::normal_(pos_emb_->weight, 0.0, 0.02);
-    for (auto& m : modules(false)) {
-      if (auto* lin = m->as<torch::nn::Linear>()) {
-        torch::nn::init::xavier_uniform_(lin->weight);
-        if (lin->bias.defined()) lin->bias.zero_();
-      }
-    }
-  }
+  if (c.init == "papertime") init_papertime_weights(*this, tok_emb_, pos_emb_);
 }
 
 torch::Tensor TransformerLm::forward(const torch::Tensor& ids) {

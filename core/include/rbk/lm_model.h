@@ -76,6 +76,10 @@ std::shared_ptr<LanguageModel> make_language_model(const LmConfig& config);
 int64_t count_parameters(const torch::nn::Module& m);
 
 // The ResNet-BK LM.
+// Paper-time initialisation shared by every LM of the suite (audit §2.3): embeddings N(0, 0.02),
+// every Linear Xavier-uniform with zero bias.
+void init_papertime_weights(torch::nn::Module& model, torch::nn::Embedding& tok_emb, torch::nn::Embedding& pos_emb);
+
 class ResNetBkLm : public LanguageModel {
  public:
   explicit ResNetBkLm(const LmConfig& config);
