@@ -9,6 +9,11 @@ OUT=${OUT:-/tmp/rbk-out}
 mkdir -p "$OUT/kernel_speed"
 STAGES=${*:-"build gpu memcheck exp bench all unit"}
 BUILD=build-gpu
+# The copied tree on the GPU machine has no .git: provenance must come from the caller.
+if [ -z "${RBK_GIT_COMMIT:-}" ]; then
+  echo "run_device.sh: set RBK_GIT_COMMIT=<sha of the commit sent> (and RBK_GIT_DIRTY) so results record their code" >&2
+  exit 2
+fi
 log() { echo "=== $(date +%T) $*"; }
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv,noheader || true
@@ -42,7 +47,8 @@ fi
 if has bench; then
   log benchmark
   timeout 200 $BUILD/experiments/kernel_speed/bench_kernel_speed --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
-    --benchmark_out="$OUT/kernel_speed/bench_kernel_speed.json" --benchmark_out_format=json 2>&1 | tail -20
+    --benchmark_out="$OUT/kernel_speed/bench_kernel_speed.json" --benchmark_out_format=json \
+    --benchmark_context=git_commit="$RBK_GIT_COMMIT" --benchmark_context=git_dirty="${RBK_GIT_DIRTY:-unknown}" 2>&1 | tail -20
 fi
 if has ncu; then
   log ncu: forward kernels at B=16 N=4096 and N=2^20
