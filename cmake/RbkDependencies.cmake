@@ -16,6 +16,10 @@ if(RBK_ENABLE_CUDA)
     enable_language(CUDA)
     set(CMAKE_CUDA_STANDARD 17)
     set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+    # One CUDA runtime per process: Torch links the shared libcudart, so our kernels must too. CMake's
+    # default (a static cudart in every target with CUDA code) puts a second runtime into every binary
+    # on the GPU machine; it is the prime suspect of two segfaulting unit tests there (NOTES.md).
+    set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
     find_package(CUDAToolkit REQUIRED)
   endif()
 endif()

@@ -4,6 +4,10 @@
 set(RBK_KERNEL_DIR ${CMAKE_CURRENT_LIST_DIR})
 
 add_library(rbk_cuda_kernels STATIC ${RBK_KERNEL_DIR}/bk_stable_scan.cu ${RBK_KERNEL_DIR}/bk_compat_triton_like.cu)
+# RWKV-4 WKV kernel (issue 7, RWKV baseline).
+target_sources(rbk_cuda_kernels PRIVATE ${RBK_KERNEL_DIR}/wkv.cu)
+# Mamba-1 selective scan (issue 7, baselines).
+target_sources(rbk_cuda_kernels PRIVATE ${RBK_KERNEL_DIR}/selective_scan.cu)
 target_include_directories(rbk_cuda_kernels PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include)
 target_link_libraries(rbk_cuda_kernels PUBLIC CUDA::cudart)
 # Every number these kernels produce may reach a table: IEEE division/sqrt, no fast math.
@@ -15,6 +19,8 @@ target_compile_options(rbk_cuda_kernels PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-line
 
 if(RBK_TORCH_HAS_CUDA)
   target_sources(rbk_core PRIVATE ${RBK_KERNEL_DIR}/bk_core_cuda.cpp)
+  target_sources(rbk_core PRIVATE ${RBK_KERNEL_DIR}/wkv_cuda.cpp)
+  target_sources(rbk_core PRIVATE ${RBK_KERNEL_DIR}/selective_scan_cuda.cpp)
   target_link_libraries(rbk_core PUBLIC rbk_cuda_kernels)
   target_compile_definitions(rbk_core PUBLIC RBK_WITH_CUDA_KERNELS=1)
 endif()

@@ -39,6 +39,7 @@ std::string to_string(BkGradientMode g) {
     case BkGradientMode::Exact: return "exact";
     case BkGradientMode::PapertimeHybrid: return "papertime_hybrid";
     case BkGradientMode::HeadHybrid: return "head_hybrid";
+    case BkGradientMode::Autograd: return "autograd";
   }
   return "?";
 }
@@ -55,9 +56,10 @@ BkContext parse_context(const std::string& s) {
   throw std::invalid_argument("unknown BK-Core context '" + s + "' (expected bidirectional, causal)");
 }
 BkGradientMode parse_gradient_mode(const std::string& s) {
-  for (auto g : {BkGradientMode::Exact, BkGradientMode::PapertimeHybrid, BkGradientMode::HeadHybrid})
+  for (auto g : {BkGradientMode::Exact, BkGradientMode::PapertimeHybrid, BkGradientMode::HeadHybrid, BkGradientMode::Autograd})
     if (to_string(g) == s) return g;
-  throw std::invalid_argument("unknown BK-Core gradient mode '" + s + "' (expected exact, papertime_hybrid, head_hybrid)");
+  throw std::invalid_argument("unknown BK-Core gradient mode '" + s +
+                              "' (expected exact, papertime_hybrid, head_hybrid, autograd)");
 }
 
 Tridiagonal laplacian_with_potential(const Tensor& v) {
@@ -310,10 +312,16 @@ Tensor upstream_sanitise(const Tensor& G64) {
 
 Tensor compat_forward(const Tridiagonal& h, c10::complex<double> z, BkForwardMode mode, CompatExecution execution) {
   const bool triton = mode == BkForwardMode::CompatPapertimeTriton;
-  const bool tensor_ops = execution == CompatExecution::TensorOps || !h.diag.device().is_cpu();
   Tensor G;
-  if (tensor_ops) G = compat_tensor_ops(h, z, triton ? torch::kFloat : torch::kDouble);
-  else G = triton ? compat_scalar_loop<float>(h, z) : compat_scalar_loop<double>(h, z);
+  if (execution == CompatExecution::TensorOps) {
+    G = compat_tensor_ops(h, z, triton ? torch::kFloat : torch::kDouble);
+  } else {
+    // The loops run on the CPU whatever h's device (same arithmetic as TensorOps): for a CUDA
+    // model (the PoC bug variant of exp_train_poc) two small copies replace ~20 tiny kernel
+    // launches per recursion step.
+    G = triton ? compat_scalar_loop<float>(h, z) : compat_scalar_loop<double>(h, z);
+    G = G.to(h.diag.device());
+  }
   G = G.to(torch::kComplexFloat);  // upstream returns complex64
   if (mode == BkForwardMode::CompatPoc) return G;
   return upstream_sanitise(G);
@@ -360,6 +368,35 @@ Tensor resolvent_diagonal_vjp_exact(const Tridiagonal& h, c10::complex<double> z
   return out;
 }
 
+Tensor resolvent_diagonal_stable_differentiable(const Tensor& v, c10::complex<double> z, BkContext context) {
+  const Tridiagonal h = laplacian_with_potential(v);
+  check_bk_inputs(h, z, BkForwardMode::Stable, context);
+  TORCH_CHECK(v.scalar_type() == torch::kFloat || v.scalar_type() == torch::kDouble,
+              "BK-Core (differentiable): v must be float32 or float64, got ", v.scalar_type());
+  const int64_t N = v.size(1);
+  const auto ctype = v.scalar_type() == torch::kDouble ? torch::kComplexDouble : torch::kComplexFloat;
+  // alpha_i = a_i - z as one complex tensor; unbind/stack (not select/index) so that the backward
+  // of the per-column views is one O(N) stack/unbind, not N scatters into (B, N) zeros.
+  const Tensor alpha = torch::complex(h.diag - z.real(), torch::full_like(h.diag, -z.imag()));
+  const std::vector<Tensor> al = alpha.unbind(1);                        // N x (B,) complex
+  const std::vector<Tensor> kk = (h.upper * h.lower).to(ctype).unbind(1);  // N-1 x (B,), k_i = b_i c_i
+  std::vector<Tensor> dl(N), G(N);
+  dl[0] = al[0];
+  for (int64_t i = 1; i < N; ++i) dl[i] = al[i] - kk[i - 1] / dl[i - 1];  // left pivots
+  if (context == BkContext::Causal) {
+    for (int64_t i = 0; i < N; ++i) G[i] = dl[i].reciprocal();
+  } else {
+    // G_i = 1/(dl_i - R_i), R_{N-1} = 0, R_{i-1} = k_{i-1}/(alpha_i - R_i): the right sweep of
+    // stable_forward_cpu, op for op.
+    Tensor R;
+    for (int64_t i = N - 1; i >= 0; --i) {
+      G[i] = R.defined() ? (dl[i] - R).reciprocal() : dl[i].reciprocal();
+      if (i > 0) R = kk[i - 1] / (R.defined() ? al[i] - R : al[i]);
+    }
+  }
+  return torch::stack(G, 1);
+}
+
 namespace {
 
 // Constants of upstream's hybrid backwards (audit §1.3-1.4).
@@ -374,7 +411,8 @@ constexpr double kHeadGradClamp = 100.0;
 }  // namespace
 
 Tensor hybrid_gradient(const Tensor& G, const Tensor& grad_features, BkGradientMode mode) {
-  TORCH_CHECK(mode != BkGradientMode::Exact, "hybrid_gradient: Exact is not a hybrid mode");
+  TORCH_CHECK(mode == BkGradientMode::PapertimeHybrid || mode == BkGradientMode::HeadHybrid,
+              "hybrid_gradient: '", to_string(mode), "' is not a hybrid mode");
   TORCH_CHECK(G.is_complex() && G.dim() == 2, "hybrid_gradient: G must be (B, N) complex, got ", G.sizes());
   TORCH_CHECK(grad_features.dim() == 3 && grad_features.size(2) == 2 && grad_features.size(0) == G.size(0) &&
                   grad_features.size(1) == G.size(1),

@@ -1,10 +1,23 @@
 // autograd::Function around BK-Core: any forward mode x any gradient mode x context.
 #include "rbk/bk_core_autograd.h"
 
+#if defined(RBK_WITH_CUDA_KERNELS)
+#include "rbk/kernels/bk_core_cuda.h"
+#endif
+
 namespace rbk {
 namespace {
 
 using torch::Tensor;
+
+#if defined(RBK_WITH_CUDA_KERNELS)
+// The model's H = Laplacian + diag(v) on the GPU goes to the v-only kernels, which read v (float32
+// or bfloat16) and nothing else: no off-diagonal tensors, no complex intermediate.
+bool use_v_only_cuda_kernel(const Tensor& v, BkForwardMode fwd) {
+  return fwd == BkForwardMode::Stable && v.is_cuda() && v.dim() == 2 &&
+         (v.scalar_type() == torch::kFloat || v.scalar_type() == torch::kBFloat16);
+}
+#endif
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
@@ -13,24 +26,43 @@ struct BkCoreFunction : public torch::autograd::Function<BkCoreFunction> {
                         int64_t context, double z_re, double z_im, int64_t compat_execution) {
     const c10::complex<double> z(z_re, z_im);
     const auto fwd = static_cast<BkForwardMode>(forward_mode);
-    const Tensor vv = fwd == BkForwardMode::Stable ? v : v.to(torch::kFloat);  // upstream feeds float32
-    const Tensor G = resolvent_diagonal(laplacian_with_potential(vv.detach()), z, fwd, static_cast<BkContext>(context),
-                                        static_cast<CompatExecution>(compat_execution));
-    ctx->save_for_backward({v, G});
     ctx->saved_data["gradient"] = gradient_mode;
     ctx->saved_data["context"] = context;
     ctx->saved_data["z_re"] = z_re;
     ctx->saved_data["z_im"] = z_im;
+#if defined(RBK_WITH_CUDA_KERNELS)
+    if (use_v_only_cuda_kernel(v, fwd)) {
+      const Tensor features = cuda::bk_features_cuda(v.detach().contiguous(), z, static_cast<BkContext>(context));
+      ctx->save_for_backward({v, features});
+      ctx->saved_data["v_only_cuda"] = true;
+      return features;
+    }
+#endif
+    ctx->saved_data["v_only_cuda"] = false;
+    const Tensor vv = fwd == BkForwardMode::Stable ? v : v.to(torch::kFloat);  // upstream feeds float32
+    const Tensor G = resolvent_diagonal(laplacian_with_potential(vv.detach()), z, fwd, static_cast<BkContext>(context),
+                                        static_cast<CompatExecution>(compat_execution));
+    ctx->save_for_backward({v, G});
     return resolvent_features(G);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const auto saved = ctx->get_saved_variables();
     const Tensor& v = saved[0];
-    const Tensor& G = saved[1];
     const Tensor grad = grad_outputs[0].contiguous();  // (B, N, 2)
     const auto mode = static_cast<BkGradientMode>(ctx->saved_data["gradient"].toInt());
+    const bool v_only_cuda = ctx->saved_data["v_only_cuda"].toBool();
+    // Saved: G (B, N) complex, or the v-only kernel's features (B, N, 2) float32.
+    const Tensor G = v_only_cuda ? torch::view_as_complex(saved[1].contiguous()) : saved[1];
     Tensor grad_v;
+#if defined(RBK_WITH_CUDA_KERNELS)
+    if (v_only_cuda && mode == BkGradientMode::Exact) {
+      const c10::complex<double> z(ctx->saved_data["z_re"].toDouble(), ctx->saved_data["z_im"].toDouble());
+      grad_v = cuda::bk_features_vjp_cuda(v.contiguous(), z, grad.to(torch::kFloat).contiguous(),
+                                          static_cast<BkContext>(ctx->saved_data["context"].toInt()));
+      return {grad_v.to(v.scalar_type()), Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+    }
+#endif
     if (mode == BkGradientMode::Exact) {
       const auto real_type = v.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
       const Tensor g = torch::view_as_complex(grad.to(real_type).contiguous());
@@ -47,6 +79,12 @@ struct BkCoreFunction : public torch::autograd::Function<BkCoreFunction> {
 }  // namespace
 
 Tensor bk_core_features(const Tensor& v, const BkCoreOptions& o) {
+  if (o.gradient == BkGradientMode::Autograd) {
+    // No custom Function: LibTorch records the differentiable forward and derives the backward.
+    TORCH_CHECK(o.forward == BkForwardMode::Stable, "BK-Core: gradient 'autograd' needs forward 'stable' (got '",
+                to_string(o.forward), "')");
+    return torch::view_as_real(resolvent_diagonal_stable_differentiable(v, o.z, o.context));  // (B, N, 2)
+  }
   return BkCoreFunction::apply(v, static_cast<int64_t>(o.forward), static_cast<int64_t>(o.gradient),
                                static_cast<int64_t>(o.context), o.z.real(), o.z.imag(),
                                static_cast<int64_t>(o.compat_execution));

@@ -26,7 +26,8 @@ EvalResult finish(double total_nll, int64_t scored, const TokenStream& s) {
 }  // namespace
 
 EvalResult evaluate_language_model(LanguageModel& model, const TokenStream& s, int64_t batch_size, int64_t seq_len,
-                                   BatchLayout layout, torch::Device device) {
+                                   BatchLayout layout, torch::Device device, const std::string& precision) {
+  const bool bf16 = wants_bf16_autocast(precision, device);
   const int64_t V = model.config().vocab_size;
   TORCH_CHECK(s.ids.max().item<int64_t>() < V, "evaluate: ", s.source, " has token ids >= vocabulary size ", V);
   auto grid = batchify(s.ids, batch_size).to(device);
@@ -34,7 +35,8 @@ EvalResult evaluate_language_model(LanguageModel& model, const TokenStream& s, i
   const bool was_training = model.is_training();
   model.eval();
   torch::NoGradGuard ng;
-  double total = 0.0;
+  // float64 on the device: the same sequence of double additions as summing on the host.
+  auto total_t = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device));
   int64_t scored = 0;
   for (int64_t i = 0; i + 1 < cols; i += seq_len) {
     const int64_t n = std::min(seq_len, cols - 1 - i);
@@ -44,14 +46,18 @@ EvalResult evaluate_language_model(LanguageModel& model, const TokenStream& s, i
       x = x.t();
       y = y.t();
     }
-    auto logits = model.forward(x.contiguous()).to(torch::kFloat32);
-    total += torch::nn::functional::cross_entropy(logits.reshape({-1, V}), y.reshape({-1}),
-                                                  torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                 .item<double>();
+    torch::Tensor nll;
+    {
+      AutocastGuard autocast(bf16);
+      auto logits = model.forward(x.contiguous()).to(torch::kFloat32);
+      nll = torch::nn::functional::cross_entropy(logits.reshape({-1, V}), y.reshape({-1}),
+                                                 torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+    }
+    total_t += nll.to(torch::kDouble);
     scored += y.numel();
   }
   model.train(was_training);
-  return finish(total, scored, s);
+  return finish(total_t.item<double>(), scored, s);
 }
 
 EvalResult unigram_reference(const torch::Tensor& train_ids, const TokenStream& eval, int64_t V) {

@@ -1,7 +1,9 @@
 // ResNet-BK language model (PoC and paper-time forms) and the model factory (see lm_model.h;
 // upstream-audit §2.1, §2.3, §4.2; claim C05).
 #include "rbk/lm_model.h"
+#include "rbk/mamba_lm.h"
 #include "rbk/prime_bump.h"
+#include "rbk/rwkv_lm.h"
 #include "rbk/transformer_lm.h"
 
 #include <stdexcept>
@@ -34,7 +36,8 @@ nlohmann::json LmConfig::to_json() const {
           {"bk_forward", bk_forward}, {"bk_gradient", bk_gradient}, {"bk_context", bk_context},
           {"prime_bump", prime_bump}, {"prime_bump_scale", prime_bump_scale},
           {"prime_bump_epsilon", prime_bump_epsilon}, {"n_heads", n_heads}, {"ffn_dim", ffn_dim},
-          {"tie_weights", tie_weights}};
+          {"tie_weights", tie_weights}, {"expand", expand}, {"d_state", d_state}, {"d_conv", d_conv},
+          {"dt_rank", dt_rank}};
 }
 
 LmConfig LmConfig::from_json(const nlohmann::json& j) {
@@ -58,13 +61,14 @@ LmConfig LmConfig::from_json(const nlohmann::json& j) {
   get("bk_forward", c.bk_forward); get("bk_gradient", c.bk_gradient); get("bk_context", c.bk_context);
   get("prime_bump", c.prime_bump); get("prime_bump_scale", c.prime_bump_scale);
   get("prime_bump_epsilon", c.prime_bump_epsilon); get("n_heads", c.n_heads); get("ffn_dim", c.ffn_dim);
-  get("tie_weights", c.tie_weights);
+  get("tie_weights", c.tie_weights); get("expand", c.expand); get("d_state", c.d_state); get("d_conv", c.d_conv);
+  get("dt_rank", c.dt_rank);
   c.validate();
   return c;
 }
 
 void LmConfig::validate() const {
-  check_choice("arch", arch, {"resnet_bk", "transformer"});
+  check_choice("arch", arch, {"resnet_bk", "transformer", "mamba", "rwkv"});
   check_range("vocab_size", static_cast<double>(vocab_size), 2, 1e8);
   check_range("d_model", static_cast<double>(d_model), 1, 1e6);
   check_range("n_layers", static_cast<double>(n_layers), 1, 1e4);
@@ -85,6 +89,13 @@ void LmConfig::validate() const {
                                   "the BK-Core output, which the PoC block computes after the MoE)");
     if (bk_context == "causal" && bk_forward != "stable")
       throw std::invalid_argument("model config 'bk_context' = 'causal' needs bk_forward = 'stable' (got '" + bk_forward + "')");
+  } else if (arch == "mamba") {
+    check_range("expand", static_cast<double>(expand), 1, 64);
+    check_range("d_state", static_cast<double>(d_state), 1, 256);
+    check_range("d_conv", static_cast<double>(d_conv), 1, 64);
+    check_range("dt_rank", static_cast<double>(dt_rank), 0, 1e6);
+  } else if (arch == "rwkv") {
+    check_range("ffn_dim", static_cast<double>(ffn_dim), 1, 1e8);
   } else {
     check_range("n_heads", static_cast<double>(n_heads), 1, 1e4);
     check_range("ffn_dim", static_cast<double>(ffn_dim), 1, 1e8);
@@ -103,6 +114,10 @@ int64_t count_parameters(const torch::nn::Module& m) {
 std::shared_ptr<LanguageModel> make_language_model(const LmConfig& config) {
   config.validate();
   if (config.arch == "transformer") return std::make_shared<TransformerLm>(config);
+  if (config.arch == "mamba") return make_mamba_lm(config);
+  if (config.arch == "rwkv") return make_rwkv_lm(config);
+  if (config.arch != "resnet_bk")
+    throw std::invalid_argument("model config 'arch' = '" + config.arch + "': not built into this library");
   return std::make_shared<ResNetBkLm>(config);
 }
 
@@ -115,24 +130,7 @@ ResNetBkLm::ResNetBkLm(const LmConfig& c) : LanguageModel(c) {
   const int64_t D = c.d_model;
   tok_emb_ = register_module("tok_emb", torch::nn::Embedding(c.vocab_size, D));
   pos_emb_ = register_module("pos_emb", torch::nn::Embedding(c.n_seq, D));
-  MoeOptions mo;
-  mo.d_model = D;
-  mo.num_experts = c.num_experts;
-  mo.top_k = c.top_k;
-  mo.dropout = c.dropout;
-  mo.router = router_;
-  mo.legacy_scattering_scale = c.legacy_scattering_scale;
-  mo.scattering_epsilon = c.scattering_epsilon;
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    const std::string p = "block" + std::to_string(l) + "_";
-    Block b;
-    b.norm = register_module(p + "norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({D})));
-    b.moe = register_module(p + "moe", Moe(mo));
-    b.v_proj = register_module(p + "v_proj", torch::nn::Linear(D, 1));
-    b.out_proj = register_module(p + "out_proj", torch::nn::Linear(2, D));
-    if (c.block == "papertime") b.bk_scale = register_parameter(p + "bk_scale", torch::ones({}));
-    blocks_.push_back(b);
-  }
+  for (int64_t l = 0; l < c.n_layers; ++l) blocks_.push_back(make_resnet_bk_block(*this, "block" + std::to_string(l) + "_", c));
   final_norm_ = register_module("final_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({D})));
   head_ = register_module("head", torch::nn::Linear(D, c.vocab_size));
   reset_parameters();
@@ -166,19 +164,39 @@ void ResNetBkLm::reset_parameters() {
   }
 }
 
-torch::Tensor ResNetBkLm::block_forward(Block& b, const torch::Tensor& h) {
+ResNetBkBlock make_resnet_bk_block(torch::nn::Module& owner, const std::string& p, const LmConfig& c) {
+  const int64_t D = c.d_model;
+  MoeOptions mo;
+  mo.d_model = D;
+  mo.num_experts = c.num_experts;
+  mo.top_k = c.top_k;
+  mo.dropout = c.dropout;
+  mo.router = parse_router(c.router);
+  mo.legacy_scattering_scale = c.legacy_scattering_scale;
+  mo.scattering_epsilon = c.scattering_epsilon;
+  ResNetBkBlock b;
+  b.papertime = c.block == "papertime";
+  b.norm = owner.register_module(p + "norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({D})));
+  b.moe = owner.register_module(p + "moe", Moe(mo));
+  b.v_proj = owner.register_module(p + "v_proj", torch::nn::Linear(D, 1));
+  b.out_proj = owner.register_module(p + "out_proj", torch::nn::Linear(2, D));
+  if (b.papertime) b.bk_scale = owner.register_parameter(p + "bk_scale", torch::ones({}));
+  return b;
+}
+
+torch::Tensor resnet_bk_block_forward(ResNetBkBlock& b, const torch::Tensor& h, const BkCoreOptions& bk) {
   const auto B = h.size(0), n = h.size(1), D = h.size(2);
   auto u = b.norm->forward(h);
-  if (config_.block == "poc") {
+  if (!b.papertime) {
     auto m = b.moe->forward(u.reshape({B * n, D})).view({B, n, D});
     auto v = b.v_proj->forward(m).squeeze(-1);                  // (B, n): potential from the MoE output
-    auto f = bk_core_features(v, bk_).to(h.scalar_type());     // (B, n, 2)
+    auto f = bk_core_features(v, bk).to(h.scalar_type());     // (B, n, 2)
     return m + b.out_proj->forward(f);
   }
   auto v = b.v_proj->forward(u).squeeze(-1).clamp(-3.0, 3.0);  // (B, n)
-  auto f = bk_core_features(v, bk_).to(h.scalar_type());       // (B, n, 2)
+  auto f = bk_core_features(v, bk).to(h.scalar_type());       // (B, n, 2)
   torch::Tensor g;
-  if (router_ == RouterKind::ScatteringPhase)
+  if (b.moe->options().router == RouterKind::ScatteringPhase)
     g = torch::complex(f.select(-1, 0).detach(), f.select(-1, 1).detach()).reshape({B * n});
   auto m = b.moe->forward(u.reshape({B * n, D}), g).view({B, n, D});
   return m + b.bk_scale * b.out_proj->forward(f.clamp(-10.0, 10.0));
@@ -189,7 +207,7 @@ torch::Tensor ResNetBkLm::forward(const torch::Tensor& ids) {
   TORCH_CHECK(ids.size(1) <= config_.n_seq, "ResNetBkLm: sequence length ", ids.size(1), " exceeds n_seq ", config_.n_seq);
   auto pos = torch::arange(ids.size(1), ids.options());
   auto h = tok_emb_->forward(ids) + pos_emb_->forward(pos).unsqueeze(0);
-  for (auto& b : blocks_) h = h + block_forward(b, h);
+  for (auto& b : blocks_) h = h + resnet_bk_block_forward(b, h, bk_);
   return head_->forward(final_norm_->forward(h));
 }
 

@@ -50,15 +50,17 @@ torch::Tensor MoeImpl::dispatch(const torch::Tensor& x, const torch::Tensor& idx
     auto rows = hit.any(1).nonzero().squeeze(1);            // tokens that use expert e
     if (rows.numel() == 0) continue;
     auto we = (w * hit.to(w.scalar_type())).sum(1).index_select(0, rows).unsqueeze(1);
-    out = out.index_add(0, rows, expert_forward(e, x.index_select(0, rows)) * we);
+    // Under CUDA autocast the expert's Linear layers return bf16 while x (and out) may be fp32:
+    // index_add needs one dtype, so the contribution is cast to the accumulator's (no-op in fp32).
+    out = out.index_add(0, rows, (expert_forward(e, x.index_select(0, rows)) * we).to(out.scalar_type()));
   }
   return out;
 }
 
-torch::Tensor MoeImpl::forward(const torch::Tensor& x, const torch::Tensor& g) {
+MoeImpl::Routing MoeImpl::route(const torch::Tensor& x, const torch::Tensor& g) {
   TORCH_CHECK(x.dim() == 2 && x.size(1) == options_.d_model, "MoE: x must be (T, ", options_.d_model, "), got ", x.sizes());
   const int64_t E = options_.num_experts;
-  torch::Tensor idx, w, out;
+  Routing r;
   switch (options_.router) {
     case RouterKind::LearnedTopK: {
       auto logits = gate_->forward(x);
@@ -69,24 +71,21 @@ torch::Tensor MoeImpl::forward(const torch::Tensor& x, const torch::Tensor& g) {
         logits = logits + options_.legacy_scattering_scale * (nrm - nrm.mean()) / (nrm.std() + 1e-6);
       }
       if (options_.top_k >= E) {
-        w = torch::softmax(logits, -1);
-        out = torch::zeros_like(x);
-        for (int64_t e = 0; e < E; ++e) out = out + expert_forward(e, x) * w.select(1, e).unsqueeze(1);
-        idx = torch::arange(E, torch::TensorOptions().dtype(torch::kInt64).device(x.device())).expand({x.size(0), E});
+        r.w = torch::softmax(logits, -1);
+        r.dense = r.w;
+        r.idx = torch::arange(E, torch::TensorOptions().dtype(torch::kInt64).device(x.device())).expand({x.size(0), E});
       } else {
         auto top = logits.topk(options_.top_k, -1);
-        w = torch::softmax(std::get<0>(top), -1);  // over the k selected logits only (k = 1: w == 1)
-        idx = std::get<1>(top);
-        out = dispatch(x, idx, w);
+        r.w = torch::softmax(std::get<0>(top), -1);  // over the k selected logits only (k = 1: w == 1)
+        r.idx = std::get<1>(top);
       }
       break;
     }
     case RouterKind::SwitchTop1: {
       auto p = torch::softmax(gate_->forward(x), -1);
       auto top = p.max(-1, true);
-      w = std::get<0>(top);
-      idx = std::get<1>(top);
-      out = dispatch(x, idx, w);
+      r.w = std::get<0>(top);
+      r.idx = std::get<1>(top);
       break;
     }
     case RouterKind::GumbelHard: {
@@ -96,12 +95,10 @@ torch::Tensor MoeImpl::forward(const torch::Tensor& x, const torch::Tensor& g) {
       // held-out scores are deterministic; the PoC never evaluates, so there is nothing to copy.
       auto noisy = is_training() ? logits - torch::empty_like(logits).exponential_().log() : logits;
       auto soft = torch::softmax(noisy, -1);
-      idx = soft.argmax(-1, true);
-      auto hard = torch::zeros_like(soft).scatter_(1, idx, 1.0);
-      auto y = hard - soft.detach() + soft;  // straight-through
-      w = y.gather(1, idx);
-      out = torch::zeros_like(x);
-      for (int64_t e = 0; e < E; ++e) out = out + expert_forward(e, x) * y.select(1, e).unsqueeze(1);
+      r.idx = soft.argmax(-1, true);
+      auto hard = torch::zeros_like(soft).scatter_(1, r.idx, 1.0);
+      r.dense = hard - soft.detach() + soft;  // straight-through
+      r.w = r.dense.gather(1, r.idx);
       break;
     }
     case RouterKind::ScatteringPhase: {
@@ -125,12 +122,26 @@ torch::Tensor MoeImpl::forward(const torch::Tensor& x, const torch::Tensor& g) {
       // Non-resonance tokens: primary expert, weight 1 (second slot weight 0, same expert).
       auto one_hot_w = torch::zeros_like(rw);
       one_hot_w.select(1, 0).fill_(1.0);
-      idx = torch::where(res.unsqueeze(1), slots, primary.unsqueeze(1).expand({-1, k}));
-      w = torch::where(res.unsqueeze(1), rw, one_hot_w).to(x.scalar_type());
+      r.idx = torch::where(res.unsqueeze(1), slots, primary.unsqueeze(1).expand({-1, k}));
+      r.w = torch::where(res.unsqueeze(1), rw, one_hot_w).to(x.scalar_type());
       break;
     }
   }
-  if (options_.router == RouterKind::ScatteringPhase) out = dispatch(x, idx, w);
+  return r;
+}
+
+torch::Tensor MoeImpl::forward(const torch::Tensor& x, const torch::Tensor& g) {
+  const int64_t E = options_.num_experts;
+  const Routing r = route(x, g);
+  torch::Tensor out;
+  if (r.dense.defined()) {
+    out = torch::zeros_like(x);
+    for (int64_t e = 0; e < E; ++e) out = out + expert_forward(e, x) * r.dense.select(1, e).unsqueeze(1);
+  } else {
+    out = dispatch(x, r.idx, r.w);
+  }
+  const torch::Tensor& idx = r.idx;
+  const torch::Tensor& w = r.w;
   // Counts stay on the device (no host sync per step); a slot counts when its weight is > 0,
   // so a non-resonant scattering token counts once.
   if (counts_.device() != x.device()) counts_ = counts_.to(x.device());

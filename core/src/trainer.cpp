@@ -137,6 +137,38 @@ double scheduled_lr(const TrainOptions& o, int64_t step, int64_t total) {
   return lo + 0.5 * (o.lr - lo) * (1.0 + std::cos(M_PI * t));
 }
 
+// The same arithmetic as torch::nn::utils::clip_grad_norm_ (per-tensor 2-norms, their 2-norm,
+// coefficient max_norm / (norm + 1e-6) clamped at 1, every gradient scaled), minus the final
+// .item() that the C++ version does to return a double: no host sync per step.
+torch::Tensor clip_grad_norm_no_sync(const std::vector<torch::Tensor>& params, double max_norm) {
+  std::vector<torch::Tensor> grads, norms;
+  for (const auto& p : params)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return torch::zeros({});
+  for (const auto& g : grads) norms.push_back(g.data().norm(2.0));
+  const auto total = norms.size() == 1 ? norms[0] : torch::stack(norms).norm(2.0);
+  const auto coef = torch::clamp(max_norm / (total + 1e-6), c10::nullopt, 1.0);
+  for (auto& g : grads) g.data().mul_(coef);
+  return total;
+}
+
+torch::Tensor language_model_loss(LanguageModel& model, const torch::Tensor& x, const torch::Tensor& y, bool bf16) {
+  // Forward and loss under autocast, backward outside it (as torch.autocast prescribes).
+  AutocastGuard autocast(bf16);
+  const int64_t V = model.config().vocab_size;
+  auto logits = model.forward(x.contiguous());  // (B, n, V) float32 | bfloat16
+  return torch::nn::functional::cross_entropy(logits.reshape({-1, V}).to(torch::kFloat), y.reshape({-1}));
+}
+
+bool wants_bf16_autocast(const std::string& precision, const torch::Device& device, const std::string& option) {
+  if (precision == "fp32") return false;
+  if (precision != "bf16") throw std::invalid_argument("'" + option + "' = '" + precision + "': expected fp32 or bf16");
+  if (!device.is_cuda())
+    throw std::invalid_argument("'" + option + "' = 'bf16' needs a CUDA device (got " + device.str() +
+                                "): bf16 autocast is enabled for CUDA only; use fp32 on the CPU");
+  return true;
+}
+
 nlohmann::json TrainResult::to_json() const {
   nlohmann::json j{{"status", status}, {"message", message}, {"steps", steps}, {"seconds", seconds},
                    {"tokens_per_second", tokens_per_second}};
@@ -150,6 +182,10 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
   if (o.schedule != "constant" && o.schedule != "cosine")
     throw std::invalid_argument("schedule '" + o.schedule + "': expected constant or cosine");
   TORCH_CHECK(o.grad_accum >= 1 && o.batch_size >= 1 && o.seq_len >= 1, "train: batch_size, seq_len, grad_accum must be >= 1");
+  TORCH_CHECK(o.sync_every >= 0, "train: sync_every must be >= 0");
+  const bool bf16 = wants_bf16_autocast(o.precision, o.device);
+  const int64_t sync_every =
+      o.sync_every > 0 ? o.sync_every : (o.device.is_cpu() ? 1 : (o.log_every > 0 ? o.log_every : 50));
   const int64_t V = model.config().vocab_size;
   TORCH_CHECK(train_ids.max().item<int64_t>() < V && train_ids.min().item<int64_t>() >= 0, "train: token ids outside [0, ", V, ")");
   const bool resume = !o.checkpoint_path.empty() && std::filesystem::exists(o.checkpoint_path);
@@ -197,6 +233,55 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
   };
   auto now_seconds = [&] { return seconds_before + std::chrono::duration<double>(Clock::now() - t_start).count(); };
 
+  // Losses stay on the device until `flush` reads them (every sync_every steps and wherever a
+  // host value is needed). flush replays the host bookkeeping in step order with the same
+  // arithmetic as an immediate read, so the numbers do not depend on sync_every.
+  struct PendingStep {
+    int64_t step = 0, epoch = 0;
+    std::vector<torch::Tensor> micro;  // 0-dim float32 losses of the step's micro-batches
+  };
+  std::vector<PendingStep> pending;
+  std::string diverged_msg;
+  auto flush = [&]() -> bool {  // false: diverged (diverged_msg set, st.step = the diverged step)
+    if (pending.empty()) return true;
+    std::vector<torch::Tensor> all;
+    for (const auto& p : pending) all.insert(all.end(), p.micro.begin(), p.micro.end());
+    const auto host = torch::stack(all).to(torch::kCPU, torch::kDouble).contiguous();
+    const double* l = host.data_ptr<double>();
+    std::vector<PendingStep> steps;
+    steps.swap(pending);
+    for (const auto& p : steps) {
+      const auto n_micro = static_cast<int64_t>(p.micro.size());
+      double step_loss = 0.0;
+      for (int64_t a = 0; a < n_micro; ++a, ++l) {
+        step_loss += *l / static_cast<double>(n_micro);
+        st.epoch_loss_sum += *l;
+        st.epoch_micro += 1;
+      }
+      const bool finite = std::isfinite(step_loss);
+      const bool spike = o.spike_factor > 0 && p.step >= 50 && step_loss > o.spike_factor * st.ema;
+      if (!finite || spike) {
+        char msg[200];
+        std::snprintf(msg, sizeof msg, "%s at step %lld (epoch %lld): loss %g, EMA %g", finite ? "loss spike" : "non-finite loss",
+                      (long long)p.step, (long long)p.epoch + 1, step_loss, st.ema);
+        diverged_msg = msg;
+        st.step = p.step;
+        st.step_losses.push_back(step_loss);
+        return false;
+      }
+      st.ema = p.step == 0 ? step_loss : 0.98 * st.ema + 0.02 * step_loss;
+      st.step_losses.push_back(step_loss);
+    }
+    return true;
+  };
+  auto diverged = [&]() {
+    st.total_seconds = now_seconds();
+    std::fprintf(stderr, "%sdiverged: %s\n", o.label.c_str(), diverged_msg.c_str());
+    if (metrics) metrics << nlohmann::json{{"event", "diverged"}, {"step", st.step}, {"message", diverged_msg}}.dump() << "\n";
+    return finish("diverged", diverged_msg);
+  };
+  const auto params = model.parameters();
+
   for (; st.epoch < o.epochs; ++st.epoch) {
     auto t_epoch = Clock::now();
     const double epoch_seconds_before = st.epoch_seconds;
@@ -204,7 +289,9 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
       if (o.max_steps > 0 && st.step >= o.max_steps) break;
       optim.zero_grad();
       const int64_t n_micro = std::min(o.grad_accum, n_chunks - st.chunk);
-      double step_loss = 0.0;
+      PendingStep ps;
+      ps.step = st.step;
+      ps.epoch = st.epoch;
       for (int64_t a = 0; a < n_micro; ++a) {
         const int64_t i = (st.chunk + a) * o.seq_len;
         auto x = grid.narrow(1, i, o.seq_len);
@@ -213,37 +300,28 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
           x = x.t();
           y = y.t();
         }
-        auto logits = model.forward(x.contiguous());
-        auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, V}), y.reshape({-1}));
+        const auto loss = language_model_loss(model, x, y, bf16);
         (loss / static_cast<double>(n_micro)).backward();
-        const double l = loss.item<double>();
-        step_loss += l / static_cast<double>(n_micro);
-        st.epoch_loss_sum += l;
-        st.epoch_micro += 1;
+        ps.micro.push_back(loss.detach());
         st.tokens += tokens_per_chunk;
       }
-      const bool finite = std::isfinite(step_loss);
-      const bool spike = o.spike_factor > 0 && st.step >= 50 && step_loss > o.spike_factor * st.ema;
-      if (!finite || spike) {
-        char msg[200];
-        std::snprintf(msg, sizeof msg, "%s at step %lld (epoch %lld): loss %g, EMA %g", finite ? "loss spike" : "non-finite loss",
-                      (long long)st.step, (long long)st.epoch + 1, step_loss, st.ema);
-        st.total_seconds = now_seconds();
-        st.step_losses.push_back(step_loss);
-        std::fprintf(stderr, "%sdiverged: %s\n", o.label.c_str(), msg);
-        if (metrics) metrics << nlohmann::json{{"event", "diverged"}, {"step", st.step}, {"message", msg}}.dump() << "\n";
-        return finish("diverged", msg);
-      }
-      st.ema = st.step == 0 ? step_loss : 0.98 * st.ema + 0.02 * step_loss;
-      if (o.clip_norm > 0) torch::nn::utils::clip_grad_norm_(model.parameters(), o.clip_norm);
+      pending.push_back(std::move(ps));
+      const int64_t next = st.step + 1;
+      const bool last = st.chunk + o.grad_accum >= n_chunks || (o.max_steps > 0 && next >= o.max_steps);
+      const bool want_log = o.log_every > 0 && (next % o.log_every == 0 || last);
+      const bool want_ckpt = !o.checkpoint_path.empty() && o.checkpoint_every > 0 && next % o.checkpoint_every == 0;
+      const bool stop = o.stop_after_steps > 0 && next >= o.stop_after_steps;
+      // Read the losses before the optimizer step, so a divergence found now leaves the
+      // parameters of the last good step.
+      if ((next % sync_every == 0 || last || want_log || want_ckpt || stop) && !flush()) return diverged();
+      if (o.clip_norm > 0) clip_grad_norm_no_sync(params, o.clip_norm);
       const double lr = scheduled_lr(o, st.step, total_steps);
       for (auto& g : optim.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
       optim.step();
       st.step += 1;
       st.epoch_steps += 1;
-      st.step_losses.push_back(step_loss);
-      const bool last = st.chunk + o.grad_accum >= n_chunks || (o.max_steps > 0 && st.step >= o.max_steps);
-      if (o.log_every > 0 && (st.step % o.log_every == 0 || last)) {
+      if (want_log) {
+        const double step_loss = st.step_losses.back();
         const double el = now_seconds();
         const double run_el = el - seconds_before;
         const double tps = run_el > 0 ? static_cast<double>((st.step - step_at_start) * tokens_per_chunk * o.grad_accum) / run_el : 0.0;
@@ -258,8 +336,6 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
                          .dump()
                   << "\n";
       }
-      const bool want_ckpt = !o.checkpoint_path.empty() && o.checkpoint_every > 0 && st.step % o.checkpoint_every == 0;
-      const bool stop = o.stop_after_steps > 0 && st.step >= o.stop_after_steps;
       if (want_ckpt || stop) {
         st.chunk += o.grad_accum;  // position of the next step
         st.epoch_seconds = epoch_seconds_before + std::chrono::duration<double>(Clock::now() - t_epoch).count();
@@ -269,6 +345,7 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
         if (stop) return finish("stopped", "stopped after step " + std::to_string(st.step) + " (stop_after_steps)");
       }
     }
+    if (!flush()) return diverged();
     if (o.max_steps > 0 && st.step >= o.max_steps && st.chunk < n_chunks) {
       // Partial epoch: checkpoint the position (without the partial record, so a resume with a
       // larger max_steps continues the epoch), report it as such and end.
@@ -297,6 +374,7 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
       save_checkpoint(o.checkpoint_path, model, optim, next, extra_meta);
     }
   }
+  if (!flush()) return diverged();
   st.total_seconds = now_seconds();
   return finish("ok", "");
 }

@@ -7,6 +7,7 @@
 // Exits 77 (CTest "skipped") where no CUDA device is visible. Every output is checked finite and
 // non-trivial on fresh random inputs before it is timed.
 #include "rbk/kernels/bk_scan_launch.h"
+#include "rbk/kernels/cuda_event_timer.h"
 
 #include <benchmark/benchmark.h>
 #include <cuda_runtime_api.h>
@@ -66,22 +67,14 @@ void require_finite_nontrivial(const Dev& d, size_t n, const char* what) {
 
 template <class F>
 void timed_loop(benchmark::State& state, F&& launch) {
-  cudaEvent_t a, b;
-  check(cudaEventCreate(&a), "event");
-  check(cudaEventCreate(&b), "event");
   for (int i = 0; i < 3; ++i) launch();
   check(cudaDeviceSynchronize(), "warm-up");
+  rbk::cuda::CudaEventTimer timer;
   for (auto _ : state) {
-    check(cudaEventRecord(a), "record");
+    timer.start();
     launch();
-    check(cudaEventRecord(b), "record");
-    check(cudaEventSynchronize(b), "sync");
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, a, b), "elapsed");
-    state.SetIterationTime(ms * 1e-3);
+    state.SetIterationTime(timer.stop_seconds());
   }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
 }
 
 void BM_StableForward(benchmark::State& state) {

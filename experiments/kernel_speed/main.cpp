@@ -38,6 +38,7 @@
 #if defined(RBK_WITH_CUDA_KERNELS)
 #include "rbk/kernels/bk_core_cuda.h"
 #include "rbk/kernels/bk_scan_launch.h"
+#include "rbk/kernels/cuda_event_timer.h"
 #include <ATen/cuda/CUDAContext.h>
 #include <cuda_runtime_api.h>
 #endif
@@ -96,36 +97,9 @@ Tensor oracle_features(const rbk::Tridiagonal& h_cpu, c10::complex<double> z, rb
 
 #if defined(RBK_WITH_CUDA_KERNELS)
 
-void cuda_check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
-}
-
-// Median of per-call device time, bracketing each call with CUDA events on the current stream.
+// Median of per-call device time on the current stream (the project's one CUDA-event timer).
 rbk::TimingStats time_cuda(const std::function<void()>& fn, int warmup, int repeats) {
-  cudaStream_t s = at::cuda::getCurrentCUDAStream();
-  for (int i = 0; i < warmup; ++i) fn();
-  cuda_check(cudaStreamSynchronize(s), "warm-up");
-  cudaEvent_t a, b;
-  cuda_check(cudaEventCreate(&a), "event");
-  cuda_check(cudaEventCreate(&b), "event");
-  std::vector<double> t;
-  for (int i = 0; i < repeats; ++i) {
-    cuda_check(cudaEventRecord(a, s), "record");
-    fn();
-    cuda_check(cudaEventRecord(b, s), "record");
-    cuda_check(cudaEventSynchronize(b), "sync");
-    float ms = 0;
-    cuda_check(cudaEventElapsedTime(&ms, a, b), "elapsed");
-    t.push_back(ms * 1e-3);
-  }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  rbk::TimingStats st;
-  st.repeats = repeats;
-  st.min_s = *std::min_element(t.begin(), t.end());
-  st.max_s = *std::max_element(t.begin(), t.end());
-  st.median_s = rbk::median(t);
-  return st;
+  return rbk::cuda::time_cuda_events(fn, warmup, repeats, at::cuda::getCurrentCUDAStream());
 }
 
 json timing_json(const rbk::TimingStats& t) {
@@ -134,13 +108,7 @@ json timing_json(const rbk::TimingStats& t) {
 
 // Device-to-device copy of `bytes`, counted as bytes read + written.
 double copy_bandwidth_gbps(int64_t bytes, int warmup, int repeats) {
-  const Tensor src = torch::rand({bytes / 4}, torch::TensorOptions().device(torch::kCUDA));
-  Tensor dst = torch::empty_like(src);
-  const auto t = time_cuda([&] {
-    cuda_check(cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), bytes, cudaMemcpyDeviceToDevice,
-                               at::cuda::getCurrentCUDAStream()), "copy");
-  }, warmup, repeats);
-  return 2.0 * static_cast<double>(bytes) / t.median_s / 1e9;
+  return rbk::cuda::measure_copy_bandwidth_gbps(bytes, warmup, repeats, at::cuda::getCurrentCUDAStream());
 }
 
 // Preallocated launch of the stable kernels on (B, N) fresh random v (Laplacian + v, z = i).
@@ -167,14 +135,14 @@ struct StableRig {
     pb.grad_features = gfeat.data_ptr<float>();
     pb.out = out_g.data_ptr<float>();
   }
-  void fwd() const { cuda_check(rbk::cuda::launch_bk_stable_forward(pf, at::cuda::getCurrentCUDAStream()), "stable fwd"); }
+  void fwd() const { rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_forward(pf, at::cuda::getCurrentCUDAStream()), "stable fwd"); }
   // The same forward with an explicit block shape (256 x 16 or 512 x 8 positions).
   void fwd_shape(int threads) const {
     rbk::cuda::BkScanParams q = pf;
     q.forward_threads = threads;
-    cuda_check(rbk::cuda::launch_bk_stable_forward(q, at::cuda::getCurrentCUDAStream()), "stable fwd (shape)");
+    rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_forward(q, at::cuda::getCurrentCUDAStream()), "stable fwd (shape)");
   }
-  void bwd() const { cuda_check(rbk::cuda::launch_bk_stable_backward(pb, at::cuda::getCurrentCUDAStream()), "stable bwd"); }
+  void bwd() const { rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_backward(pb, at::cuda::getCurrentCUDAStream()), "stable bwd"); }
 };
 
 struct CompatRig {
@@ -191,7 +159,7 @@ struct CompatRig {
     out = torch::full({B, N, 2}, NAN, o);
   }
   void run() const {
-    cuda_check(rbk::cuda::launch_bk_compat_triton_like(a.data_ptr<float>(), N > 1 ? b.data_ptr<float>() : nullptr,
+    rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_compat_triton_like(a.data_ptr<float>(), N > 1 ? b.data_ptr<float>() : nullptr,
                                                        N > 1 ? c.data_ptr<float>() : nullptr, B, N, z.real(), z.imag(),
                                                        theta.data_ptr<float>(), phi.data_ptr<float>(),
                                                        out.data_ptr<float>(), at::cuda::getCurrentCUDAStream()),
@@ -258,7 +226,7 @@ int main(int argc, char** argv) {
       out.summary["copy_bytes"] = copy_bytes;
       std::fprintf(stderr, "[kernel_speed] device-to-device copy: %.0f GB/s (read + write)\n", copy_gbps);
       {
-        const auto te = time_cuda([] { cuda_check(rbk::cuda::launch_empty_kernel(at::cuda::getCurrentCUDAStream()), "empty"); },
+        const auto te = time_cuda([] { rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_empty_kernel(at::cuda::getCurrentCUDAStream()), "empty"); },
                                   warmup, repeats);
         out.rows.push_back({{"path", "empty_kernel"}, {"status", "ok"}, {"timing", timing_json(te)}, {"median_us", te.median_s * 1e6}});
         out.summary["empty_kernel_us"] = te.median_s * 1e6;
@@ -270,7 +238,7 @@ int main(int argc, char** argv) {
         StableRig rig(B, N, causal);
         rig.fwd();
         rig.bwd();
-        cuda_check(cudaDeviceSynchronize(), "stable check run");
+        rbk::cuda::throw_on_cuda_error(cudaDeviceSynchronize(), "stable check run");
         const rbk::BkContext ctx = causal ? rbk::BkContext::Causal : rbk::BkContext::Bidirectional;
         const Tensor vc = rig.v.cpu();
         const rbk::Tridiagonal h64 = rbk::laplacian_with_potential(vc.to(torch::kDouble));
@@ -331,7 +299,7 @@ int main(int argc, char** argv) {
         const bool ref_ok = torch::isfinite(ref).all().item<bool>();
         CompatRig rig(s.h, s.z);
         rig.run();
-        cuda_check(cudaDeviceSynchronize(), "compat check run");
+        rbk::cuda::throw_on_cuda_error(cudaDeviceSynchronize(), "compat check run");
         const Accuracy ac = accuracy(rig.out, ref);
         const auto tc = time_cuda([&] { rig.run(); }, std::min(warmup, 3), std::max(3, std::min(repeats, 20)));
         json rc = {{"path", "compat_triton_like_cuda_fwd"}, {"inputs", s.name}, {"batch", B}, {"n", N}, {"status", "ok"},
@@ -356,7 +324,7 @@ int main(int argc, char** argv) {
         auto call = [&] {
           G = rbk::resolvent_diagonal(hc, s.z, rbk::BkForwardMode::CompatPapertime, rbk::BkContext::Bidirectional,
                                       rbk::CompatExecution::TensorOps);
-          cuda_check(cudaDeviceSynchronize(), "vmap baseline");
+          rbk::cuda::throw_on_cuda_error(cudaDeviceSynchronize(), "vmap baseline");
         };
         const auto tv = rbk::time_repeated(call, 1, vrep);
         const Accuracy av = accuracy(torch::view_as_real(G.cpu()), ref);
@@ -392,7 +360,7 @@ int main(int argc, char** argv) {
         StableRig rig(SB, n, false);
         rig.fwd();
         rig.bwd();
-        cuda_check(cudaDeviceSynchronize(), "sweep check run");
+        rbk::cuda::throw_on_cuda_error(cudaDeviceSynchronize(), "sweep check run");
         const Accuracy chk = accuracy(rig.out_f, torch::zeros({1}));  // finiteness / zero fraction only
         if (!(chk.finite_fraction == 1.0) || !(chk.zero_fraction < 1.0))
           throw std::runtime_error("stable output not finite and non-trivial at N = " + std::to_string(n));

@@ -58,7 +58,9 @@ int main(int argc, char** argv) {
       .add_string("bidirectional_bk_forward", {"compat_poc", "stable"}, "BK forward of correct_bidirectional")
       .add_real_list("bigram_lambdas", 0.0, 1.0, "bigram interpolation weights; the best on valid is applied to test")
       .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
-      .add_string("device", {"auto", "cpu", "cuda"}, "where to train");
+      .add_string("device", {"auto", "cpu", "cuda"}, "where to train")
+      .add_string("precision", {"fp32", "bf16"},
+                  "fp32 (the PoC's) or bf16 autocast on CUDA; the bug variant's compat BK forward stays complex128 either way");
 
   return rbk::run_experiment(argc, argv, spec, [](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
     if (cfg.get_int("threads") > 0) at::set_num_threads(static_cast<int>(cfg.get_int("threads")));
@@ -139,6 +141,12 @@ int main(int argc, char** argv) {
     to.seed = static_cast<uint64_t>(cfg.get_int("seed"));
     to.device = device;
     to.log_every = 50;
+    to.precision = cfg.get_string("precision");
+    try {
+      (void)rbk::wants_bf16_autocast(to.precision, device);
+    } catch (const std::invalid_argument& e) {
+      throw rbk::ConfigError(e.what());
+    }
 
     out.summary["variants"] = nlohmann::json::object();
     for (const auto& variant : cfg.get_string_list("variants")) {
@@ -192,8 +200,8 @@ int main(int argc, char** argv) {
         }
         row["status"] = tr.status == "ok" ? "ok" : tr.status;
         if (tr.status == "ok") {
-          auto ev = rbk::evaluate_language_model(*model, valid, o.batch_size, o.seq_len, o.layout, device);
-          auto et = rbk::evaluate_language_model(*model, test, o.batch_size, o.seq_len, o.layout, device);
+          auto ev = rbk::evaluate_language_model(*model, valid, o.batch_size, o.seq_len, o.layout, device, o.precision);
+          auto et = rbk::evaluate_language_model(*model, test, o.batch_size, o.seq_len, o.layout, device, o.precision);
           row["valid"] = ev.to_json();
           row["test"] = et.to_json();
           std::fprintf(stderr, "%s: train PPL/epoch %s, valid PPL %.2f, test PPL %.2f (%.1f s, %.0f tok/s)\n", variant.c_str(),

@@ -318,17 +318,35 @@ TEST(BkCudaTorch, DispatchGeneralTridiagonalAndAutograd) {
       EXPECT_LE(e1.rel_l2, kStableRelTol);
       EXPECT_LE(e2.rel_l2, kStableRelTol);
     }
-    // Autograd through the foundation's wrapper: CUDA forward + exact CUDA backward.
-    rbk::BkCoreOptions o;
-    o.z = d.z;
-    const Tensor vg = d.v.cuda().requires_grad_(true);
-    const Tensor feats = rbk::bk_core_features(vg, o);
-    feats.backward(d.gfeat.cuda());
-    const Err ea = rel_error(feats.detach().cpu(), reference_features(d.v, d.z, rbk::BkContext::Bidirectional));
-    const Err eb = rel_error(vg.grad().cpu(), reference_grad(d.v, d.z, d.gfeat, rbk::BkContext::Bidirectional));
-    std::printf("autograd N=%lld fwd %.2e grad %.2e\n", static_cast<long long>(N), ea.rel_l2, eb.rel_l2);
-    EXPECT_LE(ea.rel_l2, kStableRelTol);
-    EXPECT_LE(eb.rel_l2, kStableRelTol);
+    // Autograd through the foundation's wrapper (the v-only kernels on CUDA): CUDA forward + exact
+    // CUDA backward, both contexts.
+    for (const auto ctx : {rbk::BkContext::Bidirectional, rbk::BkContext::Causal}) {
+      rbk::BkCoreOptions o;
+      o.z = d.z;
+      o.context = ctx;
+      const Tensor vg = d.v.cuda().requires_grad_(true);
+      const Tensor feats = rbk::bk_core_features(vg, o);
+      feats.backward(d.gfeat.cuda());
+      const Err ea = rel_error(feats.detach().cpu(), reference_features(d.v, d.z, ctx));
+      const Err eb = rel_error(vg.grad().cpu(), reference_grad(d.v, d.z, d.gfeat, ctx));
+      std::printf("autograd N=%lld %s fwd %.2e grad %.2e\n", static_cast<long long>(N), rbk::to_string(ctx).c_str(),
+                  ea.rel_l2, eb.rel_l2);
+      EXPECT_LE(ea.rel_l2, kStableRelTol);
+      EXPECT_LE(eb.rel_l2, kStableRelTol);
+    }
+    // A hybrid (upstream) gradient on CUDA is the same element-wise formula as on the CPU, applied to
+    // the kernel's G: it must agree with the CPU float32 run to the forward's tolerance.
+    {
+      rbk::BkCoreOptions o;
+      o.z = d.z;
+      o.gradient = rbk::BkGradientMode::PapertimeHybrid;
+      const Tensor vg = d.v.cuda().requires_grad_(true), vc = d.v.clone().requires_grad_(true);
+      rbk::bk_core_features(vg, o).backward(d.gfeat.cuda());
+      rbk::bk_core_features(vc, o).backward(d.gfeat);
+      const Err eh = rel_error(vg.grad().cpu(), vc.grad());
+      std::printf("autograd hybrid N=%lld cuda vs cpu %.2e\n", static_cast<long long>(N), eh.rel_l2);
+      EXPECT_LE(eh.rel_l2, kStableRelTol);
+    }
     // The v-only fast path.
     const Tensor fv = rbk::cuda::bk_features_cuda(d.v.cuda(), d.z, rbk::BkContext::Bidirectional).cpu();
     const Tensor gv = rbk::cuda::bk_features_vjp_cuda(d.v.cuda(), d.z, d.gfeat.cuda(), rbk::BkContext::Bidirectional).cpu();

@@ -35,6 +35,9 @@ enum class BkGradientMode {
   Exact,            // dL/dv_j = -sum_i Re(conj(g_i) G_ij G_ji), in O(N)
   PapertimeHybrid,  // upstream efaa555 BKCoreFunction.backward (audit §1.3-1.4)
   HeadHybrid,       // upstream HEAD variant (audit §1.4)
+  Autograd,         // LibTorch autograd through the stable forward written as differentiable ops
+                    // (resolvent_diagonal_stable_differentiable): the exact gradient the slow way,
+                    // the "autograd" baseline of claim C02. Stable forward only.
 };
 // How a compat recursion is executed: the same arithmetic either as plain loops (fast, for sweeps)
 // or as one batched LibTorch op per step (the upstream "vmap" execution model, any device).
@@ -45,7 +48,7 @@ std::string to_string(BkContext c);
 std::string to_string(BkGradientMode g);
 BkForwardMode parse_forward_mode(const std::string& s);    // "stable", "compat_poc", ...
 BkContext parse_context(const std::string& s);             // "bidirectional", "causal"
-BkGradientMode parse_gradient_mode(const std::string& s);  // "exact", "papertime_hybrid", "head_hybrid"
+BkGradientMode parse_gradient_mode(const std::string& s);  // "exact", "papertime_hybrid", "head_hybrid", "autograd"
 
 struct Tridiagonal {
   torch::Tensor diag;   // (B, N)   float32 | float64
@@ -73,6 +76,16 @@ torch::Tensor resolvent_diagonal(const Tridiagonal& h, c10::complex<double> z,
 // pivots for i > j, accumulated by one forward and one backward sweep: O(N), overflow-free.
 torch::Tensor resolvent_diagonal_vjp_exact(const Tridiagonal& h, c10::complex<double> z,
                                            const torch::Tensor& grad_g, BkContext context);
+
+// The stable forward (same continued fractions, same context rule) as plain differentiable
+// LibTorch ops on complex tensors, one batched op per recursion step, so that LibTorch's autograd
+// can differentiate it (BkGradientMode::Autograd; claim C02 compares it with the custom exact
+// backward). v: (B, N) float32 | float64 -> G_ii (B, N) complex64 | complex128, part of the
+// autograd graph of v. O(N) ops of size B: per-op dispatch dominates, so it is a baseline for
+// timings and gradient checks, not a path for models. Any device. Division is LibTorch's own;
+// every divisor has |.| >= Im z for symmetric H, so nothing overflows.
+torch::Tensor resolvent_diagonal_stable_differentiable(const torch::Tensor& v, c10::complex<double> z,
+                                                       BkContext context = BkContext::Bidirectional);
 
 // Upstream's hybrid "analytic" gradients, from the saved G (B, N) complex64 and the incoming
 // grad_features (B, N, 2). Returns grad_v (B, N) float32, as upstream.

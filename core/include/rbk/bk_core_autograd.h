@@ -15,7 +15,9 @@ struct BkCoreOptions {
 // v: (B, N) float32 | float64, requires_grad as the caller wants. H = Laplacian + diag(v).
 // Returns features (B, N, 2): float32 for compat forwards (as upstream), v's dtype for Stable.
 // Backward: Exact -> the exact O(N) vector-Jacobian product (always of the true G, whatever the
-// forward); hybrid modes -> upstream's formulas applied to the G this forward returned.
+// forward); hybrid modes -> upstream's formulas applied to the G this forward returned;
+// Autograd -> no custom backward: LibTorch differentiates resolvent_diagonal_stable_differentiable
+// (stable forward only; the C02 baseline).
 torch::Tensor bk_core_features(const torch::Tensor& v, const BkCoreOptions& options = {});
 
 }  // namespace rbk

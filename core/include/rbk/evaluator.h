@@ -22,8 +22,11 @@ struct EvalResult {
 
 // Scores the stream with the training batching (batchify(B), chunks of N, same layout), model in
 // eval mode, no gradient. Chunks that do not fill N are scored too (the last, shorter chunk).
+// precision "bf16": forward under CUDA autocast, loss from fp32-cast logits (as the trainer).
+// The summed NLL stays on the device until the end (one host read per call).
 EvalResult evaluate_language_model(LanguageModel& model, const TokenStream& stream, int64_t batch_size,
-                                   int64_t seq_len, BatchLayout layout, torch::Device device = torch::kCPU);
+                                   int64_t seq_len, BatchLayout layout, torch::Device device = torch::kCPU,
+                                   const std::string& precision = "fp32");
 
 // Count-based references on token ids (V = vocabulary size). Every token t >= 1 of eval_ids is
 // predicted from train counts:

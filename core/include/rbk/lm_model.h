@@ -27,7 +27,7 @@
 namespace rbk {
 
 struct LmConfig {
-  std::string arch = "resnet_bk";    // "resnet_bk" | "transformer"
+  std::string arch = "resnet_bk";    // "resnet_bk" | "transformer" | "mamba" | "rwkv"
   int64_t vocab_size = 0;
   int64_t d_model = 64;
   int64_t n_layers = 4;
@@ -50,7 +50,14 @@ struct LmConfig {
   // Transformer
   int64_t n_heads = 4;
   int64_t ffn_dim = 256;
-  bool tie_weights = false;
+  bool tie_weights = false;          // Transformer, Mamba, RWKV
+  // Mamba-1 (mamba_lm.h): inner width expand * d_model, state size, depthwise conv width,
+  // rank of the Delta projection (0 = ceil(d_model / 16), as in the Mamba paper).
+  int64_t expand = 2;
+  int64_t d_state = 16;
+  int64_t d_conv = 4;
+  int64_t dt_rank = 0;
+  // RWKV-4 (rwkv_lm.h) uses ffn_dim as the channel-mixing hidden width.
 
   nlohmann::json to_json() const;
   // Unknown keys or values outside their choices throw std::invalid_argument naming the key.
@@ -80,6 +87,21 @@ int64_t count_parameters(const torch::nn::Module& m);
 // every Linear Xavier-uniform with zero bias.
 void init_papertime_weights(torch::nn::Module& model, torch::nn::Embedding& tok_emb, torch::nn::Embedding& pos_emb);
 
+// One ResNet-BK block, exactly as ResNetBkLm runs it; public so that benchmarks time the LM's own
+// layer (exp_cpu_scaling, claims C02-C04, C09).
+struct ResNetBkBlock {
+  bool papertime = true;  // block "papertime" vs "poc" (see the file comment)
+  torch::nn::LayerNorm norm{nullptr};
+  torch::nn::Linear v_proj{nullptr}, out_proj{nullptr};
+  Moe moe{nullptr};
+  torch::Tensor bk_scale;  // papertime only
+};
+// Builds block parts from c (d_model, block, MoE keys, dropout) and registers them on owner as
+// prefix + {norm, moe, v_proj, out_proj, bk_scale}: the LM's parameter names with prefix "block<l>_".
+ResNetBkBlock make_resnet_bk_block(torch::nn::Module& owner, const std::string& prefix, const LmConfig& c);
+// h: (B, n, D) float -> the residual branch Block(LN(h)), (B, n, D); the caller adds h.
+torch::Tensor resnet_bk_block_forward(ResNetBkBlock& b, const torch::Tensor& h, const BkCoreOptions& bk);
+
 class ResNetBkLm : public LanguageModel {
  public:
   explicit ResNetBkLm(const LmConfig& config);
@@ -88,16 +110,9 @@ class ResNetBkLm : public LanguageModel {
   void reset_expert_counts() override;
 
  private:
-  struct Block {
-    torch::nn::LayerNorm norm{nullptr};
-    torch::nn::Linear v_proj{nullptr}, out_proj{nullptr};
-    Moe moe{nullptr};
-    torch::Tensor bk_scale;  // papertime only
-  };
-  torch::Tensor block_forward(Block& b, const torch::Tensor& h);
   void reset_parameters();
   torch::nn::Embedding tok_emb_{nullptr}, pos_emb_{nullptr};
-  std::vector<Block> blocks_;
+  std::vector<ResNetBkBlock> blocks_;
   torch::nn::LayerNorm final_norm_{nullptr};
   torch::nn::Linear head_{nullptr};
   BkCoreOptions bk_;

@@ -42,6 +42,16 @@ class MoeImpl : public torch::nn::Module {
   // x: (T, D) float; g: (T,) complex G_ii, needed by ScatteringPhase only. Returns (T, D).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& g = torch::Tensor());
 
+  // The routing decision alone, no expert evaluated (forward = route + experts), so the routers
+  // can be timed on their own (claim C09). Sparse routers: idx, w (T, k) as dispatched. Dense
+  // mixtures (LearnedTopK with k >= E, GumbelHard): `dense` (T, E) holds the mixing weights and
+  // idx, w (T, k) what the expert counts record. GumbelHard draws its noise here (training mode).
+  struct Routing {
+    torch::Tensor idx, w;  // (T, k) int64, (T, k) x's dtype
+    torch::Tensor dense;   // (T, E) or undefined
+  };
+  Routing route(const torch::Tensor& x, const torch::Tensor& g = torch::Tensor());
+
   // Tokens routed to each expert since the last reset (every slot of top-k counts once),
   // (E,) int64 on the CPU. Recorded in training and evaluation alike.
   torch::Tensor expert_counts() const { return counts_.to(torch::kCPU).clone(); }

@@ -10,6 +10,7 @@
 // bug where BK-Core runs across the B unrelated streams (targets stay aligned, as upstream).
 #pragma once
 #include "rbk/lm_model.h"
+#include "rbk/torch_compat.h"
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -50,7 +51,30 @@ struct TrainOptions {
   std::string metrics_path;        // JSON-lines log; "" = none
   int64_t log_every = 50;          // steps between progress lines / metric records
   std::string label;               // prefix of progress lines
+  // "fp32" | "bf16": bf16 runs forward and loss under CUDA autocast (rbk::AutocastGuard); the
+  // logits are cast to fp32 for the loss, parameters and AdamW state stay fp32. bf16 needs a
+  // CUDA device: on the CPU it is an error naming this option (CPU autocast is not used).
+  std::string precision = "fp32";
+  // Optimizer steps between host reads of the losses (each read waits for the device). 0 = auto:
+  // every step on the CPU (free there; divergence is caught before the optimizer step), log_every
+  // (50 if that is 0) on CUDA, where a non-finite loss is then caught at the next read and reported
+  // at the step where it first appeared.
+  int64_t sync_every = 0;
 };
+
+// The training loss of one batch, as the trainer computes it: forward under CUDA autocast when
+// bf16, logits cast to fp32, mean cross-entropy. x, y: (B, n) int64 on the model's device (the
+// caller transposes for the upstream layout). Returns a 0-dim float32 tensor on that device.
+torch::Tensor language_model_loss(LanguageModel& model, const torch::Tensor& x, const torch::Tensor& y, bool bf16);
+
+// torch::nn::utils::clip_grad_norm_ (2-norm) without its host sync: the same arithmetic, and the
+// total norm is returned as a 0-dim tensor on the device instead of a double.
+torch::Tensor clip_grad_norm_no_sync(const std::vector<torch::Tensor>& params, double max_norm);
+
+// Validates a precision option ("fp32" | "bf16"); returns true when it asks for CUDA autocast.
+// Throws std::invalid_argument naming `option` for unknown values and for bf16 off CUDA.
+bool wants_bf16_autocast(const std::string& precision, const torch::Device& device,
+                         const std::string& option = "precision");
 
 struct EpochStats {
   int64_t epoch = 0;        // 1-based

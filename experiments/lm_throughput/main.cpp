@@ -1,0 +1,221 @@
+// exp_lm_throughput: issue 7's performance target (a measurement, not a paper claim; the claims
+// registry has no entry for it): training throughput (tokens/s) and peak GPU memory of each
+// language model at equal size, side by side in one run:
+//   resnet_bk_bidirectional   ResNet-BK LM, stable BK forward + exact gradient, as in the papers
+//   resnet_bk_causal          the same with the causal BK-Core (our corrected variant)
+//   transformer               causal Transformer, attention through rbk::causal_attention
+//                             (scaled_dot_product_attention = flash attention on LibTorch >= 2)
+//   mamba, rwkv               the Mamba-1 and RWKV-4 LMs (a row with status "not_built" where
+//                             make_language_model does not know them yet)
+// The reference is a ResNet-BK configuration (gpu preset: seeds 000/001's "Small": V 50,000, D 256,
+// L 6, N 2048, E 4 = 32,500,084 parameters); every baseline keeps V, L and N and gets the width that
+// brings it closest to the reference's parameter count (rbk::size_to_parameter_count, within the
+// configured tolerance; a baseline that cannot be sized is a row with status "sizing_failed").
+//
+// Each row: the same batch size, sequence length N, precision (bf16 autocast on CUDA in the gpu
+// preset), AdamW and gradient clipping as the LM trainer (rbk::language_model_loss,
+// rbk::clip_grad_norm_no_sync); `warmup_steps` untimed steps, then `timed_steps` steps each timed
+// as device-synchronised wall time; tokens/s = B N / median step time. Inputs are uniform random
+// token ids (throughput does not depend on the text; they are drawn once, before timing). Peak
+// memory is the CUDA caching allocator's peak of allocated bytes, reset before each model is built
+// (null on the CPU). The loss after the timed steps must be finite, else status "diverged"; an
+// out-of-memory failure is status "oom". Only the gpu preset on a CUDA device is the target's
+// configuration: summary.is_target_configuration says whether this run was.
+#include "rbk/experiment.h"
+#include "rbk/lm_model.h"
+#include "rbk/model_sizing.h"
+#include "rbk/torch_compat.h"
+#include "rbk/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+const std::vector<std::string> kVariants{"resnet_bk_bidirectional", "resnet_bk_causal", "transformer", "mamba", "rwkv"};
+
+// Reference model of the issue's target: "~30M parameters, N = 2048, bf16, on the H100".
+constexpr int64_t kTargetSeqLen = 2048;
+constexpr int64_t kTargetParamsLow = 25'000'000, kTargetParamsHigh = 35'000'000;
+
+std::string arch_of(const std::string& variant) {
+  return variant.rfind("resnet_bk", 0) == 0 ? "resnet_bk" : variant;
+}
+
+bool is_oom(const std::string& what) {
+  return what.find("out of memory") != std::string::npos || what.find("OutOfMemory") != std::string::npos;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  rbk::ExperimentSpec spec{"lm_throughput", {},
+                           "Training tokens/s and peak memory of ResNet-BK (bidirectional, causal) and Transformer / "
+                           "Mamba / RWKV baselines sized to the same parameter count (issue 7 performance target)",
+                           {}};
+  spec.schema.add_string_list("variants", kVariants, "models to time")
+      .add_int("vocab_size", 2, 1000000, "vocabulary V of every model (random token ids)")
+      .add_int("n_layers", 1, 64, "blocks L of every model")
+      .add_int("n_seq", 2, 1 << 20, "sequence length N")
+      .add_int("d_model", 1, 8192, "width D of the reference ResNet-BK model")
+      .add_int("num_experts", 1, 64, "MoE experts E of the ResNet-BK model")
+      .add_int("transformer_n_heads", 1, 256, "attention heads of the Transformer")
+      .add_real("size_tolerance", 0.0, 1.0, "baselines: |params / reference params - 1| must be <= this")
+      .add_int("width_multiple", 1, 512, "baseline widths are searched over multiples of this")
+      .add_int("batch_size", 1, 4096, "sequences per step (the same for every model)")
+      .add_int("warmup_steps", 0, 10000, "untimed training steps per model")
+      .add_int("timed_steps", 1, 100000, "timed training steps per model")
+      .add_string("precision", {"fp32", "bf16"}, "bf16: CUDA autocast (the target's configuration)")
+      .add_real("lr", 1e-6, 1.0, "AdamW learning rate")
+      .add_real("clip_norm", 0.0, 100.0, "gradient clipping (0 = off)")
+      .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
+      .add_string("device", {"auto", "cpu", "cuda"}, "where to train");
+
+  return rbk::run_experiment(argc, argv, spec, [](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
+    if (cfg.get_int("threads") > 0) at::set_num_threads(static_cast<int>(cfg.get_int("threads")));
+    else rbk::configure_cpu_threads();
+    const std::string dev_s = cfg.get_string("device");
+    if (dev_s == "cuda" && !rbk::cuda_available()) throw rbk::ConfigError("device=cuda but no CUDA device is available");
+    const torch::Device device = (dev_s == "cuda" || (dev_s == "auto" && rbk::cuda_available())) ? torch::kCUDA : torch::kCPU;
+    const std::string precision = cfg.get_string("precision");
+    bool bf16 = false;
+    try {
+      bf16 = rbk::wants_bf16_autocast(precision, device);
+    } catch (const std::invalid_argument& e) {
+      throw rbk::ConfigError(e.what());
+    }
+    if (device.is_cuda()) at::globalContext().setAllowTF32CuBLAS(true);
+
+    rbk::LmConfig ref;
+    ref.arch = "resnet_bk";
+    ref.vocab_size = cfg.get_int("vocab_size");
+    ref.n_layers = cfg.get_int("n_layers");
+    ref.n_seq = cfg.get_int("n_seq");
+    ref.d_model = cfg.get_int("d_model");
+    ref.num_experts = cfg.get_int("num_experts");
+    ref.bk_forward = "stable";
+    ref.bk_gradient = "exact";
+    const int64_t ref_params = rbk::count_parameters(*rbk::make_language_model(ref));
+    const int64_t B = cfg.get_int("batch_size"), N = cfg.get_int("n_seq");
+    const int64_t warmup = cfg.get_int("warmup_steps"), timed = cfg.get_int("timed_steps");
+    const bool target_config = device.is_cuda() && bf16 && N == kTargetSeqLen && ref_params >= kTargetParamsLow &&
+                               ref_params <= kTargetParamsHigh;
+    std::fprintf(stderr, "lm_throughput: reference ResNet-BK V %lld D %lld L %lld N %lld E %lld = %lld parameters; B %lld, %s, "
+                 "device %s%s\n", (long long)ref.vocab_size, (long long)ref.d_model, (long long)ref.n_layers, (long long)N,
+                 (long long)ref.num_experts, (long long)ref_params, (long long)B, precision.c_str(), device.str().c_str(),
+                 target_config ? "" : " (NOT the target configuration: a pipeline check)");
+    out.summary["reference"] = {{"model", ref.to_json()}, {"parameters", ref_params}};
+    out.summary["is_target_configuration"] = target_config;
+    out.summary["configuration_note"] =
+        target_config ? "~30M parameters, N = 2048, bf16 autocast, CUDA: the issue-7 target configuration"
+                      : "not the target configuration (needs CUDA, bf16, N = 2048, a ~30M-parameter reference): "
+                        "this run only checks the pipeline";
+    out.summary["inputs"] = "uniform random token ids, drawn once before timing";
+    out.summary["attention_backend"] = rbk::causal_attention_backend();
+    out.summary["variants"] = json::object();
+
+    for (const auto& variant : cfg.get_string_list("variants")) {
+      json row{{"variant", variant}, {"arch", arch_of(variant)}, {"batch_size", B}, {"seq_len", N},
+               {"precision", precision}, {"device", device.str()}, {"warmup_steps", warmup}, {"timed_steps", timed}};
+      rbk::LmConfig mc = ref;
+      try {
+        if (variant == "resnet_bk_causal") mc.bk_context = "causal";
+        if (arch_of(variant) != "resnet_bk") {
+          rbk::LmConfig base = ref;
+          base.arch = variant;
+          base.n_heads = cfg.get_int("transformer_n_heads");
+          try {
+            mc = rbk::size_to_parameter_count(base, ref_params, cfg.get_real("size_tolerance"), cfg.get_int("width_multiple"));
+          } catch (const std::invalid_argument& e) {
+            const std::string what = e.what();
+            row["status"] = what.find("not built") != std::string::npos ? "not_built" : "error";
+            row["message"] = what;
+            std::fprintf(stderr, "%s: %s\n", variant.c_str(), what.c_str());
+            out.rows.push_back(row);
+            continue;
+          } catch (const std::runtime_error& e) {
+            row["status"] = "sizing_failed";
+            row["message"] = e.what();
+            std::fprintf(stderr, "%s: %s\n", variant.c_str(), e.what());
+            out.rows.push_back(row);
+            continue;
+          }
+        }
+        row["model"] = mc.to_json();
+        if (mc.arch == "transformer") {
+          row["attention"] = rbk::causal_attention_backend();
+          row["head_dim"] = mc.d_model / mc.n_heads;
+        }
+        rbk::synchronize_device(device);
+        rbk::cuda_reset_peak_memory(device);
+        torch::manual_seed(static_cast<uint64_t>(cfg.get_int("seed")));
+        auto model = rbk::make_language_model(mc);
+        const int64_t params = rbk::count_parameters(*model);
+        row["parameters"] = params;
+        row["parameters_over_reference"] = static_cast<double>(params) / static_cast<double>(ref_params);
+        model->to(device);
+        model->train();
+        torch::optim::AdamW optim(model->parameters(), torch::optim::AdamWOptions(cfg.get_real("lr")).weight_decay(0.01));
+        const auto params_list = model->parameters();
+        // (steps, B, N + 1) token ids on the device, drawn before any timing.
+        const auto ids = torch::randint(mc.vocab_size, {warmup + timed, B, N + 1},
+                                        torch::TensorOptions().dtype(torch::kInt64).device(device));
+        torch::Tensor loss;
+        auto step = [&](int64_t s) {
+          optim.zero_grad();
+          auto batch = ids[s];
+          loss = rbk::language_model_loss(*model, batch.narrow(1, 0, N), batch.narrow(1, 1, N), bf16);
+          loss.backward();
+          if (cfg.get_real("clip_norm") > 0) rbk::clip_grad_norm_no_sync(params_list, cfg.get_real("clip_norm"));
+          optim.step();
+        };
+        for (int64_t s = 0; s < warmup; ++s) step(s);
+        rbk::synchronize_device(device);
+        std::vector<double> secs;
+        for (int64_t s = 0; s < timed; ++s) {
+          const auto t0 = Clock::now();
+          step(warmup + s);
+          rbk::synchronize_device(device);
+          secs.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+        }
+        const double final_loss = loss.item<double>();
+        std::vector<double> sorted = secs;
+        std::sort(sorted.begin(), sorted.end());
+        const size_t m = sorted.size() / 2;
+        const double median = sorted.size() % 2 ? sorted[m] : 0.5 * (sorted[m - 1] + sorted[m]);
+        const int64_t peak = rbk::cuda_peak_allocated_bytes(device);
+        const double tps = static_cast<double>(B * N) / median;
+        row["step_seconds_median"] = median;
+        row["step_seconds_min"] = sorted.front();
+        row["step_seconds_max"] = sorted.back();
+        row["tokens_per_step"] = B * N;
+        row["tokens_per_second"] = tps;
+        row["peak_memory_bytes"] = peak >= 0 ? json(peak) : json(nullptr);
+        row["final_loss"] = std::isfinite(final_loss) ? json(final_loss) : json(nullptr);
+        row["status"] = std::isfinite(final_loss) ? "ok" : "diverged";
+        if (!std::isfinite(final_loss)) row["message"] = "non-finite loss after the timed steps";
+        out.arrays.push_back(rbk::make_array(variant + "/step_seconds", secs, "s", "device-synchronised wall time per training step"));
+        out.summary["variants"][variant] = {{"status", row["status"]}, {"parameters", params}, {"d_model", mc.d_model},
+                                            {"tokens_per_second", tps}, {"step_seconds_median", median},
+                                            {"peak_memory_bytes", row["peak_memory_bytes"]}};
+        std::fprintf(stderr, "%s: D %lld, %lld parameters (%.3f x ref), median step %.4f s, %.0f tok/s, peak %s, loss %.4f\n",
+                     variant.c_str(), (long long)mc.d_model, (long long)params,
+                     static_cast<double>(params) / static_cast<double>(ref_params), median, tps,
+                     peak >= 0 ? (std::to_string(peak / (1 << 20)) + " MiB").c_str() : "n/a", final_loss);
+      } catch (const std::exception& e) {
+        const std::string what = e.what();
+        row["status"] = is_oom(what) ? "oom" : "error";
+        row["message"] = what.substr(0, 2000);
+        std::fprintf(stderr, "%s: %s: %s\n", variant.c_str(), row["status"].get<std::string>().c_str(), what.substr(0, 400).c_str());
+      }
+      out.rows.push_back(row);
+    }
+  });
+}

@@ -1,0 +1,334 @@
+// exp_scan_kernel_speed: issue 7 (baselines) performance target for the Mamba-1 selective-scan CUDA
+// kernel: forward + backward within 2x of the time a bandwidth model predicts for its bytes at
+// B = 8, D = 1536, L = 4096, N = 16, with effective GB/s. Not a paper claim: an engineering target
+// that keeps the Mamba baseline's training cost honest next to ResNet-BK's (no claim is judged from it).
+//
+// Rows, in one run on one GPU:
+//   check            the kernel (fp32) and the fp32 LibTorch reference against the fp64 reference at
+//                    a small shape: relative L2 error of out and of every gradient;
+//   copy_bandwidth   cudaMemcpyAsync device-to-device of copy_bytes, counted as read + write bytes
+//                    (rbk::cuda::measure_copy_bandwidth_gbps, the same ceiling as exp_kernel_speed);
+//   scan_fwd, scan_fwd_bwd   the raw launchers at (batch, dim, len, dstate) and over sweep_len, CUDA
+//                    event timing (median of `repeats`), after checking the outputs are finite and
+//                    non-trivial;
+//   reference_gpu    the LibTorch reference on the GPU at len = ref_len (fwd, fwd + autograd bwd), for scale.
+//
+// Bytes model (fp32; E = Bt Dm L elements of u-shaped arrays, S = Bt N L of B/C-shaped ones):
+//   minimal forward   reads u, delta, z (12 E) and B, C (8 S), writes out (4 E)          = 16 E + 8 S
+//   minimal backward  reads u, delta, z, dout (16 E), B, C (8 S), writes du, ddelta, dz (12 E),
+//                     dB, dC (8 S)                                                         = 28 E + 16 S
+//   (A, D, delta_bias and their gradients are O(Dm N): ignored.) This kernel moves more: the forward
+//   also writes the chunk states (4 Bt Dm ceil(L/128) N), the backward reads them, re-reads u, delta,
+//   B once more to replay each chunk (8 E + 4 S, 7/8 of the tiles), and writes then reads the per-block
+//   dB/dC partials (2 x 8 Bt ceil(Dm/32) N L). Predicted time = bytes / measured copy bandwidth;
+//   the target is measured / predicted(minimal bytes) <= 2 for forward + backward.
+//
+// Summary keys: batch, dim, len, dstate; copy_bandwidth_GBps; fwd_us, fwd_bwd_us (medians);
+//   fwd_GBps, fwd_bwd_GBps (minimal bytes / time); predicted_fwd_us, predicted_fwd_bwd_us (minimal
+//   bytes at copy bandwidth); ratio_fwd, ratio_fwd_bwd (measured / predicted); kernel_bytes_fwd_bwd,
+//   ratio_fwd_bwd_kernel_bytes; target_fwd_bwd_within_2x (bool); check_* errors; reference_gpu_*_us.
+#include "rbk/experiment.h"
+#include "rbk/selective_scan.h"
+#include "rbk/torch_compat.h"
+
+#if defined(RBK_WITH_CUDA_KERNELS)
+#include "rbk/kernels/cuda_event_timer.h"
+#include "rbk/kernels/selective_scan_launch.h"
+#include <ATen/cuda/CUDAContext.h>
+#include <cuda_runtime_api.h>
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace {
+
+using torch::Tensor;
+using json = nlohmann::json;
+
+struct Bytes {
+  double fwd_min, fwd_bwd_min, fwd_kernel, fwd_bwd_kernel;
+};
+
+Bytes bytes_model(int64_t Bt, int64_t Dm, int64_t L, int64_t N) {
+  const double E = static_cast<double>(Bt) * Dm * L, S = static_cast<double>(Bt) * N * L;
+  const double states = 4.0 * Bt * Dm * std::ceil(L / 128.0) * N;
+  const double partials = 8.0 * Bt * std::ceil(Dm / 32.0) * N * L;
+  Bytes b;
+  b.fwd_min = 16 * E + 8 * S;
+  b.fwd_bwd_min = b.fwd_min + 28 * E + 16 * S;
+  b.fwd_kernel = b.fwd_min + states;
+  b.fwd_bwd_kernel = b.fwd_kernel + 28 * E + 16 * S + states + (8 * E + 4 * S) * 7.0 / 8.0 + 2 * partials;
+  return b;
+}
+
+// Inputs in the model's regime (see tests/gpu/test_selective_scan_cuda.cpp), fp64 on the CPU.
+std::vector<Tensor> draw(int64_t Bt, int64_t Dm, int64_t L, int64_t N, torch::TensorOptions o) {
+  return {torch::randn({Bt, Dm, L}, o),          torch::randn({Bt, Dm, L}, o) * 0.5 - 1.0,
+          -(torch::rand({Dm, N}, o) * 3.0 + 0.5), torch::randn({Bt, N, L}, o),
+          torch::randn({Bt, N, L}, o),           torch::randn({Dm}, o),
+          torch::randn({Bt, Dm, L}, o),          torch::randn({Dm}, o) * 0.5 - 2.0};
+}
+
+const char* kOutNames[9] = {"out", "u", "delta", "A", "B", "C", "D", "z", "delta_bias"};
+
+std::vector<Tensor> run_scan(const std::vector<Tensor>& in, const Tensor& w, torch::Dtype dt, torch::Device dev,
+                             rbk::SelectiveScanImpl impl) {
+  std::vector<Tensor> x;
+  for (const auto& t : in) x.push_back(t.to(dev, dt).detach().requires_grad_(true));
+  const Tensor out = rbk::selective_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], true, impl);
+  (out * w.to(dev, out.scalar_type())).sum().backward();
+  std::vector<Tensor> r{out.detach().cpu()};
+  for (const auto& t : x) r.push_back(t.grad().cpu());
+  return r;
+}
+
+double rel_l2(const Tensor& a, const Tensor& b) {
+  const Tensor x = a.to(torch::kDouble), y = b.to(torch::kDouble);
+  return ((x - y).norm() / y.norm().clamp_min(1e-300)).item<double>();
+}
+
+#if defined(RBK_WITH_CUDA_KERNELS)
+json timing_json(const rbk::TimingStats& t) {
+  return {{"median_us", t.median_s * 1e6}, {"min_us", t.min_s * 1e6}, {"max_us", t.max_s * 1e6}, {"repeats", t.repeats}};
+}
+
+// Preallocated raw-launcher rig at one shape (fresh random inputs, poisoned outputs).
+struct Rig {
+  std::vector<Tensor> in;
+  Tensor out, cs, dout, du, dd, dz, dA, dD, db, dB, dC, ws;
+  rbk::cuda::SelectiveScanParams p;
+  Rig(int64_t Bt, int64_t Dm, int64_t L, int64_t N) {
+    const auto o = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat);
+    in = draw(Bt, Dm, L, N, o);
+    auto nan = [&](std::vector<int64_t> s) { return torch::full(s, NAN, o); };
+    out = nan({Bt, Dm, L});
+    cs = nan({Bt, Dm, rbk::cuda::selective_scan_num_chunks(L), N});
+    dout = torch::randn({Bt, Dm, L}, o);
+    du = nan({Bt, Dm, L});
+    dd = nan({Bt, Dm, L});
+    dz = nan({Bt, Dm, L});
+    dA = nan({Bt, Dm, N});
+    dD = nan({Bt, Dm});
+    db = nan({Bt, Dm});
+    dB = nan({Bt, N, L});
+    dC = nan({Bt, N, L});
+    ws = torch::empty({rbk::cuda::selective_scan_bwd_workspace_floats(Bt, Dm, L, N)}, o);
+    p.batch = Bt;
+    p.dim = Dm;
+    p.len = L;
+    p.dstate = N;
+    p.delta_softplus = true;
+    p.u = in[0].data_ptr<float>();
+    p.delta = in[1].data_ptr<float>();
+    p.A = in[2].data_ptr<float>();
+    p.B = in[3].data_ptr<float>();
+    p.C = in[4].data_ptr<float>();
+    p.D = in[5].data_ptr<float>();
+    p.z = in[6].data_ptr<float>();
+    p.delta_bias = in[7].data_ptr<float>();
+    p.out = out.data_ptr<float>();
+    p.chunk_states = cs.data_ptr<float>();
+    p.dout = dout.data_ptr<float>();
+    p.du = du.data_ptr<float>();
+    p.ddelta = dd.data_ptr<float>();
+    p.dz = dz.data_ptr<float>();
+    p.dA_part = dA.data_ptr<float>();
+    p.dD_part = dD.data_ptr<float>();
+    p.ddelta_bias_part = db.data_ptr<float>();
+    p.dB = dB.data_ptr<float>();
+    p.dC = dC.data_ptr<float>();
+    p.workspace = ws.data_ptr<float>();
+  }
+  void fwd() const {
+    rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_selective_scan_forward(p, at::cuda::getCurrentCUDAStream()), "scan fwd");
+  }
+  void bwd() const {
+    rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_selective_scan_backward(p, at::cuda::getCurrentCUDAStream()), "scan bwd");
+  }
+  // Every output finite (fully written) and not all zero.
+  void check() const {
+    for (const Tensor& t : {out, du, dd, dz, dA, dD, db, dB, dC}) {
+      if (!torch::isfinite(t).all().item<bool>()) throw std::runtime_error("selective scan output not finite / not fully written");
+      if (!(t.abs().max().item<double>() > 0)) throw std::runtime_error("selective scan output is all zero");
+    }
+  }
+};
+#endif
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  rbk::ExperimentSpec spec{"scan_kernel_speed", {},
+                           "Mamba-1 selective-scan CUDA kernel: forward and forward + backward time against a bytes "
+                           "model at the measured copy bandwidth (issue 7 target: fwd + bwd within 2x)",
+                           {}};
+  spec.schema.add_int("batch", 1, 65535, "batch of the target point (issue 7: 8)")
+      .add_int("dim", 1, 1 << 20, "channels Dm of the target point (issue 7: 1536)")
+      .add_int("len", 1, 1 << 22, "sequence length of the target point (issue 7: 4096)")
+      .add_int("dstate", 1, 16, "state size N (issue 7: 16; the kernel holds N <= 16)")
+      .add_int_list("sweep_len", 1, 1 << 22, "sequence lengths of the sweep at (batch, dim)")
+      .add_int("warmup", 0, 1000, "untimed calls before timing")
+      .add_int("repeats", 1, 100000, "timed calls per point; the median is reported")
+      .add_int("copy_bytes", 1 << 20, int64_t(1) << 34, "bytes of the device-to-device copy that sets the ceiling")
+      .add_int("check_batch", 1, 64, "batch of the accuracy check against fp64")
+      .add_int("check_dim", 1, 4096, "channels of the accuracy check")
+      .add_int("check_len", 1, 1 << 16, "length of the accuracy check")
+      .add_int("ref_len", 0, 1 << 16, "length at which the LibTorch reference is timed on the GPU (0: skip)")
+      .add_int("ref_repeats", 1, 100, "timed calls of the GPU reference");
+
+  return rbk::run_experiment(argc, argv, spec, [](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
+    const int64_t Bt = cfg.get_int("batch"), Dm = cfg.get_int("dim"), L = cfg.get_int("len"), N = cfg.get_int("dstate");
+    out.summary["batch"] = Bt;
+    out.summary["dim"] = Dm;
+    out.summary["len"] = L;
+    out.summary["dstate"] = N;
+    const Bytes bm = bytes_model(Bt, Dm, L, N);
+    out.summary["bytes_min_fwd"] = bm.fwd_min;
+    out.summary["bytes_min_fwd_bwd"] = bm.fwd_bwd_min;
+    out.summary["bytes_kernel_fwd_bwd"] = bm.fwd_bwd_kernel;
+
+    // ---- accuracy check (every machine: the fp32 reference; with CUDA: the kernel too) ----
+    {
+      const int64_t cb = cfg.get_int("check_batch"), cd = cfg.get_int("check_dim"), cl = cfg.get_int("check_len");
+      const auto in = draw(cb, cd, cl, N, torch::TensorOptions().dtype(torch::kDouble));
+      const Tensor w = torch::randn({cb, cd, cl}, torch::kDouble);
+      const auto ref = run_scan(in, w, torch::kDouble, torch::kCPU, rbk::SelectiveScanImpl::Reference);
+      const auto f32 = run_scan(in, w, torch::kFloat, torch::kCPU, rbk::SelectiveScanImpl::Reference);
+      json row = {{"path", "check"}, {"batch", cb}, {"dim", cd}, {"len", cl}, {"dstate", N}, {"status", "ok"}};
+      std::vector<Tensor> ker;
+      const bool gpu = rbk::cuda_available() && rbk::selective_scan_kernel_eligible(torch::empty({1, 1, 1}, torch::kCUDA),
+                                                                                      torch::empty({1, N}));
+      if (gpu) ker = run_scan(in, w, torch::kFloat, torch::kCUDA, rbk::SelectiveScanImpl::Kernel);
+      double worst_ratio = 0.0;
+      for (int i = 0; i < 9; ++i) {
+        const double e32 = rel_l2(f32[i], ref[i]);
+        row[std::string("fp32_reference_rel_err_") + kOutNames[i]] = e32;
+        if (gpu) {
+          const double ek = rel_l2(ker[i], ref[i]);
+          row[std::string("kernel_rel_err_") + kOutNames[i]] = ek;
+          worst_ratio = std::max(worst_ratio, ek / std::max(e32, 1e-12));
+          std::fprintf(stderr, "[scan_kernel_speed] check %-10s kernel %.2e  fp32 reference %.2e\n", kOutNames[i], ek, e32);
+        }
+      }
+      if (gpu) {
+        out.summary["check_kernel_rel_err_out"] = row["kernel_rel_err_out"];
+        out.summary["check_worst_kernel_over_fp32_reference"] = worst_ratio;
+      } else {
+        row["kernel"] = "skipped: no CUDA device";
+      }
+      out.summary["check_fp32_reference_rel_err_out"] = row["fp32_reference_rel_err_out"];
+      out.rows.push_back(row);
+    }
+
+#if defined(RBK_WITH_CUDA_KERNELS)
+    if (rbk::cuda_available()) {
+      const int warmup = static_cast<int>(cfg.get_int("warmup")), repeats = static_cast<int>(cfg.get_int("repeats"));
+      const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+      const double copy_gbps = rbk::cuda::measure_copy_bandwidth_gbps(cfg.get_int("copy_bytes"), 3, 20, stream);
+      out.summary["copy_bandwidth_GBps"] = copy_gbps;
+      out.rows.push_back({{"path", "copy_bandwidth"}, {"bytes", cfg.get_int("copy_bytes")}, {"GBps", copy_gbps}, {"status", "ok"}});
+      std::fprintf(stderr, "[scan_kernel_speed] device-to-device copy: %.0f GB/s (read + write)\n", copy_gbps);
+
+      std::vector<int64_t> lens = cfg.get_int_list("sweep_len");
+      if (std::find(lens.begin(), lens.end(), L) == lens.end()) lens.push_back(L);
+      std::vector<double> a_len, a_fwd, a_fb, a_ratio;
+      for (const int64_t l : lens) {
+        json row = {{"path", "scan_cuda"}, {"batch", Bt}, {"dim", Dm}, {"len", l}, {"dstate", N}};
+        try {
+          Rig rig(Bt, Dm, l, N);
+          rig.fwd();
+          rig.bwd();
+          rbk::cuda::throw_on_cuda_error(cudaStreamSynchronize(stream), "check run");
+          rig.check();
+          const auto tf = rbk::cuda::time_cuda_events([&] { rig.fwd(); }, warmup, repeats, stream);
+          const auto tfb = rbk::cuda::time_cuda_events([&] { rig.fwd(); rig.bwd(); }, warmup, repeats, stream);
+          const Bytes b = bytes_model(Bt, Dm, l, N);
+          const double pf = b.fwd_min / (copy_gbps * 1e9), pfb = b.fwd_bwd_min / (copy_gbps * 1e9);
+          row.update({{"status", "ok"}, {"fwd", timing_json(tf)}, {"fwd_bwd", timing_json(tfb)},
+                      {"bytes_min_fwd", b.fwd_min}, {"bytes_min_fwd_bwd", b.fwd_bwd_min},
+                      {"bytes_kernel_fwd", b.fwd_kernel}, {"bytes_kernel_fwd_bwd", b.fwd_bwd_kernel},
+                      {"fwd_GBps", b.fwd_min / tf.median_s / 1e9}, {"fwd_bwd_GBps", b.fwd_bwd_min / tfb.median_s / 1e9},
+                      {"fwd_bwd_kernel_bytes_GBps", b.fwd_bwd_kernel / tfb.median_s / 1e9},
+                      {"predicted_fwd_us", pf * 1e6}, {"predicted_fwd_bwd_us", pfb * 1e6},
+                      {"ratio_fwd", tf.median_s / pf}, {"ratio_fwd_bwd", tfb.median_s / pfb},
+                      {"ratio_fwd_bwd_kernel_bytes", tfb.median_s / (b.fwd_bwd_kernel / (copy_gbps * 1e9))},
+                      {"tokens_per_s_fwd_bwd", Bt * l / tfb.median_s}});
+          std::fprintf(stderr,
+                       "[scan_kernel_speed] B=%lld D=%lld L=%lld N=%lld: fwd %.1f us (%.0f GB/s, %.2fx predicted), "
+                       "fwd+bwd %.1f us (%.0f GB/s, %.2fx predicted %.1f us)\n",
+                       (long long)Bt, (long long)Dm, (long long)l, (long long)N, tf.median_s * 1e6,
+                       b.fwd_min / tf.median_s / 1e9, tf.median_s / pf, tfb.median_s * 1e6,
+                       b.fwd_bwd_min / tfb.median_s / 1e9, tfb.median_s / pfb, pfb * 1e6);
+          a_len.push_back(static_cast<double>(l));
+          a_fwd.push_back(tf.median_s * 1e6);
+          a_fb.push_back(tfb.median_s * 1e6);
+          a_ratio.push_back(tfb.median_s / pfb);
+          if (l == L) {
+            out.summary["fwd_us"] = tf.median_s * 1e6;
+            out.summary["fwd_bwd_us"] = tfb.median_s * 1e6;
+            out.summary["fwd_GBps"] = row["fwd_GBps"];
+            out.summary["fwd_bwd_GBps"] = row["fwd_bwd_GBps"];
+            out.summary["predicted_fwd_us"] = pf * 1e6;
+            out.summary["predicted_fwd_bwd_us"] = pfb * 1e6;
+            out.summary["ratio_fwd"] = tf.median_s / pf;
+            out.summary["ratio_fwd_bwd"] = tfb.median_s / pfb;
+            out.summary["ratio_fwd_bwd_kernel_bytes"] = row["ratio_fwd_bwd_kernel_bytes"];
+            out.summary["target_fwd_bwd_within_2x"] = tfb.median_s / pfb <= 2.0;
+          }
+        } catch (const std::exception& e) {
+          row["status"] = std::string("failed: ") + e.what();
+          std::fprintf(stderr, "[scan_kernel_speed] L=%lld failed: %s\n", (long long)l, e.what());
+        }
+        out.rows.push_back(row);
+      }
+      out.arrays.push_back(rbk::make_array("sweep/len", a_len, "1", "sequence length of each sweep point"));
+      out.arrays.push_back(rbk::make_array("sweep/fwd_us", a_fwd, "us", "selective-scan CUDA forward, median"));
+      out.arrays.push_back(rbk::make_array("sweep/fwd_bwd_us", a_fb, "us", "forward + backward, median"));
+      out.arrays.push_back(rbk::make_array("sweep/ratio_fwd_bwd", a_ratio, "1",
+                                           "measured / predicted (minimal bytes at copy bandwidth), fwd + bwd"));
+
+      // ---- the LibTorch reference on the GPU, for scale ----
+      const int64_t rl = cfg.get_int("ref_len");
+      if (rl > 0) {
+        json row = {{"path", "reference_gpu"}, {"batch", Bt}, {"dim", Dm}, {"len", rl}, {"dstate", N}};
+        try {
+          const auto o = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat);
+          auto in = draw(Bt, Dm, rl, N, o);
+          for (auto& t : in) t.requires_grad_(true);
+          const Tensor w = torch::randn({Bt, Dm, rl}, o);
+          auto call = [&](bool bwd) {
+            const Tensor y = rbk::selective_scan(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], true,
+                                                 rbk::SelectiveScanImpl::Reference);
+            if (bwd) (y * w).sum().backward();
+          };
+          const int rr = static_cast<int>(cfg.get_int("ref_repeats"));
+          const auto tf = rbk::cuda::time_cuda_events([&] { torch::NoGradGuard ng; call(false); }, 1, rr, stream);
+          const auto tfb = rbk::cuda::time_cuda_events([&] { call(true); }, 1, rr, stream);
+          Rig rig(Bt, Dm, rl, N);
+          const auto kf = rbk::cuda::time_cuda_events([&] { rig.fwd(); rig.bwd(); }, warmup, repeats, stream);
+          row.update({{"status", "ok"}, {"fwd", timing_json(tf)}, {"fwd_bwd", timing_json(tfb)},
+                      {"kernel_fwd_bwd", timing_json(kf)}, {"speedup_kernel_vs_reference_fwd_bwd", tfb.median_s / kf.median_s}});
+          out.summary["reference_gpu_len"] = rl;
+          out.summary["reference_gpu_fwd_us"] = tf.median_s * 1e6;
+          out.summary["reference_gpu_fwd_bwd_us"] = tfb.median_s * 1e6;
+          out.summary["speedup_kernel_vs_reference_fwd_bwd"] = tfb.median_s / kf.median_s;
+          std::fprintf(stderr, "[scan_kernel_speed] reference on GPU at L=%lld: fwd %.0f us, fwd+bwd %.0f us (kernel %.1f us)\n",
+                       (long long)rl, tf.median_s * 1e6, tfb.median_s * 1e6, kf.median_s * 1e6);
+        } catch (const std::exception& e) {
+          row["status"] = std::string("failed: ") + e.what();
+        }
+        out.rows.push_back(row);
+      }
+      return;
+    }
+#endif
+    for (const std::string p : {"copy_bandwidth", "scan_cuda", "reference_gpu"})
+      out.rows.push_back({{"path", p}, {"batch", Bt}, {"dim", Dm}, {"len", L}, {"status", "skipped: no CUDA device"}});
+    out.summary["gpu"] = "skipped: no CUDA device";
+  });
+}

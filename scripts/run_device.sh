@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# One device call on the GPU machine (LibTorch 2.11 + CUDA 13 from the Python wheel, H100): build,
+# the gpu and unit tests, and the GPU experiments of record, in stages, inside one command's
+# 10-minute limit. Logs and result files go to $OUT (at most 8 files come back: logs are tarred).
+#
+# usage: OUT=dir RBK_GIT_COMMIT=<sha> RBK_GIT_DIRTY=false scripts/run_device.sh stage...
+# stages (in this order, whichever are named):
+#   build          configure (Ninja, Release) and build everything with -j16, -k 0
+#   gpu            ctest -L gpu (every CUDA kernel against its CPU/fp64 reference)
+#   memcheck       compute-sanitizer memcheck on small cases of every gpu test binary
+#   unit           ctest -L unit (the rest of the project against LibTorch 2.11)
+#   kernel_speed   exp_kernel_speed --preset gpu            (claim C17)
+#   bench          bench_kernel_speed (Google Benchmark JSON with the commit in its context)
+#   scan_speed     exp_scan_kernel_speed --preset gpu      (baseline kernels, issue 7)
+#   lm_throughput  exp_lm_throughput --preset gpu          (baseline LMs, issue 7)
+#   train_poc      exp_train_poc --preset gpu               (claim C05; needs data/sotu carried)
+# BUDGET_S (default 570) bounds the whole call: each stage gets what is left.
+set -u -o pipefail
+OUT=${OUT:-/tmp/rbk-out}
+mkdir -p "$OUT"
+BUILD=${RBK_BUILD_DIR:-build-gpu}
+BUDGET_S=${BUDGET_S:-570}
+# The copied tree on the GPU machine has no .git: provenance must come from the caller.
+if [ -z "${RBK_GIT_COMMIT:-}" ]; then
+  echo "run_device.sh: set RBK_GIT_COMMIT=<sha of the commit sent> (and RBK_GIT_DIRTY) so results record their code" >&2
+  exit 2
+fi
+export RBK_GIT_COMMIT RBK_GIT_DIRTY=${RBK_GIT_DIRTY:-unknown}
+log() { echo "=== $(date +%T) (+${SECONDS}s) $*"; }
+left() { local l=$(( BUDGET_S - SECONDS - ${1:-10} )); echo $(( l > 10 ? l : 10 )); }
+run_exp() {  # run_exp name extra-args...: exp_<name> --preset gpu into $OUT/<name>
+  local name=$1; shift
+  log "exp_$name"
+  mkdir -p "$OUT/$name"
+  timeout "$(left 20)" "$BUILD/experiments/$name/exp_$name" --preset gpu --out "$OUT/$name" "$@" > "$OUT/exp_$name.log" 2>&1
+  echo "exp_$name rc=$?"
+  grep -v "^$" "$OUT/exp_$name.log" | tail -15
+}
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv,noheader || true
+for stage in "$@"; do
+  case $stage in
+    build)
+      log configure
+      PREFIX=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
+      cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PREFIX" > "$OUT/configure.log" 2>&1 \
+        || { tail -40 "$OUT/configure.log"; exit 1; }
+      grep "rbk:" "$OUT/configure.log"
+      log build
+      timeout "$(left 120)" cmake --build "$BUILD" -j16 -- -k 0 > "$OUT/build.log" 2>&1; echo "build rc=$?"
+      grep -E "error|FAILED" "$OUT/build.log" | head -40 ;;
+    gpu)
+      log "ctest -L gpu"
+      (cd "$BUILD" && timeout "$(left 30)" ctest -L gpu -LE bench --output-on-failure -j4) > "$OUT/gpu_tests.log" 2>&1
+      echo "gpu tests rc=$?"; grep -E "tests passed|Failed|Not Run|\*\*\*" "$OUT/gpu_tests.log" | head -30 ;;
+    memcheck)
+      log "compute-sanitizer memcheck"
+      for t in "$BUILD"/tests/gpu/test_*; do
+        [ -x "$t" ] || continue
+        # Small cases only: memcheck slows kernels down by orders of magnitude.
+        timeout 120 compute-sanitizer --tool memcheck --error-exitcode 3 "$t" --gtest_filter='*Small*:*B3_N33:*B1_N65537*:*Launch*:*Compat*' \
+          > "$OUT/memcheck_$(basename "$t").log" 2>&1
+        echo "memcheck $(basename "$t") rc=$?"; tail -2 "$OUT/memcheck_$(basename "$t").log"
+      done ;;
+    unit)
+      log "ctest -L unit"
+      (cd "$BUILD" && timeout "$(left 15)" ctest -L unit -j16 --output-on-failure) > "$OUT/unit.log" 2>&1
+      echo "unit rc=$?"; grep -E "tests passed|Failed|Not Run|\*\*\*" "$OUT/unit.log" | head -30 ;;
+    kernel_speed) run_exp kernel_speed ;;
+    bench)
+      log bench_kernel_speed
+      mkdir -p "$OUT/kernel_speed"
+      timeout "$(left 20)" "$BUILD/experiments/kernel_speed/bench_kernel_speed" --benchmark_repetitions=5 \
+        --benchmark_report_aggregates_only=true --benchmark_out="$OUT/kernel_speed/bench_kernel_speed.json" \
+        --benchmark_out_format=json --benchmark_context=git_commit="$RBK_GIT_COMMIT" \
+        --benchmark_context=git_dirty="$RBK_GIT_DIRTY" > "$OUT/bench.log" 2>&1
+      echo "bench rc=$?"; grep -E "median" "$OUT/bench.log" | head -20 ;;
+    scan_speed) run_exp scan_kernel_speed ;;
+    lm_throughput) run_exp lm_throughput ;;
+    train_poc) run_exp train_poc ;;
+    *) echo "run_device.sh: unknown stage '$stage'" >&2; exit 2 ;;
+  esac
+done
+log done
+cd "$OUT" && ls *.log > /dev/null 2>&1 && tar -czf logs.tar.gz *.log && rm -f *.log

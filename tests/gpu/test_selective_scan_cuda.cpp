@@ -1,0 +1,266 @@
+// Mamba-1 selective-scan CUDA kernel (issue 7, baselines) against the fp64 LibTorch reference
+// (rbk::selective_scan_reference, itself held against a scalar loop and finite differences in
+// tests/baselines/test_mamba.cpp): the forward and every gradient (u, delta, A, B, C, D, z,
+// delta_bias) with one upstream gradient, over shapes with L not a multiple of the tile or chunk,
+// L = 1, Dm not a multiple of the block's 32 channels, Bt in {1, 3}, N in {4, 5, 8, 16}, with and
+// without z / D, delta_bias and softplus. Outputs of the raw launchers are poisoned with NaN and
+// checked fully written. Fresh inputs every run (seed printed); diffs are printed, then asserted.
+// Skips where no CUDA device is visible (and where this build has no CUDA kernels).
+#include "rbk/mamba_lm.h"
+#include "rbk/selective_scan.h"
+#include "rbk/torch_compat.h"
+
+#if defined(RBK_WITH_CUDA_KERNELS)
+#include "rbk/kernels/selective_scan_launch.h"
+#include <ATen/cuda/CUDAContext.h>
+#include <cuda_runtime_api.h>
+#endif
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <ostream>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace {
+
+using torch::Tensor;
+
+// Tolerance rule (house style, after flash-attention): the kernel's relative L2 error against the
+// fp64 reference may be at most kErrFactor times the error of the plain fp32 reference (same
+// inputs, LibTorch fp32 on the CPU) plus a floor. The factor allows a different but equally stable
+// summation order (sequential over L in registers, a shuffle tree over states and channels); the
+// floor covers cases where the fp32 reference happens to be unusually exact: fp32 rounding of one
+// step is ~6e-8 and sums run over up to Bt L ~ 3000 terms, sqrt(3000) * 6e-8 ~ 3e-6.
+constexpr double kErrFactor = 4.0;
+constexpr double kOutFloor = 2e-6;
+constexpr double kGradFloor = 1e-5;
+// bf16 inputs: the reference sees the same bf16-rounded values, so only fp32 arithmetic and the
+// bf16 rounding of the output (8-bit mantissa, 2^-9 ~ 2e-3 relative) differ.
+constexpr double kBf16OutTol = 4e-3;
+
+uint64_t fresh_seed() {
+  static std::random_device rd;
+  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+}
+
+double rel_l2(const Tensor& got, const Tensor& ref) {
+  const Tensor g = got.to(torch::kCPU, torch::kDouble), r = ref.to(torch::kCPU, torch::kDouble);
+  return ((g - r).norm() / r.norm().clamp_min(1e-300)).item<double>();
+}
+
+bool have_device() { return rbk::cuda_available(); }
+
+struct Case {
+  int64_t Bt, Dm, L, N;
+  bool with_z;  // z and D together (the model uses both)
+  bool with_bias;
+  bool softplus;
+};
+
+std::string case_name(const Case& c) {
+  return "Bt" + std::to_string(c.Bt) + "_Dm" + std::to_string(c.Dm) + "_L" + std::to_string(c.L) + "_N" +
+         std::to_string(c.N) + (c.with_z ? "_z" : "_noz") + (c.with_bias ? "_bias" : "_nobias") +
+         (c.softplus ? "_softplus" : "_raw");
+}
+
+// GoogleTest prints parameters in test listings: the name, not the struct's bytes.
+void PrintTo(const Case& c, std::ostream* os) { *os << case_name(c); }
+
+// Inputs in fp64 on the CPU, in the regime the model produces.
+std::vector<Tensor> draw(const Case& c) {
+  const auto o = torch::TensorOptions().dtype(torch::kDouble);
+  std::vector<Tensor> t(8);
+  t[0] = torch::randn({c.Bt, c.Dm, c.L}, o);                            // u
+  t[1] = c.softplus ? torch::randn({c.Bt, c.Dm, c.L}, o) * 0.5 - 1.0     // delta (pre-softplus)
+                    : torch::rand({c.Bt, c.Dm, c.L}, o) * 0.1;          // delta (already a step)
+  t[2] = -(torch::rand({c.Dm, c.N}, o) * 3.0 + 0.5);                    // A
+  t[3] = torch::randn({c.Bt, c.N, c.L}, o);                             // B
+  t[4] = torch::randn({c.Bt, c.N, c.L}, o);                             // C
+  if (c.with_z) {
+    t[5] = torch::randn({c.Dm}, o);                                     // D
+    t[6] = torch::randn({c.Bt, c.Dm, c.L}, o);                          // z
+  }
+  if (c.with_bias) t[7] = c.softplus ? torch::randn({c.Dm}, o) * 0.5 - 2.0 : torch::rand({c.Dm}, o) * 0.01;
+  return t;
+}
+
+const char* kNames[8] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias"};
+
+// out and the 8 gradients (undefined where the input is undefined) of sum(out * w).
+std::vector<Tensor> run(const std::vector<Tensor>& in, const Tensor& w, const Case& c, torch::Dtype dt,
+                        torch::Device dev, rbk::SelectiveScanImpl impl) {
+  std::vector<Tensor> x(8);
+  for (int i = 0; i < 8; ++i)
+    if (in[i].defined()) x[i] = in[i].to(dev, dt).detach().requires_grad_(true);
+  const Tensor out = rbk::selective_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], c.softplus, impl);
+  (out * w.to(dev, out.scalar_type())).sum().backward();
+  std::vector<Tensor> r{out.detach().cpu()};
+  for (int i = 0; i < 8; ++i) r.push_back(x[i].defined() ? x[i].grad().cpu() : Tensor());
+  return r;
+}
+
+class SelectiveScanKernel : public ::testing::TestWithParam<Case> {};
+
+TEST_P(SelectiveScanKernel, ForwardAndEveryGradientMatchFp64) {
+  if (!have_device()) GTEST_SKIP() << "no CUDA device";
+  const Case c = GetParam();
+  const uint64_t seed = fresh_seed();
+  torch::manual_seed(seed);
+  const auto in = draw(c);
+  const Tensor w = torch::randn({c.Bt, c.Dm, c.L}, torch::kDouble);
+  const auto ref = run(in, w, c, torch::kDouble, torch::kCPU, rbk::SelectiveScanImpl::Reference);
+  const auto f32 = run(in, w, c, torch::kFloat, torch::kCPU, rbk::SelectiveScanImpl::Reference);
+  const auto ker = run(in, w, c, torch::kFloat, torch::kCUDA, rbk::SelectiveScanImpl::Kernel);
+  std::printf("%s seed %llu\n", case_name(c).c_str(), (unsigned long long)seed);
+  for (int i = 0; i < 9; ++i) {
+    if (!ref[i].defined()) {
+      EXPECT_FALSE(ker[i].defined()) << (i ? kNames[i - 1] : "out");
+      continue;
+    }
+    ASSERT_TRUE(ker[i].defined()) << (i ? kNames[i - 1] : "out");
+    ASSERT_EQ(ker[i].sizes(), ref[i].sizes());
+    const double ek = rel_l2(ker[i], ref[i]), e32 = rel_l2(f32[i], ref[i]);
+    const double tol = kErrFactor * e32 + (i == 0 ? kOutFloor : kGradFloor);
+    std::printf("  %-10s kernel rel err %.3e   fp32 reference %.3e   tol %.3e\n", i ? kNames[i - 1] : "out", ek, e32, tol);
+    EXPECT_TRUE(torch::isfinite(ker[i]).all().item<bool>()) << (i ? kNames[i - 1] : "out");
+    EXPECT_LE(ek, tol) << (i ? kNames[i - 1] : "out");
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    SelectiveScanCuda, SelectiveScanKernel,
+    ::testing::Values(Case{1, 32, 128, 16, true, true, true},      // one chunk exactly
+                      Case{3, 45, 300, 16, true, true, true},      // Dm % 32 != 0, L % 16 != 0, 3 chunks
+                      Case{1, 7, 1, 16, true, true, true},         // L = 1
+                      Case{3, 64, 1000, 8, false, true, true},     // no z / D
+                      Case{2, 33, 257, 4, true, false, true},      // no bias
+                      Case{2, 40, 129, 5, true, true, false},      // N not a power of 2, raw delta
+                      Case{1, 96, 2048, 16, true, true, true},     // 16 chunks, a long adjoint
+                      Case{3, 20, 17, 16, false, false, false}),   // nothing optional
+    [](const ::testing::TestParamInfo<Case>& i) { return case_name(i.param); });
+
+TEST(SelectiveScanCudaBf16, Bf16InputsComputeInFp32) {
+  if (!have_device()) GTEST_SKIP() << "no CUDA device";
+  const Case c{2, 48, 200, 16, true, true, true};
+  torch::manual_seed(fresh_seed());
+  auto in = draw(c);
+  // bf16 activations (as autocast produces), fp32 parameters (A, D, delta_bias), like the model.
+  for (int i : {0, 1, 3, 4, 6}) in[i] = in[i].to(torch::kBFloat16);
+  std::vector<Tensor> x(8), x64(8);
+  for (int i = 0; i < 8; ++i) {
+    x[i] = (i == 0 || i == 1 || i == 3 || i == 4 || i == 6) ? in[i].cuda() : in[i].to(torch::kCUDA, torch::kFloat);
+    x64[i] = in[i].to(torch::kDouble);
+  }
+  const Tensor out = rbk::selective_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], true, rbk::SelectiveScanImpl::Kernel);
+  const Tensor ref = rbk::selective_scan_reference(x64[0], x64[1], x64[2], x64[3], x64[4], x64[5], x64[6], x64[7], true);
+  const double e = rel_l2(out, ref);
+  std::printf("bf16 inputs: out dtype %s, rel err vs fp64 on the same inputs %.3e (tol %.1e)\n",
+              std::string(c10::toString(out.scalar_type())).c_str(), e, kBf16OutTol);
+  EXPECT_EQ(out.scalar_type(), torch::kBFloat16);
+  EXPECT_LE(e, kBf16OutTol);
+}
+
+#if defined(RBK_WITH_CUDA_KERNELS)
+// The raw launchers write every element of every output (NaN poison before the launch).
+TEST(SelectiveScanCudaLaunch, EveryOutputFullyWritten) {
+  if (!have_device()) GTEST_SKIP() << "no CUDA device";
+  for (const Case& c : {Case{3, 45, 300, 16, true, true, true}, Case{1, 7, 1, 5, true, true, false}}) {
+    torch::manual_seed(fresh_seed());
+    auto in = draw(c);
+    const auto o = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat);
+    std::vector<Tensor> x(8);
+    for (int i = 0; i < 8; ++i)
+      if (in[i].defined()) x[i] = in[i].to(o).contiguous();
+    const int64_t Bt = c.Bt, Dm = c.Dm, L = c.L, N = c.N;
+    auto poison = [&](std::vector<int64_t> s) { return torch::full(s, NAN, o); };
+    Tensor out = poison({Bt, Dm, L}), cs = poison({Bt, Dm, rbk::cuda::selective_scan_num_chunks(L), N});
+    Tensor dout = torch::randn({Bt, Dm, L}, o);
+    Tensor du = poison({Bt, Dm, L}), dd = poison({Bt, Dm, L}), dz = poison({Bt, Dm, L}), dA = poison({Bt, Dm, N});
+    Tensor dD = poison({Bt, Dm}), db = poison({Bt, Dm}), dB = poison({Bt, N, L}), dC = poison({Bt, N, L});
+    Tensor ws = poison({rbk::cuda::selective_scan_bwd_workspace_floats(Bt, Dm, L, N)});
+    rbk::cuda::SelectiveScanParams p;
+    p.batch = Bt;
+    p.dim = Dm;
+    p.len = L;
+    p.dstate = N;
+    p.delta_softplus = c.softplus;
+    p.u = x[0].data_ptr<float>();
+    p.delta = x[1].data_ptr<float>();
+    p.A = x[2].data_ptr<float>();
+    p.B = x[3].data_ptr<float>();
+    p.C = x[4].data_ptr<float>();
+    p.D = x[5].data_ptr<float>();
+    p.z = x[6].data_ptr<float>();
+    p.delta_bias = x[7].data_ptr<float>();
+    p.out = out.data_ptr<float>();
+    p.chunk_states = cs.data_ptr<float>();
+    p.dout = dout.data_ptr<float>();
+    p.du = du.data_ptr<float>();
+    p.ddelta = dd.data_ptr<float>();
+    p.dz = dz.data_ptr<float>();
+    p.dA_part = dA.data_ptr<float>();
+    p.dD_part = dD.data_ptr<float>();
+    p.ddelta_bias_part = db.data_ptr<float>();
+    p.dB = dB.data_ptr<float>();
+    p.dC = dC.data_ptr<float>();
+    p.workspace = ws.data_ptr<float>();
+    const cudaStream_t s = at::cuda::getCurrentCUDAStream();
+    ASSERT_EQ(rbk::cuda::launch_selective_scan_forward(p, s), cudaSuccess);
+    ASSERT_EQ(rbk::cuda::launch_selective_scan_backward(p, s), cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    const std::vector<std::pair<const char*, Tensor>> outs = {{"out", out}, {"chunk_states", cs}, {"du", du},
+                                                              {"ddelta", dd}, {"dz", dz},         {"dA_part", dA},
+                                                              {"dD_part", dD}, {"ddelta_bias_part", db},
+                                                              {"dB", dB},     {"dC", dC}};
+    for (const auto& [name, t] : outs) {
+      // Count, not mean: a mean of ones on the GPU can round to 1 - 2^-53.
+      const int64_t bad_count = (~torch::isfinite(t)).sum().item<int64_t>();
+      std::printf("%s %-16s non-finite elements %lld of %lld\n", case_name(c).c_str(), name, (long long)bad_count,
+                  (long long)t.numel());
+      EXPECT_EQ(bad_count, 0) << name << " not fully written";
+    }
+    // Invalid launches are refused, not run.
+    rbk::cuda::SelectiveScanParams bad = p;
+    bad.dstate = rbk::cuda::kSsMaxState + 1;
+    EXPECT_NE(rbk::cuda::launch_selective_scan_forward(bad, s), cudaSuccess);
+  }
+}
+#endif
+
+TEST(SelectiveScanCudaModel, MambaBlockKernelMatchesReferenceOnGpu) {
+  if (!have_device()) GTEST_SKIP() << "no CUDA device";
+  torch::manual_seed(fresh_seed());
+  rbk::MambaBlockOptions o;
+  o.d_model = 48;
+  o.d_state = 16;
+  o.scan = rbk::SelectiveScanImpl::Kernel;
+  rbk::MambaBlock ker(o);
+  ker->to(torch::kCUDA);
+  o.scan = rbk::SelectiveScanImpl::Reference;
+  rbk::MambaBlock ref(o);
+  ref->to(torch::kCUDA);
+  {
+    torch::NoGradGuard ng;
+    auto pk = ker->parameters(), pr = ref->parameters();
+    for (size_t i = 0; i < pk.size(); ++i) pr[i].copy_(pk[i]);
+  }
+  const Tensor x = torch::randn({2, 77, 48}, torch::TensorOptions().device(torch::kCUDA));
+  const Tensor yk = ker->forward(x), yr = ref->forward(x);
+  (yk * yk).sum().backward();
+  (yr * yr).sum().backward();
+  const double ey = rel_l2(yk, yr);
+  std::printf("MambaBlock on GPU, kernel vs reference scan: out %.3e\n", ey);
+  EXPECT_LE(ey, 1e-5);  // both fp32: only the scan's summation order differs
+  auto pk = ker->named_parameters(), pr = ref->named_parameters();
+  for (size_t i = 0; i < pk.size(); ++i) {
+    const double e = rel_l2(pk[i].value().grad(), pr[i].value().grad());
+    std::printf("  grad %-16s %.3e\n", pk[i].key().c_str(), e);
+    EXPECT_LE(e, 1e-4) << pk[i].key();  // fp32 vs fp32 through several layers of matmuls
+  }
+}
+
+}  // namespace
