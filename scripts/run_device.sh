@@ -14,7 +14,11 @@
 #   scan_speed     exp_scan_kernel_speed --preset gpu      (baseline kernels, issue 7)
 #   lm_throughput  exp_lm_throughput --preset gpu          (baseline LMs, issue 7)
 #   train_poc      exp_train_poc --preset gpu               (claim C05; needs data/sotu carried)
-# BUDGET_S (default 570) bounds the whole call: each stage gets what is left.
+# BUDGET_S (default 570) bounds the whole call: each stage gets what is left. GPU_TESTS_REGEX
+# restricts the gpu stage to matching tests (ctest -R).
+# Tests run several processes at once, each with one CPU thread: their CPU fp64 references are long
+# chains of small ops, and 4 processes x 16 OpenMP threads spinning at barriers made them 10x slower
+# (a 2048-step selective-scan reference took 266 s in run 424727d).
 set -u -o pipefail
 OUT=${OUT:-/tmp/rbk-out}
 mkdir -p "$OUT"
@@ -50,7 +54,8 @@ for stage in "$@"; do
       grep -E "error|FAILED" "$OUT/build.log" | head -40 ;;
     gpu)
       log "ctest -L gpu"
-      (cd "$BUILD" && timeout "$(left 30)" ctest -L gpu -LE bench --output-on-failure -j4) > "$OUT/gpu_tests.log" 2>&1
+      (cd "$BUILD" && OMP_NUM_THREADS=1 RBK_THREADS=1 timeout "$(left 30)" ctest -L gpu -LE bench ${GPU_TESTS_REGEX:+-R "$GPU_TESTS_REGEX"} \
+         --output-on-failure -j8) > "$OUT/gpu_tests.log" 2>&1
       echo "gpu tests rc=$?"; grep -E "tests passed|Failed|Not Run|\*\*\*" "$OUT/gpu_tests.log" | head -30 ;;
     memcheck)
       log "compute-sanitizer memcheck"
@@ -63,7 +68,7 @@ for stage in "$@"; do
       done ;;
     unit)
       log "ctest -L unit"
-      (cd "$BUILD" && timeout "$(left 15)" ctest -L unit -j16 --output-on-failure) > "$OUT/unit.log" 2>&1
+      (cd "$BUILD" && OMP_NUM_THREADS=1 RBK_THREADS=1 timeout "$(left 15)" ctest -L unit -j16 --output-on-failure) > "$OUT/unit.log" 2>&1
       echo "unit rc=$?"; grep -E "tests passed|Failed|Not Run|\*\*\*" "$OUT/unit.log" | head -30 ;;
     kernel_speed) run_exp kernel_speed ;;
     bench)

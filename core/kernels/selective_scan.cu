@@ -18,6 +18,19 @@
 //   dA      += g_t dt_t a_t h_{t-1},  dD += gy_t u_t,  dz_t = dout y_t sigmoid(z)(1 + z(1 - sigmoid(z)))
 // h_{t-1} and a_t come from a register replay of the tile from its start state; tile-start states
 // come from a forward replay of the chunk from the state the forward stored.
+//
+// Variants (rbk/kernels/selective_scan_launch.h): the sequential one walks all of L per block; the
+// chunked one runs a block per chunk of kSsChunk steps (local scan from 0, a short pass chaining the
+// chunk boundaries, then a replay from the true start state), forward and backward; the hybrid one
+// runs the sequential forward with the chunked variant's helpers and the chunked backward. Both share the
+// tile helpers, the forward tile loop (fwd_tiles) and the per-chunk backward (bwd_chunk) below.
+// The chunked variant computes a_t = exp(dt A) as exp2f((dt log2 e) A): the CUDA math library's
+// exp2f (not the __exp2f intrinsic; no fast math) has a maximum error of 2 ulp over its whole range
+// (CUDA C Programming Guide, appendix "Mathematical Functions"), the same bound as expf, but compiles
+// to the MUFU.EX2 unit plus a denormal fix-up (~4 instructions) instead of expf's ~9 (expf itself
+// computes a scaled exp2). The extra rounding of dt log2 e perturbs the exponent by one ulp relative,
+// i.e. a_t by ~|dt A| 6e-8 relative, as the rounding of dt A already does. The test holds every
+// variant to the same fp64 tolerance rule.
 #include "rbk/kernels/selective_scan_launch.h"
 
 #include <cuda_runtime.h>
@@ -39,6 +52,7 @@ static_assert(kSsChunk % kSsTile == 0, "a chunk is a whole number of tiles");
 static_assert(kNMax == kG * 4, "4 lanes x at most 4 states");
 constexpr int kElemPerThread = kCh * kT / kThreads;    // 4 floats of each (channel x time) array
 constexpr int kBcPerThread = kNMax * kT / kThreads;    // 2 floats of B and of C
+constexpr int kBcStride = kNMax + 4;                   // chunked variant's B/C rows (see bc_index)
 
 // The step size, the gate and the sigmoids are computed once per element when the tile is stored
 // (not once per lane and step): a channel's 4 lanes then only read them.
@@ -49,10 +63,40 @@ struct TileSmem {
   float z[kCh][kTP];   // forward: silu(z); backward: z
   float zs[kCh][kTP];  // backward: sigmoid(z)
   float g[kCh][kTP];   // forward: y; backward: dout
-  float Bs[kNMax][kT];
-  float Cs[kNMax][kT];
+  // B and C of the tile, flat; layout bc_index<TBC>: the sequential variant's rows per state
+  // (n kT + tt), the chunked variant's rows per step (tt kBcStride + n).
+  alignas(16) float Bs[kT * kBcStride];
+  alignas(16) float Cs[kT * kBcStride];
   float bias[kCh];
 };
+
+// Index of (state n, step tt) in TileSmem::Bs / Cs. A lane reads its S states n = g S + j at one
+// step. Rows per state (TBC = false, the sequential variant as first written): the 4 lane groups g
+// hit one bank (row stride 16 floats), a 4-way conflict on every read. Rows per step (TBC = true,
+// the chunked variant): a lane's S states are adjacent (one 16-byte load for S = 4) and the 4
+// groups hit different banks, so a warp's read is one shared-memory wavefront; the row stride of 20
+// keeps rows 16-byte aligned and makes the tile stores at most 2-way conflicted.
+template <bool TBC>
+__device__ __forceinline__ int bc_index(int n, int tt) { return TBC ? tt * kBcStride + n : n * kT + tt; }
+
+// The S values of states g S .. g S + S - 1 at step tt.
+template <int S, bool TBC>
+__device__ __forceinline__ void load_states(const float* arr, int g, int tt, float (&out)[S]) {
+  if constexpr (TBC && S == 4) {
+    const float4 v = *reinterpret_cast<const float4*>(arr + bc_index<true>(g * S, tt));
+    out[0] = v.x;
+    out[1] = v.y;
+    out[2] = v.z;
+    out[3] = v.w;
+  } else if constexpr (TBC && S == 2) {
+    const float2 v = *reinterpret_cast<const float2*>(arr + bc_index<true>(g * S, tt));
+    out[0] = v.x;
+    out[1] = v.y;
+  } else {
+#pragma unroll
+    for (int j = 0; j < S; ++j) out[j] = arr[bc_index<TBC>(g * S + j, tt)];
+  }
+}
 
 // One tile's global values held in registers (loaded early, stored to shared memory later).
 struct TileRegs {
@@ -62,6 +106,15 @@ struct TileRegs {
 
 __device__ __forceinline__ float softplus_f(float x) { return x <= 20.f ? log1pf(expf(x)) : x; }
 __device__ __forceinline__ float sigmoid_f(float x) { return 1.f / (1.f + expf(-x)); }
+
+constexpr float kLog2e = 1.4426950408889634f;
+// a_t = exp(dt A): the step size scaled once per step (shared by a lane's S states), then one
+// exponential per (state, step). FAST (chunked variant): exp2f, see the file comment; otherwise the
+// sequential variant's expf(dt A), bit for bit as before.
+template <bool FAST>
+__device__ __forceinline__ float decay_scale(float dt) { return FAST ? dt * kLog2e : dt; }
+template <bool FAST>
+__device__ __forceinline__ float decay(float dt_scaled, float A) { return FAST ? exp2f(dt_scaled * A) : expf(dt_scaled * A); }
 
 // Loads the tile starting at t0 of batch row b, channels c0..c0+31: zeros outside [0, L) x [0, Dm)
 // and for n >= N. LOAD_Z / LOAD_G / LOAD_C select the optional arrays.
@@ -91,8 +144,8 @@ __device__ __forceinline__ void load_tile(TileRegs& r, const SelectiveScanParams
   }
 }
 
-// BWD: keep z and store sigmoid(z) and sigmoid(delta + bias); forward: store silu(z).
-template <bool LOAD_Z, bool LOAD_G, bool LOAD_C, bool BWD>
+// BWD: keep z and store sigmoid(z) and sigmoid(delta + bias); forward: store silu(z). TBC: B/C layout.
+template <bool LOAD_Z, bool LOAD_G, bool LOAD_C, bool BWD, bool TBC>
 __device__ __forceinline__ void store_tile(const TileRegs& r, TileSmem& s, int64_t t0, int64_t len, bool softplus) {
   const int tid = threadIdx.x;
 #pragma unroll
@@ -114,8 +167,8 @@ __device__ __forceinline__ void store_tile(const TileRegs& r, TileSmem& s, int64
 #pragma unroll
   for (int k = 0; k < kBcPerThread; ++k) {
     const int i = k * kThreads + tid;
-    s.Bs[i / kT][i % kT] = r.B[k];
-    if (LOAD_C) s.Cs[i / kT][i % kT] = r.C[k];
+    s.Bs[bc_index<TBC>(i / kT, i % kT)] = r.B[k];
+    if (LOAD_C) s.Cs[bc_index<TBC>(i / kT, i % kT)] = r.C[k];
   }
 }
 
@@ -136,34 +189,53 @@ __device__ __forceinline__ void load_bias(TileSmem& s, const SelectiveScanParams
   if (threadIdx.x < kCh) s.bias[threadIdx.x] = p.delta_bias && c0 + threadIdx.x < p.dim ? p.delta_bias[c0 + threadIdx.x] : 0.f;
 }
 
-template <int S, bool HAS_Z>
+// Forward modes. Sequential: the whole of L from h = 0, storing h at every chunk start (FAST: the
+// hybrid variant, with exp2f and the conflict-free B/C layout). The chunked variant's passes:
+// ChunkLocal scans chunk k = blockIdx.z from h = 0 without output and leaves its end state in
+// chunk_states[k + 1] and its sum of step sizes in out[b, d, k kSsChunk] (scratch: the replay
+// overwrites every element of out; it is launched for k < nck - 1 only, whose chunks are full);
+// ChunkReplay starts chunk k from chunk_states[k] (made true by selective_scan_fwd_combine_kernel)
+// and writes out.
+enum class FwdMode { Sequential, ChunkLocal, ChunkReplay };
+
+template <int S, bool HAS_Z, FwdMode MODE, bool FAST>
 __global__ void __launch_bounds__(kThreads) selective_scan_fwd_kernel(SelectiveScanParams p) {
+  static_assert(FAST || MODE == FwdMode::Sequential, "the chunked passes use the fast helpers");
+  constexpr bool kFast = FAST;
+  constexpr bool kY = MODE != FwdMode::ChunkLocal;  // compute and write out
+  constexpr bool kZ = HAS_Z && kY;
   __shared__ TileSmem sm;
   const int tid = threadIdx.x, cl = tid / kG, g = tid % kG;
   const int64_t b = blockIdx.y, c0 = static_cast<int64_t>(blockIdx.x) * kCh, d = c0 + cl;
   const bool dvalid = d < p.dim;
   const int N = static_cast<int>(p.dstate);
   const int64_t nck = (p.len + kSsChunk - 1) / kSsChunk;
+  const int64_t ntiles = (p.len + kT - 1) / kT;
+  const int64_t ck = MODE == FwdMode::Sequential ? 0 : static_cast<int64_t>(blockIdx.z);
+  const int64_t tile_begin = MODE == FwdMode::Sequential ? 0 : ck * kTilesPerChunk;
+  const int64_t tile_end =
+      MODE == FwdMode::Sequential ? ntiles : min(ntiles, (ck + 1) * static_cast<int64_t>(kTilesPerChunk));
   float A[S], h[S];
 #pragma unroll
   for (int j = 0; j < S; ++j) {
     const int n = g * S + j;
-    A[j] = dvalid && n < N ? p.A[d * N + n] : 0.f;
-    h[j] = 0.f;
+    const bool ok = dvalid && n < N;
+    A[j] = ok ? p.A[d * N + n] : 0.f;
+    h[j] = MODE == FwdMode::ChunkReplay && ok ? p.chunk_states[((b * p.dim + d) * nck + ck) * N + n] : 0.f;
   }
   const float Dv = p.D && dvalid ? p.D[d] : 0.f;
-  const int64_t ntiles = (p.len + kT - 1) / kT;
+  float dtsum = 0.f;  // ChunkLocal: sum of the chunk's step sizes (padding steps have dt = 0)
   load_bias(sm, p, c0);
   __syncthreads();
   TileRegs r;
-  load_tile<HAS_Z, false, true>(r, p, nullptr, b, c0, 0);
-  for (int64_t tile = 0; tile < ntiles; ++tile) {
+  load_tile<kZ, false, kY>(r, p, nullptr, b, c0, tile_begin * kT);
+  for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
     const int64_t t0 = tile * kT;
-    store_tile<HAS_Z, false, true, false>(r, sm, t0, p.len, p.delta_softplus);
+    store_tile<kZ, false, kY, false, kFast>(r, sm, t0, p.len, p.delta_softplus);
     __syncthreads();
     // Prefetch the next tile while this one is computed.
-    if (tile + 1 < ntiles) load_tile<HAS_Z, false, true>(r, p, nullptr, b, c0, t0 + kT);
-    if (t0 % kSsChunk == 0 && dvalid) {
+    if (tile + 1 < tile_end) load_tile<kZ, false, kY>(r, p, nullptr, b, c0, t0 + kT);
+    if (MODE == FwdMode::Sequential && t0 % kSsChunk == 0 && dvalid) {
       float* cs = p.chunk_states + ((b * p.dim + d) * nck + t0 / kSsChunk) * N;
 #pragma unroll
       for (int j = 0; j < S; ++j)
@@ -173,23 +245,58 @@ __global__ void __launch_bounds__(kThreads) selective_scan_fwd_kernel(SelectiveS
     for (int tt = 0; tt < kT; ++tt) {
       const float uu = sm.u[cl][tt];
       const float dt = sm.dt[cl][tt];
+      const float dts = decay_scale<kFast>(dt);
       const float dtu = dt * uu;
-      float yp = 0.f;
+      if (MODE == FwdMode::ChunkLocal) dtsum += dt;
+      float yp = 0.f, Bn[S], Cn[S];
+      load_states<S, kFast>(sm.Bs, g, tt, Bn);
+      if (kY) load_states<S, kFast>(sm.Cs, g, tt, Cn);
 #pragma unroll
       for (int j = 0; j < S; ++j) {
-        h[j] = expf(dt * A[j]) * h[j] + dtu * sm.Bs[g * S + j][tt];
-        yp += sm.Cs[g * S + j][tt] * h[j];
+        h[j] = decay<kFast>(dts, A[j]) * h[j] + dtu * Bn[j];
+        if (kY) yp += Cn[j] * h[j];
       }
-      yp += __shfl_xor_sync(0xffffffffu, yp, 1);
-      yp += __shfl_xor_sync(0xffffffffu, yp, 2);
-      if (g == 0) {
-        float y = yp + Dv * uu;
-        if (HAS_Z) y *= sm.z[cl][tt];  // silu(z)
-        sm.g[cl][tt] = y;
+      if (kY) {
+        yp += __shfl_xor_sync(0xffffffffu, yp, 1);
+        yp += __shfl_xor_sync(0xffffffffu, yp, 2);
+        if (g == 0) {
+          float y = yp + Dv * uu;
+          if (HAS_Z) y *= sm.z[cl][tt];  // silu(z)
+          sm.g[cl][tt] = y;
+        }
       }
     }
     __syncthreads();
-    write_tile(sm.g, p.out, p, b, c0, t0);
+    if (kY) write_tile(sm.g, p.out, p, b, c0, t0);
+  }
+  // The last chunk's end state is never needed (and its chunk may be shorter than N + 1 steps).
+  if (MODE == FwdMode::ChunkLocal && dvalid && ck + 1 < nck) {
+    float* cs = p.chunk_states + ((b * p.dim + d) * nck + ck + 1) * N;
+#pragma unroll
+    for (int j = 0; j < S; ++j)
+      if (g * S + j < N) cs[g * S + j] = h[j];
+    if (g == 0) p.out[(b * p.dim + d) * p.len + ck * kSsChunk] = dtsum;
+  }
+}
+
+// Chunked forward, pass (b): one thread per (b, d, n) chains the chunks left to right:
+// chunk_states[0] = 0, chunk_states[k + 1] = exp(A S_k) chunk_states[k] + local_k, where local_k
+// (in chunk_states[k + 1]) and S_k (in out[b, d, k kSsChunk]) come from the ChunkLocal pass. The
+// product of a chunk's decays exp(dt_t A) is exp(A sum_t dt_t) (A is constant along L).
+__global__ void selective_scan_fwd_combine_kernel(SelectiveScanParams p) {
+  const int64_t N = p.dstate, nck = (p.len + kSsChunk - 1) / kSsChunk, total = p.batch * p.dim * N;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t n = i % N, bd = i / N, d = bd % p.dim;
+    const float A = p.A[d * N + n];
+    float* cs = p.chunk_states + bd * nck * N + n;
+    const float* dtsum = p.out + bd * p.len;
+    float h = 0.f;
+    cs[0] = 0.f;
+    for (int64_t k = 0; k + 1 < nck; ++k) {
+      h = decay<true>(decay_scale<true>(dtsum[k * kSsChunk]), A) * h + cs[(k + 1) * N];
+      cs[(k + 1) * N] = h;
+    }
   }
 }
 
@@ -206,19 +313,181 @@ __device__ __forceinline__ void reduce_scatter_level(float* v, int lane) {
   }
 }
 
-template <int S, bool HAS_Z>
-__global__ void __launch_bounds__(kThreads) selective_scan_bwd_kernel(SelectiveScanParams p) {
+// Shared memory of the backward kernels (S states per lane).
+template <int S>
+struct BwdSmem {
+  TileSmem t;
+  float o_du[kCh][kTP], o_dd[kCh][kTP], o_dz[kCh][kTP];
+  float ts[kTilesPerChunk][S][kThreads];  // tile-start states of the current chunk
+  float red[kWarps * kG * (2 * S * kT + 8)];  // per-warp dB/dC sums over the warp's 8 channels (red_index)
+};
+
+// Position of value idx (of K = 2 S kT) of lane group g in warp w's dB/dC sums. After the
+// reduce-scatter, lane (q = lane / 4, g) holds idx = q K/8 + i, i < K/8. Packed (PAD = false, the
+// sequential variant as first written): the 32 lanes' stores of one i fall into 2 banks, 16-way
+// conflicted. Padded (chunked variant): q strides K/8 + 1 and g strides K + 8 = 8 (K/8 + 1), which
+// maps the 32 lanes to 32 distinct banks for S = 1, 2, 4 (checked by hand: q (K/8 + 1) mod 32 takes
+// 8 values, and adding 8 g mod 32 shifts them onto disjoint sets); the readers walk idx in order,
+// so they stay conflict-free.
+template <int K, bool PAD>
+__device__ __forceinline__ int red_index(int w, int g, int idx) {
+  return PAD ? (w * kG + g) * (K + 8) + (idx / (K / 8)) * (K / 8 + 1) + idx % (K / 8) : (w * kG + g) * K + idx;
+}
+
+// The backward of chunk k of batch row b for the block's 32 channels (every variant): replays the
+// chunk forward from chunk_states[k] to get the tile-start states, then walks its tiles in reverse,
+// writing du, ddelta, dz and the block's dB/dC partials for the chunk's steps. carry enters as the
+// adjoint carry at the chunk's last step (a_{t+1} g_{t+1}) and leaves as the carry into step
+// k kSsChunk - 1; dA, dD, dbias accumulate. A: the lane's unscaled A; FAST: see decay().
+// Callers have loaded the block's bias with load_bias(s.t, ...); every shared store here comes after
+// a __syncthreads.
+template <int S, bool HAS_Z, bool FAST>
+__device__ __forceinline__ void bwd_chunk(const SelectiveScanParams& p, BwdSmem<S>& s, int64_t b, int64_t blk,
+                                          int64_t k, const float (&A)[S], float (&carry)[S], float (&dA)[S], float Dv,
+                                          float& dD, float& dbias) {
   constexpr int K = 2 * S * kT;  // dC (which 0) and dB (which 1) values of one tile: v[(which S + j) kT + tt]
-  __shared__ TileSmem sm;
-  __shared__ float o_du[kCh][kTP], o_dd[kCh][kTP], o_dz[kCh][kTP];
-  __shared__ float ts[kTilesPerChunk][S][kThreads];  // tile-start states of the current chunk
-  __shared__ float red[kWarps][kG][K];               // per-warp dB/dC sums over the warp's 8 channels
+  TileSmem& sm = s.t;
   const int tid = threadIdx.x, cl = tid / kG, g = tid % kG, lane = tid % 32, warp = tid / 32;
-  const int64_t b = blockIdx.y, blk = blockIdx.x, c0 = blk * kCh, d = c0 + cl;
+  const int64_t c0 = blk * kCh, d = c0 + cl;
   const int64_t nblk = gridDim.x;
   const bool dvalid = d < p.dim;
   const int N = static_cast<int>(p.dstate);
   const int64_t L = p.len, nck = (L + kSsChunk - 1) / kSsChunk, ntiles = (L + kT - 1) / kT;
+  TileRegs r;
+  const int tcnt = static_cast<int>(min(static_cast<int64_t>(kTilesPerChunk), ntiles - k * kTilesPerChunk));
+  // ---- replay the chunk forward to get every tile's start state ----
+  float h[S];
+  {
+    const float* cs = p.chunk_states + ((b * p.dim + d) * nck + k) * N;
+#pragma unroll
+    for (int j = 0; j < S; ++j) h[j] = dvalid && g * S + j < N ? cs[g * S + j] : 0.f;
+  }
+  for (int tl = 0; tl < tcnt; ++tl) {
+#pragma unroll
+    for (int j = 0; j < S; ++j) s.ts[tl][j][tid] = h[j];  // read back by this thread only
+    if (tl == tcnt - 1) break;
+    const int64_t t0 = (k * kTilesPerChunk + tl) * kT;
+    load_tile<false, false, false>(r, p, nullptr, b, c0, t0);
+    __syncthreads();  // everyone is done with the previous contents of sm
+    store_tile<false, false, false, false, FAST>(r, sm, t0, L, p.delta_softplus);
+    __syncthreads();
+#pragma unroll
+    for (int tt = 0; tt < kT; ++tt) {
+      const float dt = sm.dt[cl][tt];
+      const float dts = decay_scale<FAST>(dt);
+      const float dtu = dt * sm.u[cl][tt];
+      float Bn[S];
+      load_states<S, FAST>(sm.Bs, g, tt, Bn);
+#pragma unroll
+      for (int j = 0; j < S; ++j) h[j] = decay<FAST>(dts, A[j]) * h[j] + dtu * Bn[j];
+    }
+  }
+  // ---- tiles of the chunk in reverse ----
+  for (int tl = tcnt - 1; tl >= 0; --tl) {
+    const int64_t t0 = (k * kTilesPerChunk + tl) * kT;
+    load_tile<HAS_Z, true, true>(r, p, p.dout, b, c0, t0);
+    __syncthreads();
+    store_tile<HAS_Z, true, true, true, FAST>(r, sm, t0, L, p.delta_softplus);
+    __syncthreads();
+    float v[K];  // first: h_t (which 0) and a_t (which 1); after the reverse step: dC, dB terms
+    float hin[S], ys[kT];
+#pragma unroll
+    for (int j = 0; j < S; ++j) hin[j] = s.ts[tl][j][tid];
+#pragma unroll
+    for (int tt = 0; tt < kT; ++tt) {
+      const float uu = sm.u[cl][tt];
+      const float dt = sm.dt[cl][tt];
+      const float dts = decay_scale<FAST>(dt);
+      float yp = 0.f, Bn[S], Cn[S];
+      load_states<S, FAST>(sm.Bs, g, tt, Bn);
+      load_states<S, FAST>(sm.Cs, g, tt, Cn);
+#pragma unroll
+      for (int j = 0; j < S; ++j) {
+        const float a = decay<FAST>(dts, A[j]);
+        const float hp = tt > 0 ? v[j * kT + tt - 1] : hin[j];
+        const float hn = a * hp + dt * uu * Bn[j];
+        v[j * kT + tt] = hn;
+        v[(S + j) * kT + tt] = a;
+        yp += Cn[j] * hn;
+      }
+      if (HAS_Z) {
+        yp += __shfl_xor_sync(0xffffffffu, yp, 1);
+        yp += __shfl_xor_sync(0xffffffffu, yp, 2);
+        ys[tt] = yp + Dv * uu;
+      }
+    }
+#pragma unroll
+    for (int tt = kT - 1; tt >= 0; --tt) {
+      const bool valid = t0 + tt < L;
+      const float uu = sm.u[cl][tt], dout = sm.g[cl][tt], dt = sm.dt[cl][tt];
+      float gy = dout, dzv = 0.f;
+      if (HAS_Z) {
+        const float zz = sm.z[cl][tt], sg = sm.zs[cl][tt];
+        gy = dout * zz * sg;
+        dzv = dout * ys[tt] * sg * (1.f + zz * (1.f - sg));
+      }
+      float su = 0.f, sdt = 0.f, Bs[S], Cs[S];
+      load_states<S, FAST>(sm.Bs, g, tt, Bs);
+      load_states<S, FAST>(sm.Cs, g, tt, Cs);
+#pragma unroll
+      for (int j = 0; j < S; ++j) {
+        const float Bn = Bs[j], Cn = Cs[j];
+        const float hp = tt > 0 ? v[j * kT + tt - 1] : hin[j];
+        const float a = v[(S + j) * kT + tt];
+        const float gh = carry[j] + Cn * gy;
+        su += gh * dt * Bn;
+        sdt += gh * (Bn * uu + A[j] * a * hp);
+        dA[j] += gh * dt * a * hp;
+        carry[j] = a * gh;
+        v[j * kT + tt] *= gy;              // dC term gy h_t (h_t is not needed any more)
+        v[(S + j) * kT + tt] = gh * dt * uu;  // dB term
+      }
+      su += __shfl_xor_sync(0xffffffffu, su, 1);
+      su += __shfl_xor_sync(0xffffffffu, su, 2);
+      sdt += __shfl_xor_sync(0xffffffffu, sdt, 1);
+      sdt += __shfl_xor_sync(0xffffffffu, sdt, 2);
+      if (g == 0) {
+        const float dd = sdt * sm.sg[cl][tt];
+        s.o_du[cl][tt] = gy * Dv + su;
+        s.o_dd[cl][tt] = dd;
+        if (HAS_Z) s.o_dz[cl][tt] = dzv;
+        if (valid) {
+          dD += gy * uu;
+          dbias += dd;
+        }
+      }
+    }
+    // dB / dC: sum over the warp's 8 channels (lane bits 2..4), then over the block's 4 warps.
+    reduce_scatter_level<K, 16>(v, lane);
+    reduce_scatter_level<K / 2, 8>(v, lane);
+    reduce_scatter_level<K / 4, 4>(v, lane);
+#pragma unroll
+    for (int i = 0; i < K / 8; ++i) s.red[red_index<K, FAST>(warp, g, (lane / kG) * (K / 8) + i)] = v[i];
+    __syncthreads();
+    for (int o = tid; o < kG * K; o += kThreads) {
+      const int gg = o / K, idx = o % K;
+      const int which = idx / (S * kT), j = (idx / kT) % S, tt = idx % kT;
+      const int n = gg * S + j;
+      float sum = 0.f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) sum += s.red[red_index<K, FAST>(w, gg, idx)];
+      if (n < N && t0 + tt < L) p.workspace[(((b * nblk + blk) * 2 + which) * N + n) * L + t0 + tt] = sum;
+    }
+    write_tile(s.o_du, p.du, p, b, c0, t0);
+    write_tile(s.o_dd, p.ddelta, p, b, c0, t0);
+    if (HAS_Z) write_tile(s.o_dz, p.dz, p, b, c0, t0);
+  }
+}
+
+// Sequential variant: every chunk of the block's channels, right to left, in one block.
+template <int S, bool HAS_Z>
+__global__ void __launch_bounds__(kThreads) selective_scan_bwd_kernel(SelectiveScanParams p) {
+  __shared__ BwdSmem<S> sm;
+  const int tid = threadIdx.x, cl = tid / kG, g = tid % kG;
+  const int64_t b = blockIdx.y, blk = blockIdx.x, c0 = blk * kCh, d = c0 + cl;
+  const bool dvalid = d < p.dim;
+  const int N = static_cast<int>(p.dstate);
+  const int64_t nck = (p.len + kSsChunk - 1) / kSsChunk;
   float A[S], carry[S], dA[S];
 #pragma unroll
   for (int j = 0; j < S; ++j) {
@@ -229,125 +498,8 @@ __global__ void __launch_bounds__(kThreads) selective_scan_bwd_kernel(SelectiveS
   }
   const float Dv = p.D && dvalid ? p.D[d] : 0.f;
   float dD = 0.f, dbias = 0.f;
-  load_bias(sm, p, c0);  // the first store_tile comes after a __syncthreads
-  TileRegs r;
-  for (int64_t k = nck - 1; k >= 0; --k) {
-    const int tcnt = static_cast<int>(min(static_cast<int64_t>(kTilesPerChunk), ntiles - k * kTilesPerChunk));
-    // ---- replay the chunk forward to get every tile's start state ----
-    float h[S];
-    {
-      const float* cs = p.chunk_states + ((b * p.dim + d) * nck + k) * N;
-#pragma unroll
-      for (int j = 0; j < S; ++j) h[j] = dvalid && g * S + j < N ? cs[g * S + j] : 0.f;
-    }
-    for (int tl = 0; tl < tcnt; ++tl) {
-#pragma unroll
-      for (int j = 0; j < S; ++j) ts[tl][j][tid] = h[j];  // read back by this thread only
-      if (tl == tcnt - 1) break;
-      const int64_t t0 = (k * kTilesPerChunk + tl) * kT;
-      load_tile<false, false, false>(r, p, nullptr, b, c0, t0);
-      __syncthreads();  // everyone is done with the previous contents of sm
-      store_tile<false, false, false, false>(r, sm, t0, L, p.delta_softplus);
-      __syncthreads();
-#pragma unroll
-      for (int tt = 0; tt < kT; ++tt) {
-        const float dt = sm.dt[cl][tt];
-        const float dtu = dt * sm.u[cl][tt];
-#pragma unroll
-        for (int j = 0; j < S; ++j) h[j] = expf(dt * A[j]) * h[j] + dtu * sm.Bs[g * S + j][tt];
-      }
-    }
-    // ---- tiles of the chunk in reverse ----
-    for (int tl = tcnt - 1; tl >= 0; --tl) {
-      const int64_t t0 = (k * kTilesPerChunk + tl) * kT;
-      load_tile<HAS_Z, true, true>(r, p, p.dout, b, c0, t0);
-      __syncthreads();
-      store_tile<HAS_Z, true, true, true>(r, sm, t0, L, p.delta_softplus);
-      __syncthreads();
-      float v[K];  // first: h_t (which 0) and a_t (which 1); after the reverse step: dC, dB terms
-      float hin[S], ys[kT];
-#pragma unroll
-      for (int j = 0; j < S; ++j) hin[j] = ts[tl][j][tid];
-#pragma unroll
-      for (int tt = 0; tt < kT; ++tt) {
-        const float uu = sm.u[cl][tt];
-        const float dt = sm.dt[cl][tt];
-        float yp = 0.f;
-#pragma unroll
-        for (int j = 0; j < S; ++j) {
-          const float a = expf(dt * A[j]);
-          const float hp = tt > 0 ? v[j * kT + tt - 1] : hin[j];
-          const float hn = a * hp + dt * uu * sm.Bs[g * S + j][tt];
-          v[j * kT + tt] = hn;
-          v[(S + j) * kT + tt] = a;
-          yp += sm.Cs[g * S + j][tt] * hn;
-        }
-        if (HAS_Z) {
-          yp += __shfl_xor_sync(0xffffffffu, yp, 1);
-          yp += __shfl_xor_sync(0xffffffffu, yp, 2);
-          ys[tt] = yp + Dv * uu;
-        }
-      }
-#pragma unroll
-      for (int tt = kT - 1; tt >= 0; --tt) {
-        const bool valid = t0 + tt < L;
-        const float uu = sm.u[cl][tt], dout = sm.g[cl][tt], dt = sm.dt[cl][tt];
-        float gy = dout, dzv = 0.f;
-        if (HAS_Z) {
-          const float zz = sm.z[cl][tt], sg = sm.zs[cl][tt];
-          gy = dout * zz * sg;
-          dzv = dout * ys[tt] * sg * (1.f + zz * (1.f - sg));
-        }
-        float su = 0.f, sdt = 0.f;
-#pragma unroll
-        for (int j = 0; j < S; ++j) {
-          const float Bn = sm.Bs[g * S + j][tt], Cn = sm.Cs[g * S + j][tt];
-          const float hp = tt > 0 ? v[j * kT + tt - 1] : hin[j];
-          const float a = v[(S + j) * kT + tt];
-          const float gh = carry[j] + Cn * gy;
-          su += gh * dt * Bn;
-          sdt += gh * (Bn * uu + A[j] * a * hp);
-          dA[j] += gh * dt * a * hp;
-          carry[j] = a * gh;
-          v[j * kT + tt] *= gy;              // dC term gy h_t (h_t is not needed any more)
-          v[(S + j) * kT + tt] = gh * dt * uu;  // dB term
-        }
-        su += __shfl_xor_sync(0xffffffffu, su, 1);
-        su += __shfl_xor_sync(0xffffffffu, su, 2);
-        sdt += __shfl_xor_sync(0xffffffffu, sdt, 1);
-        sdt += __shfl_xor_sync(0xffffffffu, sdt, 2);
-        if (g == 0) {
-          const float dd = sdt * sm.sg[cl][tt];
-          o_du[cl][tt] = gy * Dv + su;
-          o_dd[cl][tt] = dd;
-          if (HAS_Z) o_dz[cl][tt] = dzv;
-          if (valid) {
-            dD += gy * uu;
-            dbias += dd;
-          }
-        }
-      }
-      // dB / dC: sum over the warp's 8 channels (lane bits 2..4), then over the block's 4 warps.
-      reduce_scatter_level<K, 16>(v, lane);
-      reduce_scatter_level<K / 2, 8>(v, lane);
-      reduce_scatter_level<K / 4, 4>(v, lane);
-#pragma unroll
-      for (int i = 0; i < K / 8; ++i) red[warp][g][(lane / kG) * (K / 8) + i] = v[i];
-      __syncthreads();
-      for (int o = tid; o < kG * K; o += kThreads) {
-        const int gg = o / K, idx = o % K;
-        const int which = idx / (S * kT), j = (idx / kT) % S, tt = idx % kT;
-        const int n = gg * S + j;
-        float sum = 0.f;
-#pragma unroll
-        for (int w = 0; w < kWarps; ++w) sum += red[w][gg][idx];
-        if (n < N && t0 + tt < L) p.workspace[(((b * nblk + blk) * 2 + which) * N + n) * L + t0 + tt] = sum;
-      }
-      write_tile(o_du, p.du, p, b, c0, t0);
-      write_tile(o_dd, p.ddelta, p, b, c0, t0);
-      if (HAS_Z) write_tile(o_dz, p.dz, p, b, c0, t0);
-    }
-  }
+  load_bias(sm.t, p, c0);  // the first store_tile comes after a __syncthreads
+  for (int64_t k = nck - 1; k >= 0; --k) bwd_chunk<S, HAS_Z, false>(p, sm, b, blk, k, A, carry, dA, Dv, dD, dbias);
   if (dvalid) {
 #pragma unroll
     for (int j = 0; j < S; ++j)
@@ -355,6 +507,147 @@ __global__ void __launch_bounds__(kThreads) selective_scan_bwd_kernel(SelectiveS
     if (g == 0) {
       if (p.dD_part) p.dD_part[b * p.dim + d] = dD;
       if (p.ddelta_bias_part) p.ddelta_bias_part[b * p.dim + d] = dbias;
+    }
+  }
+}
+
+// The chunked variant's per-(batch, channel, chunk) arrays behind the dB/dC partials in the
+// workspace (layout: rbk/kernels/selective_scan_launch.h), each indexed ((b Dm + d) nck + k) [N + n].
+struct ChunkWorkspace {
+  float *carry, *dtsum, *dA, *dD, *dbias;
+};
+__device__ __forceinline__ ChunkWorkspace chunk_workspace(const SelectiveScanParams& p) {
+  const int64_t nck = (p.len + kSsChunk - 1) / kSsChunk, bdk = p.batch * p.dim * nck, N = p.dstate;
+  // = selective_scan_bwd_partials_floats() (a host function): Bt nblk 2 N L.
+  float* w = p.workspace + p.batch * ((p.dim + kCh - 1) / kCh) * 2 * N * p.len;
+  return {w, w + bdk * N, w + bdk * (N + 1), w + bdk * (2 * N + 1), w + bdk * (2 * N + 2)};
+}
+
+// Chunked backward, pass (a): the adjoint of chunk k = blockIdx.z from carry 0 at its end, in
+// reverse time: carry <- a_t (carry + C_t gy_t). Writes the local carry out of the chunk (into the
+// workspace's carry slot) and the chunk's sum of step sizes.
+template <int S, bool HAS_Z>
+__global__ void __launch_bounds__(kThreads) selective_scan_bwd_carry_local_kernel(SelectiveScanParams p) {
+  __shared__ TileSmem sm;
+  const int tid = threadIdx.x, cl = tid / kG, g = tid % kG;
+  const int64_t b = blockIdx.y, c0 = static_cast<int64_t>(blockIdx.x) * kCh, d = c0 + cl, k = blockIdx.z;
+  const bool dvalid = d < p.dim;
+  const int N = static_cast<int>(p.dstate);
+  const int64_t L = p.len, nck = (L + kSsChunk - 1) / kSsChunk, ntiles = (L + kT - 1) / kT;
+  const int tcnt = static_cast<int>(min(static_cast<int64_t>(kTilesPerChunk), ntiles - k * kTilesPerChunk));
+  float A[S], carry[S];
+#pragma unroll
+  for (int j = 0; j < S; ++j) {
+    const int n = g * S + j;
+    A[j] = dvalid && n < N ? p.A[d * N + n] : 0.f;
+    carry[j] = 0.f;
+  }
+  float dtsum = 0.f;
+  load_bias(sm, p, c0);  // the first store_tile comes after a __syncthreads
+  TileRegs r;
+  for (int tl = tcnt - 1; tl >= 0; --tl) {
+    const int64_t t0 = (k * kTilesPerChunk + tl) * kT;
+    load_tile<HAS_Z, true, true>(r, p, p.dout, b, c0, t0);
+    __syncthreads();  // everyone is done with the previous contents of sm
+    store_tile<HAS_Z, true, true, true, true>(r, sm, t0, L, p.delta_softplus);
+    __syncthreads();
+#pragma unroll
+    for (int tt = kT - 1; tt >= 0; --tt) {
+      const float dt = sm.dt[cl][tt];
+      const float dts = decay_scale<true>(dt);
+      const float gy = HAS_Z ? sm.g[cl][tt] * sm.z[cl][tt] * sm.zs[cl][tt] : sm.g[cl][tt];
+      dtsum += dt;
+      float Cn[S];
+      load_states<S, true>(sm.Cs, g, tt, Cn);
+#pragma unroll
+      for (int j = 0; j < S; ++j) carry[j] = decay<true>(dts, A[j]) * (carry[j] + Cn[j] * gy);
+    }
+  }
+  if (dvalid) {
+    const ChunkWorkspace w = chunk_workspace(p);
+    const int64_t bdk = (b * p.dim + d) * nck + k;
+#pragma unroll
+    for (int j = 0; j < S; ++j)
+      if (g * S + j < N) w.carry[bdk * N + g * S + j] = carry[j];
+    if (g == 0) w.dtsum[bdk] = dtsum;
+  }
+}
+
+// Chunked backward, pass (b): one thread per (b, d, n) chains the chunks right to left; the carry
+// slot of chunk k changes from the chunk's local carry out to the true carry into its last step:
+// in_{nck-1} = 0, in_{k-1} = local_k + exp(A S_k) in_k.
+__global__ void selective_scan_bwd_combine_kernel(SelectiveScanParams p) {
+  const int64_t N = p.dstate, nck = (p.len + kSsChunk - 1) / kSsChunk, total = p.batch * p.dim * N;
+  const ChunkWorkspace w = chunk_workspace(p);
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t n = i % N, bd = i / N, d = bd % p.dim;
+    const float A = p.A[d * N + n];
+    float c = 0.f;
+    for (int64_t k = nck - 1; k >= 0; --k) {
+      const int64_t slot = (bd * nck + k) * N + n;
+      const float local = w.carry[slot];
+      w.carry[slot] = c;
+      c = local + decay<true>(decay_scale<true>(w.dtsum[bd * nck + k]), A) * c;
+    }
+  }
+}
+
+// Chunked backward, pass (c): chunk k = blockIdx.z from its true carry; dA, dD, dbias per chunk.
+template <int S, bool HAS_Z>
+__global__ void __launch_bounds__(kThreads) selective_scan_bwd_chunk_kernel(SelectiveScanParams p) {
+  __shared__ BwdSmem<S> sm;
+  const int tid = threadIdx.x, cl = tid / kG, g = tid % kG;
+  const int64_t b = blockIdx.y, blk = blockIdx.x, c0 = blk * kCh, d = c0 + cl, k = blockIdx.z;
+  const bool dvalid = d < p.dim;
+  const int N = static_cast<int>(p.dstate);
+  const int64_t nck = (p.len + kSsChunk - 1) / kSsChunk, bdk = (b * p.dim + d) * nck + k;
+  const ChunkWorkspace w = chunk_workspace(p);
+  float A[S], carry[S], dA[S];
+#pragma unroll
+  for (int j = 0; j < S; ++j) {
+    const int n = g * S + j;
+    const bool ok = dvalid && n < N;
+    A[j] = ok ? p.A[d * N + n] : 0.f;
+    carry[j] = ok ? w.carry[bdk * N + n] : 0.f;
+    dA[j] = 0.f;
+  }
+  const float Dv = p.D && dvalid ? p.D[d] : 0.f;
+  float dD = 0.f, dbias = 0.f;
+  load_bias(sm.t, p, c0);  // the first store_tile comes after a __syncthreads
+  bwd_chunk<S, HAS_Z, true>(p, sm, b, blk, k, A, carry, dA, Dv, dD, dbias);
+  if (dvalid) {
+#pragma unroll
+    for (int j = 0; j < S; ++j)
+      if (g * S + j < N) w.dA[bdk * N + g * S + j] = dA[j];
+    if (g == 0) {
+      w.dD[bdk] = dD;
+      w.dbias[bdk] = dbias;
+    }
+  }
+}
+
+// Chunked backward, pass (d): dA_part (Bt, Dm, N), dD_part, ddelta_bias_part (Bt, Dm) = sums of the
+// per-chunk partials over chunks, in chunk order (deterministic).
+__global__ void selective_scan_reduce_chunk_params_kernel(SelectiveScanParams p) {
+  const int64_t N = p.dstate, nck = (p.len + kSsChunk - 1) / kSsChunk, bd_total = p.batch * p.dim;
+  const int64_t total = bd_total * (N + 2);
+  const ChunkWorkspace w = chunk_workspace(p);
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    if (i < bd_total * N) {
+      const int64_t bd = i / N, n = i % N;
+      float sum = 0.f;
+      for (int64_t k = 0; k < nck; ++k) sum += w.dA[(bd * nck + k) * N + n];
+      p.dA_part[i] = sum;  // i = bd N + n
+    } else {
+      const int64_t j = i - bd_total * N, which = j / bd_total, bd = j % bd_total;
+      float* dst = which ? p.ddelta_bias_part : p.dD_part;
+      if (!dst) continue;
+      const float* src = which ? w.dbias : w.dD;
+      float sum = 0.f;
+      for (int64_t k = 0; k < nck; ++k) sum += src[bd * nck + k];
+      dst[bd] = sum;
     }
   }
 }
@@ -378,22 +671,109 @@ bool valid_params(const SelectiveScanParams& p) {
          p.u && p.delta && p.A && p.B && p.C;
 }
 
+
+// One block per (channel block, batch row[, chunk]); S = states per lane from N.
+template <template <int, bool> class Launch>
+void dispatch_states(const SelectiveScanParams& p, dim3 grid, cudaStream_t stream) {
+  const bool z = p.z != nullptr;
+  if (p.dstate <= 4) {
+    if (z) Launch<1, true>::run(p, grid, stream);
+    else Launch<1, false>::run(p, grid, stream);
+  } else if (p.dstate <= 8) {
+    if (z) Launch<2, true>::run(p, grid, stream);
+    else Launch<2, false>::run(p, grid, stream);
+  } else {
+    if (z) Launch<4, true>::run(p, grid, stream);
+    else Launch<4, false>::run(p, grid, stream);
+  }
+}
+
+template <FwdMode MODE, bool FAST>
+struct FwdLaunch {
+  template <int S, bool HAS_Z>
+  struct Of {
+    static void run(const SelectiveScanParams& p, dim3 grid, cudaStream_t stream) {
+      selective_scan_fwd_kernel<S, HAS_Z, MODE, FAST><<<grid, kThreads, 0, stream>>>(p);
+    }
+  };
+};
+template <int S, bool HAS_Z>
+struct BwdSequentialLaunch {
+  static void run(const SelectiveScanParams& p, dim3 grid, cudaStream_t stream) {
+    selective_scan_bwd_kernel<S, HAS_Z><<<grid, kThreads, 0, stream>>>(p);
+  }
+};
+template <int S, bool HAS_Z>
+struct BwdCarryLocalLaunch {
+  static void run(const SelectiveScanParams& p, dim3 grid, cudaStream_t stream) {
+    selective_scan_bwd_carry_local_kernel<S, HAS_Z><<<grid, kThreads, 0, stream>>>(p);
+  }
+};
+template <int S, bool HAS_Z>
+struct BwdChunkLaunch {
+  static void run(const SelectiveScanParams& p, dim3 grid, cudaStream_t stream) {
+    selective_scan_bwd_chunk_kernel<S, HAS_Z><<<grid, kThreads, 0, stream>>>(p);
+  }
+};
+
+// Grid of the one-thread-per-element kernels (grid-stride loops cover the rest).
+unsigned flat_blocks(int64_t total, int threads) {
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((total + threads - 1) / threads, 65536)));
+}
+
 }  // namespace
+
+int selective_scan_resolve_variant(const SelectiveScanParams& p) {
+  const bool chunk_grid_fits = selective_scan_num_chunks(p.len) <= kSsMaxGridChunks;
+  switch (p.variant) {
+    case kSsVariantAuto: {
+      if (!chunk_grid_fits) return kSsVariantSequential;
+      // One block per (batch row, 32 channels) fills the GPU at >= 2 blocks per SM: then the
+      // single-pass forward (no second pass over L) is the cheaper one.
+      int dev = 0, sms = 0;
+      if (cudaGetDevice(&dev) != cudaSuccess ||
+          cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+        (void)cudaGetLastError();  // clear: a failed query only changes the choice (to chunked)
+        sms = 0;
+      }
+      const int64_t blocks = p.batch * selective_scan_num_channel_blocks(p.dim);
+      return sms > 0 && blocks >= 2 * static_cast<int64_t>(sms) ? kSsVariantHybrid : kSsVariantChunked;
+    }
+    case kSsVariantSequential: return kSsVariantSequential;
+    case kSsVariantChunked: return chunk_grid_fits ? kSsVariantChunked : -1;
+    case kSsVariantHybrid: return chunk_grid_fits ? kSsVariantHybrid : -1;
+    default: return -1;
+  }
+}
 
 cudaError_t launch_selective_scan_forward(const SelectiveScanParams& p, cudaStream_t stream) {
   if (!valid_params(p) || !p.out || !p.chunk_states) return cudaErrorInvalidValue;
-  const dim3 grid(static_cast<unsigned>(selective_scan_num_channel_blocks(p.dim)), static_cast<unsigned>(p.batch));
-  const bool z = p.z != nullptr;
-  if (p.dstate <= 4) {
-    if (z) selective_scan_fwd_kernel<1, true><<<grid, kThreads, 0, stream>>>(p);
-    else selective_scan_fwd_kernel<1, false><<<grid, kThreads, 0, stream>>>(p);
-  } else if (p.dstate <= 8) {
-    if (z) selective_scan_fwd_kernel<2, true><<<grid, kThreads, 0, stream>>>(p);
-    else selective_scan_fwd_kernel<2, false><<<grid, kThreads, 0, stream>>>(p);
-  } else {
-    if (z) selective_scan_fwd_kernel<4, true><<<grid, kThreads, 0, stream>>>(p);
-    else selective_scan_fwd_kernel<4, false><<<grid, kThreads, 0, stream>>>(p);
+  const int variant = selective_scan_resolve_variant(p);
+  if (variant < 0) return cudaErrorInvalidValue;
+  const unsigned nblk = static_cast<unsigned>(selective_scan_num_channel_blocks(p.dim));
+  const unsigned bt = static_cast<unsigned>(p.batch);
+  if (variant == kSsVariantSequential) {
+    dispatch_states<FwdLaunch<FwdMode::Sequential, false>::Of>(p, dim3(nblk, bt), stream);
+    return cudaGetLastError();
   }
+  if (variant == kSsVariantHybrid) {
+    dispatch_states<FwdLaunch<FwdMode::Sequential, true>::Of>(p, dim3(nblk, bt), stream);
+    return cudaGetLastError();
+  }
+  const int64_t nck = selective_scan_num_chunks(p.len);
+  // (a) chunk-local end states of chunks 0 .. nck - 2 (the last chunk's is never needed).
+  if (nck > 1) {
+    dispatch_states<FwdLaunch<FwdMode::ChunkLocal, true>::Of>(p, dim3(nblk, bt, static_cast<unsigned>(nck - 1)), stream);
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+  }
+  // (b) chain the chunk boundaries (also writes chunk_states[.., 0] = 0).
+  const int64_t total = p.batch * p.dim * p.dstate;
+  selective_scan_fwd_combine_kernel<<<flat_blocks(total, 256), 256, 0, stream>>>(p);
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return e;
+  // (c) replay every chunk from its true start state.
+  dispatch_states<FwdLaunch<FwdMode::ChunkReplay, true>::Of>(p, dim3(nblk, bt, static_cast<unsigned>(nck)), stream);
   return cudaGetLastError();
 }
 
@@ -401,21 +781,26 @@ cudaError_t launch_selective_scan_backward(const SelectiveScanParams& p, cudaStr
   if (!valid_params(p) || !p.chunk_states || !p.dout || !p.du || !p.ddelta || !p.dA_part || !p.dB || !p.dC ||
       !p.workspace || (p.z && !p.dz))
     return cudaErrorInvalidValue;
-  const int64_t nblk = selective_scan_num_channel_blocks(p.dim);
-  const dim3 grid(static_cast<unsigned>(nblk), static_cast<unsigned>(p.batch));
-  const bool z = p.z != nullptr;
-  if (p.dstate <= 4) {
-    if (z) selective_scan_bwd_kernel<1, true><<<grid, kThreads, 0, stream>>>(p);
-    else selective_scan_bwd_kernel<1, false><<<grid, kThreads, 0, stream>>>(p);
-  } else if (p.dstate <= 8) {
-    if (z) selective_scan_bwd_kernel<2, true><<<grid, kThreads, 0, stream>>>(p);
-    else selective_scan_bwd_kernel<2, false><<<grid, kThreads, 0, stream>>>(p);
+  const int variant = selective_scan_resolve_variant(p);  // hybrid and chunked share the backward
+  if (variant < 0) return cudaErrorInvalidValue;
+  const int64_t nblk = selective_scan_num_channel_blocks(p.dim), nck = selective_scan_num_chunks(p.len);
+  const unsigned bt = static_cast<unsigned>(p.batch);
+  cudaError_t e = cudaSuccess;
+  if (variant == kSsVariantSequential) {
+    dispatch_states<BwdSequentialLaunch>(p, dim3(static_cast<unsigned>(nblk), bt), stream);
+    if ((e = cudaGetLastError()) != cudaSuccess) return e;
   } else {
-    if (z) selective_scan_bwd_kernel<4, true><<<grid, kThreads, 0, stream>>>(p);
-    else selective_scan_bwd_kernel<4, false><<<grid, kThreads, 0, stream>>>(p);
+    const dim3 grid(static_cast<unsigned>(nblk), bt, static_cast<unsigned>(nck));
+    const int64_t total = p.batch * p.dim * p.dstate;
+    dispatch_states<BwdCarryLocalLaunch>(p, grid, stream);                                   // (a)
+    if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    selective_scan_bwd_combine_kernel<<<flat_blocks(total, 256), 256, 0, stream>>>(p);       // (b)
+    if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    dispatch_states<BwdChunkLaunch>(p, grid, stream);                                        // (c)
+    if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    selective_scan_reduce_chunk_params_kernel<<<flat_blocks(p.batch * p.dim * (p.dstate + 2), 256), 256, 0, stream>>>(p);
+    if ((e = cudaGetLastError()) != cudaSuccess) return e;
   }
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) return e;
   const int64_t NL = p.dstate * p.len, total = p.batch * 2 * NL;
   const int threads = 256;
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((total + threads - 1) / threads, 65536));

@@ -146,8 +146,7 @@ int run_experiment(int argc, char** argv, ExperimentSpec spec, const ExperimentB
   std::cout << "exp_" << spec.name << ": wrote " << stem << ".json (status " << doc["status"].get<std::string>()
             << ")\n";
   if (exit_code == 0 && !output.checkpoint_dir.empty()) {
-    std::error_code ec;
-    fs::remove_all(output.checkpoint_dir, ec);  // finished: checkpoints are only for resuming
+    remove_directory_tree(output.checkpoint_dir);  // finished: checkpoints are only for resuming
   }
   return exit_code;
 }

@@ -55,7 +55,9 @@ LmConfig size_to_parameter_count(const LmConfig& base, int64_t target, double to
   int64_t step = width_multiple;
   // Transformer: a head dimension that is a multiple of 8, so SDPA can choose flash attention.
   if (base.arch == "transformer") step = std::lcm(width_multiple, 8 * base.n_heads);
-  base.validate();
+  // Validated at a grid width: base's own width need not fit the grid (e.g. a Transformer sized
+  // from a ResNet-BK D = 256 with 3 heads).
+  with_width(base, step).validate();
   (void)direct_count(with_width(base, step));  // fails early for archs not built in
 
   // Counts grow with the width: find the first grid width whose count exceeds the target by

@@ -3,8 +3,11 @@
 
 #include <H5Cpp.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -216,6 +219,14 @@ std::string read_hdf5_root_attribute(const std::string& path, const std::string&
   } catch (const H5::Exception& e) {
     throw ResultFileError("reading attribute '" + name + "' of HDF5 file '" + path + "' failed: " + e.getDetailMsg());
   }
+}
+
+bool remove_directory_tree(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return errno == ENOENT;
+  // Depth-first (children before their directory), never following symbolic links.
+  auto remove_entry = [](const char* p, const struct stat*, int, struct FTW*) -> int { return ::remove(p) == 0 ? 0 : -1; };
+  return ::nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0;
 }
 
 }  // namespace rbk

@@ -8,9 +8,11 @@
 //                    a small shape: relative L2 error of out and of every gradient;
 //   copy_bandwidth   cudaMemcpyAsync device-to-device of copy_bytes, counted as read + write bytes
 //                    (rbk::cuda::measure_copy_bandwidth_gbps, the same ceiling as exp_kernel_speed);
-//   scan_fwd, scan_fwd_bwd   the raw launchers at (batch, dim, len, dstate) and over sweep_len, CUDA
-//                    event timing (median of `repeats`), after checking the outputs are finite and
-//                    non-trivial;
+//   scan_cuda        the raw launchers of every kernel variant (row keys `variant`: "chunked",
+//                    "hybrid", "sequential" (the first kernel), and `default`: whether the entry
+//                    point runs it at this shape on this GPU) side by side
+//                    at (batch, dim, len, dstate) and over sweep_len, CUDA event timing (median of
+//                    `repeats`), after checking the outputs are finite and non-trivial;
 //   reference_gpu    the LibTorch reference on the GPU at len = ref_len (fwd, fwd + autograd bwd), for scale.
 //
 // Bytes model (fp32; E = Bt Dm L elements of u-shaped arrays, S = Bt N L of B/C-shaped ones):
@@ -20,13 +22,21 @@
 //   (A, D, delta_bias and their gradients are O(Dm N): ignored.) This kernel moves more: the forward
 //   also writes the chunk states (4 Bt Dm ceil(L/128) N), the backward reads them, re-reads u, delta,
 //   B once more to replay each chunk (8 E + 4 S, 7/8 of the tiles), and writes then reads the per-block
-//   dB/dC partials (2 x 8 Bt ceil(Dm/32) N L). Predicted time = bytes / measured copy bandwidth;
+//   dB/dC partials (2 x 8 Bt ceil(Dm/32) N L). The chunked variant moves on top of that: the
+//   forward's chunk-local pass re-reads u, delta, B (8 E + 4 S), the backward's local-adjoint pass
+//   re-reads u, delta, z, dout, B, C (16 E + 8 S), plus its per-chunk workspace; the hybrid variant
+//   (sequential forward, chunked backward) all of it but the forward's extra pass. Predicted time = bytes / measured copy bandwidth;
 //   the target is measured / predicted(minimal bytes) <= 2 for forward + backward.
 //
-// Summary keys: batch, dim, len, dstate; copy_bandwidth_GBps; fwd_us, fwd_bwd_us (medians);
+// Summary keys: default_variant (what the entry point runs here); unprefixed fwd_us, fwd_bwd_us,
+//   fwd_GBps, fwd_bwd_GBps, ratio_fwd, ratio_fwd_bwd, ratio_fwd_bwd_kernel_bytes are the default's,
+//   and the same keys prefixed chunked_, hybrid_, sequential_ (the first kernel) are each variant's;
+//   chunked_ / hybrid_speedup_fwd_bwd_vs_sequential;
+//   batch, dim, len, dstate; copy_bandwidth_GBps; fwd_us, fwd_bwd_us (medians);
 //   fwd_GBps, fwd_bwd_GBps (minimal bytes / time); predicted_fwd_us, predicted_fwd_bwd_us (minimal
-//   bytes at copy bandwidth); ratio_fwd, ratio_fwd_bwd (measured / predicted); kernel_bytes_fwd_bwd,
-//   ratio_fwd_bwd_kernel_bytes; target_fwd_bwd_within_2x (bool); check_* errors; reference_gpu_*_us.
+//   bytes at copy bandwidth); ratio_fwd, ratio_fwd_bwd (measured / predicted); bytes_kernel_fwd_bwd
+//   (sequential variant), ratio_fwd_bwd_kernel_bytes (each variant's own traffic); target_fwd_bwd_within_2x
+//   (bool, default variant); check_* errors; reference_gpu_*_us.
 #include "rbk/experiment.h"
 #include "rbk/selective_scan.h"
 #include "rbk/torch_compat.h"
@@ -51,7 +61,8 @@ using torch::Tensor;
 using json = nlohmann::json;
 
 struct Bytes {
-  double fwd_min, fwd_bwd_min, fwd_kernel, fwd_bwd_kernel;
+  double fwd_min, fwd_bwd_min, fwd_kernel, fwd_bwd_kernel;  // kernel: the sequential variant's traffic
+  double fwd_bwd_kernel_chunked, fwd_bwd_kernel_hybrid;    // the chunked and hybrid variants' traffic
 };
 
 Bytes bytes_model(int64_t Bt, int64_t Dm, int64_t L, int64_t N) {
@@ -63,6 +74,11 @@ Bytes bytes_model(int64_t Bt, int64_t Dm, int64_t L, int64_t N) {
   b.fwd_bwd_min = b.fwd_min + 28 * E + 16 * S;
   b.fwd_kernel = b.fwd_min + states;
   b.fwd_bwd_kernel = b.fwd_kernel + 28 * E + 16 * S + states + (8 * E + 4 * S) * 7.0 / 8.0 + 2 * partials;
+  // Chunked backward: local-adjoint pass (16 E + 8 S) and the per-chunk workspace (carry, step-size
+  // sum, dA, dD, ddelta_bias partials: Bt Dm nck (2 N + 3) floats, written and read twice at most).
+  const double chunk_ws = 4.0 * Bt * Dm * std::ceil(L / 128.0) * (2 * N + 3) * 4;
+  b.fwd_bwd_kernel_hybrid = b.fwd_bwd_kernel + (16 * E + 8 * S) + chunk_ws;
+  b.fwd_bwd_kernel_chunked = b.fwd_bwd_kernel_hybrid + (8 * E + 4 * S);  // + the forward's chunk-local pass
   return b;
 }
 
@@ -102,7 +118,7 @@ struct Rig {
   std::vector<Tensor> in;
   Tensor out, cs, dout, du, dd, dz, dA, dD, db, dB, dC, ws;
   rbk::cuda::SelectiveScanParams p;
-  Rig(int64_t Bt, int64_t Dm, int64_t L, int64_t N) {
+  Rig(int64_t Bt, int64_t Dm, int64_t L, int64_t N, int variant) {
     const auto o = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat);
     in = draw(Bt, Dm, L, N, o);
     auto nan = [&](std::vector<int64_t> s) { return torch::full(s, NAN, o); };
@@ -123,6 +139,7 @@ struct Rig {
     p.len = L;
     p.dstate = N;
     p.delta_softplus = true;
+    p.variant = variant;
     p.u = in[0].data_ptr<float>();
     p.delta = in[1].data_ptr<float>();
     p.A = in[2].data_ptr<float>();
@@ -236,61 +253,113 @@ int main(int argc, char** argv) {
 
       std::vector<int64_t> lens = cfg.get_int_list("sweep_len");
       if (std::find(lens.begin(), lens.end(), L) == lens.end()) lens.push_back(L);
-      std::vector<double> a_len, a_fwd, a_fb, a_ratio;
+      // Every variant at every length, side by side; the unprefixed summary keys and sweep arrays
+      // are the default's (the variant kSsVariantAuto resolves to at (batch, dim, len) on this GPU).
+      struct Variant {
+        int id;
+        const char* name;
+      };
+      const Variant variants[] = {{rbk::cuda::kSsVariantChunked, "chunked"},
+                                  {rbk::cuda::kSsVariantHybrid, "hybrid"},
+                                  {rbk::cuda::kSsVariantSequential, "sequential"}};
+      constexpr int kNumVariants = 3;
+      std::vector<double> a_len, a_fwd, a_fb, a_ratio, a_var_fwd[kNumVariants], a_var_fb[kNumVariants];
+      double target_fb_us[kNumVariants] = {0.0, 0.0, 0.0};
       for (const int64_t l : lens) {
-        json row = {{"path", "scan_cuda"}, {"batch", Bt}, {"dim", Dm}, {"len", l}, {"dstate", N}};
-        try {
-          Rig rig(Bt, Dm, l, N);
-          rig.fwd();
-          rig.bwd();
-          rbk::cuda::throw_on_cuda_error(cudaStreamSynchronize(stream), "check run");
-          rig.check();
-          const auto tf = rbk::cuda::time_cuda_events([&] { rig.fwd(); }, warmup, repeats, stream);
-          const auto tfb = rbk::cuda::time_cuda_events([&] { rig.fwd(); rig.bwd(); }, warmup, repeats, stream);
-          const Bytes b = bytes_model(Bt, Dm, l, N);
-          const double pf = b.fwd_min / (copy_gbps * 1e9), pfb = b.fwd_bwd_min / (copy_gbps * 1e9);
-          row.update({{"status", "ok"}, {"fwd", timing_json(tf)}, {"fwd_bwd", timing_json(tfb)},
-                      {"bytes_min_fwd", b.fwd_min}, {"bytes_min_fwd_bwd", b.fwd_bwd_min},
-                      {"bytes_kernel_fwd", b.fwd_kernel}, {"bytes_kernel_fwd_bwd", b.fwd_bwd_kernel},
-                      {"fwd_GBps", b.fwd_min / tf.median_s / 1e9}, {"fwd_bwd_GBps", b.fwd_bwd_min / tfb.median_s / 1e9},
-                      {"fwd_bwd_kernel_bytes_GBps", b.fwd_bwd_kernel / tfb.median_s / 1e9},
-                      {"predicted_fwd_us", pf * 1e6}, {"predicted_fwd_bwd_us", pfb * 1e6},
-                      {"ratio_fwd", tf.median_s / pf}, {"ratio_fwd_bwd", tfb.median_s / pfb},
-                      {"ratio_fwd_bwd_kernel_bytes", tfb.median_s / (b.fwd_bwd_kernel / (copy_gbps * 1e9))},
-                      {"tokens_per_s_fwd_bwd", Bt * l / tfb.median_s}});
-          std::fprintf(stderr,
-                       "[scan_kernel_speed] B=%lld D=%lld L=%lld N=%lld: fwd %.1f us (%.0f GB/s, %.2fx predicted), "
-                       "fwd+bwd %.1f us (%.0f GB/s, %.2fx predicted %.1f us)\n",
-                       (long long)Bt, (long long)Dm, (long long)l, (long long)N, tf.median_s * 1e6,
-                       b.fwd_min / tf.median_s / 1e9, tf.median_s / pf, tfb.median_s * 1e6,
-                       b.fwd_bwd_min / tfb.median_s / 1e9, tfb.median_s / pfb, pfb * 1e6);
-          a_len.push_back(static_cast<double>(l));
-          a_fwd.push_back(tf.median_s * 1e6);
-          a_fb.push_back(tfb.median_s * 1e6);
-          a_ratio.push_back(tfb.median_s / pfb);
-          if (l == L) {
-            out.summary["fwd_us"] = tf.median_s * 1e6;
-            out.summary["fwd_bwd_us"] = tfb.median_s * 1e6;
-            out.summary["fwd_GBps"] = row["fwd_GBps"];
-            out.summary["fwd_bwd_GBps"] = row["fwd_bwd_GBps"];
-            out.summary["predicted_fwd_us"] = pf * 1e6;
-            out.summary["predicted_fwd_bwd_us"] = pfb * 1e6;
-            out.summary["ratio_fwd"] = tf.median_s / pf;
-            out.summary["ratio_fwd_bwd"] = tfb.median_s / pfb;
-            out.summary["ratio_fwd_bwd_kernel_bytes"] = row["ratio_fwd_bwd_kernel_bytes"];
-            out.summary["target_fwd_bwd_within_2x"] = tfb.median_s / pfb <= 2.0;
+        rbk::cuda::SelectiveScanParams probe;
+        probe.batch = Bt;
+        probe.dim = Dm;
+        probe.len = l;
+        probe.dstate = N;
+        const int default_id = rbk::cuda::selective_scan_resolve_variant(probe);
+        a_len.push_back(static_cast<double>(l));
+        a_fwd.push_back(NAN);
+        a_fb.push_back(NAN);
+        a_ratio.push_back(NAN);
+        for (int vi = 0; vi < kNumVariants; ++vi) {
+          const Variant& var = variants[vi];
+          const std::string pre = std::string(var.name) + "_";
+          const bool is_default = var.id == default_id;
+          json row = {{"path", "scan_cuda"}, {"variant", var.name}, {"default", is_default}, {"batch", Bt},
+                      {"dim", Dm}, {"len", l}, {"dstate", N}};
+          a_var_fwd[vi].push_back(NAN);  // replaced below when the point runs
+          a_var_fb[vi].push_back(NAN);
+          try {
+            Rig rig(Bt, Dm, l, N, var.id);
+            rig.fwd();
+            rig.bwd();
+            rbk::cuda::throw_on_cuda_error(cudaStreamSynchronize(stream), "check run");
+            rig.check();
+            const auto tf = rbk::cuda::time_cuda_events([&] { rig.fwd(); }, warmup, repeats, stream);
+            const auto tfb = rbk::cuda::time_cuda_events([&] { rig.fwd(); rig.bwd(); }, warmup, repeats, stream);
+            const Bytes b = bytes_model(Bt, Dm, l, N);
+            const double kb = var.id == rbk::cuda::kSsVariantSequential ? b.fwd_bwd_kernel
+                              : var.id == rbk::cuda::kSsVariantChunked  ? b.fwd_bwd_kernel_chunked
+                                                                        : b.fwd_bwd_kernel_hybrid;
+            const double pf = b.fwd_min / (copy_gbps * 1e9), pfb = b.fwd_bwd_min / (copy_gbps * 1e9);
+            row.update({{"status", "ok"}, {"fwd", timing_json(tf)}, {"fwd_bwd", timing_json(tfb)},
+                        {"bytes_min_fwd", b.fwd_min}, {"bytes_min_fwd_bwd", b.fwd_bwd_min},
+                        {"bytes_kernel_fwd_bwd", kb},
+                        {"fwd_GBps", b.fwd_min / tf.median_s / 1e9}, {"fwd_bwd_GBps", b.fwd_bwd_min / tfb.median_s / 1e9},
+                        {"fwd_bwd_kernel_bytes_GBps", kb / tfb.median_s / 1e9},
+                        {"predicted_fwd_us", pf * 1e6}, {"predicted_fwd_bwd_us", pfb * 1e6},
+                        {"ratio_fwd", tf.median_s / pf}, {"ratio_fwd_bwd", tfb.median_s / pfb},
+                        {"ratio_fwd_bwd_kernel_bytes", tfb.median_s / (kb / (copy_gbps * 1e9))},
+                        {"tokens_per_s_fwd_bwd", Bt * l / tfb.median_s}});
+            std::fprintf(stderr,
+                         "[scan_kernel_speed] %-10s%s B=%lld D=%lld L=%lld N=%lld: fwd %.1f us (%.0f GB/s, %.2fx predicted), "
+                         "fwd+bwd %.1f us (%.0f GB/s, %.2fx predicted %.1f us)\n",
+                         var.name, is_default ? "*" : " ", (long long)Bt, (long long)Dm, (long long)l, (long long)N,
+                         tf.median_s * 1e6, b.fwd_min / tf.median_s / 1e9, tf.median_s / pf, tfb.median_s * 1e6,
+                         b.fwd_bwd_min / tfb.median_s / 1e9, tfb.median_s / pfb, pfb * 1e6);
+            a_var_fwd[vi].back() = tf.median_s * 1e6;
+            a_var_fb[vi].back() = tfb.median_s * 1e6;
+            if (is_default) {
+              a_fwd.back() = tf.median_s * 1e6;
+              a_fb.back() = tfb.median_s * 1e6;
+              a_ratio.back() = tfb.median_s / pfb;
+            }
+            if (l == L) {
+              target_fb_us[vi] = tfb.median_s * 1e6;
+              auto put = [&](const std::string& k) {
+                out.summary[k + "fwd_us"] = tf.median_s * 1e6;
+                out.summary[k + "fwd_bwd_us"] = tfb.median_s * 1e6;
+                out.summary[k + "fwd_GBps"] = row["fwd_GBps"];
+                out.summary[k + "fwd_bwd_GBps"] = row["fwd_bwd_GBps"];
+                out.summary[k + "ratio_fwd"] = tf.median_s / pf;
+                out.summary[k + "ratio_fwd_bwd"] = tfb.median_s / pfb;
+                out.summary[k + "ratio_fwd_bwd_kernel_bytes"] = row["ratio_fwd_bwd_kernel_bytes"];
+              };
+              put(pre);
+              if (is_default) put("");
+              if (is_default) {
+                out.summary["default_variant"] = var.name;
+                out.summary["predicted_fwd_us"] = pf * 1e6;
+                out.summary["predicted_fwd_bwd_us"] = pfb * 1e6;
+                out.summary["target_fwd_bwd_within_2x"] = tfb.median_s / pfb <= 2.0;
+              }
+            }
+          } catch (const std::exception& e) {
+            row["status"] = std::string("failed: ") + e.what();
+            std::fprintf(stderr, "[scan_kernel_speed] %s L=%lld failed: %s\n", var.name, (long long)l, e.what());
           }
-        } catch (const std::exception& e) {
-          row["status"] = std::string("failed: ") + e.what();
-          std::fprintf(stderr, "[scan_kernel_speed] L=%lld failed: %s\n", (long long)l, e.what());
+          out.rows.push_back(row);
         }
-        out.rows.push_back(row);
+      }
+      for (int vi = 0; vi < kNumVariants; ++vi) {
+        if (vi != 2 && target_fb_us[vi] > 0 && target_fb_us[2] > 0)
+          out.summary[std::string(variants[vi].name) + "_speedup_fwd_bwd_vs_sequential"] = target_fb_us[2] / target_fb_us[vi];
+        const std::string nm = variants[vi].name;
+        out.arrays.push_back(rbk::make_array("sweep/" + nm + "_fwd_us", a_var_fwd[vi], "us",
+                                             "selective-scan CUDA forward, " + nm + " variant, median"));
+        out.arrays.push_back(rbk::make_array("sweep/" + nm + "_fwd_bwd_us", a_var_fb[vi], "us",
+                                             "forward + backward, " + nm + " variant, median"));
       }
       out.arrays.push_back(rbk::make_array("sweep/len", a_len, "1", "sequence length of each sweep point"));
-      out.arrays.push_back(rbk::make_array("sweep/fwd_us", a_fwd, "us", "selective-scan CUDA forward, median"));
-      out.arrays.push_back(rbk::make_array("sweep/fwd_bwd_us", a_fb, "us", "forward + backward, median"));
+      out.arrays.push_back(rbk::make_array("sweep/fwd_us", a_fwd, "us", "selective-scan CUDA forward, default variant, median"));
+      out.arrays.push_back(rbk::make_array("sweep/fwd_bwd_us", a_fb, "us", "forward + backward, default variant, median"));
       out.arrays.push_back(rbk::make_array("sweep/ratio_fwd_bwd", a_ratio, "1",
-                                           "measured / predicted (minimal bytes at copy bandwidth), fwd + bwd"));
+                                           "measured / predicted (minimal bytes at copy bandwidth), fwd + bwd, default variant"));
 
       // ---- the LibTorch reference on the GPU, for scale ----
       const int64_t rl = cfg.get_int("ref_len");
@@ -309,7 +378,7 @@ int main(int argc, char** argv) {
           const int rr = static_cast<int>(cfg.get_int("ref_repeats"));
           const auto tf = rbk::cuda::time_cuda_events([&] { torch::NoGradGuard ng; call(false); }, 1, rr, stream);
           const auto tfb = rbk::cuda::time_cuda_events([&] { call(true); }, 1, rr, stream);
-          Rig rig(Bt, Dm, rl, N);
+          Rig rig(Bt, Dm, rl, N, rbk::cuda::kSsVariantAuto);
           const auto kf = rbk::cuda::time_cuda_events([&] { rig.fwd(); rig.bwd(); }, warmup, repeats, stream);
           row.update({{"status", "ok"}, {"fwd", timing_json(tf)}, {"fwd_bwd", timing_json(tfb)},
                       {"kernel_fwd_bwd", timing_json(kf)}, {"speedup_kernel_vs_reference_fwd_bwd", tfb.median_s / kf.median_s}});

@@ -117,7 +117,7 @@ TEST(Experiment, BadConfigExitsTwoAndWritesNothing) {
   EXPECT_EQ(run_experiment(int(argv.size()), argv.data(), spec, failing), 1);
   EXPECT_EQ(read_json_file(file)["status"], "ok");
   EXPECT_EQ(read_json_file((out / "demo.custom.failed.json").string())["error"], "boom");
-  fs::remove_all(out);
+  rbk::remove_directory_tree(out.string());
   std::remove(path.c_str());
 }
 

@@ -100,3 +100,23 @@ TEST(Timing, PowerLawFitAndMedian) {
 
 }  // namespace
 }  // namespace rbk
+
+// Checkpoint directories of finished runs are deleted with rbk::remove_directory_tree (nftw), not
+// std::filesystem::remove_all (see results.h): nested files and directories go, a missing path is
+// success, and a symbolic link is removed without touching what it points to.
+TEST(Results, RemoveDirectoryTreeDeletesNestedEntriesButNotLinkTargets) {
+  const fs::path root = fs::temp_directory_path() / ("rbk_rmtree_" + std::to_string(::getpid()));
+  const fs::path keep = fs::temp_directory_path() / ("rbk_rmtree_keep_" + std::to_string(::getpid()));
+  fs::create_directories(root / "a" / "b");
+  fs::create_directories(keep);
+  std::ofstream(root / "top.txt") << "x";
+  std::ofstream(root / "a" / "b" / "deep.pt") << "y";
+  std::ofstream(keep / "target.txt") << "z";
+  fs::create_directory_symlink(keep, root / "a" / "link");
+  EXPECT_TRUE(rbk::remove_directory_tree(root.string()));
+  EXPECT_FALSE(fs::exists(root));
+  EXPECT_TRUE(fs::exists(keep / "target.txt"));
+  EXPECT_TRUE(rbk::remove_directory_tree(root.string()));  // already gone: success
+  EXPECT_TRUE(rbk::remove_directory_tree(keep.string()));
+  EXPECT_FALSE(fs::exists(keep));
+}

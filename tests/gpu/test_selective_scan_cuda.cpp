@@ -3,8 +3,11 @@
 // tests/baselines/test_mamba.cpp): the forward and every gradient (u, delta, A, B, C, D, z,
 // delta_bias) with one upstream gradient, over shapes with L not a multiple of the tile or chunk,
 // L = 1, Dm not a multiple of the block's 32 channels, Bt in {1, 3}, N in {4, 5, 8, 16}, with and
-// without z / D, delta_bias and softplus. Outputs of the raw launchers are poisoned with NaN and
-// checked fully written. Fresh inputs every run (seed printed); diffs are printed, then asserted.
+// without z / D, delta_bias and softplus. Every kernel variant (SelectiveScanParams::variant) is
+// held to the same rule: the default through the entry point (glue + autograd Function), and the
+// sequential, chunked and hybrid variants through the raw launchers. Outputs of the raw launchers are
+// poisoned with NaN and checked fully written. Fresh inputs every run (seed printed); diffs are
+// printed, then asserted.
 // Skips where no CUDA device is visible (and where this build has no CUDA kernels).
 #include "rbk/mamba_lm.h"
 #include "rbk/selective_scan.h"
@@ -90,6 +93,18 @@ std::vector<Tensor> draw(const Case& c) {
 
 const char* kNames[8] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias"};
 
+// Which kernels a case runs: the default through rbk::selective_scan, or one variant's raw launchers.
+// The raw paths' values are the kSsVariant* constants of rbk/kernels/selective_scan_launch.h.
+enum Path : int { kEntryPointDefault = 0, kRawSequential = 1, kRawChunked = 2, kRawHybrid = 3 };
+const char* path_name(int path) {
+  switch (path) {
+    case kEntryPointDefault: return "entry_default";
+    case kRawSequential: return "variant_sequential";
+    case kRawChunked: return "variant_chunked";
+    default: return "variant_hybrid";
+  }
+}
+
 // out and the 8 gradients (undefined where the input is undefined) of sum(out * w).
 std::vector<Tensor> run(const std::vector<Tensor>& in, const Tensor& w, const Case& c, torch::Dtype dt,
                         torch::Device dev, rbk::SelectiveScanImpl impl) {
@@ -103,19 +118,99 @@ std::vector<Tensor> run(const std::vector<Tensor>& in, const Tensor& w, const Ca
   return r;
 }
 
-class SelectiveScanKernel : public ::testing::TestWithParam<Case> {};
+#if defined(RBK_WITH_CUDA_KERNELS)
+const float* ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
+float* mut_ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
+
+// out and the 8 gradients of sum(out * w) (undefined where the input is undefined) from one
+// variant's raw launchers with dout = w; the per-batch-row partials of dA, dD, ddelta_bias are
+// summed over Bt as the glue does. Every output (and the workspace) is NaN-poisoned first, so an
+// element the kernels miss shows up as non-finite.
+std::vector<Tensor> run_launchers(const std::vector<Tensor>& in, const Tensor& w, const Case& c, int variant) {
+  const auto o = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat);
+  std::vector<Tensor> x(8);
+  for (int i = 0; i < 8; ++i)
+    if (in[i].defined()) x[i] = in[i].to(o).contiguous();
+  const int64_t Bt = c.Bt, Dm = c.Dm, L = c.L, N = c.N;
+  auto poison = [&](std::vector<int64_t> s) { return torch::full(s, NAN, o); };
+  const Tensor dout = w.to(o).contiguous();
+  Tensor out = poison({Bt, Dm, L}), cs = poison({Bt, Dm, rbk::cuda::selective_scan_num_chunks(L), N});
+  Tensor du = poison({Bt, Dm, L}), dd = poison({Bt, Dm, L}), dA = poison({Bt, Dm, N});
+  Tensor dz = c.with_z ? poison({Bt, Dm, L}) : Tensor(), dD = c.with_z ? poison({Bt, Dm}) : Tensor();
+  Tensor db = c.with_bias ? poison({Bt, Dm}) : Tensor();
+  Tensor dB = poison({Bt, N, L}), dC = poison({Bt, N, L});
+  Tensor ws = poison({rbk::cuda::selective_scan_bwd_workspace_floats(Bt, Dm, L, N)});
+  rbk::cuda::SelectiveScanParams p;
+  p.batch = Bt;
+  p.dim = Dm;
+  p.len = L;
+  p.dstate = N;
+  p.delta_softplus = c.softplus;
+  p.variant = variant;
+  p.u = x[0].data_ptr<float>();
+  p.delta = x[1].data_ptr<float>();
+  p.A = x[2].data_ptr<float>();
+  p.B = x[3].data_ptr<float>();
+  p.C = x[4].data_ptr<float>();
+  p.D = ptr_or_null(x[5]);
+  p.z = ptr_or_null(x[6]);
+  p.delta_bias = ptr_or_null(x[7]);
+  p.out = out.data_ptr<float>();
+  p.chunk_states = cs.data_ptr<float>();
+  p.dout = dout.data_ptr<float>();
+  p.du = du.data_ptr<float>();
+  p.ddelta = dd.data_ptr<float>();
+  p.dz = mut_ptr_or_null(dz);
+  p.dA_part = dA.data_ptr<float>();
+  p.dD_part = mut_ptr_or_null(dD);
+  p.ddelta_bias_part = mut_ptr_or_null(db);
+  p.dB = dB.data_ptr<float>();
+  p.dC = dC.data_ptr<float>();
+  p.workspace = ws.data_ptr<float>();
+  const cudaStream_t s = at::cuda::getCurrentCUDAStream();
+  EXPECT_EQ(rbk::cuda::launch_selective_scan_forward(p, s), cudaSuccess) << path_name(variant);
+  EXPECT_EQ(rbk::cuda::launch_selective_scan_backward(p, s), cudaSuccess) << path_name(variant);
+  EXPECT_EQ(cudaStreamSynchronize(s), cudaSuccess) << path_name(variant);
+  const int64_t bad_states = (~torch::isfinite(cs)).sum().item<int64_t>();
+  EXPECT_EQ(bad_states, 0) << "chunk_states not fully written";
+  return {out.cpu(),
+          du.cpu(),
+          dd.cpu(),
+          dA.sum(0).cpu(),
+          dB.cpu(),
+          dC.cpu(),
+          dD.defined() ? dD.sum(0).cpu() : Tensor(),
+          dz.defined() ? dz.cpu() : Tensor(),
+          db.defined() ? db.sum(0).cpu() : Tensor()};
+}
+#endif
+
+class SelectiveScanKernel : public ::testing::TestWithParam<std::tuple<Case, int>> {};
 
 TEST_P(SelectiveScanKernel, ForwardAndEveryGradientMatchFp64) {
   if (!have_device()) GTEST_SKIP() << "no CUDA device";
-  const Case c = GetParam();
+  const Case c = std::get<0>(GetParam());
+  const int path = std::get<1>(GetParam());
+#if !defined(RBK_WITH_CUDA_KERNELS)
+  if (path != kEntryPointDefault) GTEST_SKIP() << "raw launchers need a build with CUDA kernels";
+#endif
   const uint64_t seed = fresh_seed();
   torch::manual_seed(seed);
   const auto in = draw(c);
   const Tensor w = torch::randn({c.Bt, c.Dm, c.L}, torch::kDouble);
   const auto ref = run(in, w, c, torch::kDouble, torch::kCPU, rbk::SelectiveScanImpl::Reference);
   const auto f32 = run(in, w, c, torch::kFloat, torch::kCPU, rbk::SelectiveScanImpl::Reference);
-  const auto ker = run(in, w, c, torch::kFloat, torch::kCUDA, rbk::SelectiveScanImpl::Kernel);
-  std::printf("%s seed %llu\n", case_name(c).c_str(), (unsigned long long)seed);
+  std::vector<Tensor> ker;
+  if (path == kEntryPointDefault) {
+    ker = run(in, w, c, torch::kFloat, torch::kCUDA, rbk::SelectiveScanImpl::Kernel);
+  } else {
+#if defined(RBK_WITH_CUDA_KERNELS)
+    static_assert(kRawSequential == rbk::cuda::kSsVariantSequential && kRawChunked == rbk::cuda::kSsVariantChunked &&
+                  kRawHybrid == rbk::cuda::kSsVariantHybrid, "raw paths are variant ids");
+    ker = run_launchers(in, w, c, path);
+#endif
+  }
+  std::printf("%s %s seed %llu\n", case_name(c).c_str(), path_name(path), (unsigned long long)seed);
   for (int i = 0; i < 9; ++i) {
     if (!ref[i].defined()) {
       EXPECT_FALSE(ker[i].defined()) << (i ? kNames[i - 1] : "out");
@@ -133,7 +228,7 @@ TEST_P(SelectiveScanKernel, ForwardAndEveryGradientMatchFp64) {
 
 INSTANTIATE_TEST_SUITE_P(
     SelectiveScanCuda, SelectiveScanKernel,
-    ::testing::Values(Case{1, 32, 128, 16, true, true, true},      // one chunk exactly
+    ::testing::Combine(::testing::Values(Case{1, 32, 128, 16, true, true, true},      // one chunk exactly
                       Case{3, 45, 300, 16, true, true, true},      // Dm % 32 != 0, L % 16 != 0, 3 chunks
                       Case{1, 7, 1, 16, true, true, true},         // L = 1
                       Case{3, 64, 1000, 8, false, true, true},     // no z / D
@@ -141,7 +236,10 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{2, 40, 129, 5, true, true, false},      // N not a power of 2, raw delta
                       Case{1, 96, 2048, 16, true, true, true},     // 16 chunks, a long adjoint
                       Case{3, 20, 17, 16, false, false, false}),   // nothing optional
-    [](const ::testing::TestParamInfo<Case>& i) { return case_name(i.param); });
+                       ::testing::Values(kEntryPointDefault, kRawSequential, kRawChunked, kRawHybrid)),
+    [](const ::testing::TestParamInfo<std::tuple<Case, int>>& i) {
+      return case_name(std::get<0>(i.param)) + "_" + path_name(std::get<1>(i.param));
+    });
 
 TEST(SelectiveScanCudaBf16, Bf16InputsComputeInFp32) {
   if (!have_device()) GTEST_SKIP() << "no CUDA device";
@@ -165,10 +263,14 @@ TEST(SelectiveScanCudaBf16, Bf16InputsComputeInFp32) {
 }
 
 #if defined(RBK_WITH_CUDA_KERNELS)
-// The raw launchers write every element of every output (NaN poison before the launch).
+// The raw launchers of every variant write every element of every output (NaN poison before the
+// launch), including the per-batch-row partials the glue sums.
 TEST(SelectiveScanCudaLaunch, EveryOutputFullyWritten) {
   if (!have_device()) GTEST_SKIP() << "no CUDA device";
-  for (const Case& c : {Case{3, 45, 300, 16, true, true, true}, Case{1, 7, 1, 5, true, true, false}}) {
+  for (const int variant : {rbk::cuda::kSsVariantAuto, rbk::cuda::kSsVariantSequential, rbk::cuda::kSsVariantChunked,
+                            rbk::cuda::kSsVariantHybrid})
+  for (const Case& c : {Case{3, 45, 300, 16, true, true, true}, Case{1, 7, 1, 5, true, true, false},
+                        Case{2, 33, 1000, 8, true, true, true}}) {
     torch::manual_seed(fresh_seed());
     auto in = draw(c);
     const auto o = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat);
@@ -188,6 +290,7 @@ TEST(SelectiveScanCudaLaunch, EveryOutputFullyWritten) {
     p.len = L;
     p.dstate = N;
     p.delta_softplus = c.softplus;
+    p.variant = variant;
     p.u = x[0].data_ptr<float>();
     p.delta = x[1].data_ptr<float>();
     p.A = x[2].data_ptr<float>();
@@ -209,6 +312,12 @@ TEST(SelectiveScanCudaLaunch, EveryOutputFullyWritten) {
     p.dC = dC.data_ptr<float>();
     p.workspace = ws.data_ptr<float>();
     const cudaStream_t s = at::cuda::getCurrentCUDAStream();
+    // Explicit variants run as asked; the default picks one of the fast ones at these lengths.
+    const int resolved = rbk::cuda::selective_scan_resolve_variant(p);
+    if (variant == rbk::cuda::kSsVariantAuto)
+      EXPECT_TRUE(resolved == rbk::cuda::kSsVariantChunked || resolved == rbk::cuda::kSsVariantHybrid) << resolved;
+    else
+      EXPECT_EQ(resolved, variant);
     ASSERT_EQ(rbk::cuda::launch_selective_scan_forward(p, s), cudaSuccess);
     ASSERT_EQ(rbk::cuda::launch_selective_scan_backward(p, s), cudaSuccess);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -219,14 +328,18 @@ TEST(SelectiveScanCudaLaunch, EveryOutputFullyWritten) {
     for (const auto& [name, t] : outs) {
       // Count, not mean: a mean of ones on the GPU can round to 1 - 2^-53.
       const int64_t bad_count = (~torch::isfinite(t)).sum().item<int64_t>();
-      std::printf("%s %-16s non-finite elements %lld of %lld\n", case_name(c).c_str(), name, (long long)bad_count,
-                  (long long)t.numel());
-      EXPECT_EQ(bad_count, 0) << name << " not fully written";
+      std::printf("variant %d %s %-16s non-finite elements %lld of %lld\n", variant, case_name(c).c_str(), name,
+                  (long long)bad_count, (long long)t.numel());
+      EXPECT_EQ(bad_count, 0) << name << " not fully written (variant " << variant << ")";
     }
     // Invalid launches are refused, not run.
     rbk::cuda::SelectiveScanParams bad = p;
     bad.dstate = rbk::cuda::kSsMaxState + 1;
     EXPECT_NE(rbk::cuda::launch_selective_scan_forward(bad, s), cudaSuccess);
+    bad = p;
+    bad.variant = 7;  // no such variant
+    EXPECT_NE(rbk::cuda::launch_selective_scan_forward(bad, s), cudaSuccess);
+    EXPECT_NE(rbk::cuda::launch_selective_scan_backward(bad, s), cudaSuccess);
   }
 }
 #endif

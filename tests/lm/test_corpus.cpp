@@ -1,4 +1,5 @@
 // Corpus readers, split discovery, bad-input errors and the token cache (claim C05 data path).
+#include "rbk/results.h"
 #include "rbk/corpus.h"
 #include "rbk/tokenizer.h"
 
@@ -12,7 +13,7 @@ namespace fs = std::filesystem;
 
 fs::path tmpdir(const std::string& name) {
   auto d = fs::temp_directory_path() / ("rbk_lm_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
+  rbk::remove_directory_tree(d.string());
   fs::create_directories(d);
   return d;
 }

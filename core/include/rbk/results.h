@@ -19,6 +19,13 @@ struct ResultFileError : std::runtime_error {
 void write_text_atomic(const std::string& path, const std::string& text);
 void write_json_atomic(const std::string& path, const nlohmann::json& doc);
 
+// Deletes a directory tree (checkpoints of a finished run, test scratch). Returns false and leaves
+// what it could not remove when something fails; a missing path is success. Written on POSIX nftw
+// instead of std::filesystem::remove_all: on the GPU machine (LibTorch 2.11 wheel) every process
+// that called remove_all crashed with a segmentation fault (suspected: a copy of libstdc++'s
+// filesystem symbols with another ABI, exported by a library loaded with Torch).
+bool remove_directory_tree(const std::string& path);
+
 // Reads and parses a JSON result file; errors name the file and what is wrong.
 nlohmann::json read_json_file(const std::string& path);
 

@@ -16,6 +16,24 @@
 // (Bt, n_blocks, 2, N, L) and summed over blocks by a second kernel: no atomics, so the gradients
 // are deterministic. dA, dD, ddelta_bias are written per batch row (Bt, Dm, N), (Bt, Dm), (Bt, Dm)
 // and summed over Bt by the caller.
+//
+// Variants (SelectiveScanParams::variant; both write the same outputs in the same layouts, so a
+// forward of one variant may be paired with a backward of the other):
+//   kSsVariantSequential (1): the design above, one block walks the whole of L; IEEE expf.
+//   kSsVariantChunked (2): chunk-parallel over L, one block per (batch, 32 channels, chunk), so
+//     ceil(L / kSsChunk) times more blocks. Forward: (a) each chunk scans from h = 0 and keeps its
+//     end state (and the sum of its step sizes, which gives the chunk's total decay exp(A sum dt)),
+//     (b) one thread per (batch, channel, state) chains the chunks: h_{k+1} = exp(A S_k) h_k + local_k,
+//     (c) each chunk replays from its true start state and writes out. Backward: the adjoint has the
+//     same linear form in reverse time, so (a) local adjoint per chunk from 0, (b) chain the chunks
+//     right to left, (c) the sequential variant's per-chunk backward started from that carry, with
+//     dA, dD, ddelta_bias per chunk in the workspace, summed over chunks in a fixed order (still no
+//     atomics). Decays use exp2f on dt log2(e) A (see selective_scan.cu for the accuracy argument).
+//   kSsVariantHybrid (3): the sequential forward (one pass over L; it fills the GPU when
+//     Bt ceil(Dm / 32) is large, where the chunked forward's second pass only costs) with the
+//     chunked variant's exp2f and shared-memory layout, and the chunked backward.
+//   kSsVariantAuto (0, the default): hybrid where Bt ceil(Dm / 32) >= 2 x the SM count, else
+//     chunked; sequential where the chunk grid does not fit (ceil(L / kSsChunk) > 65535).
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -28,6 +46,12 @@ constexpr int64_t kSsTile = 16;          // time steps per shared-memory tile
 constexpr int64_t kSsChunk = 128;        // time steps between stored states (8 tiles)
 constexpr int64_t kSsChannelsPerBlock = 32;
 constexpr int64_t kSsMaxState = 16;      // N <= 16 (4 lanes x 4 states); larger N: use the reference
+
+constexpr int kSsVariantAuto = 0;        // chunked where its grid fits, else sequential
+constexpr int kSsVariantSequential = 1;  // one block per (batch, 32 channels) walks all of L
+constexpr int kSsVariantChunked = 2;     // chunk-parallel over L (three passes each way)
+constexpr int kSsVariantHybrid = 3;      // single-pass fast forward, chunk-parallel backward
+constexpr int64_t kSsMaxGridChunks = 65535;  // chunks are the grid's z dimension
 
 struct SelectiveScanParams {
   int64_t batch = 0;   // Bt
@@ -58,21 +82,33 @@ struct SelectiveScanParams {
   float* dB = nullptr;             // (Bt, N, L)
   float* dC = nullptr;             // (Bt, N, L)
   float* workspace = nullptr;      // selective_scan_bwd_workspace_floats() floats
+  int variant = kSsVariantAuto;    // kSsVariant*: which kernels run (same results up to rounding)
 };
 
 inline int64_t selective_scan_num_chunks(int64_t len) { return (len + kSsChunk - 1) / kSsChunk; }
 inline int64_t selective_scan_num_channel_blocks(int64_t dim) {
   return (dim + kSsChannelsPerBlock - 1) / kSsChannelsPerBlock;
 }
-// Floats of the per-block dB/dC partials: Bt * n_blocks * 2 * N * L.
-inline int64_t selective_scan_bwd_workspace_floats(int64_t batch, int64_t dim, int64_t len, int64_t dstate) {
+// Floats of the per-block dB/dC partials: Bt * n_blocks * 2 * N * L (every variant).
+inline int64_t selective_scan_bwd_partials_floats(int64_t batch, int64_t dim, int64_t len, int64_t dstate) {
   return batch * selective_scan_num_channel_blocks(dim) * 2 * dstate * len;
 }
+// Backward workspace of every variant: the dB/dC partials, then (chunked variant only) per
+// (batch, channel, chunk): the adjoint carry (N), the chunk's sum of step sizes (1), the dA (N), dD (1)
+// and ddelta_bias (1) partials. One size for all variants, so callers need not know the variant.
+inline int64_t selective_scan_bwd_workspace_floats(int64_t batch, int64_t dim, int64_t len, int64_t dstate) {
+  return selective_scan_bwd_partials_floats(batch, dim, len, dstate) +
+         batch * dim * selective_scan_num_chunks(len) * (2 * dstate + 3);
+}
 
-// Return the launch error (cudaSuccess when every launch was accepted); they do not synchronise.
-// The forward writes out and chunk_states; the backward needs the same inputs, chunk_states and
-// dout, and writes du, ddelta, dz, dA_part, dD_part, ddelta_bias_part, dB, dC.
+// Return the launch error (cudaSuccess when every launch was accepted; cudaErrorInvalidValue for an
+// unknown variant, or kSsVariantChunked with more than kSsMaxGridChunks chunks); they do not
+// synchronise. The forward writes out and chunk_states; the backward needs the same inputs,
+// chunk_states and dout, and writes du, ddelta, dz, dA_part, dD_part, ddelta_bias_part, dB, dC.
 cudaError_t launch_selective_scan_forward(const SelectiveScanParams& p, cudaStream_t stream);
+// The variant the launchers run for p (p.variant resolved on the current device; kSsVariantAuto is
+// never returned), or -1 where p.variant is unknown or cannot run at p's length.
+int selective_scan_resolve_variant(const SelectiveScanParams& p);
 cudaError_t launch_selective_scan_backward(const SelectiveScanParams& p, cudaStream_t stream);
 
 }  // namespace rbk::cuda
