@@ -105,6 +105,7 @@ TEST(Timing, PowerLawFitAndMedian) {
 // std::filesystem::remove_all (see results.h): nested files and directories go, a missing path is
 // success, and a symbolic link is removed without touching what it points to.
 TEST(Results, RemoveDirectoryTreeDeletesNestedEntriesButNotLinkTargets) {
+  namespace fs = std::filesystem;
   const fs::path root = fs::temp_directory_path() / ("rbk_rmtree_" + std::to_string(::getpid()));
   const fs::path keep = fs::temp_directory_path() / ("rbk_rmtree_keep_" + std::to_string(::getpid()));
   fs::create_directories(root / "a" / "b");
