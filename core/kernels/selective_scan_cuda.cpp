@@ -31,11 +31,9 @@ Tensor prepare_optional(const Tensor& t, const char* name, std::vector<int64_t> 
   return t.defined() ? prepare(t, name, std::move(shape), dev) : Tensor();
 }
 
-const float* ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
-
 struct Prepared {
-  Tensor u, delta, A, B, C, D, z, bias;
-  SelectiveScanParams p;
+  SelectiveScanTensors t;  // the checked float32 inputs; outputs added by the caller
+  bool delta_softplus = false;
 };
 
 Prepared prepare_all(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B, const Tensor& C,
@@ -48,45 +46,69 @@ Prepared prepare_all(const Tensor& u, const Tensor& delta, const Tensor& A, cons
   TORCH_CHECK(N >= 1 && N <= kSsMaxState, "selective scan CUDA: N (d_state) must be in [1, ", kSsMaxState, "], got ", N);
   const auto dev = u.device();
   Prepared r;
-  r.u = prepare(u, "u", {Bt, Dm, L}, dev);
-  r.delta = prepare(delta, "delta", {Bt, Dm, L}, dev);
-  r.A = prepare(A, "A", {Dm, N}, dev);
-  r.B = prepare(B, "B", {Bt, N, L}, dev);
-  r.C = prepare(C, "C", {Bt, N, L}, dev);
-  r.D = prepare_optional(D, "D", {Dm}, dev);
-  r.z = prepare_optional(z, "z", {Bt, Dm, L}, dev);
-  r.bias = prepare_optional(delta_bias, "delta_bias", {Dm}, dev);
-  SelectiveScanParams& p = r.p;
-  p.batch = Bt;
-  p.dim = Dm;
-  p.len = L;
-  p.dstate = N;
-  p.delta_softplus = delta_softplus;
-  p.u = r.u.data_ptr<float>();
-  p.delta = r.delta.data_ptr<float>();
-  p.A = r.A.data_ptr<float>();
-  p.B = r.B.data_ptr<float>();
-  p.C = r.C.data_ptr<float>();
-  p.D = ptr_or_null(r.D);
-  p.z = ptr_or_null(r.z);
-  p.delta_bias = ptr_or_null(r.bias);
+  r.delta_softplus = delta_softplus;
+  r.t.u = prepare(u, "u", {Bt, Dm, L}, dev);
+  r.t.delta = prepare(delta, "delta", {Bt, Dm, L}, dev);
+  r.t.A = prepare(A, "A", {Dm, N}, dev);
+  r.t.B = prepare(B, "B", {Bt, N, L}, dev);
+  r.t.C = prepare(C, "C", {Bt, N, L}, dev);
+  r.t.D = prepare_optional(D, "D", {Dm}, dev);
+  r.t.z = prepare_optional(z, "z", {Bt, Dm, L}, dev);
+  r.t.delta_bias = prepare_optional(delta_bias, "delta_bias", {Dm}, dev);
   return r;
 }
 
+template <class T>
+T* ptr_or_null(const Tensor& t) {
+  return t.defined() ? t.data_ptr<float>() : nullptr;
+}
+
 }  // namespace
+
+SelectiveScanParams selective_scan_params(const SelectiveScanTensors& t, bool delta_softplus, int variant) {
+  SelectiveScanParams p;
+  p.batch = t.u.size(0);
+  p.dim = t.u.size(1);
+  p.len = t.u.size(2);
+  p.dstate = t.A.size(1);
+  p.delta_softplus = delta_softplus;
+  p.variant = variant;
+  p.u = ptr_or_null<const float>(t.u);
+  p.delta = ptr_or_null<const float>(t.delta);
+  p.A = ptr_or_null<const float>(t.A);
+  p.B = ptr_or_null<const float>(t.B);
+  p.C = ptr_or_null<const float>(t.C);
+  p.D = ptr_or_null<const float>(t.D);
+  p.z = ptr_or_null<const float>(t.z);
+  p.delta_bias = ptr_or_null<const float>(t.delta_bias);
+  p.out = ptr_or_null<float>(t.out);
+  p.chunk_states = ptr_or_null<float>(t.chunk_states);
+  p.dout = ptr_or_null<const float>(t.dout);
+  p.du = ptr_or_null<float>(t.du);
+  p.ddelta = ptr_or_null<float>(t.ddelta);
+  p.dz = ptr_or_null<float>(t.dz);
+  p.dA_part = ptr_or_null<float>(t.dA_part);
+  p.dD_part = ptr_or_null<float>(t.dD_part);
+  p.ddelta_bias_part = ptr_or_null<float>(t.ddelta_bias_part);
+  p.dB = ptr_or_null<float>(t.dB);
+  p.dC = ptr_or_null<float>(t.dC);
+  p.workspace = ptr_or_null<float>(t.workspace);
+  return p;
+}
 
 std::vector<Tensor> selective_scan_fwd_cuda(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B,
                                             const Tensor& C, const Tensor& D, const Tensor& z, const Tensor& delta_bias,
                                             bool delta_softplus) {
   const c10::cuda::CUDAGuard guard(u.device());
   Prepared r = prepare_all(u, delta, A, B, C, D, z, delta_bias, delta_softplus);
-  const auto o = r.u.options();
-  Tensor out = torch::empty({r.p.batch, r.p.dim, r.p.len}, o);
-  Tensor states = torch::empty({r.p.batch, r.p.dim, selective_scan_num_chunks(r.p.len), r.p.dstate}, o);
-  r.p.out = out.data_ptr<float>();
-  r.p.chunk_states = states.data_ptr<float>();
-  check_launch(launch_selective_scan_forward(r.p, at::cuda::getCurrentCUDAStream()), "forward");
-  return {out, states};
+  SelectiveScanTensors& t = r.t;
+  const int64_t Bt = t.u.size(0), Dm = t.u.size(1), L = t.u.size(2), N = t.A.size(1);
+  const auto o = t.u.options();
+  t.out = torch::empty({Bt, Dm, L}, o);
+  t.chunk_states = torch::empty({Bt, Dm, selective_scan_num_chunks(L), N}, o);
+  const SelectiveScanParams p = selective_scan_params(t, r.delta_softplus);
+  check_launch(launch_selective_scan_forward(p, at::cuda::getCurrentCUDAStream()), "forward");
+  return {t.out, t.chunk_states};
 }
 
 std::vector<Tensor> selective_scan_bwd_cuda(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B,
@@ -94,33 +116,25 @@ std::vector<Tensor> selective_scan_bwd_cuda(const Tensor& u, const Tensor& delta
                                             bool delta_softplus, const Tensor& chunk_states, const Tensor& dout) {
   const c10::cuda::CUDAGuard guard(u.device());
   Prepared r = prepare_all(u, delta, A, B, C, D, z, delta_bias, delta_softplus);
-  const int64_t Bt = r.p.batch, Dm = r.p.dim, L = r.p.len, N = r.p.dstate;
-  const Tensor g = prepare(dout, "dout", {Bt, Dm, L}, u.device());
-  const Tensor cs = prepare(chunk_states, "chunk_states", {Bt, Dm, selective_scan_num_chunks(L), N}, u.device());
-  const auto o = r.u.options();
-  Tensor du = torch::empty({Bt, Dm, L}, o), ddelta = torch::empty({Bt, Dm, L}, o);
-  Tensor dz = r.z.defined() ? torch::empty({Bt, Dm, L}, o) : Tensor();
-  Tensor dA_part = torch::empty({Bt, Dm, N}, o);
-  Tensor dD_part = r.D.defined() ? torch::empty({Bt, Dm}, o) : Tensor();
-  Tensor dbias_part = r.bias.defined() ? torch::empty({Bt, Dm}, o) : Tensor();
-  Tensor dB = torch::empty({Bt, N, L}, o), dC = torch::empty({Bt, N, L}, o);
-  Tensor ws = torch::empty({selective_scan_bwd_workspace_floats(Bt, Dm, L, N)}, o);
-  SelectiveScanParams& p = r.p;
-  p.chunk_states = cs.data_ptr<float>();
-  p.dout = g.data_ptr<float>();
-  p.du = du.data_ptr<float>();
-  p.ddelta = ddelta.data_ptr<float>();
-  p.dz = dz.defined() ? dz.data_ptr<float>() : nullptr;
-  p.dA_part = dA_part.data_ptr<float>();
-  p.dD_part = dD_part.defined() ? dD_part.data_ptr<float>() : nullptr;
-  p.ddelta_bias_part = dbias_part.defined() ? dbias_part.data_ptr<float>() : nullptr;
-  p.dB = dB.data_ptr<float>();
-  p.dC = dC.data_ptr<float>();
-  p.workspace = ws.data_ptr<float>();
+  SelectiveScanTensors& t = r.t;
+  const int64_t Bt = t.u.size(0), Dm = t.u.size(1), L = t.u.size(2), N = t.A.size(1);
+  t.dout = prepare(dout, "dout", {Bt, Dm, L}, u.device());
+  t.chunk_states = prepare(chunk_states, "chunk_states", {Bt, Dm, selective_scan_num_chunks(L), N}, u.device());
+  const auto o = t.u.options();
+  t.du = torch::empty({Bt, Dm, L}, o);
+  t.ddelta = torch::empty({Bt, Dm, L}, o);
+  if (t.z.defined()) t.dz = torch::empty({Bt, Dm, L}, o);
+  t.dA_part = torch::empty({Bt, Dm, N}, o);
+  if (t.D.defined()) t.dD_part = torch::empty({Bt, Dm}, o);
+  if (t.delta_bias.defined()) t.ddelta_bias_part = torch::empty({Bt, Dm}, o);
+  t.dB = torch::empty({Bt, N, L}, o);
+  t.dC = torch::empty({Bt, N, L}, o);
+  t.workspace = torch::empty({selective_scan_bwd_workspace_floats(Bt, Dm, L, N)}, o);
+  const SelectiveScanParams p = selective_scan_params(t, r.delta_softplus);
   check_launch(launch_selective_scan_backward(p, at::cuda::getCurrentCUDAStream()), "backward");
   // Per-batch-row partials of the parameter gradients, summed here in a fixed order.
-  return {du, ddelta, dA_part.sum(0), dB, dC, dD_part.defined() ? dD_part.sum(0) : Tensor(), dz,
-          dbias_part.defined() ? dbias_part.sum(0) : Tensor()};
+  return {t.du, t.ddelta, t.dA_part.sum(0), t.dB, t.dC, t.dD_part.defined() ? t.dD_part.sum(0) : Tensor(), t.dz,
+          t.ddelta_bias_part.defined() ? t.ddelta_bias_part.sum(0) : Tensor()};
 }
 
 }  // namespace rbk::cuda

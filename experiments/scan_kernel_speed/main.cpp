@@ -43,6 +43,7 @@
 
 #if defined(RBK_WITH_CUDA_KERNELS)
 #include "rbk/kernels/cuda_event_timer.h"
+#include "rbk/kernels/selective_scan_cuda.h"
 #include "rbk/kernels/selective_scan_launch.h"
 #include <ATen/cuda/CUDAContext.h>
 #include <cuda_runtime_api.h>
@@ -115,51 +116,33 @@ json timing_json(const rbk::TimingStats& t) {
 
 // Preallocated raw-launcher rig at one shape (fresh random inputs, poisoned outputs).
 struct Rig {
-  std::vector<Tensor> in;
-  Tensor out, cs, dout, du, dd, dz, dA, dD, db, dB, dC, ws;
+  rbk::cuda::SelectiveScanTensors t;
   rbk::cuda::SelectiveScanParams p;
   Rig(int64_t Bt, int64_t Dm, int64_t L, int64_t N, int variant) {
     const auto o = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat);
-    in = draw(Bt, Dm, L, N, o);
+    const std::vector<Tensor> in = draw(Bt, Dm, L, N, o);
     auto nan = [&](std::vector<int64_t> s) { return torch::full(s, NAN, o); };
-    out = nan({Bt, Dm, L});
-    cs = nan({Bt, Dm, rbk::cuda::selective_scan_num_chunks(L), N});
-    dout = torch::randn({Bt, Dm, L}, o);
-    du = nan({Bt, Dm, L});
-    dd = nan({Bt, Dm, L});
-    dz = nan({Bt, Dm, L});
-    dA = nan({Bt, Dm, N});
-    dD = nan({Bt, Dm});
-    db = nan({Bt, Dm});
-    dB = nan({Bt, N, L});
-    dC = nan({Bt, N, L});
-    ws = torch::empty({rbk::cuda::selective_scan_bwd_workspace_floats(Bt, Dm, L, N)}, o);
-    p.batch = Bt;
-    p.dim = Dm;
-    p.len = L;
-    p.dstate = N;
-    p.delta_softplus = true;
-    p.variant = variant;
-    p.u = in[0].data_ptr<float>();
-    p.delta = in[1].data_ptr<float>();
-    p.A = in[2].data_ptr<float>();
-    p.B = in[3].data_ptr<float>();
-    p.C = in[4].data_ptr<float>();
-    p.D = in[5].data_ptr<float>();
-    p.z = in[6].data_ptr<float>();
-    p.delta_bias = in[7].data_ptr<float>();
-    p.out = out.data_ptr<float>();
-    p.chunk_states = cs.data_ptr<float>();
-    p.dout = dout.data_ptr<float>();
-    p.du = du.data_ptr<float>();
-    p.ddelta = dd.data_ptr<float>();
-    p.dz = dz.data_ptr<float>();
-    p.dA_part = dA.data_ptr<float>();
-    p.dD_part = dD.data_ptr<float>();
-    p.ddelta_bias_part = db.data_ptr<float>();
-    p.dB = dB.data_ptr<float>();
-    p.dC = dC.data_ptr<float>();
-    p.workspace = ws.data_ptr<float>();
+    t.u = in[0];
+    t.delta = in[1];
+    t.A = in[2];
+    t.B = in[3];
+    t.C = in[4];
+    t.D = in[5];
+    t.z = in[6];
+    t.delta_bias = in[7];
+    t.out = nan({Bt, Dm, L});
+    t.chunk_states = nan({Bt, Dm, rbk::cuda::selective_scan_num_chunks(L), N});
+    t.dout = torch::randn({Bt, Dm, L}, o);
+    t.du = nan({Bt, Dm, L});
+    t.ddelta = nan({Bt, Dm, L});
+    t.dz = nan({Bt, Dm, L});
+    t.dA_part = nan({Bt, Dm, N});
+    t.dD_part = nan({Bt, Dm});
+    t.ddelta_bias_part = nan({Bt, Dm});
+    t.dB = nan({Bt, N, L});
+    t.dC = nan({Bt, N, L});
+    t.workspace = torch::empty({rbk::cuda::selective_scan_bwd_workspace_floats(Bt, Dm, L, N)}, o);
+    p = rbk::cuda::selective_scan_params(t, /*delta_softplus=*/true, variant);
   }
   void fwd() const {
     rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_selective_scan_forward(p, at::cuda::getCurrentCUDAStream()), "scan fwd");
@@ -169,9 +152,9 @@ struct Rig {
   }
   // Every output finite (fully written) and not all zero.
   void check() const {
-    for (const Tensor& t : {out, du, dd, dz, dA, dD, db, dB, dC}) {
-      if (!torch::isfinite(t).all().item<bool>()) throw std::runtime_error("selective scan output not finite / not fully written");
-      if (!(t.abs().max().item<double>() > 0)) throw std::runtime_error("selective scan output is all zero");
+    for (const Tensor& x : {t.out, t.du, t.ddelta, t.dz, t.dA_part, t.dD_part, t.ddelta_bias_part, t.dB, t.dC}) {
+      if (!torch::isfinite(x).all().item<bool>()) throw std::runtime_error("selective scan output not finite / not fully written");
+      if (!(x.abs().max().item<double>() > 0)) throw std::runtime_error("selective scan output is all zero");
     }
   }
 };

@@ -14,6 +14,7 @@
 #include "rbk/torch_compat.h"
 
 #if defined(RBK_WITH_CUDA_KERNELS)
+#include "rbk/kernels/selective_scan_cuda.h"
 #include "rbk/kernels/selective_scan_launch.h"
 #include <ATen/cuda/CUDAContext.h>
 #include <cuda_runtime_api.h>
@@ -119,9 +120,6 @@ std::vector<Tensor> run(const std::vector<Tensor>& in, const Tensor& w, const Ca
 }
 
 #if defined(RBK_WITH_CUDA_KERNELS)
-const float* ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
-float* mut_ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
-
 // out and the 8 gradients of sum(out * w) (undefined where the input is undefined) from one
 // variant's raw launchers with dout = w; the per-batch-row partials of dA, dD, ddelta_bias are
 // summed over Bt as the glue does. Every output (and the workspace) is NaN-poisoned first, so an
@@ -133,55 +131,43 @@ std::vector<Tensor> run_launchers(const std::vector<Tensor>& in, const Tensor& w
     if (in[i].defined()) x[i] = in[i].to(o).contiguous();
   const int64_t Bt = c.Bt, Dm = c.Dm, L = c.L, N = c.N;
   auto poison = [&](std::vector<int64_t> s) { return torch::full(s, NAN, o); };
-  const Tensor dout = w.to(o).contiguous();
-  Tensor out = poison({Bt, Dm, L}), cs = poison({Bt, Dm, rbk::cuda::selective_scan_num_chunks(L), N});
-  Tensor du = poison({Bt, Dm, L}), dd = poison({Bt, Dm, L}), dA = poison({Bt, Dm, N});
-  Tensor dz = c.with_z ? poison({Bt, Dm, L}) : Tensor(), dD = c.with_z ? poison({Bt, Dm}) : Tensor();
-  Tensor db = c.with_bias ? poison({Bt, Dm}) : Tensor();
-  Tensor dB = poison({Bt, N, L}), dC = poison({Bt, N, L});
-  Tensor ws = poison({rbk::cuda::selective_scan_bwd_workspace_floats(Bt, Dm, L, N)});
-  rbk::cuda::SelectiveScanParams p;
-  p.batch = Bt;
-  p.dim = Dm;
-  p.len = L;
-  p.dstate = N;
-  p.delta_softplus = c.softplus;
-  p.variant = variant;
-  p.u = x[0].data_ptr<float>();
-  p.delta = x[1].data_ptr<float>();
-  p.A = x[2].data_ptr<float>();
-  p.B = x[3].data_ptr<float>();
-  p.C = x[4].data_ptr<float>();
-  p.D = ptr_or_null(x[5]);
-  p.z = ptr_or_null(x[6]);
-  p.delta_bias = ptr_or_null(x[7]);
-  p.out = out.data_ptr<float>();
-  p.chunk_states = cs.data_ptr<float>();
-  p.dout = dout.data_ptr<float>();
-  p.du = du.data_ptr<float>();
-  p.ddelta = dd.data_ptr<float>();
-  p.dz = mut_ptr_or_null(dz);
-  p.dA_part = dA.data_ptr<float>();
-  p.dD_part = mut_ptr_or_null(dD);
-  p.ddelta_bias_part = mut_ptr_or_null(db);
-  p.dB = dB.data_ptr<float>();
-  p.dC = dC.data_ptr<float>();
-  p.workspace = ws.data_ptr<float>();
+  rbk::cuda::SelectiveScanTensors t;
+  t.u = x[0];
+  t.delta = x[1];
+  t.A = x[2];
+  t.B = x[3];
+  t.C = x[4];
+  t.D = x[5];
+  t.z = x[6];
+  t.delta_bias = x[7];
+  t.out = poison({Bt, Dm, L});
+  t.chunk_states = poison({Bt, Dm, rbk::cuda::selective_scan_num_chunks(L), N});
+  t.dout = w.to(o).contiguous();
+  t.du = poison({Bt, Dm, L});
+  t.ddelta = poison({Bt, Dm, L});
+  t.dA_part = poison({Bt, Dm, N});
+  if (x[6].defined()) t.dz = poison({Bt, Dm, L});
+  if (x[5].defined()) t.dD_part = poison({Bt, Dm});
+  if (x[7].defined()) t.ddelta_bias_part = poison({Bt, Dm});
+  t.dB = poison({Bt, N, L});
+  t.dC = poison({Bt, N, L});
+  t.workspace = poison({rbk::cuda::selective_scan_bwd_workspace_floats(Bt, Dm, L, N)});
+  const rbk::cuda::SelectiveScanParams p = rbk::cuda::selective_scan_params(t, c.softplus, variant);
   const cudaStream_t s = at::cuda::getCurrentCUDAStream();
   EXPECT_EQ(rbk::cuda::launch_selective_scan_forward(p, s), cudaSuccess) << path_name(variant);
   EXPECT_EQ(rbk::cuda::launch_selective_scan_backward(p, s), cudaSuccess) << path_name(variant);
   EXPECT_EQ(cudaStreamSynchronize(s), cudaSuccess) << path_name(variant);
-  const int64_t bad_states = (~torch::isfinite(cs)).sum().item<int64_t>();
+  const int64_t bad_states = (~torch::isfinite(t.chunk_states)).sum().item<int64_t>();
   EXPECT_EQ(bad_states, 0) << "chunk_states not fully written";
-  return {out.cpu(),
-          du.cpu(),
-          dd.cpu(),
-          dA.sum(0).cpu(),
-          dB.cpu(),
-          dC.cpu(),
-          dD.defined() ? dD.sum(0).cpu() : Tensor(),
-          dz.defined() ? dz.cpu() : Tensor(),
-          db.defined() ? db.sum(0).cpu() : Tensor()};
+  return {t.out.cpu(),
+          t.du.cpu(),
+          t.ddelta.cpu(),
+          t.dA_part.sum(0).cpu(),
+          t.dB.cpu(),
+          t.dC.cpu(),
+          t.dD_part.defined() ? t.dD_part.sum(0).cpu() : Tensor(),
+          t.dz.defined() ? t.dz.cpu() : Tensor(),
+          t.ddelta_bias_part.defined() ? t.ddelta_bias_part.sum(0).cpu() : Tensor()};
 }
 #endif
 
@@ -279,38 +265,28 @@ TEST(SelectiveScanCudaLaunch, EveryOutputFullyWritten) {
       if (in[i].defined()) x[i] = in[i].to(o).contiguous();
     const int64_t Bt = c.Bt, Dm = c.Dm, L = c.L, N = c.N;
     auto poison = [&](std::vector<int64_t> s) { return torch::full(s, NAN, o); };
-    Tensor out = poison({Bt, Dm, L}), cs = poison({Bt, Dm, rbk::cuda::selective_scan_num_chunks(L), N});
-    Tensor dout = torch::randn({Bt, Dm, L}, o);
-    Tensor du = poison({Bt, Dm, L}), dd = poison({Bt, Dm, L}), dz = poison({Bt, Dm, L}), dA = poison({Bt, Dm, N});
-    Tensor dD = poison({Bt, Dm}), db = poison({Bt, Dm}), dB = poison({Bt, N, L}), dC = poison({Bt, N, L});
-    Tensor ws = poison({rbk::cuda::selective_scan_bwd_workspace_floats(Bt, Dm, L, N)});
-    rbk::cuda::SelectiveScanParams p;
-    p.batch = Bt;
-    p.dim = Dm;
-    p.len = L;
-    p.dstate = N;
-    p.delta_softplus = c.softplus;
-    p.variant = variant;
-    p.u = x[0].data_ptr<float>();
-    p.delta = x[1].data_ptr<float>();
-    p.A = x[2].data_ptr<float>();
-    p.B = x[3].data_ptr<float>();
-    p.C = x[4].data_ptr<float>();
-    p.D = x[5].data_ptr<float>();
-    p.z = x[6].data_ptr<float>();
-    p.delta_bias = x[7].data_ptr<float>();
-    p.out = out.data_ptr<float>();
-    p.chunk_states = cs.data_ptr<float>();
-    p.dout = dout.data_ptr<float>();
-    p.du = du.data_ptr<float>();
-    p.ddelta = dd.data_ptr<float>();
-    p.dz = dz.data_ptr<float>();
-    p.dA_part = dA.data_ptr<float>();
-    p.dD_part = dD.data_ptr<float>();
-    p.ddelta_bias_part = db.data_ptr<float>();
-    p.dB = dB.data_ptr<float>();
-    p.dC = dC.data_ptr<float>();
-    p.workspace = ws.data_ptr<float>();
+    rbk::cuda::SelectiveScanTensors t;
+    t.u = x[0];
+    t.delta = x[1];
+    t.A = x[2];
+    t.B = x[3];
+    t.C = x[4];
+    t.D = x[5];
+    t.z = x[6];
+    t.delta_bias = x[7];
+    t.out = poison({Bt, Dm, L});
+    t.chunk_states = poison({Bt, Dm, rbk::cuda::selective_scan_num_chunks(L), N});
+    t.dout = torch::randn({Bt, Dm, L}, o);
+    t.du = poison({Bt, Dm, L});
+    t.ddelta = poison({Bt, Dm, L});
+    t.dz = poison({Bt, Dm, L});
+    t.dA_part = poison({Bt, Dm, N});
+    t.dD_part = poison({Bt, Dm});
+    t.ddelta_bias_part = poison({Bt, Dm});
+    t.dB = poison({Bt, N, L});
+    t.dC = poison({Bt, N, L});
+    t.workspace = poison({rbk::cuda::selective_scan_bwd_workspace_floats(Bt, Dm, L, N)});
+    const rbk::cuda::SelectiveScanParams p = rbk::cuda::selective_scan_params(t, c.softplus, variant);
     const cudaStream_t s = at::cuda::getCurrentCUDAStream();
     // Explicit variants run as asked; the default picks one of the fast ones at these lengths.
     const int resolved = rbk::cuda::selective_scan_resolve_variant(p);
@@ -321,15 +297,16 @@ TEST(SelectiveScanCudaLaunch, EveryOutputFullyWritten) {
     ASSERT_EQ(rbk::cuda::launch_selective_scan_forward(p, s), cudaSuccess);
     ASSERT_EQ(rbk::cuda::launch_selective_scan_backward(p, s), cudaSuccess);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    const std::vector<std::pair<const char*, Tensor>> outs = {{"out", out}, {"chunk_states", cs}, {"du", du},
-                                                              {"ddelta", dd}, {"dz", dz},         {"dA_part", dA},
-                                                              {"dD_part", dD}, {"ddelta_bias_part", db},
-                                                              {"dB", dB},     {"dC", dC}};
-    for (const auto& [name, t] : outs) {
+    const std::vector<std::pair<const char*, Tensor>> outs = {
+        {"out", t.out},         {"chunk_states", t.chunk_states}, {"du", t.du},
+        {"ddelta", t.ddelta},   {"dz", t.dz},                     {"dA_part", t.dA_part},
+        {"dD_part", t.dD_part}, {"ddelta_bias_part", t.ddelta_bias_part},
+        {"dB", t.dB},           {"dC", t.dC}};
+    for (const auto& [name, written] : outs) {
       // Count, not mean: a mean of ones on the GPU can round to 1 - 2^-53.
-      const int64_t bad_count = (~torch::isfinite(t)).sum().item<int64_t>();
+      const int64_t bad_count = (~torch::isfinite(written)).sum().item<int64_t>();
       std::printf("variant %d %s %-16s non-finite elements %lld of %lld\n", variant, case_name(c).c_str(), name,
-                  (long long)bad_count, (long long)t.numel());
+                  (long long)bad_count, (long long)written.numel());
       EXPECT_EQ(bad_count, 0) << name << " not fully written (variant " << variant << ")";
     }
     // Invalid launches are refused, not run.

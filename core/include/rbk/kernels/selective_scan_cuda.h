@@ -6,6 +6,8 @@
 // cast to contiguous float32 here; results are float32 (the autograd Function casts the gradients
 // back to each input's dtype). N must be <= kSsMaxState (16).
 #pragma once
+#include "rbk/kernels/selective_scan_launch.h"
+
 #include <torch/torch.h>
 
 #include <vector>
@@ -29,5 +31,20 @@ std::vector<torch::Tensor> selective_scan_bwd_cuda(const torch::Tensor& u, const
                                                    const torch::Tensor& z, const torch::Tensor& delta_bias,
                                                    bool delta_softplus, const torch::Tensor& chunk_states,
                                                    const torch::Tensor& dout);
+
+// Every tensor of one launch: float32, contiguous, on one CUDA device; undefined = absent (D, z,
+// delta_bias and their gradients) or not needed (the backward's buffers in a forward-only launch).
+// The glue, the gpu test and exp_scan_kernel_speed all fill the raw launchers' parameters from
+// this one struct, so a new field of SelectiveScanParams is wired in one place.
+struct SelectiveScanTensors {
+  torch::Tensor u, delta, A, B, C, D, z, delta_bias;                         // inputs
+  torch::Tensor out, chunk_states;                                           // forward outputs
+  torch::Tensor dout, du, ddelta, dz, dA_part, dD_part, ddelta_bias_part;    // backward
+  torch::Tensor dB, dC, workspace;
+};
+// Shapes from u (Bt, Dm, L) and A (Dm, N); pointers from every defined tensor. No checks here:
+// the entry points above check their inputs before calling it.
+SelectiveScanParams selective_scan_params(const SelectiveScanTensors& t, bool delta_softplus,
+                                          int variant = kSsVariantAuto);
 
 }  // namespace rbk::cuda
