@@ -16,6 +16,8 @@
 
 #include <gtest/gtest.h>
 
+#include "gpu_test_support.h"
+
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -27,6 +29,7 @@
 namespace {
 
 using torch::Tensor;
+using rbk::gpu_test::fresh_seed;
 
 // fp32 kernels vs the fp64 oracle, relative to the reference's norm (and, separately, its largest
 // entry). The continued fractions contract (|u|, |w| <= 1/Im z), so rounding does not accumulate
@@ -39,11 +42,6 @@ constexpr double kBf16RelTol = kStableRelTol;
 // Compat kernel vs the CPU compat mode: the same IEEE operations in the same order (no FMA on
 // either side), so values agree to the last bit except through hypotf at the |G| <= 50 clip.
 constexpr double kCompatRelTol = 1e-6;
-
-uint64_t fresh_seed() {
-  static std::random_device rd;
-  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
-}
 
 struct Draw {
   Tensor v;       // (B, N) float32
@@ -86,38 +84,15 @@ Tensor reference_grad(const Tensor& v, c10::complex<double> z, const Tensor& gfe
 
 #if defined(RBK_HAVE_CUDA_KERNEL_LIB)
 
-bool have_device() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
+using rbk::gpu_test::DevBuf;
+using rbk::gpu_test::have_device;
+using rbk::gpu_test::to_device;
 
 #define RBK_CUDA_OK(expr)                                                               \
   do {                                                                                  \
     const cudaError_t rbk_e_ = (expr);                                                  \
     ASSERT_EQ(rbk_e_, cudaSuccess) << #expr << ": " << cudaGetErrorString(rbk_e_);      \
   } while (0)
-
-struct DevBuf {
-  void* p = nullptr;
-  size_t bytes = 0;
-  explicit DevBuf(size_t n) : bytes(n) {
-    if (n > 0 && cudaMalloc(&p, n) != cudaSuccess) p = nullptr;
-  }
-  ~DevBuf() {
-    if (p) cudaFree(p);
-  }
-  DevBuf(const DevBuf&) = delete;
-  DevBuf& operator=(const DevBuf&) = delete;
-  float* f() const { return static_cast<float*>(p); }
-};
-
-// Copies a contiguous CPU tensor to a fresh device buffer.
-std::unique_ptr<DevBuf> to_device(const Tensor& t) {
-  const Tensor c = t.contiguous();
-  auto b = std::make_unique<DevBuf>(c.numel() * c.element_size());
-  if (b->p) cudaMemcpy(b->p, c.data_ptr(), b->bytes, cudaMemcpyHostToDevice);
-  return b;
-}
 
 // Runs the raw launcher; out is poisoned with NaN (all bits set) first. Returns (B, N, 2) or (B, N).
 Tensor run_stable(const Tensor& v_in, c10::complex<double> z, bool causal, bool backward, const Tensor* gfeat,

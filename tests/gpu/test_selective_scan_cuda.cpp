@@ -22,6 +22,8 @@
 
 #include <gtest/gtest.h>
 
+#include "gpu_test_support.h"
+
 #include <cstdio>
 #include <ostream>
 #include <random>
@@ -32,6 +34,7 @@
 namespace {
 
 using torch::Tensor;
+using rbk::gpu_test::fresh_seed;
 
 // Tolerance rule (house style, after flash-attention): the kernel's relative L2 error against the
 // fp64 reference may be at most kErrFactor times the error of the plain fp32 reference (same
@@ -45,11 +48,6 @@ constexpr double kGradFloor = 1e-5;
 // bf16 inputs: the reference sees the same bf16-rounded values, so only fp32 arithmetic and the
 // bf16 rounding of the output (8-bit mantissa, 2^-9 ~ 2e-3 relative) differ.
 constexpr double kBf16OutTol = 4e-3;
-
-uint64_t fresh_seed() {
-  static std::random_device rd;
-  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
-}
 
 double rel_l2(const Tensor& got, const Tensor& ref) {
   const Tensor g = got.to(torch::kCPU, torch::kDouble), r = ref.to(torch::kCPU, torch::kDouble);

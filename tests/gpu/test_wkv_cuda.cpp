@@ -14,6 +14,8 @@
 
 #include <gtest/gtest.h>
 
+#include "gpu_test_support.h"
+
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -24,6 +26,7 @@
 namespace {
 
 using torch::Tensor;
+using rbk::gpu_test::fresh_seed;
 
 // Tolerance rule (flash-attention style): the kernel's error against the fp64 oracle (evaluated at
 // the same fp32-rounded inputs) may be at most kFactor x the error of the plain fp32 LibTorch
@@ -36,11 +39,6 @@ constexpr double kFloor = 1e-6;
 // bf16 entry point: inputs rounded to bf16 then computed in fp32, output rounded to bf16
 // (2^-8 relative); judged against the fp64 oracle at the bf16-rounded inputs.
 constexpr double kBf16Tol = 1e-2;
-
-uint64_t fresh_seed() {
-  static std::random_device rd;
-  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
-}
 
 struct Inputs {
   Tensor td, tf, k, v, g;  // (C,), (C,), (B, T, C) x 3; float64 holding fp32-representable values
@@ -120,33 +118,9 @@ std::string shape_label(const Shape& s, uint64_t seed) {
 
 #if defined(RBK_HAVE_CUDA_KERNEL_LIB)
 
-bool have_device() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
-
-struct DevBuf {
-  void* p = nullptr;
-  size_t bytes = 0;
-  explicit DevBuf(size_t n) : bytes(n) {
-    if (n > 0 && cudaMalloc(&p, n) != cudaSuccess) p = nullptr;
-  }
-  ~DevBuf() {
-    if (p) cudaFree(p);
-  }
-  DevBuf(const DevBuf&) = delete;
-  DevBuf& operator=(const DevBuf&) = delete;
-  float* f() const { return static_cast<float*>(p); }
-};
-
-std::unique_ptr<DevBuf> to_device(const Tensor& t) {
-  const Tensor c = t.to(torch::kFloat).contiguous();
-  auto b = std::make_unique<DevBuf>(c.numel() * sizeof(float));
-  if (b->p) {
-    EXPECT_EQ(cudaMemcpy(b->p, c.data_ptr(), b->bytes, cudaMemcpyHostToDevice), cudaSuccess);
-  }
-  return b;
-}
+using rbk::gpu_test::DevBuf;
+using rbk::gpu_test::have_device;
+using rbk::gpu_test::to_device;
 
 // A NaN-poisoned (all bits set) device buffer of n floats.
 std::unique_ptr<DevBuf> poisoned(int64_t n) {
@@ -168,7 +142,8 @@ Tensor to_host(const DevBuf& b, torch::IntArrayRef sizes) {
 // The raw launchers on poisoned outputs: {y, dtime_decay (C,), dtime_first (C,), dk, dv}.
 std::vector<Tensor> run_kernel(const Inputs& in) {
   const int64_t B = in.k.size(0), T = in.k.size(1), C = in.k.size(2);
-  auto td = to_device(in.td), tf = to_device(in.tf), k = to_device(in.k), v = to_device(in.v), g = to_device(in.g);
+  auto td = to_device(in.td.to(torch::kFloat)), tf = to_device(in.tf.to(torch::kFloat)), k = to_device(in.k.to(torch::kFloat)),
+       v = to_device(in.v.to(torch::kFloat)), g = to_device(in.g.to(torch::kFloat));
   auto y = poisoned(B * T * C), gk = poisoned(B * T * C), gv = poisoned(B * T * C);
   auto gtd = poisoned(B * C), gtf = poisoned(B * C);
   rbk::cuda::WkvParams p;
