@@ -10,6 +10,9 @@ Figures:
   bk_numerics_error_vs_n.png         claim C01: max relative error vs the fp64 path, per mode
   bk_numerics_zero_nonfinite_vs_n.png claim C01: fraction of zero / non-finite outputs, per mode
   bk_numerics_time_vs_n.png          claim C01: time per call vs N, per mode (O(N) reference slope)
+  cpu_scaling_layers_vs_n.png        claim C03: ResNet-BK layer vs attention, one training step vs N
+  cpu_scaling_bkcore_gradients_vs_n.png claim C02: exact backward vs autograd vs upstream hybrids
+  cpu_scaling_moe_vs_n.png           claims C04, C09: sparse MoE vs dense FFN, scattering vs MLP routing
 
 Usage: make_figures.py [--source-dir DIR] [--build-dir DIR] [--out DIR]
 Needs Python 3 with matplotlib, h5py and numpy (Debian: python3-matplotlib python3-h5py).
@@ -83,24 +86,62 @@ def stamp(fig, text):
     fig.text(0.01, 0.005, text, fontsize=6, color="0.4", ha="left", va="bottom")
 
 
-def bk_numerics(source_dir, build_dir, out_dir, made):
-    hit = find_result(source_dir, build_dir, "bk_numerics", ".h5")
+def time_vs_n_figure(h5, series, time_key, title, target, source_note):
+    """Log-log time vs N of each series (datasets <series>/n and <series>/<time_key>) with an
+    O(N) reference slope; returns False (nothing written) when no series has a finite time."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = []
+    for name in series:
+        n = dataset(h5, f"{name}/n")
+        t = dataset(h5, f"{name}/{time_key}")
+        if n is None or t is None:
+            continue
+        ok = np.isfinite(t) & (t > 0)
+        if ok.any():
+            drawn.append((n[ok], t[ok]))
+            ax.loglog(n[ok], t[ok], marker="o", ms=3, label=name)
+    if drawn:
+        lo = min(n.min() for n, _ in drawn)
+        hi = max(n.max() for n, _ in drawn)
+        anchor = drawn[0][1].max()  # the first series' largest time, at its largest N
+        ax.loglog([lo, hi], [anchor * lo / hi, anchor], color="0.5", ls="--", lw=0.8, label="slope 1 (O(N))")
+        ax.set_xlabel("N (sequence length)")
+        ax.set_ylabel(f"time per call (s, {time_key})")
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+        stamp(fig, source_note)
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
+        save(fig, target, source_note)
+    plt.close(fig)
+    return bool(drawn)
+
+
+def open_result(source_dir, build_dir, experiment, made):
+    """(h5 file, shown path, commit, source note) of an experiment's HDF5 result, or None."""
+    hit = find_result(source_dir, build_dir, experiment, ".h5")
     if hit is None:
-        print("make_figures.py: skipping bk_numerics figures: no results/bk_numerics/bk_numerics.<preset>.h5 yet")
-        return
+        print(f"make_figures.py: skipping {experiment} figures: no results/{experiment}/{experiment}.<preset>.h5 yet")
+        return None
     path, origin, preset = hit
     try:
         h5 = h5py.File(path, "r")
     except OSError as e:
-        print(f"make_figures.py: error: {path} is not a readable HDF5 file ({e}); bk_numerics figures skipped",
+        print(f"make_figures.py: error: {path} is not a readable HDF5 file ({e}); {experiment} figures skipped",
               file=sys.stderr)
-        made.append(("(bk_numerics figures)", path, f"unreadable: {e}"))
+        made.append((f"({experiment} figures)", path, f"unreadable: {e}"))
+        return None
+    commit = commit_of(h5)
+    shown = os.path.relpath(path, build_dir if origin == "fresh" else source_dir)
+    shown = ("<build>/" if origin == "fresh" else "") + shown
+    return h5, shown, commit, f"{SCRIPT} from {shown} @ {commit} ({origin}, preset {preset})"
+
+
+def bk_numerics(source_dir, build_dir, out_dir, made):
+    opened = open_result(source_dir, build_dir, "bk_numerics", made)
+    if opened is None:
         return
+    h5, shown, commit, source_note = opened
     with h5:
-        commit = commit_of(h5)
-        shown = os.path.relpath(path, build_dir if origin == "fresh" else source_dir)
-        shown = ("<build>/" if origin == "fresh" else "") + shown
-        source_note = f"{SCRIPT} from {shown} @ {commit} ({origin}, preset {preset})"
         modes = [m for m in BK_MODES if f"{m}/n" in h5]
         if not modes:
             print(f"make_figures.py: skipping bk_numerics figures: {path} has no '<mode>/n' datasets")
@@ -153,35 +194,37 @@ def bk_numerics(source_dir, build_dir, out_dir, made):
         plt.close(fig)
         made.append((os.path.basename(target), shown, commit))
 
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        any_time = False
-        for m in modes:
-            n = dataset(h5, f"{m}/n")
-            t = dataset(h5, f"{m}/time_s")
-            if t is None:
-                continue
-            ok = np.isfinite(t) & (t > 0)
-            if ok.any():
-                any_time = True
-                ax.loglog(n[ok], t[ok], marker="o", ms=3, label=m)
-        if any_time:
-            n_all = np.concatenate([dataset(h5, f"{m}/n") for m in modes])
-            lo, hi = n_all.min(), n_all.max()
-            t_ref = dataset(h5, f"{modes[0]}/time_s")
-            anchor = np.nanmax(t_ref) if t_ref is not None and np.isfinite(t_ref).any() else 1e-3
-            ax.loglog([lo, hi], [anchor * lo / hi, anchor], color="0.5", ls="--", lw=0.8, label="slope 1 (O(N))")
-            ax.set_xlabel("N (sequence length)")
-            ax.set_ylabel("median time per call (s)")
-            ax.set_title("C01: BK-Core time vs N")
-            ax.legend(fontsize=7)
-            stamp(fig, source_note)
-            fig.tight_layout(rect=(0, 0.03, 1, 1))
-            target = os.path.join(out_dir, "bk_numerics_time_vs_n.png")
-            save(fig, target, source_note)
+        target = os.path.join(out_dir, "bk_numerics_time_vs_n.png")
+        if time_vs_n_figure(h5, modes, "time_s", "C01: BK-Core time vs N", target, source_note):
             made.append((os.path.basename(target), shown, commit))
         else:
-            print(f"make_figures.py: {path}: no '<mode>/time_s' datasets; time figure skipped")
-        plt.close(fig)
+            print(f"make_figures.py: {shown}: no '<mode>/time_s' datasets; time figure skipped")
+
+
+# Rows of exp_cpu_scaling drawn per figure (claims C02, C03, C04; seed 004's CPU benchmarks).
+CPU_SCALING_FIGURES = [
+    ("cpu_scaling_layers_vs_n.png", "C03: one training step of one layer vs N (CPU, 1 thread)",
+     ["bk_layer_exact", "bk_layer_autograd", "bk_layer_compat_poc", "attention_mha_h4", "attention_mha_h1",
+      "attention_causal"]),
+    ("cpu_scaling_bkcore_gradients_vs_n.png", "C02: BK-Core forward + backward by gradient mode vs N",
+     ["bkcore_exact", "bkcore_autograd", "bkcore_papertime_hybrid", "bkcore_head_hybrid"]),
+    ("cpu_scaling_moe_vs_n.png", "C04 / C09: MoE, dense FFN and routers vs N",
+     ["moe_sparse_top1", "ffn_dense_equal_active", "ffn_dense_equal_total", "moe_mlp_gating", "moe_scattering_phase"]),
+]
+
+
+def cpu_scaling(source_dir, build_dir, out_dir, made):
+    opened = open_result(source_dir, build_dir, "cpu_scaling", made)
+    if opened is None:
+        return
+    h5, shown, commit, source_note = opened
+    with h5:
+        for name, title, rows in CPU_SCALING_FIGURES:
+            target = os.path.join(out_dir, name)
+            if time_vs_n_figure(h5, rows, "time_min_s", title, target, source_note):
+                made.append((name, shown, commit))
+            else:
+                print(f"make_figures.py: {shown}: none of {rows} has times; {name} skipped")
 
 
 def main():
@@ -198,6 +241,7 @@ def main():
 
     made = []
     bk_numerics(source_dir, build_dir, out_dir, made)
+    cpu_scaling(source_dir, build_dir, out_dir, made)
 
     lines = ["# Figures", "",
              f"<!-- Generated by {SCRIPT}. Do not edit by hand: run it (or ctest -L paper). -->", "",
