@@ -22,7 +22,8 @@
 // Variants (rbk/kernels/selective_scan_launch.h): the sequential one walks all of L per block; the
 // chunked one runs a block per chunk of kSsChunk steps (local scan from 0, a short pass chaining the
 // chunk boundaries, then a replay from the true start state), forward and backward; the hybrid one
-// runs the sequential forward with the chunked variant's helpers and the chunked backward. Both share the
+// runs the sequential forward with the chunked variant's helpers and the chunked backward; the lean one
+// is the hybrid one with a sub-tiled per-chunk backward (bwd_chunk_lean, fewer registers). All share the
 // tile helpers, the forward tile loop (fwd_tiles) and the per-chunk backward (bwd_chunk) below.
 // The chunked variant computes a_t = exp(dt A) as exp2f((dt log2 e) A): the CUDA math library's
 // exp2f (not the __exp2f intrinsic; no fast math) has a maximum error of 2 ulp over its whole range
@@ -627,6 +628,261 @@ __global__ void __launch_bounds__(kThreads) selective_scan_bwd_chunk_kernel(Sele
   }
 }
 
+// ---- Lean variant (kSsVariantLean): the per-chunk backward with a small register footprint ----
+// bwd_chunk keeps a whole tile's h_t and a_t (then its dB/dC terms) in v[2 S kT] = 128 floats for
+// S = 4: 255 registers and a spill, so 2 blocks (8 warps) per SM and a latency-bound adjoint. Here a
+// tile is (1) replayed forward once, keeping only the states at its kNSub sub-tile starts (and, with
+// z, writing dz, which needs y_t, so no y array is kept either), then (2) walked backwards in
+// sub-tiles of kSub steps: each sub-tile is replayed from its start state into v[2 S kSub] (h_t,
+// a_t), run through the adjoint (v becomes its dC, dB terms) and reduce-scattered over the warp's
+// 8 channels into shared memory right away. Cost: one more exp2f per (state, step) than bwd_chunk
+// (the sub-tile replay repeats the tile replay's decays); gain: 128 registers instead of 255, i.e.
+// 4 blocks (16 warps) per SM under __launch_bounds__(kThreads, 4). ptxas -v (nvcc 13, sm_90), S = 4:
+// 128 registers + 4 B spill with z (20 B without), 48960 B shared memory (4 blocks = 191 KB/SM fit);
+// the 3-block build (kSsVariantLean3): 152-157 registers, no spill.
+constexpr int kSub = 4;                // steps per sub-tile
+constexpr int kNSub = kT / kSub;       // sub-tiles per tile
+static_assert(kT % kSub == 0, "a tile is a whole number of sub-tiles");
+// Blocks per SM asked of ptxas for the two lean variants: 4 (kSsVariantLean: cap 128 registers,
+// a few bytes of spill for S = 4) and 3 (kSsVariantLean3: cap 168, no spill). Which is faster is a
+// device measurement (exp_scan_kernel_speed times both).
+constexpr int kLeanMinBlocks = 4;
+constexpr int kLean3MinBlocks = 3;
+
+// The lean backward's dB/dC sums per (warp w, lane group g, sub-tile sb): KS = 2 S kSub values each,
+// value li = (which S + j) kSub + ts (which 0: dC, 1: dB; state g S + j; step sb kSub + ts). Strides:
+// sub-tile KS + 8, (w, g) kNSub (KS + 8) + 1. For S = 4 (KS = 32) this makes both sides conflict-free
+// (checked by hand): a writer store (lanes q = lane / 4, g; fixed sb, i; li = q S + i) hits bank
+// g + 4 q + i + const, 32 distinct banks since the (w, g) stride is 161 = 1 mod 32; a reader warp
+// (fixed w, gg; 2 rows li / kSub = r, r + 1 x 16 steps) hits bank 8 sb + 4 r' + ts + const, r' in
+// {0, 1}, also 32 distinct. For S = 1, 2 a few 2-4-way conflicts remain (not the target shape).
+template <int S>
+struct LeanRed {
+  static constexpr int KS = 2 * S * kSub;
+  static constexpr int kSubStride = KS + 8;
+  static constexpr int kGroupStride = kNSub * kSubStride + 1;
+  static constexpr int kFloats = kWarps * kG * kGroupStride;
+  __device__ __forceinline__ static int index(int w, int g, int sb, int li) {
+    return (w * kG + g) * kGroupStride + sb * kSubStride + li;
+  }
+};
+
+template <int S>
+struct BwdLeanSmem {
+  TileSmem t;
+  float o_du[kCh][kTP], o_dd[kCh][kTP], o_dz[kCh][kTP];
+  float ts[kTilesPerChunk][S][kThreads];  // tile-start states of the current chunk
+  float red[LeanRed<S>::kFloats];
+};
+
+// Same contract as bwd_chunk<S, HAS_Z, true> (the same outputs for chunk k, the same carry, dA, dD,
+// dbias updates), with the fast helpers (exp2f, B/C rows per step).
+template <int S, bool HAS_Z>
+__device__ __forceinline__ void bwd_chunk_lean(const SelectiveScanParams& p, BwdLeanSmem<S>& s, int64_t b,
+                                               int64_t blk, int64_t k, const float (&A)[S], float (&carry)[S],
+                                               float (&dA)[S], float Dv, float& dD, float& dbias) {
+  using Red = LeanRed<S>;
+  constexpr int KS = Red::KS;
+  constexpr int K = 2 * S * kT;  // dC and dB values of a tile per lane group, as the reader walks them
+  TileSmem& sm = s.t;
+  const int tid = threadIdx.x, cl = tid / kG, g = tid % kG, lane = tid % 32, warp = tid / 32;
+  const int64_t c0 = blk * kCh, d = c0 + cl;
+  const int64_t nblk = gridDim.x;
+  const bool dvalid = d < p.dim;
+  const int N = static_cast<int>(p.dstate);
+  const int64_t L = p.len, nck = (L + kSsChunk - 1) / kSsChunk, ntiles = (L + kT - 1) / kT;
+  TileRegs r;
+  const int tcnt = static_cast<int>(min(static_cast<int64_t>(kTilesPerChunk), ntiles - k * kTilesPerChunk));
+  // ---- replay the chunk forward to get every tile's start state (as bwd_chunk) ----
+  {
+    float h[S];
+    const float* cs = p.chunk_states + ((b * p.dim + d) * nck + k) * N;
+#pragma unroll
+    for (int j = 0; j < S; ++j) h[j] = dvalid && g * S + j < N ? cs[g * S + j] : 0.f;
+#pragma unroll 1
+    for (int tl = 0; tl < tcnt; ++tl) {
+#pragma unroll
+      for (int j = 0; j < S; ++j) s.ts[tl][j][tid] = h[j];  // read back by this thread only
+      if (tl == tcnt - 1) break;
+      const int64_t t0 = (k * kTilesPerChunk + tl) * kT;
+      load_tile<false, false, false>(r, p, nullptr, b, c0, t0);
+      __syncthreads();  // everyone is done with the previous contents of sm
+      store_tile<false, false, false, false, true>(r, sm, t0, L, p.delta_softplus);
+      __syncthreads();
+#pragma unroll
+      for (int tt = 0; tt < kT; ++tt) {
+        const float dt = sm.dt[cl][tt];
+        const float dts = decay_scale<true>(dt);
+        const float dtu = dt * sm.u[cl][tt];
+        float Bn[S];
+        load_states<S, true>(sm.Bs, g, tt, Bn);
+#pragma unroll
+        for (int j = 0; j < S; ++j) h[j] = decay<true>(dts, A[j]) * h[j] + dtu * Bn[j];
+      }
+    }
+  }
+  // ---- tiles of the chunk in reverse ----
+#pragma unroll 1
+  for (int tl = tcnt - 1; tl >= 0; --tl) {
+    const int64_t t0 = (k * kTilesPerChunk + tl) * kT;
+    load_tile<HAS_Z, true, true>(r, p, p.dout, b, c0, t0);
+    __syncthreads();  // everyone is done with sm, red and o_* of the previous tile
+    store_tile<HAS_Z, true, true, true, true>(r, sm, t0, L, p.delta_softplus);
+    __syncthreads();
+    // (1) Forward over the tile: the state before each sub-tile; with z, dz_t = dout y_t sigmoid(z)
+    // (1 + z (1 - sigmoid(z))) now, while y_t is at hand.
+    float hs[kNSub][S];
+    {
+      float h[S];
+#pragma unroll
+      for (int j = 0; j < S; ++j) h[j] = s.ts[tl][j][tid];
+#pragma unroll
+      for (int tt = 0; tt < kT; ++tt) {
+        if (tt % kSub == 0) {
+#pragma unroll
+          for (int j = 0; j < S; ++j) hs[tt / kSub][j] = h[j];
+        }
+        const float uu = sm.u[cl][tt];
+        const float dt = sm.dt[cl][tt];
+        const float dts = decay_scale<true>(dt);
+        const float dtu = dt * uu;
+        float yp = 0.f, Bn[S], Cn[S];
+        load_states<S, true>(sm.Bs, g, tt, Bn);
+        if (HAS_Z) load_states<S, true>(sm.Cs, g, tt, Cn);
+#pragma unroll
+        for (int j = 0; j < S; ++j) {
+          h[j] = decay<true>(dts, A[j]) * h[j] + dtu * Bn[j];
+          if (HAS_Z) yp += Cn[j] * h[j];
+        }
+        if (HAS_Z) {
+          yp += __shfl_xor_sync(0xffffffffu, yp, 1);
+          yp += __shfl_xor_sync(0xffffffffu, yp, 2);
+          if (g == 0) {
+            const float zz = sm.z[cl][tt], sg = sm.zs[cl][tt];
+            s.o_dz[cl][tt] = sm.g[cl][tt] * (yp + Dv * uu) * sg * (1.f + zz * (1.f - sg));
+          }
+        }
+      }
+    }
+    // (2) Sub-tiles in reverse. Not unrolled (unrolled, ptxas spilled 28-32 B even under a 168-register
+    // cap): hs[sb] is then a dynamically indexed local array (L1), 4 S floats written per tile and S
+    // read per sub-tile, negligible next to the sub-tile's arithmetic.
+#pragma unroll 1
+    for (int sb = kNSub - 1; sb >= 0; --sb) {
+      float v[KS];  // replay: h_t (which 0) and a_t (which 1) at (which S + j) kSub + ts; then dC, dB terms
+#pragma unroll
+      for (int ts = 0; ts < kSub; ++ts) {
+        const int tt = sb * kSub + ts;
+        const float dt = sm.dt[cl][tt];
+        const float dts = decay_scale<true>(dt);
+        const float dtu = dt * sm.u[cl][tt];
+        float Bn[S];
+        load_states<S, true>(sm.Bs, g, tt, Bn);
+#pragma unroll
+        for (int j = 0; j < S; ++j) {
+          const float a = decay<true>(dts, A[j]);
+          const float hp = ts > 0 ? v[j * kSub + ts - 1] : hs[sb][j];
+          v[j * kSub + ts] = a * hp + dtu * Bn[j];
+          v[(S + j) * kSub + ts] = a;
+        }
+      }
+#pragma unroll
+      for (int ts = kSub - 1; ts >= 0; --ts) {
+        const int tt = sb * kSub + ts;
+        const bool valid = t0 + tt < L;
+        const float uu = sm.u[cl][tt], dout = sm.g[cl][tt], dt = sm.dt[cl][tt];
+        const float gy = HAS_Z ? dout * sm.z[cl][tt] * sm.zs[cl][tt] : dout;
+        float su = 0.f, sdt = 0.f, Bs[S], Cs[S];
+        load_states<S, true>(sm.Bs, g, tt, Bs);
+        load_states<S, true>(sm.Cs, g, tt, Cs);
+#pragma unroll
+        for (int j = 0; j < S; ++j) {
+          const float hp = ts > 0 ? v[j * kSub + ts - 1] : hs[sb][j];  // h_{t-1}: not yet overwritten
+          const float a = v[(S + j) * kSub + ts];
+          const float gh = carry[j] + Cs[j] * gy;
+          su += gh * dt * Bs[j];
+          sdt += gh * (Bs[j] * uu + A[j] * a * hp);
+          dA[j] += gh * dt * a * hp;
+          carry[j] = a * gh;
+          v[j * kSub + ts] *= gy;                // dC term gy h_t
+          v[(S + j) * kSub + ts] = gh * dt * uu;  // dB term
+        }
+        su += __shfl_xor_sync(0xffffffffu, su, 1);
+        su += __shfl_xor_sync(0xffffffffu, su, 2);
+        sdt += __shfl_xor_sync(0xffffffffu, sdt, 1);
+        sdt += __shfl_xor_sync(0xffffffffu, sdt, 2);
+        if (g == 0) {
+          const float dd = sdt * sm.sg[cl][tt];
+          s.o_du[cl][tt] = gy * Dv + su;
+          s.o_dd[cl][tt] = dd;
+          if (valid) {
+            dD += gy * uu;
+            dbias += dd;
+          }
+        }
+      }
+      // dB / dC of the sub-tile: sum over the warp's 8 channels (lane bits 2..4); lane (q, g) then
+      // holds values li = q KS/8 + i.
+      reduce_scatter_level<KS, 16>(v, lane);
+      reduce_scatter_level<KS / 2, 8>(v, lane);
+      reduce_scatter_level<KS / 4, 4>(v, lane);
+#pragma unroll
+      for (int i = 0; i < KS / 8; ++i) s.red[Red::index(warp, g, sb, (lane / kG) * (KS / 8) + i)] = v[i];
+    }
+    __syncthreads();
+    // Sum over the block's 4 warps; threads walk (gg, which, j, tt) with tt fastest, so the global
+    // stores are runs of kT floats along L (as bwd_chunk's).
+    for (int o = tid; o < kG * K; o += kThreads) {
+      const int gg = o / K, idx = o % K;
+      const int which = idx / (S * kT), j = (idx / kT) % S, tt = idx % kT;
+      const int n = gg * S + j;
+      const int sb = tt / kSub, li = (which * S + j) * kSub + tt % kSub;
+      float sum = 0.f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) sum += s.red[Red::index(w, gg, sb, li)];
+      if (n < N && t0 + tt < L) p.workspace[(((b * nblk + blk) * 2 + which) * N + n) * L + t0 + tt] = sum;
+    }
+    write_tile(s.o_du, p.du, p, b, c0, t0);
+    write_tile(s.o_dd, p.ddelta, p, b, c0, t0);
+    if (HAS_Z) write_tile(s.o_dz, p.dz, p, b, c0, t0);
+  }
+}
+
+// Lean variants, backward pass (c): as selective_scan_bwd_chunk_kernel with bwd_chunk_lean; MIN_BLOCKS:
+// the blocks per SM asked of ptxas (register cap 65536 / (MIN_BLOCKS x 128)).
+template <int S, bool HAS_Z, int MIN_BLOCKS>
+__global__ void __launch_bounds__(kThreads, MIN_BLOCKS) selective_scan_bwd_chunk_lean_kernel(SelectiveScanParams p) {
+  __shared__ BwdLeanSmem<S> sm;
+  const int tid = threadIdx.x, cl = tid / kG, g = tid % kG;
+  const int64_t b = blockIdx.y, blk = blockIdx.x, c0 = blk * kCh, d = c0 + cl, k = blockIdx.z;
+  const bool dvalid = d < p.dim;
+  const int N = static_cast<int>(p.dstate);
+  const int64_t nck = (p.len + kSsChunk - 1) / kSsChunk, bdk = (b * p.dim + d) * nck + k;
+  const ChunkWorkspace w = chunk_workspace(p);
+  float A[S], carry[S], dA[S];
+#pragma unroll
+  for (int j = 0; j < S; ++j) {
+    const int n = g * S + j;
+    const bool ok = dvalid && n < N;
+    A[j] = ok ? p.A[d * N + n] : 0.f;
+    carry[j] = ok ? w.carry[bdk * N + n] : 0.f;
+    dA[j] = 0.f;
+  }
+  const float Dv = p.D && dvalid ? p.D[d] : 0.f;
+  float dD = 0.f, dbias = 0.f;
+  load_bias(sm.t, p, c0);  // the first store_tile comes after a __syncthreads
+  bwd_chunk_lean<S, HAS_Z>(p, sm, b, blk, k, A, carry, dA, Dv, dD, dbias);
+  if (dvalid) {
+#pragma unroll
+    for (int j = 0; j < S; ++j)
+      if (g * S + j < N) w.dA[bdk * N + g * S + j] = dA[j];
+    if (g == 0) {
+      w.dD[bdk] = dD;
+      w.dbias[bdk] = dbias;
+    }
+  }
+}
+
 // Chunked backward, pass (d): dA_part (Bt, Dm, N), dD_part, ddelta_bias_part (Bt, Dm) = sums of the
 // per-chunk partials over chunks, in chunk order (deterministic).
 __global__ void selective_scan_reduce_chunk_params_kernel(SelectiveScanParams p) {
@@ -715,6 +971,15 @@ struct BwdChunkLaunch {
     selective_scan_bwd_chunk_kernel<S, HAS_Z><<<grid, kThreads, 0, stream>>>(p);
   }
 };
+template <int MIN_BLOCKS>
+struct BwdChunkLeanLaunch {
+  template <int S, bool HAS_Z>
+  struct Of {
+    static void run(const SelectiveScanParams& p, dim3 grid, cudaStream_t stream) {
+      selective_scan_bwd_chunk_lean_kernel<S, HAS_Z, MIN_BLOCKS><<<grid, kThreads, 0, stream>>>(p);
+    }
+  };
+};
 
 // Grid of the one-thread-per-element kernels (grid-stride loops cover the rest).
 unsigned flat_blocks(int64_t total, int threads) {
@@ -742,6 +1007,8 @@ int selective_scan_resolve_variant(const SelectiveScanParams& p) {
     case kSsVariantSequential: return kSsVariantSequential;
     case kSsVariantChunked: return chunk_grid_fits ? kSsVariantChunked : -1;
     case kSsVariantHybrid: return chunk_grid_fits ? kSsVariantHybrid : -1;
+    case kSsVariantLean: return chunk_grid_fits ? kSsVariantLean : -1;
+    case kSsVariantLean3: return chunk_grid_fits ? kSsVariantLean3 : -1;
     default: return -1;
   }
 }
@@ -756,7 +1023,7 @@ cudaError_t launch_selective_scan_forward(const SelectiveScanParams& p, cudaStre
     dispatch_states<FwdLaunch<FwdMode::Sequential, false>::Of>(p, dim3(nblk, bt), stream);
     return cudaGetLastError();
   }
-  if (variant == kSsVariantHybrid) {
+  if (variant == kSsVariantHybrid || variant == kSsVariantLean || variant == kSsVariantLean3) {  // one fast pass
     dispatch_states<FwdLaunch<FwdMode::Sequential, true>::Of>(p, dim3(nblk, bt), stream);
     return cudaGetLastError();
   }
@@ -781,7 +1048,7 @@ cudaError_t launch_selective_scan_backward(const SelectiveScanParams& p, cudaStr
   if (!valid_params(p) || !p.chunk_states || !p.dout || !p.du || !p.ddelta || !p.dA_part || !p.dB || !p.dC ||
       !p.workspace || (p.z && !p.dz))
     return cudaErrorInvalidValue;
-  const int variant = selective_scan_resolve_variant(p);  // hybrid and chunked share the backward
+  const int variant = selective_scan_resolve_variant(p);  // hybrid, chunked, lean share passes (a), (b), (d)
   if (variant < 0) return cudaErrorInvalidValue;
   const int64_t nblk = selective_scan_num_channel_blocks(p.dim), nck = selective_scan_num_chunks(p.len);
   const unsigned bt = static_cast<unsigned>(p.batch);
@@ -796,7 +1063,9 @@ cudaError_t launch_selective_scan_backward(const SelectiveScanParams& p, cudaStr
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
     selective_scan_bwd_combine_kernel<<<flat_blocks(total, 256), 256, 0, stream>>>(p);       // (b)
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
-    dispatch_states<BwdChunkLaunch>(p, grid, stream);                                        // (c)
+    if (variant == kSsVariantLean) dispatch_states<BwdChunkLeanLaunch<kLeanMinBlocks>::Of>(p, grid, stream);  // (c)
+    else if (variant == kSsVariantLean3) dispatch_states<BwdChunkLeanLaunch<kLean3MinBlocks>::Of>(p, grid, stream);
+    else dispatch_states<BwdChunkLaunch>(p, grid, stream);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
     selective_scan_reduce_chunk_params_kernel<<<flat_blocks(p.batch * p.dim * (p.dstate + 2), 256), 256, 0, stream>>>(p);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;

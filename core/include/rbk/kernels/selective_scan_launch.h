@@ -17,7 +17,7 @@
 // are deterministic. dA, dD, ddelta_bias are written per batch row (Bt, Dm, N), (Bt, Dm), (Bt, Dm)
 // and summed over Bt by the caller.
 //
-// Variants (SelectiveScanParams::variant; both write the same outputs in the same layouts, so a
+// Variants (SelectiveScanParams::variant; all write the same outputs in the same layouts, so a
 // forward of one variant may be paired with a backward of the other):
 //   kSsVariantSequential (1): the design above, one block walks the whole of L; IEEE expf.
 //   kSsVariantChunked (2): chunk-parallel over L, one block per (batch, 32 channels, chunk), so
@@ -32,6 +32,11 @@
 //   kSsVariantHybrid (3): the sequential forward (one pass over L; it fills the GPU when
 //     Bt ceil(Dm / 32) is large, where the chunked forward's second pass only costs) with the
 //     chunked variant's exp2f and shared-memory layout, and the chunked backward.
+//   kSsVariantLean (4): the hybrid variant with the per-chunk backward pass (c) processed in
+//     sub-tiles of 4 steps (h_t, a_t and the dB/dC terms of 4 steps in registers instead of 16), so
+//     it needs ~half the registers and runs 4 blocks per SM instead of 2 (issue 7's 2x target).
+//   kSsVariantLean3 (5): the same code under a 3-blocks-per-SM register cap (no spill, fewer warps);
+//     kept side by side with kSsVariantLean until a device run says which is faster.
 //   kSsVariantAuto (0, the default): hybrid where Bt ceil(Dm / 32) >= 2 x the SM count, else
 //     chunked; sequential where the chunk grid does not fit (ceil(L / kSsChunk) > 65535).
 #pragma once
@@ -51,6 +56,8 @@ constexpr int kSsVariantAuto = 0;        // chunked where its grid fits, else se
 constexpr int kSsVariantSequential = 1;  // one block per (batch, 32 channels) walks all of L
 constexpr int kSsVariantChunked = 2;     // chunk-parallel over L (three passes each way)
 constexpr int kSsVariantHybrid = 3;      // single-pass fast forward, chunk-parallel backward
+constexpr int kSsVariantLean = 4;        // hybrid with the low-register sub-tiled per-chunk backward
+constexpr int kSsVariantLean3 = 5;       // kSsVariantLean compiled for 3 blocks per SM instead of 4
 constexpr int64_t kSsMaxGridChunks = 65535;  // chunks are the grid's z dimension
 
 struct SelectiveScanParams {
@@ -102,7 +109,7 @@ inline int64_t selective_scan_bwd_workspace_floats(int64_t batch, int64_t dim, i
 }
 
 // Return the launch error (cudaSuccess when every launch was accepted; cudaErrorInvalidValue for an
-// unknown variant, or kSsVariantChunked with more than kSsMaxGridChunks chunks); they do not
+// unknown variant, or a chunk-parallel variant with more than kSsMaxGridChunks chunks); they do not
 // synchronise. The forward writes out and chunk_states; the backward needs the same inputs,
 // chunk_states and dout, and writes du, ddelta, dz, dA_part, dD_part, ddelta_bias_part, dB, dC.
 cudaError_t launch_selective_scan_forward(const SelectiveScanParams& p, cudaStream_t stream);
