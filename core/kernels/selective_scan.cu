@@ -638,16 +638,14 @@ __global__ void __launch_bounds__(kThreads) selective_scan_bwd_chunk_kernel(Sele
 // 8 channels into shared memory right away. Cost: one more exp2f per (state, step) than bwd_chunk
 // (the sub-tile replay repeats the tile replay's decays); gain: 128 registers instead of 255, i.e.
 // 4 blocks (16 warps) per SM under __launch_bounds__(kThreads, 4). ptxas -v (nvcc 13, sm_90), S = 4:
-// 128 registers + 4 B spill with z (20 B without), 48960 B shared memory (4 blocks = 191 KB/SM fit);
-// the 3-block build (kSsVariantLean3): 152-157 registers, no spill.
+// 128 registers + 4 B spill with z (20 B without), 48960 B shared memory (4 blocks = 191 KB/SM fit).
+// A 3-block build (cap 168 registers, no spill) was measured slower on the H100 (fwd + bwd 5219 vs
+// 4823 us at B 8, D 1536, L 4096, N 16; run a0baf7d) and removed.
 constexpr int kSub = 4;                // steps per sub-tile
 constexpr int kNSub = kT / kSub;       // sub-tiles per tile
 static_assert(kT % kSub == 0, "a tile is a whole number of sub-tiles");
-// Blocks per SM asked of ptxas for the two lean variants: 4 (kSsVariantLean: cap 128 registers,
-// a few bytes of spill for S = 4) and 3 (kSsVariantLean3: cap 168, no spill). Which is faster is a
-// device measurement (exp_scan_kernel_speed times both).
+// Blocks per SM asked of ptxas for the lean backward (cap 128 registers; a few bytes of spill for S = 4).
 constexpr int kLeanMinBlocks = 4;
-constexpr int kLean3MinBlocks = 3;
 
 // The lean backward's dB/dC sums per (warp w, lane group g, sub-tile sb): KS = 2 S kSub values each,
 // value li = (which S + j) kSub + ts (which 0: dC, 1: dB; state g S + j; step sb kSub + ts). Strides:
@@ -1001,14 +999,15 @@ int selective_scan_resolve_variant(const SelectiveScanParams& p) {
         (void)cudaGetLastError();  // clear: a failed query only changes the choice (to chunked)
         sms = 0;
       }
+      // Of the single-pass-forward variants the lean backward measured fastest on the H100 (fwd + bwd
+      // 4823 us against hybrid's 5112 us at B 8, D 1536, L 4096, N 16; run a0baf7d).
       const int64_t blocks = p.batch * selective_scan_num_channel_blocks(p.dim);
-      return sms > 0 && blocks >= 2 * static_cast<int64_t>(sms) ? kSsVariantHybrid : kSsVariantChunked;
+      return sms > 0 && blocks >= 2 * static_cast<int64_t>(sms) ? kSsVariantLean : kSsVariantChunked;
     }
     case kSsVariantSequential: return kSsVariantSequential;
     case kSsVariantChunked: return chunk_grid_fits ? kSsVariantChunked : -1;
     case kSsVariantHybrid: return chunk_grid_fits ? kSsVariantHybrid : -1;
     case kSsVariantLean: return chunk_grid_fits ? kSsVariantLean : -1;
-    case kSsVariantLean3: return chunk_grid_fits ? kSsVariantLean3 : -1;
     default: return -1;
   }
 }
@@ -1023,7 +1022,7 @@ cudaError_t launch_selective_scan_forward(const SelectiveScanParams& p, cudaStre
     dispatch_states<FwdLaunch<FwdMode::Sequential, false>::Of>(p, dim3(nblk, bt), stream);
     return cudaGetLastError();
   }
-  if (variant == kSsVariantHybrid || variant == kSsVariantLean || variant == kSsVariantLean3) {  // one fast pass
+  if (variant == kSsVariantHybrid || variant == kSsVariantLean) {  // one fast pass
     dispatch_states<FwdLaunch<FwdMode::Sequential, true>::Of>(p, dim3(nblk, bt), stream);
     return cudaGetLastError();
   }
@@ -1064,7 +1063,6 @@ cudaError_t launch_selective_scan_backward(const SelectiveScanParams& p, cudaStr
     selective_scan_bwd_combine_kernel<<<flat_blocks(total, 256), 256, 0, stream>>>(p);       // (b)
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
     if (variant == kSsVariantLean) dispatch_states<BwdChunkLeanLaunch<kLeanMinBlocks>::Of>(p, grid, stream);  // (c)
-    else if (variant == kSsVariantLean3) dispatch_states<BwdChunkLeanLaunch<kLean3MinBlocks>::Of>(p, grid, stream);
     else dispatch_states<BwdChunkLaunch>(p, grid, stream);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
     selective_scan_reduce_chunk_params_kernel<<<flat_blocks(p.batch * p.dim * (p.dstate + 2), 256), 256, 0, stream>>>(p);

@@ -9,7 +9,7 @@
 //   copy_bandwidth   cudaMemcpyAsync device-to-device of copy_bytes, counted as read + write bytes
 //                    (rbk::cuda::measure_copy_bandwidth_gbps, the same ceiling as exp_kernel_speed);
 //   scan_cuda        the raw launchers of every kernel variant (row keys `variant`: "chunked",
-//                    "hybrid", "sequential" (the first kernel), "lean", "lean3", and `default`: whether the entry
+//                    "hybrid", "sequential" (the first kernel), "lean", and `default`: whether the entry
 //                    point runs it at this shape on this GPU) side by side
 //                    at (batch, dim, len, dstate) and over sweep_len, CUDA event timing (median of
 //                    `repeats`), after checking the outputs are finite and non-trivial;
@@ -31,8 +31,8 @@
 //
 // Summary keys: default_variant (what the entry point runs here); unprefixed fwd_us, fwd_bwd_us,
 //   fwd_GBps, fwd_bwd_GBps, ratio_fwd, ratio_fwd_bwd, ratio_fwd_bwd_kernel_bytes are the default's,
-//   and the same keys prefixed chunked_, hybrid_, sequential_ (the first kernel), lean_, lean3_ are
-//   each variant's; chunked_ / hybrid_ / lean_ / lean3_speedup_fwd_bwd_vs_sequential;
+//   and the same keys prefixed chunked_, hybrid_, sequential_ (the first kernel), lean_ are
+//   each variant's; chunked_ / hybrid_ / lean_speedup_fwd_bwd_vs_sequential;
 //   batch, dim, len, dstate; copy_bandwidth_GBps; fwd_us, fwd_bwd_us (medians);
 //   fwd_GBps, fwd_bwd_GBps (minimal bytes / time); predicted_fwd_us, predicted_fwd_bwd_us (minimal
 //   bytes at copy bandwidth); ratio_fwd, ratio_fwd_bwd (measured / predicted); bytes_kernel_fwd_bwd
@@ -246,12 +246,11 @@ int main(int argc, char** argv) {
       const Variant variants[] = {{rbk::cuda::kSsVariantChunked, "chunked"},
                                   {rbk::cuda::kSsVariantHybrid, "hybrid"},
                                   {rbk::cuda::kSsVariantSequential, "sequential"},
-                                  {rbk::cuda::kSsVariantLean, "lean"},
-                                  {rbk::cuda::kSsVariantLean3, "lean3"}};
-      constexpr int kNumVariants = 5;
+                                  {rbk::cuda::kSsVariantLean, "lean"}};
+      constexpr int kNumVariants = 4;
       constexpr int kSequentialIndex = 2;  // the speedups are relative to the first kernel
       std::vector<double> a_len, a_fwd, a_fb, a_ratio, a_var_fwd[kNumVariants], a_var_fb[kNumVariants];
-      double target_fb_us[kNumVariants] = {0.0, 0.0, 0.0, 0.0, 0.0};
+      double target_fb_us[kNumVariants] = {};
       for (const int64_t l : lens) {
         rbk::cuda::SelectiveScanParams probe;
         probe.batch = Bt;
@@ -282,7 +281,7 @@ int main(int argc, char** argv) {
             const Bytes b = bytes_model(Bt, Dm, l, N);
             const double kb = var.id == rbk::cuda::kSsVariantSequential ? b.fwd_bwd_kernel
                               : var.id == rbk::cuda::kSsVariantChunked  ? b.fwd_bwd_kernel_chunked
-                                                                        : b.fwd_bwd_kernel_hybrid;  // hybrid, lean, lean3
+                                                                        : b.fwd_bwd_kernel_hybrid;  // hybrid, lean
             const double pf = b.fwd_min / (copy_gbps * 1e9), pfb = b.fwd_bwd_min / (copy_gbps * 1e9);
             row.update({{"status", "ok"}, {"fwd", timing_json(tf)}, {"fwd_bwd", timing_json(tfb)},
                         {"bytes_min_fwd", b.fwd_min}, {"bytes_min_fwd_bwd", b.fwd_bwd_min},

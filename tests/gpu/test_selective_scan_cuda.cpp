@@ -5,7 +5,7 @@
 // L = 1, Dm not a multiple of the block's 32 channels, Bt in {1, 3}, N in {4, 5, 8, 16}, with and
 // without z / D, delta_bias and softplus. Every kernel variant (SelectiveScanParams::variant) is
 // held to the same rule: the default through the entry point (glue + autograd Function), and the
-// sequential, chunked, hybrid, lean and lean3 variants through the raw launchers. Outputs of the raw launchers are
+// sequential, chunked, hybrid and lean variants through the raw launchers. Outputs of the raw launchers are
 // poisoned with NaN and checked fully written. Fresh inputs every run (seed printed); diffs are
 // printed, then asserted.
 // Skips where no CUDA device is visible (and where this build has no CUDA kernels).
@@ -94,16 +94,14 @@ const char* kNames[8] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias"};
 
 // Which kernels a case runs: the default through rbk::selective_scan, or one variant's raw launchers.
 // The raw paths' values are the kSsVariant* constants of rbk/kernels/selective_scan_launch.h.
-enum Path : int { kEntryPointDefault = 0, kRawSequential = 1, kRawChunked = 2, kRawHybrid = 3, kRawLean = 4,
-                 kRawLean3 = 5 };
+enum Path : int { kEntryPointDefault = 0, kRawSequential = 1, kRawChunked = 2, kRawHybrid = 3, kRawLean = 4 };
 const char* path_name(int path) {
   switch (path) {
     case kEntryPointDefault: return "entry_default";
     case kRawSequential: return "variant_sequential";
     case kRawChunked: return "variant_chunked";
     case kRawHybrid: return "variant_hybrid";
-    case kRawLean: return "variant_lean";
-    default: return "variant_lean3";
+    default: return "variant_lean";
   }
 }
 
@@ -193,8 +191,7 @@ TEST_P(SelectiveScanKernel, ForwardAndEveryGradientMatchFp64) {
   } else {
 #if defined(RBK_WITH_CUDA_KERNELS)
     static_assert(kRawSequential == rbk::cuda::kSsVariantSequential && kRawChunked == rbk::cuda::kSsVariantChunked &&
-                  kRawHybrid == rbk::cuda::kSsVariantHybrid && kRawLean == rbk::cuda::kSsVariantLean &&
-                  kRawLean3 == rbk::cuda::kSsVariantLean3,
+                  kRawHybrid == rbk::cuda::kSsVariantHybrid && kRawLean == rbk::cuda::kSsVariantLean,
                   "raw paths are variant ids");
     ker = run_launchers(in, w, c, path);
 #endif
@@ -225,8 +222,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{2, 40, 129, 5, true, true, false},      // N not a power of 2, raw delta
                       Case{1, 96, 2048, 16, true, true, true},     // 16 chunks, a long adjoint
                       Case{3, 20, 17, 16, false, false, false}),   // nothing optional
-                       ::testing::Values(kEntryPointDefault, kRawSequential, kRawChunked, kRawHybrid, kRawLean,
-                                         kRawLean3)),
+                       ::testing::Values(kEntryPointDefault, kRawSequential, kRawChunked, kRawHybrid, kRawLean)),
     [](const ::testing::TestParamInfo<std::tuple<Case, int>>& i) {
       return case_name(std::get<0>(i.param)) + "_" + path_name(std::get<1>(i.param));
     });
@@ -258,7 +254,7 @@ TEST(SelectiveScanCudaBf16, Bf16InputsComputeInFp32) {
 TEST(SelectiveScanCudaLaunch, EveryOutputFullyWritten) {
   if (!have_device()) GTEST_SKIP() << "no CUDA device";
   for (const int variant : {rbk::cuda::kSsVariantAuto, rbk::cuda::kSsVariantSequential, rbk::cuda::kSsVariantChunked,
-                            rbk::cuda::kSsVariantHybrid, rbk::cuda::kSsVariantLean, rbk::cuda::kSsVariantLean3})
+                            rbk::cuda::kSsVariantHybrid, rbk::cuda::kSsVariantLean})
   for (const Case& c : {Case{3, 45, 300, 16, true, true, true}, Case{1, 7, 1, 5, true, true, false},
                         Case{2, 33, 1000, 8, true, true, true}}) {
     torch::manual_seed(fresh_seed());
@@ -295,9 +291,7 @@ TEST(SelectiveScanCudaLaunch, EveryOutputFullyWritten) {
     // Explicit variants run as asked; the default picks one of the fast ones at these lengths.
     const int resolved = rbk::cuda::selective_scan_resolve_variant(p);
     if (variant == rbk::cuda::kSsVariantAuto)
-      EXPECT_TRUE(resolved == rbk::cuda::kSsVariantChunked || resolved == rbk::cuda::kSsVariantHybrid ||
-                  resolved == rbk::cuda::kSsVariantLean || resolved == rbk::cuda::kSsVariantLean3)
-          << resolved;
+      EXPECT_TRUE(resolved == rbk::cuda::kSsVariantChunked || resolved == rbk::cuda::kSsVariantLean) << resolved;
     else
       EXPECT_EQ(resolved, variant);
     ASSERT_EQ(rbk::cuda::launch_selective_scan_forward(p, s), cudaSuccess);

@@ -35,9 +35,7 @@
 //   kSsVariantLean (4): the hybrid variant with the per-chunk backward pass (c) processed in
 //     sub-tiles of 4 steps (h_t, a_t and the dB/dC terms of 4 steps in registers instead of 16), so
 //     it needs ~half the registers and runs 4 blocks per SM instead of 2 (issue 7's 2x target).
-//   kSsVariantLean3 (5): the same code under a 3-blocks-per-SM register cap (no spill, fewer warps);
-//     kept side by side with kSsVariantLean until a device run says which is faster.
-//   kSsVariantAuto (0, the default): hybrid where Bt ceil(Dm / 32) >= 2 x the SM count, else
+//   kSsVariantAuto (0, the default): lean where Bt ceil(Dm / 32) >= 2 x the SM count, else
 //     chunked; sequential where the chunk grid does not fit (ceil(L / kSsChunk) > 65535).
 #pragma once
 #include <cuda_runtime_api.h>
@@ -52,12 +50,11 @@ constexpr int64_t kSsChunk = 128;        // time steps between stored states (8 
 constexpr int64_t kSsChannelsPerBlock = 32;
 constexpr int64_t kSsMaxState = 16;      // N <= 16 (4 lanes x 4 states); larger N: use the reference
 
-constexpr int kSsVariantAuto = 0;        // chunked where its grid fits, else sequential
+constexpr int kSsVariantAuto = 0;        // lean / chunked by grid size, sequential if the chunk grid does not fit
 constexpr int kSsVariantSequential = 1;  // one block per (batch, 32 channels) walks all of L
 constexpr int kSsVariantChunked = 2;     // chunk-parallel over L (three passes each way)
 constexpr int kSsVariantHybrid = 3;      // single-pass fast forward, chunk-parallel backward
 constexpr int kSsVariantLean = 4;        // hybrid with the low-register sub-tiled per-chunk backward
-constexpr int kSsVariantLean3 = 5;       // kSsVariantLean compiled for 3 blocks per SM instead of 4
 constexpr int64_t kSsMaxGridChunks = 65535;  // chunks are the grid's z dimension
 
 struct SelectiveScanParams {
