@@ -88,10 +88,12 @@ int run_experiment(int argc, char** argv, ExperimentSpec spec, const ExperimentB
   }
 
   RunContext context = RunContext::capture(argc, argv, static_cast<uint64_t>(config.get_int("seed")));
-  if (spec.schema.find("threads") && config.get_int("threads") > 0) {
+  if (spec.schema.find("threads")) {
     // Timing experiments pin their thread count: on a shared machine each OpenMP parallel region
-    // can wait a whole scheduling quantum for a descheduled worker (NOTES.md).
-    at::set_num_threads(static_cast<int>(config.get_int("threads")));
+    // can wait a whole scheduling quantum for a descheduled worker (NOTES.md). 0 = RBK_THREADS or
+    // every core.
+    if (config.get_int("threads") > 0) at::set_num_threads(static_cast<int>(config.get_int("threads")));
+    else configure_cpu_threads();
     context.cpu_threads = at::get_num_threads();
   }
   torch::manual_seed(config.get_int("seed"));
@@ -149,6 +151,14 @@ int run_experiment(int argc, char** argv, ExperimentSpec spec, const ExperimentB
     remove_directory_tree(output.checkpoint_dir);  // finished: checkpoints are only for resuming
   }
   return exit_code;
+}
+
+torch::Device experiment_device(const Config& cfg) {
+  const std::string d = cfg.get_string("device");
+  if (d == "cuda" && !cuda_available()) throw ConfigError("device = 'cuda' but no CUDA device is available");
+  if (d == "cuda" || (d == "auto" && cuda_available())) return torch::kCUDA;
+  if (d == "cpu" || d == "auto") return torch::kCPU;
+  throw ConfigError("device = '" + d + "': expected 'auto', 'cpu' or 'cuda'");
 }
 
 }  // namespace rbk

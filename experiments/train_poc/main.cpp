@@ -63,11 +63,7 @@ int main(int argc, char** argv) {
                   "fp32 (the PoC's) or bf16 autocast on CUDA; the bug variant's compat BK forward stays complex128 either way");
 
   return rbk::run_experiment(argc, argv, spec, [](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
-    if (cfg.get_int("threads") > 0) at::set_num_threads(static_cast<int>(cfg.get_int("threads")));
-    else rbk::configure_cpu_threads();
-    const std::string dev_s = cfg.get_string("device");
-    if (dev_s == "cuda" && !rbk::cuda_available()) throw rbk::ConfigError("device=cuda but no CUDA device is available");
-    const torch::Device device = (dev_s == "cuda" || (dev_s == "auto" && rbk::cuda_available())) ? torch::kCUDA : torch::kCPU;
+    const torch::Device device = rbk::experiment_device(cfg);  // threads: set by run_experiment
     if (device.is_cuda()) at::globalContext().setAllowTF32CuBLAS(true);
 
     const std::string dir = resolve_path(cfg.get_string("data_dir"));

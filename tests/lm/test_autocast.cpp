@@ -8,22 +8,13 @@
 
 #include <gtest/gtest.h>
 
+#include "lm_test_support.h"
+
 #include <string>
 
 namespace {
 
-rbk::LmConfig tiny(const std::string& arch) {
-  rbk::LmConfig c;
-  c.arch = arch;
-  c.vocab_size = 37;
-  c.d_model = 16;
-  c.n_layers = 2;
-  c.n_seq = 12;
-  c.num_experts = 3;
-  c.n_heads = 2;
-  c.ffn_dim = 24;
-  return c;
-}
+using rbk::lm_test::tiny_config;
 
 TEST(AutocastGuard, SetsAndRestoresCudaAutocastState) {
   const bool enabled0 = rbk::cuda_autocast_enabled();
@@ -54,7 +45,7 @@ TEST(AutocastGuard, SetsAndRestoresCudaAutocastState) {
 TEST(AutocastGuard, CpuForwardIsUnchanged) {
   for (const std::string arch : {"resnet_bk", "transformer"}) {
     torch::manual_seed(3);
-    auto m = rbk::make_language_model(tiny(arch));
+    auto m = rbk::make_language_model(tiny_config(arch));
     m->eval();
     torch::NoGradGuard ng;
     const auto ids = torch::randint(37, {3, 12}, torch::kInt64);
@@ -79,7 +70,7 @@ TEST(Precision, Bf16OffCudaIsAnErrorNamingTheOption) {
       EXPECT_NE(std::string(e.what()).find("'precision'"), std::string::npos) << e.what();
     }
   }
-  auto m = rbk::make_language_model(tiny("transformer"));
+  auto m = rbk::make_language_model(tiny_config("transformer"));
   rbk::TrainOptions o;
   o.batch_size = 2;
   o.seq_len = 4;
@@ -100,7 +91,7 @@ TEST(Trainer, DeferredLossReadsGiveIdenticalLossesAndDivergenceStep) {
   const auto ids = torch::randint(37, {6000}, torch::kInt64);
   rbk::TrainOptions o;
   o.batch_size = 4;
-  o.seq_len = 12;  // tiny(): n_seq 12
+  o.seq_len = 12;  // tiny_config(): n_seq 12
   o.epochs = 2;    // 62 steps per epoch: the epoch-end flush and a partial epoch are exercised
   o.max_steps = 80;
   o.grad_accum = 2;
@@ -108,7 +99,7 @@ TEST(Trainer, DeferredLossReadsGiveIdenticalLossesAndDivergenceStep) {
   o.seed = 9;
   auto run = [&](int64_t sync_every, double spike) {
     torch::manual_seed(1);
-    auto m = rbk::make_language_model(tiny("transformer"));
+    auto m = rbk::make_language_model(tiny_config("transformer"));
     auto oo = o;
     oo.sync_every = sync_every;
     oo.spike_factor = spike;

@@ -6,20 +6,11 @@
 
 #include <gtest/gtest.h>
 
+#include "lm_test_support.h"
+
 namespace {
 
-rbk::LmConfig tiny(const std::string& arch = "resnet_bk") {
-  rbk::LmConfig c;
-  c.arch = arch;
-  c.vocab_size = 37;
-  c.d_model = 16;
-  c.n_layers = 2;
-  c.n_seq = 12;
-  c.num_experts = 3;
-  c.n_heads = 2;
-  c.ffn_dim = 24;
-  return c;
-}
+using rbk::lm_test::tiny_config;
 
 TEST(LmParams, PocModelIs10159709) {
   rbk::LmConfig c;
@@ -58,7 +49,7 @@ TEST(LmParams, SmallIs32500084AndMatchesFormula) {
 }
 
 TEST(LmParams, TransformerBlockFormula) {
-  auto c = tiny("transformer");
+  auto c = tiny_config("transformer");
   const int64_t n = rbk::count_parameters(*rbk::make_language_model(c));
   const int64_t want = 2 * c.vocab_size * c.d_model + c.vocab_size + c.n_seq * c.d_model + 2 * c.d_model +
                        c.n_layers * rbk::transformer_block_parameters(c.d_model, c.ffn_dim);
@@ -94,7 +85,7 @@ constexpr double kLeakMin = 1e-6;
 
 TEST(LmCausality, BidirectionalLeaksCausalAndTransformerDoNot) {
   for (const char* block : {"papertime", "poc"}) {
-    auto c = tiny();
+    auto c = tiny_config();
     c.block = block;
     c.router = "switch_top1";
     c.bk_context = "bidirectional";
@@ -102,7 +93,7 @@ TEST(LmCausality, BidirectionalLeaksCausalAndTransformerDoNot) {
     c.bk_context = "causal";
     EXPECT_LT(leak(c, 7), kCausalTol) << block;
   }
-  EXPECT_LT(leak(tiny("transformer"), 7), kCausalTol);
+  EXPECT_LT(leak(tiny_config("transformer"), 7), kCausalTol);
 }
 
 struct Case {
@@ -122,7 +113,7 @@ TEST(LmForwardBackward, EveryOptionGivesShapesAndFiniteGradients) {
   cases.push_back({"poc", "gumbel_hard", "stable", "exact", "causal", "potential"});
   cases.push_back({"", "", "", "", "", "", "transformer"});
   for (const auto& k : cases) {
-    auto c = tiny(k.arch);
+    auto c = tiny_config(k.arch);
     if (k.arch == "resnet_bk") {
       c.block = k.block; c.router = k.router; c.bk_forward = k.fwd; c.bk_gradient = k.grad;
       c.bk_context = k.ctx; c.prime_bump = k.bump;
@@ -158,7 +149,7 @@ TEST(LmForwardBackward, EveryOptionGivesShapesAndFiniteGradients) {
 
 TEST(LmRouters, LearnedTop1GateGetsNoGradientSwitchDoes) {
   for (const char* r : {"learned_topk", "switch_top1", "gumbel_hard"}) {
-    auto c = tiny();
+    auto c = tiny_config();
     c.router = r;
     torch::manual_seed(9);
     auto m = rbk::make_language_model(c);
@@ -174,7 +165,7 @@ TEST(LmRouters, LearnedTop1GateGetsNoGradientSwitchDoes) {
 }
 
 TEST(LmRouters, ScatteringPhaseNeverUsesExpertZero) {
-  auto c = tiny();
+  auto c = tiny_config();
   c.router = "scattering_phase";
   c.num_experts = 4;
   torch::manual_seed(11);
@@ -190,7 +181,7 @@ TEST(LmRouters, ScatteringPhaseNeverUsesExpertZero) {
 }
 
 TEST(LmConfig, JsonRoundTripAndErrorsNameTheKey) {
-  auto c = tiny();
+  auto c = tiny_config();
   c.router = "gumbel_hard";
   auto d = rbk::LmConfig::from_json(c.to_json());
   EXPECT_EQ(d.to_json(), c.to_json());

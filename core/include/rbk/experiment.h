@@ -9,6 +9,8 @@
 #include "rbk/results.h"
 #include "rbk/run_context.h"
 
+#include <torch/torch.h>
+
 #include <functional>
 #include <string>
 #include <vector>
@@ -46,5 +48,9 @@ std::string preset_path(const std::string& experiment, const std::string& preset
 
 // Counts rows by status; "ok" if every row is ok, else "partial" or "failed".
 std::string overall_status(const nlohmann::json& rows);
+
+// The device of an experiment with a "device" config key ("auto" | "cpu" | "cuda"): "auto" takes
+// CUDA when a device is visible; "cuda" without one is a ConfigError (exit 2, nothing written).
+torch::Device experiment_device(const Config& cfg);
 
 }  // namespace rbk
