@@ -438,6 +438,154 @@ __global__ void __launch_bounds__(THREADS) bk_tile_aggregate_kernel(const KParam
   block_scan<THREADS, M2, V2, true, true, !CAUSAL, true>(L, R, unused, unused, unused, unused, sm, p.mob_agg + lin * 16);
 }
 
+// ---- Windowed forward (BkForwardAlgorithm::Window; the maths is in bk_scan_launch.h) ----
+
+// One pivot step u -> 1/(d - u) (Laplacian mode, k = 1) applied to the disc D(m, r) of the values u
+// can take; with r = 0 it is the plain step of a known state. |c|^2 - r^2 >= Im(z)^2 > 0 for every
+// disc inside C0 (notes/kernel_speed.md, v5), so the reciprocal is safe.
+__device__ __forceinline__ void disc_step(Cf& m, float& r, float x, float dy) {
+  const float cx = x - m.x, cy = dy - m.y;
+  const float inv = detail::rcp_approx(fmaf(cx, cx, fmaf(cy, cy, -r * r)));
+  m = Cf{cx * inv, -cy * inv};
+  r *= inv;
+}
+
+// Re d of one row: shared memory holds row positions [lo, lo + len) (already shifted); anything
+// else (only the rare long walks reach it) is read from global memory.
+template <class Tin>
+struct WindowRow {
+  const float* sx;
+  int64_t lo, len;
+  const void* diag;
+  int64_t row_base;
+  float shift;
+  __device__ float x(int64_t pos) const {
+    const int64_t o = pos - lo;
+    return (o >= 0 && o < len) ? sx[pad_f(static_cast<int>(o))] : load_as_float<Tin>(diag, row_base + pos) + shift;
+  }
+};
+
+// The state entering position `edge` from the left (u_{edge-1}) or from the right (w_edge, which
+// depends on positions edge .. n-1), certified to kBkWindowTol Im z: walks of w, 2w, 4w, ...
+// positions from the disc C0, until the radius is small enough or the walk reaches the row end,
+// where the known boundary state (0) makes it exact.
+template <bool RIGHT, class Row>
+__device__ __noinline__ Cf window_entry(const Row& row, int64_t edge, int64_t n, int64_t w, float eta, float tol) {
+  for (;;) {
+    const int64_t len = RIGHT ? min(w, n - edge) : min(w, edge);
+    const bool exact = RIGHT ? edge + len == n : edge - len == 0;
+    Cf m = exact ? Cf{0.f, 0.f} : Cf{0.f, 0.5f / eta};
+    float r = exact ? 0.f : 0.5f / eta;
+    for (int64_t i = 0; i < len; ++i) disc_step(m, r, row.x(RIGHT ? edge + len - 1 - i : edge - len + i), -eta);
+    if (exact || r <= tol) return m;
+    w *= 2;
+  }
+}
+
+// One tile of THREADS x ITEMS positions of one row per block; the tile and kBkWindowWarmup
+// positions either side are staged in shared memory with coalesced loads (v is read once, plus
+// the halo). Each thread walks the discs into its run from both sides (first walk interleaved,
+// from shared memory), replays its run and writes G through shared memory, coalesced.
+template <int THREADS, int ITEMS, bool CAUSAL, class Tin>
+__global__ void __launch_bounds__(THREADS) bk_window_forward_kernel(const KParams p, const int warmup) {
+  constexpr int T = THREADS * ITEMS;
+  constexpr int H = kBkWindowWarmup;
+  constexpr int S = T + 2 * H;
+  __shared__ float sx[S + S / 32 + 1];
+  __shared__ float2 sg[T + T / 16 + 1];
+  const int64_t row = static_cast<int64_t>(blockIdx.x) / p.nt, tile = static_cast<int64_t>(blockIdx.x) % p.nt;
+  const int64_t n = p.n, start = tile * T, row_base = row * n;
+  const float shift = -2.f - p.z_re, eta = p.z_im, dy = -p.z_im;
+  const float tol = static_cast<float>(kBkWindowTol) * eta;
+  const int tid = threadIdx.x;
+  for (int i = tid; i < S; i += THREADS) {
+    const int64_t pos = start - H + i;
+    sx[pad_f(i)] = (pos >= 0 && pos < n) ? load_as_float<Tin>(p.diag, row_base + pos) + shift : 0.f;
+  }
+  __syncthreads();
+
+  const int64_t s0 = start + static_cast<int64_t>(tid) * ITEMS;  // this thread's run [s0, s0 + cnt)
+  const int cnt = static_cast<int>(max(min(static_cast<int64_t>(ITEMS), n - s0), static_cast<int64_t>(0)));
+  const int so = H + tid * ITEMS;  // shared-memory offset of s0
+  if (cnt > 0) {
+    // First walks: w0 <= H positions each side, so they stay in shared memory.
+    const int ll = static_cast<int>(min(static_cast<int64_t>(warmup), s0));
+    const int lr = static_cast<int>(min(static_cast<int64_t>(warmup), n - s0 - cnt));
+    const bool exact_l = ll == s0, exact_r = s0 + cnt + lr == n;
+    Cf ml = exact_l ? Cf{0.f, 0.f} : Cf{0.f, 0.5f / eta}, mr = exact_r ? Cf{0.f, 0.f} : Cf{0.f, 0.5f / eta};
+    float rl = exact_l ? 0.f : 0.5f / eta, rr = exact_r ? 0.f : 0.5f / eta;
+#pragma unroll
+    for (int i = 0; i < H; ++i) {
+      if (i < ll) disc_step(ml, rl, sx[pad_f(so - ll + i)], dy);
+      if (!CAUSAL && i < lr) disc_step(mr, rr, sx[pad_f(so + cnt + lr - 1 - i)], dy);
+    }
+    if (!(exact_l || rl <= tol) || (!CAUSAL && !(exact_r || rr <= tol))) {
+      const WindowRow<Tin> rw{sx, start - H, S, p.diag, row_base, shift};
+      if (!(exact_l || rl <= tol)) ml = window_entry<false>(rw, s0, n, 2 * static_cast<int64_t>(warmup), eta, tol);
+      if (!CAUSAL && !(exact_r || rr <= tol)) mr = window_entry<true>(rw, s0 + cnt, n, 2 * static_cast<int64_t>(warmup), eta, tol);
+    }
+    float x[ITEMS];
+#pragma unroll
+    for (int j = 0; j < ITEMS; ++j) x[j] = sx[pad_f(so + j)];
+    Cf u = ml;  // u_{s0-1}
+    if constexpr (CAUSAL) {
+#pragma unroll
+      for (int j = 0; j < ITEMS; ++j) {
+        u = detail::recip(Cf{x[j], dy} - u);
+        sg[pad_f2(tid * ITEMS + j)] = make_float2(u.x, u.y);
+      }
+    } else {
+      Cf ku[ITEMS];  // u_{j-1}
+#pragma unroll
+      for (int j = 0; j < ITEMS; ++j) {
+        ku[j] = u;
+        u = detail::recip(Cf{x[j], dy} - u);
+      }
+      Cf w = mr;  // w_{s0+cnt}
+#pragma unroll
+      for (int j = ITEMS - 1; j >= 0; --j) {
+        if (j < cnt) {
+          const Cf dw = Cf{x[j], dy} - w;
+          const Cf G = detail::recip(dw - ku[j]);
+          sg[pad_f2(tid * ITEMS + j)] = make_float2(G.x, G.y);
+          w = detail::recip(dw);
+        }
+      }
+    }
+  }
+  __syncthreads();
+  float2* out2 = reinterpret_cast<float2*>(p.out) + row_base + start;
+  const int count = static_cast<int>(min(static_cast<int64_t>(T), n - start));
+  for (int i = tid; i < count; i += THREADS) out2[i] = sg[pad_f2(i)];
+}
+
+template <int ITEMS, bool CAUSAL>
+cudaError_t launch_window_forward(const BkScanParams& p, cudaStream_t stream) {
+  constexpr int kThreads = 128;
+  KParams kp{};
+  kp.diag = p.diag;
+  kp.out = p.out;
+  kp.n = p.n;
+  kp.nt = (p.n + kThreads * ITEMS - 1) / (kThreads * ITEMS);
+  kp.total_tiles = p.batch * kp.nt;
+  kp.z_re = static_cast<float>(p.z_re);
+  kp.z_im = static_cast<float>(p.z_im);
+  if (kp.total_tiles > 0x7fffffffLL) return cudaErrorInvalidValue;
+  const int warmup = p.window_warmup > 0 ? p.window_warmup : kBkWindowWarmup;
+  const dim3 grid(static_cast<unsigned>(kp.total_tiles)), block(kThreads);
+  if (p.diag_type == InputType::BFloat16)
+    bk_window_forward_kernel<kThreads, ITEMS, CAUSAL, __nv_bfloat16><<<grid, block, 0, stream>>>(kp, warmup);
+  else
+    bk_window_forward_kernel<kThreads, ITEMS, CAUSAL, float><<<grid, block, 0, stream>>>(kp, warmup);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_window_forward(const BkScanParams& p, cudaStream_t stream) {
+  const int items = p.window_items != 0 ? p.window_items : (p.batch * p.n < (int64_t(1) << 20) ? 4 : 16);
+  if (items == 4) return p.causal ? launch_window_forward<4, true>(p, stream) : launch_window_forward<4, false>(p, stream);
+  return p.causal ? launch_window_forward<16, true>(p, stream) : launch_window_forward<16, false>(p, stream);
+}
+
 template <bool CAUSAL>
 cudaError_t launch_aggregate(const KParams& kp, const BkScanParams& p, cudaStream_t stream) {
   constexpr int kThreads = 64, kItems = 64;
@@ -556,6 +704,9 @@ cudaError_t launch_forward(const KParams& kp, const BkScanParams& p, cudaStream_
 
 bool valid(const BkScanParams& p, bool backward) {
   if (p.forward_threads != 0 && p.forward_threads != 256 && p.forward_threads != 512) return false;
+  if (p.window_items != 0 && p.window_items != 4 && p.window_items != 16) return false;
+  if (p.window_warmup < 0 || p.window_warmup > kBkWindowWarmup) return false;
+  if (p.forward_algorithm == BkForwardAlgorithm::Window && p.upper != nullptr) return false;  // Laplacian mode only
   if (p.batch < 1 || p.n < 1 || p.diag == nullptr || p.out == nullptr || !(p.z_im > 0.0)) return false;
   if ((p.upper == nullptr) != (p.lower == nullptr)) return false;
   if (p.upper != nullptr && p.diag_type != InputType::Float32) return false;
@@ -603,8 +754,14 @@ size_t bk_stable_workspace_bytes(int64_t batch, int64_t n) {
   return static_cast<size_t>(batch * nt) * 40 * sizeof(float);
 }
 
+BkForwardAlgorithm bk_resolve_forward_algorithm(const BkScanParams& p) {
+  if (p.forward_algorithm != BkForwardAlgorithm::Auto) return p.forward_algorithm;
+  return p.upper == nullptr && p.z_im >= kBkWindowMinImZ ? BkForwardAlgorithm::Window : BkForwardAlgorithm::Scan;
+}
+
 cudaError_t launch_bk_stable_forward(const BkScanParams& p, cudaStream_t stream) {
   if (!valid(p, false)) return cudaErrorInvalidValue;
+  if (bk_resolve_forward_algorithm(p) == BkForwardAlgorithm::Window) return launch_window_forward(p, stream);
   const KParams kp = make_kparams(p);
   if (p.forward_threads == 512) return launch_forward<BwdCfg>(kp, p, stream);
   return launch_forward<FwdCfg>(kp, p, stream);

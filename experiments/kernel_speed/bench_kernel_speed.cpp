@@ -1,5 +1,5 @@
-// Google Benchmark of the CUDA BK-Core kernels (claim C17; issue 3): the stable scan forward and
-// forward + exact backward, the Triton-like compat kernel, and a device-to-device copy (the
+// Google Benchmark of the CUDA BK-Core kernels (claim C17; issue 3): the stable forward (default,
+// scan and window algorithms in their block shapes) and forward + exact backward, the Triton-like compat kernel, and a device-to-device copy (the
 // bandwidth ceiling), at the paper's B = 16, N = 4096 and at B = 16, N = 2^20. Manual timing with
 // CUDA events (one pair per iteration); --benchmark_repetitions gives the median and spread.
 // Counters: bytes per the model in experiments/kernel_speed/main.cpp (12 B/position forward,
@@ -80,7 +80,8 @@ void timed_loop(benchmark::State& state, F&& launch) {
 void BM_StableForward(benchmark::State& state) {
   const int64_t B = state.range(0), N = state.range(1);
   const bool with_backward = state.range(2) != 0;
-  const int threads = static_cast<int>(state.range(3));
+  const auto algorithm = static_cast<rbk::cuda::BkForwardAlgorithm>(state.range(3));  // 0 auto, 1 scan, 2 window
+  const int shape = static_cast<int>(state.range(4));  // scan: threads per block; window: positions per thread
   Dev v(B * N * 4), g(B * N * 8), out(B * N * 8), grad(B * N * 4), ws(rbk::cuda::bk_stable_workspace_bytes(B, N));
   upload(v, random_floats(B * N, 1.0, 1 + N));
   upload(g, random_floats(B * N * 2, 1.0, 2 + N));
@@ -91,7 +92,9 @@ void BM_StableForward(benchmark::State& state) {
   p.z_im = 1.0;
   p.workspace = ws.p;
   p.out = out.f();
-  p.forward_threads = threads;
+  p.forward_algorithm = algorithm;
+  if (algorithm == rbk::cuda::BkForwardAlgorithm::Scan) p.forward_threads = shape;
+  if (algorithm == rbk::cuda::BkForwardAlgorithm::Window) p.window_items = shape;
   rbk::cuda::BkScanParams pb = p;
   pb.grad_features = g.f();
   pb.out = grad.f();
@@ -146,14 +149,18 @@ void BM_DeviceCopy(benchmark::State& state) {
 BENCHMARK(BM_EmptyKernel)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_DeviceCopy)->Arg(1 << 30)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_StableForward)
-    ->Args({16, 4096, 0, 256})
-    ->Args({16, 4096, 0, 512})
-    ->Args({16, 4096, 1, 256})
-    ->Args({16, 4096, 1, 512})
-    ->Args({16, 1 << 20, 0, 256})
-    ->Args({16, 1 << 20, 0, 512})
-    ->Args({16, 1 << 20, 1, 0})
-    ->ArgNames({"B", "N", "bwd", "fwd_threads"})
+    ->Args({16, 4096, 0, 0, 0})
+    ->Args({16, 4096, 0, 1, 256})
+    ->Args({16, 4096, 0, 1, 512})
+    ->Args({16, 4096, 0, 2, 4})
+    ->Args({16, 4096, 0, 2, 16})
+    ->Args({16, 4096, 1, 0, 0})
+    ->Args({16, 1 << 20, 0, 0, 0})
+    ->Args({16, 1 << 20, 0, 1, 256})
+    ->Args({16, 1 << 20, 0, 2, 4})
+    ->Args({16, 1 << 20, 0, 2, 16})
+    ->Args({16, 1 << 20, 1, 0, 0})
+    ->ArgNames({"B", "N", "bwd", "algo", "shape"})
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_CompatTritonLike)->Args({16, 4096})->ArgNames({"B", "N"})->UseManualTime()->Unit(benchmark::kMicrosecond);

@@ -7,11 +7,14 @@
 //                        CompatExecution::TensorOps) — the "PyTorch (vmap)" row of Table 13;
 //   compat_triton_like   a CUDA kernel shaped like upstream's Triton kernel (serial fp32 theta/phi per
 //                        row + sanitiser) — the "Triton" row;
-//   stable               our parallel-over-N scan kernel (fp32), forward and forward + exact backward.
+//   stable               our CUDA kernels (fp32): the forward the launcher picks by default (the
+//                        one-pass window kernel at z = i), the exact scan and the window kernel in
+//                        each block shape, and forward + exact backward.
 // Each is run on the benchmark's own inputs (random a, b, c ~ N(0, 1), z = 0.1 + 0.1i) where that
 // applies, and on the model's inputs (Laplacian + v, z = i), and checked against the fp64 CPU oracle
 // (rbk::resolvent_diagonal Stable in float64): relative L2 error, fraction of exactly-zero outputs.
-// A speed-up on wrong output is reported as such. Also: a sweep over N at B = 16 up to B N = 2^24
+// A speed-up on wrong output is reported as such. Small kernels are timed two ways: single launches
+// between events (the host's launch latency included) and per call in a replayed CUDA graph. Also: a sweep over N at B = 16 up to B N = 2^24
 // with effective GB/s (bytes model below) as a % of the device-to-device copy bandwidth measured in
 // the same run, and tokens/s.
 //
@@ -20,8 +23,11 @@
 // dL/dv (4) = 16 B; forward + backward = 28 B. Copy bandwidth counts bytes read + written.
 //
 // Summary keys (judged in validation/; times are medians in microseconds):
-//   paper_batch, paper_n; empty_kernel_us (launch floor of the event timing);
-//   stable_fwd_us, stable_fwd_bwd_us, stable_torch_entry_fwd_us,
+//   paper_batch, paper_n; empty_kernel_us (launch floor of the event timing), empty_kernel_graph_us;
+//   stable_fwd_algorithm; stable_fwd_us, stable_fwd_bwd_us (+ _graph_us: per call in a graph),
+//   stable_fwd_<variant>_{us,graph_us,rel_err} for scan_shape256/512, window_items4/16 (and
+//   stable_causal_*), stable_torch_entry_fwd_us, compat_triton_like_fwd_graph_us,
+//   speedup_stable_vs_compat_triton_like_graph, stable_{scan,window}_fwd_us_large,
 //   compat_triton_like_fwd_us, vmap_baseline_fwd_us; speedup_stable_vs_compat_triton_like,
 //   speedup_stable_vs_vmap, speedup_compat_triton_like_vs_vmap (the paper's "185x" analogue);
 //   stable_fwd_rel_err, stable_grad_rel_err, stable_causal_fwd_rel_err, stable_causal_grad_rel_err,
@@ -97,18 +103,54 @@ Tensor oracle_features(const rbk::Tridiagonal& h_cpu, c10::complex<double> z, rb
 
 #if defined(RBK_WITH_CUDA_KERNELS)
 
+cudaStream_t current_stream() { return at::cuda::getCurrentCUDAStream(); }
+
 // Median of per-call device time on the current stream (the project's one CUDA-event timer).
 rbk::TimingStats time_cuda(const std::function<void()>& fn, int warmup, int repeats) {
-  return rbk::cuda::time_cuda_events(fn, warmup, repeats, at::cuda::getCurrentCUDAStream());
+  return rbk::cuda::time_cuda_events(fn, warmup, repeats, current_stream());
 }
 
 json timing_json(const rbk::TimingStats& t) {
   return {{"median_us", t.median_s * 1e6}, {"min_us", t.min_s * 1e6}, {"max_us", t.max_s * 1e6}, {"repeats", t.repeats}};
 }
 
+// A call timed both ways: single launches between events (includes the host's launch latency of
+// the first kernel) and replays of a graph of kGraphCalls calls (what the call costs inside a model
+// step; notes/kernel_speed.md, run 6).
+constexpr int kGraphCalls = 20;
+struct TwoTimings {
+  rbk::TimingStats single, graph;
+  json to_json() const { return {{"single_launch", timing_json(single)}, {"graph_replay", timing_json(graph)}}; }
+};
+TwoTimings time_both(const std::function<void(cudaStream_t)>& fn, int warmup, int repeats, int graph_calls = kGraphCalls) {
+  TwoTimings t;
+  t.single = time_cuda([&] { fn(current_stream()); }, warmup, repeats);
+  t.graph = rbk::cuda::time_cuda_graph(fn, graph_calls, std::min(warmup, 3), std::max(3, repeats / 4));
+  return t;
+}
+
 // Device-to-device copy of `bytes`, counted as bytes read + written.
 double copy_bandwidth_gbps(int64_t bytes, int warmup, int repeats) {
-  return rbk::cuda::measure_copy_bandwidth_gbps(bytes, warmup, repeats, at::cuda::getCurrentCUDAStream());
+  return rbk::cuda::measure_copy_bandwidth_gbps(bytes, warmup, repeats, current_stream());
+}
+
+using Algo = rbk::cuda::BkForwardAlgorithm;
+const char* algo_name(Algo a) { return a == Algo::Window ? "window" : a == Algo::Scan ? "scan" : "auto"; }
+
+// One forward configuration of the launcher: the default (Auto), the scan in either block shape,
+// the window kernel with 4 or 16 positions per thread.
+struct FwdVariant {
+  std::string name;
+  Algo algorithm;
+  int forward_threads;
+  int window_items;
+};
+const std::vector<FwdVariant>& fwd_variants() {
+  static const std::vector<FwdVariant> v = {{"scan_shape256", Algo::Scan, 256, 0},
+                                            {"scan_shape512", Algo::Scan, 512, 0},
+                                            {"window_items4", Algo::Window, 0, 4},
+                                            {"window_items16", Algo::Window, 0, 16}};
+  return v;
 }
 
 // Preallocated launch of the stable kernels on (B, N) fresh random v (Laplacian + v, z = i).
@@ -135,14 +177,16 @@ struct StableRig {
     pb.grad_features = gfeat.data_ptr<float>();
     pb.out = out_g.data_ptr<float>();
   }
-  void fwd() const { rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_forward(pf, at::cuda::getCurrentCUDAStream()), "stable fwd"); }
-  // The same forward with an explicit block shape (256 x 16 or 512 x 8 positions).
-  void fwd_shape(int threads) const {
+  void fwd(cudaStream_t s) const { rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_forward(pf, s), "stable fwd"); }
+  void fwd_variant(const FwdVariant& fv, cudaStream_t s) const {
     rbk::cuda::BkScanParams q = pf;
-    q.forward_threads = threads;
-    rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_forward(q, at::cuda::getCurrentCUDAStream()), "stable fwd (shape)");
+    q.forward_algorithm = fv.algorithm;
+    q.forward_threads = fv.forward_threads;
+    q.window_items = fv.window_items;
+    rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_forward(q, s), ("stable fwd " + fv.name).c_str());
   }
-  void bwd() const { rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_backward(pb, at::cuda::getCurrentCUDAStream()), "stable bwd"); }
+  void bwd(cudaStream_t s) const { rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_backward(pb, s), "stable bwd"); }
+  Algo default_algorithm() const { return rbk::cuda::bk_resolve_forward_algorithm(pf); }
 };
 
 struct CompatRig {
@@ -158,11 +202,11 @@ struct CompatRig {
     phi = torch::empty({B, N + 1, 2}, o);
     out = torch::full({B, N, 2}, NAN, o);
   }
-  void run() const {
+  void run(cudaStream_t s) const {
     rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_compat_triton_like(a.data_ptr<float>(), N > 1 ? b.data_ptr<float>() : nullptr,
                                                        N > 1 ? c.data_ptr<float>() : nullptr, B, N, z.real(), z.imag(),
                                                        theta.data_ptr<float>(), phi.data_ptr<float>(),
-                                                       out.data_ptr<float>(), at::cuda::getCurrentCUDAStream()),
+                                                       out.data_ptr<float>(), s),
                "compat triton-like");
   }
 };
@@ -226,18 +270,20 @@ int main(int argc, char** argv) {
       out.summary["copy_bytes"] = copy_bytes;
       std::fprintf(stderr, "[kernel_speed] device-to-device copy: %.0f GB/s (read + write)\n", copy_gbps);
       {
-        const auto te = time_cuda([] { rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_empty_kernel(at::cuda::getCurrentCUDAStream()), "empty"); },
-                                  warmup, repeats);
-        out.rows.push_back({{"path", "empty_kernel"}, {"status", "ok"}, {"timing", timing_json(te)}, {"median_us", te.median_s * 1e6}});
-        out.summary["empty_kernel_us"] = te.median_s * 1e6;
-        std::fprintf(stderr, "[kernel_speed] empty kernel (launch floor of event timing): %.2f us\n", te.median_s * 1e6);
+        const TwoTimings te = time_both(
+            [](cudaStream_t st) { rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_empty_kernel(st), "empty"); }, warmup, repeats);
+        out.rows.push_back({{"path", "empty_kernel"}, {"status", "ok"}, {"timing", te.to_json()}, {"median_us", te.single.median_s * 1e6}});
+        out.summary["empty_kernel_us"] = te.single.median_s * 1e6;
+        out.summary["empty_kernel_graph_us"] = te.graph.median_s * 1e6;
+        std::fprintf(stderr, "[kernel_speed] empty kernel: %.2f us single launch (launch floor of event timing), %.2f us in a graph\n",
+                     te.single.median_s * 1e6, te.graph.median_s * 1e6);
       }
 
       // ---- the paper point: all paths, times and correctness ----
       for (const bool causal : {false, true}) {
         StableRig rig(B, N, causal);
-        rig.fwd();
-        rig.bwd();
+        rig.fwd(current_stream());
+        rig.bwd(current_stream());
         rbk::cuda::throw_on_cuda_error(cudaDeviceSynchronize(), "stable check run");
         const rbk::BkContext ctx = causal ? rbk::BkContext::Causal : rbk::BkContext::Bidirectional;
         const Tensor vc = rig.v.cpu();
@@ -248,34 +294,52 @@ int main(int argc, char** argv) {
         const Accuracy af = accuracy(rig.out_f, ref), ag = accuracy(rig.out_g, gref);
         if (!(af.finite_fraction == 1.0) || !(af.zero_fraction < 1.0))
           throw std::runtime_error("stable kernel output not finite and non-trivial; refusing to time it");
-        const auto tf = time_cuda([&] { rig.fwd(); }, warmup, repeats);
-        const auto tfb = time_cuda([&] { rig.fwd(); rig.bwd(); }, warmup, repeats);
         const std::string tag = causal ? "stable_causal" : "stable";
-        for (const int shape : {256, 512}) {
-          const auto ts = time_cuda([&] { rig.fwd_shape(shape); }, warmup, repeats);
-          out.rows.push_back({{"path", tag + "_cuda_fwd_shape" + std::to_string(shape)}, {"inputs", "laplacian"}, {"batch", B},
-                              {"n", N}, {"status", "ok"}, {"timing", timing_json(ts)}, {"median_us", ts.median_s * 1e6}});
+        const TwoTimings tf = time_both([&](cudaStream_t st) { rig.fwd(st); }, warmup, repeats);
+        const TwoTimings tfb = time_both([&](cudaStream_t st) { rig.fwd(st); rig.bwd(st); }, warmup, repeats);
+        // Every forward algorithm and shape, each checked against the oracle before it is timed.
+        for (const FwdVariant& fv : fwd_variants()) {
+          rig.out_f.fill_(NAN);
+          rig.fwd_variant(fv, current_stream());
+          const Accuracy av = accuracy(rig.out_f, ref);
+          if (!(av.finite_fraction == 1.0) || !(av.zero_fraction < 1.0))
+            throw std::runtime_error("stable forward " + fv.name + " not finite and non-trivial; refusing to time it");
+          const TwoTimings tv = time_both([&](cudaStream_t st) { rig.fwd_variant(fv, st); }, warmup, repeats);
+          json row = {{"path", tag + "_cuda_fwd_" + fv.name}, {"inputs", "laplacian"}, {"batch", B}, {"n", N}, {"status", "ok"},
+                      {"timing", tv.to_json()}, {"median_us", tv.single.median_s * 1e6}, {"graph_median_us", tv.graph.median_s * 1e6}};
+          row.update(accuracy_json(av));
+          out.rows.push_back(row);
+          out.summary[tag + "_fwd_" + fv.name + "_us"] = tv.single.median_s * 1e6;
+          out.summary[tag + "_fwd_" + fv.name + "_graph_us"] = tv.graph.median_s * 1e6;
+          out.summary[tag + "_fwd_" + fv.name + "_rel_err"] = av.rel_err;
+          std::fprintf(stderr, "[kernel_speed] %s fwd %-14s: %.2f us single, %.2f us graph, err %.2e\n", tag.c_str(),
+                       fv.name.c_str(), tv.single.median_s * 1e6, tv.graph.median_s * 1e6, av.rel_err);
         }
-        json rf = {{"path", tag + "_cuda_fwd"}, {"inputs", "laplacian"}, {"batch", B}, {"n", N}, {"status", "ok"},
-                   {"timing", timing_json(tf)}, {"median_us", tf.median_s * 1e6},
-                   {"GBps", kBytesFwd * B * N / tf.median_s / 1e9}, {"tokens_per_s", B * N / tf.median_s}};
+        json rf = {{"path", tag + "_cuda_fwd"}, {"algorithm", algo_name(rig.default_algorithm())}, {"inputs", "laplacian"},
+                   {"batch", B}, {"n", N}, {"status", "ok"}, {"timing", tf.to_json()}, {"median_us", tf.single.median_s * 1e6},
+                   {"graph_median_us", tf.graph.median_s * 1e6}, {"GBps", kBytesFwd * B * N / tf.single.median_s / 1e9},
+                   {"tokens_per_s", B * N / tf.single.median_s}};
         rf.update(accuracy_json(af));
-        json rb = {{"path", tag + "_cuda_fwd_bwd"}, {"inputs", "laplacian"}, {"batch", B}, {"n", N}, {"status", "ok"},
-                   {"timing", timing_json(tfb)}, {"median_us", tfb.median_s * 1e6},
-                   {"GBps", kBytesFwdBwd * B * N / tfb.median_s / 1e9}, {"grad_rel_err_vs_fp64", ag.rel_err},
-                   {"grad_finite_fraction", ag.finite_fraction}};
+        json rb = {{"path", tag + "_cuda_fwd_bwd"}, {"algorithm", algo_name(rig.default_algorithm())}, {"inputs", "laplacian"},
+                   {"batch", B}, {"n", N}, {"status", "ok"}, {"timing", tfb.to_json()}, {"median_us", tfb.single.median_s * 1e6},
+                   {"graph_median_us", tfb.graph.median_s * 1e6}, {"GBps", kBytesFwdBwd * B * N / tfb.single.median_s / 1e9},
+                   {"grad_rel_err_vs_fp64", ag.rel_err}, {"grad_finite_fraction", ag.finite_fraction}};
         out.rows.push_back(rf);
         out.rows.push_back(rb);
-        out.summary[tag + "_fwd_us"] = tf.median_s * 1e6;
-        out.summary[tag + "_fwd_bwd_us"] = tfb.median_s * 1e6;
+        out.summary[tag + "_fwd_algorithm"] = algo_name(rig.default_algorithm());
+        out.summary[tag + "_fwd_us"] = tf.single.median_s * 1e6;
+        out.summary[tag + "_fwd_graph_us"] = tf.graph.median_s * 1e6;
+        out.summary[tag + "_fwd_bwd_us"] = tfb.single.median_s * 1e6;
+        out.summary[tag + "_fwd_bwd_graph_us"] = tfb.graph.median_s * 1e6;
         out.summary[tag + "_fwd_rel_err"] = af.rel_err;
         out.summary[tag + "_grad_rel_err"] = ag.rel_err;
         if (!causal) {
           out.summary["stable_zero_fraction"] = af.zero_fraction;
-          out.summary["tokens_per_s_stable_fwd"] = B * N / tf.median_s;
+          out.summary["tokens_per_s_stable_fwd"] = B * N / tf.single.median_s;
         }
-        std::fprintf(stderr, "[kernel_speed] %s B=%lld N=%lld: fwd %.2f us (err %.2e), fwd+bwd %.2f us (grad err %.2e)\n",
-                     tag.c_str(), (long long)B, (long long)N, tf.median_s * 1e6, af.rel_err, tfb.median_s * 1e6, ag.rel_err);
+        std::fprintf(stderr, "[kernel_speed] %s (%s) B=%lld N=%lld: fwd %.2f us (graph %.2f, err %.2e), fwd+bwd %.2f us (graph %.2f, grad err %.2e)\n",
+                     tag.c_str(), algo_name(rig.default_algorithm()), (long long)B, (long long)N, tf.single.median_s * 1e6,
+                     tf.graph.median_s * 1e6, af.rel_err, tfb.single.median_s * 1e6, tfb.graph.median_s * 1e6, ag.rel_err);
       }
       {
         // Through the LibTorch entry (allocation + launch), as a model layer would call it.
@@ -298,18 +362,23 @@ int main(int argc, char** argv) {
         const Tensor ref = oracle_features(s.h, s.z, rbk::BkContext::Bidirectional);
         const bool ref_ok = torch::isfinite(ref).all().item<bool>();
         CompatRig rig(s.h, s.z);
-        rig.run();
+        rig.run(current_stream());
         rbk::cuda::throw_on_cuda_error(cudaDeviceSynchronize(), "compat check run");
         const Accuracy ac = accuracy(rig.out, ref);
-        const auto tc = time_cuda([&] { rig.run(); }, std::min(warmup, 3), std::max(3, std::min(repeats, 20)));
+        const TwoTimings tcc = time_both([&](cudaStream_t st) { rig.run(st); }, std::min(warmup, 3),
+                                         std::max(3, std::min(repeats, 20)), 3);
+        const rbk::TimingStats& tc = tcc.single;
         json rc = {{"path", "compat_triton_like_cuda_fwd"}, {"inputs", s.name}, {"batch", B}, {"n", N}, {"status", "ok"},
-                   {"z", {s.z.real(), s.z.imag()}}, {"timing", timing_json(tc)}, {"median_us", tc.median_s * 1e6},
-                   {"oracle_finite", ref_ok}};
+                   {"z", {s.z.real(), s.z.imag()}}, {"timing", tcc.to_json()}, {"median_us", tc.median_s * 1e6},
+                   {"graph_median_us", tcc.graph.median_s * 1e6}, {"oracle_finite", ref_ok}};
         rc.update(accuracy_json(ac));
         out.rows.push_back(rc);
         out.summary["compat_triton_like_rel_err_" + s.name] = ac.rel_err;
         out.summary["compat_triton_like_zero_fraction_" + s.name] = ac.zero_fraction;
-        if (s.name == "benchmark_inputs") out.summary["compat_triton_like_fwd_us"] = tc.median_s * 1e6;
+        if (s.name == "benchmark_inputs") {
+          out.summary["compat_triton_like_fwd_us"] = tc.median_s * 1e6;
+          out.summary["compat_triton_like_fwd_graph_us"] = tcc.graph.median_s * 1e6;
+        }
         std::fprintf(stderr, "[kernel_speed] compat triton-like (%s): %.1f us, rel err %.3g, zeros %.4f\n", s.name.c_str(),
                      tc.median_s * 1e6, ac.rel_err, ac.zero_fraction);
 
@@ -343,6 +412,8 @@ int main(int argc, char** argv) {
       const double ts = out.summary["stable_fwd_us"].get<double>();
       const double tc = out.summary["compat_triton_like_fwd_us"].get<double>();
       out.summary["speedup_stable_vs_compat_triton_like"] = tc / ts;
+      out.summary["speedup_stable_vs_compat_triton_like_graph"] =
+          out.summary["compat_triton_like_fwd_graph_us"].get<double>() / out.summary["stable_fwd_graph_us"].get<double>();
       if (out.summary.contains("vmap_baseline_fwd_us")) {
         const double tv = out.summary["vmap_baseline_fwd_us"].get<double>();
         out.summary["speedup_stable_vs_vmap"] = tv / ts;
@@ -355,11 +426,11 @@ int main(int argc, char** argv) {
       std::vector<int64_t> sweep = cfg.get_int_list("sweep_n");
       const int64_t large_n = cfg.get_int("large_n");
       if (std::find(sweep.begin(), sweep.end(), large_n) == sweep.end()) sweep.push_back(large_n);
-      std::vector<double> sw_n, sw_fwd, sw_fb, sw_compat, sw_pct;
+      std::vector<double> sw_n, sw_fwd, sw_fb, sw_compat, sw_pct, sw_scan, sw_window;
       for (const int64_t n : sweep) {
         StableRig rig(SB, n, false);
-        rig.fwd();
-        rig.bwd();
+        rig.fwd(current_stream());
+        rig.bwd(current_stream());
         rbk::cuda::throw_on_cuda_error(cudaDeviceSynchronize(), "sweep check run");
         const Accuracy chk = accuracy(rig.out_f, torch::zeros({1}));  // finiteness / zero fraction only
         if (!(chk.finite_fraction == 1.0) || !(chk.zero_fraction < 1.0))
@@ -373,25 +444,36 @@ int main(int argc, char** argv) {
               h64, kModelZ, torch::view_as_complex(rig.gfeat.cpu().to(torch::kDouble).contiguous()), rbk::BkContext::Bidirectional);
           extra["rel_err_vs_fp64"] = accuracy(rig.out_f, ref).rel_err;
           extra["grad_rel_err_vs_fp64"] = accuracy(rig.out_g, gref).rel_err;
+          for (const FwdVariant& fv : fwd_variants()) {
+            rig.out_f.fill_(NAN);
+            rig.fwd_variant(fv, current_stream());
+            extra["fwd_" + fv.name + "_rel_err_vs_fp64"] = accuracy(rig.out_f, ref).rel_err;
+          }
         }
-        const auto tf = time_cuda([&] { rig.fwd(); }, warmup, repeats);
-        const auto tfb = time_cuda([&] { rig.fwd(); rig.bwd(); }, warmup, repeats);
+        const auto tf = time_cuda([&] { rig.fwd(current_stream()); }, warmup, repeats);
+        const auto tfb = time_cuda([&] { rig.fwd(current_stream()); rig.bwd(current_stream()); }, warmup, repeats);
         const double gbps = kBytesFwd * SB * n / tf.median_s / 1e9;
-        const auto t256 = time_cuda([&] { rig.fwd_shape(256); }, warmup, repeats);
-        const auto t512 = time_cuda([&] { rig.fwd_shape(512); }, warmup, repeats);
         json row = {{"path", "stable_cuda_sweep"}, {"inputs", "laplacian"}, {"batch", SB}, {"n", n}, {"status", "ok"},
+                    {"fwd_algorithm", algo_name(rig.default_algorithm())},
                     {"fwd", timing_json(tf)}, {"fwd_bwd", timing_json(tfb)}, {"fwd_GBps", gbps},
                     {"fwd_pct_copy_bw", 100.0 * gbps / copy_gbps},
                     {"fwd_bwd_GBps", kBytesFwdBwd * SB * n / tfb.median_s / 1e9},
                     {"fwd_bwd_pct_copy_bw", 100.0 * kBytesFwdBwd * SB * n / tfb.median_s / 1e9 / copy_gbps},
-                    {"fwd_tokens_per_s", SB * n / tf.median_s}, {"fwd_shape256_us", t256.median_s * 1e6},
-                    {"fwd_shape512_us", t512.median_s * 1e6}};
+                    {"fwd_tokens_per_s", SB * n / tf.median_s}};
+        double best_scan = INFINITY, best_window = INFINITY;
+        for (const FwdVariant& fv : fwd_variants()) {
+          const auto tv = time_cuda([&] { rig.fwd_variant(fv, current_stream()); }, warmup, repeats);
+          row["fwd_" + fv.name + "_us"] = tv.median_s * 1e6;
+          row["fwd_" + fv.name + "_pct_copy_bw"] = 100.0 * kBytesFwd * SB * n / tv.median_s / 1e9 / copy_gbps;
+          (fv.algorithm == Algo::Scan ? best_scan : best_window) =
+              std::min(fv.algorithm == Algo::Scan ? best_scan : best_window, tv.median_s * 1e6);
+        }
         row.update(extra);
         double compat_us = NAN;
         if (n <= compat_max_n) {
           const rbk::Tridiagonal hb = benchmark_inputs(SB, n);
           CompatRig crig(hb, kBenchmarkZ);
-          const auto tc = time_cuda([&] { crig.run(); }, 1, 3);
+          const auto tc = time_cuda([&] { crig.run(current_stream()); }, 1, 3);
           compat_us = tc.median_s * 1e6;
           row["compat_triton_like_fwd"] = timing_json(tc);
           row["speedup_stable_vs_compat"] = tc.median_s / tf.median_s;
@@ -402,28 +484,43 @@ int main(int argc, char** argv) {
         sw_fb.push_back(tfb.median_s * 1e6);
         sw_compat.push_back(compat_us);
         sw_pct.push_back(100.0 * gbps / copy_gbps);
+        sw_scan.push_back(best_scan);
+        sw_window.push_back(best_window);
         if (n == large_n) {
           out.summary["large_batch"] = SB;
           out.summary["large_n"] = n;
+          out.summary["stable_fwd_algorithm_large"] = algo_name(rig.default_algorithm());
           out.summary["stable_fwd_us_large"] = tf.median_s * 1e6;
           out.summary["stable_fwd_bwd_us_large"] = tfb.median_s * 1e6;
           out.summary["stable_fwd_GBps_large"] = gbps;
           out.summary["stable_fwd_pct_copy_bw_large"] = 100.0 * gbps / copy_gbps;
+          out.summary["stable_scan_fwd_us_large"] = best_scan;
+          out.summary["stable_scan_fwd_pct_copy_bw_large"] = 100.0 * kBytesFwd * SB * n / (best_scan * 1e-6) / 1e9 / copy_gbps;
+          out.summary["stable_window_fwd_us_large"] = best_window;
           if (n <= compat_max_n) out.summary["compat_triton_like_fwd_us_large"] = compat_us;
         }
-        std::fprintf(stderr, "[kernel_speed] sweep B=%lld N=%lld: fwd %.2f us (%.0f GB/s, %.1f%% of copy), fwd+bwd %.2f us, compat %.1f us\n",
-                     (long long)SB, (long long)n, tf.median_s * 1e6, gbps, 100.0 * gbps / copy_gbps, tfb.median_s * 1e6, compat_us);
+        std::fprintf(stderr, "[kernel_speed] sweep B=%lld N=%lld: fwd (%s) %.2f us (%.0f GB/s, %.1f%% of copy), scan %.2f, window %.2f, fwd+bwd %.2f us, compat %.1f us\n",
+                     (long long)SB, (long long)n, algo_name(rig.default_algorithm()), tf.median_s * 1e6, gbps,
+                     100.0 * gbps / copy_gbps, best_scan, best_window, tfb.median_s * 1e6, compat_us);
       }
       out.arrays.push_back(rbk::make_array("sweep/n", sw_n, "1", "sequence length N of each sweep point"));
-      out.arrays.push_back(rbk::make_array("sweep/stable_fwd_us", sw_fwd, "us", "stable CUDA forward, median"));
+      out.arrays.push_back(rbk::make_array("sweep/stable_fwd_us", sw_fwd, "us", "stable CUDA forward (default algorithm), median"));
+      out.arrays.push_back(rbk::make_array("sweep/stable_scan_fwd_us", sw_scan, "us", "scan forward, faster block shape, median"));
+      out.arrays.push_back(rbk::make_array("sweep/stable_window_fwd_us", sw_window, "us",
+                                           "window forward, faster positions-per-thread, median"));
       out.arrays.push_back(rbk::make_array("sweep/stable_fwd_bwd_us", sw_fb, "us", "stable CUDA forward + exact backward, median"));
       out.arrays.push_back(rbk::make_array("sweep/compat_triton_like_fwd_us", sw_compat, "us",
                                            "Triton-like compat kernel on the benchmark inputs (NaN: not run)"));
       out.arrays.push_back(rbk::make_array("sweep/stable_fwd_pct_copy_bw", sw_pct, "%",
                                            "forward effective bandwidth (12 B/position) as % of measured D2D copy"));
+      // Issue 3's targets, judged on both timings (the graph replay is the per-call cost inside a step).
       json targets = {{"fwd_le_10us", out.summary["stable_fwd_us"].get<double>() <= 10.0},
+                      {"fwd_le_10us_graph", out.summary["stable_fwd_graph_us"].get<double>() <= 10.0},
                       {"fwd_bwd_le_25us", out.summary["stable_fwd_bwd_us"].get<double>() <= 25.0},
-                      {"speedup_vs_compat_ge_100", out.summary["speedup_stable_vs_compat_triton_like"].get<double>() >= 100.0}};
+                      {"fwd_bwd_le_25us_graph", out.summary["stable_fwd_bwd_graph_us"].get<double>() <= 25.0},
+                      {"speedup_vs_compat_ge_100", out.summary["speedup_stable_vs_compat_triton_like"].get<double>() >= 100.0},
+                      {"speedup_vs_compat_ge_100_graph",
+                       out.summary["speedup_stable_vs_compat_triton_like_graph"].get<double>() >= 100.0}};
       if (out.summary.contains("stable_fwd_pct_copy_bw_large"))
         targets["large_fwd_ge_70pct_copy_bw"] = out.summary["stable_fwd_pct_copy_bw_large"].get<double>() >= 70.0;
       out.summary["issue_targets"] = targets;

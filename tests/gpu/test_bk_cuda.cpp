@@ -94,9 +94,23 @@ using rbk::gpu_test::to_device;
     ASSERT_EQ(rbk_e_, cudaSuccess) << #expr << ": " << cudaGetErrorString(rbk_e_);      \
   } while (0)
 
+// Forward choices of the launcher (BkScanParams); defaults = what the model gets.
+struct FwdChoice {
+  rbk::cuda::BkForwardAlgorithm algorithm = rbk::cuda::BkForwardAlgorithm::Auto;
+  int forward_threads = 0;
+  int window_items = 0;
+  int window_warmup = 0;
+  std::string name() const {
+    using A = rbk::cuda::BkForwardAlgorithm;
+    const std::string a = algorithm == A::Auto ? "auto" : algorithm == A::Scan ? "scan" : "window";
+    return a + " threads=" + std::to_string(forward_threads) + " items=" + std::to_string(window_items) +
+           " warmup=" + std::to_string(window_warmup);
+  }
+};
+
 // Runs the raw launcher; out is poisoned with NaN (all bits set) first. Returns (B, N, 2) or (B, N).
 Tensor run_stable(const Tensor& v_in, c10::complex<double> z, bool causal, bool backward, const Tensor* gfeat,
-                  rbk::cuda::InputType type, int forward_threads = 0) {
+                  rbk::cuda::InputType type, const FwdChoice& choice = {}) {
   const int64_t B = v_in.size(0), N = v_in.size(1);
   auto dv = to_device(v_in);
   std::unique_ptr<DevBuf> dg;
@@ -117,7 +131,10 @@ Tensor run_stable(const Tensor& v_in, c10::complex<double> z, bool causal, bool 
   p.z_im = z.imag();
   p.causal = causal;
   p.workspace = ws.p;
-  p.forward_threads = forward_threads;
+  p.forward_threads = choice.forward_threads;
+  p.forward_algorithm = choice.algorithm;
+  p.window_items = choice.window_items;
+  p.window_warmup = choice.window_warmup;
   const cudaError_t e = backward ? rbk::cuda::launch_bk_stable_backward(p, nullptr) : rbk::cuda::launch_bk_stable_forward(p, nullptr);
   EXPECT_EQ(e, cudaSuccess) << cudaGetErrorString(e);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess) << cudaGetErrorString(cudaGetLastError());
@@ -132,13 +149,15 @@ TEST_P(StableKernel, ForwardAndExactGradientMatchFp64) {
   if (!have_device()) GTEST_SKIP() << "no CUDA device";
   const auto [B, N] = GetParam();
   const Draw d = draw(B, N);
+  using A = rbk::cuda::BkForwardAlgorithm;
   for (const auto ctx : {rbk::BkContext::Bidirectional, rbk::BkContext::Causal}) {
     const bool causal = ctx == rbk::BkContext::Causal;
+    const Tensor fref = reference_features(d.v, d.z, ctx);
     const Tensor f = run_stable(d.v, d.z, causal, false, nullptr, rbk::cuda::InputType::Float32);
     const Tensor g = run_stable(d.v, d.z, causal, true, &d.gfeat, rbk::cuda::InputType::Float32);
     const bool f_written = torch::isfinite(f).all().item<bool>();
     const bool g_written = torch::isfinite(g).all().item<bool>();
-    const Err ef = rel_error(f, reference_features(d.v, d.z, ctx));
+    const Err ef = rel_error(f, fref);
     const Err eg = rel_error(g, reference_grad(d.v, d.z, d.gfeat, ctx));
     std::printf("B=%lld N=%lld %-13s z=(%.3f,%.3f) seed=%llu  fwd rel_l2=%.2e rel_max=%.2e  grad rel_l2=%.2e rel_max=%.2e\n",
                 static_cast<long long>(B), static_cast<long long>(N), rbk::to_string(ctx).c_str(), d.z.real(), d.z.imag(),
@@ -149,13 +168,17 @@ TEST_P(StableKernel, ForwardAndExactGradientMatchFp64) {
     EXPECT_LE(ef.rel_max, kStableRelTol);
     EXPECT_LE(eg.rel_l2, kStableRelTol);
     EXPECT_LE(eg.rel_max, kStableRelTol);
-    // The other forward block shape computes the same function.
-    const Tensor f512 = run_stable(d.v, d.z, causal, false, nullptr, rbk::cuda::InputType::Float32, 512);
-    const Err e512 = rel_error(f512, reference_features(d.v, d.z, ctx));
-    std::printf("   forward shape 512x8: rel_l2=%.2e rel_max=%.2e\n", e512.rel_l2, e512.rel_max);
-    EXPECT_TRUE(torch::isfinite(f512).all().item<bool>());
-    EXPECT_LE(e512.rel_l2, kStableRelTol);
-    EXPECT_LE(e512.rel_max, kStableRelTol);
+    // Every other forward algorithm and shape computes the same function; warm-up 1 sends every
+    // thread of the window kernel through its restarts (walks of 2, 4, 8, ... positions).
+    for (const FwdChoice c : {FwdChoice{A::Scan, 256}, FwdChoice{A::Scan, 512}, FwdChoice{A::Window, 0, 4},
+                              FwdChoice{A::Window, 0, 16}, FwdChoice{A::Window, 0, 4, 1}, FwdChoice{A::Window, 0, 16, 3}}) {
+      const Tensor fc = run_stable(d.v, d.z, causal, false, nullptr, rbk::cuda::InputType::Float32, c);
+      const Err ec = rel_error(fc, fref);
+      std::printf("   forward %-36s rel_l2=%.2e rel_max=%.2e\n", c.name().c_str(), ec.rel_l2, ec.rel_max);
+      EXPECT_TRUE(torch::isfinite(fc).all().item<bool>()) << c.name();
+      EXPECT_LE(ec.rel_l2, kStableRelTol) << c.name();
+      EXPECT_LE(ec.rel_max, kStableRelTol) << c.name();
+    }
   }
 }
 
@@ -200,6 +223,48 @@ TEST(BkCudaOverflow, LargePotentialLongRowStaysFinite) {
   EXPECT_LE(ef.rel_l2, kStableRelTol);
 }
 
+// The window algorithm where its discs contract slowly: Im z at and below the Auto threshold, z
+// inside the band of H0 ([-4, 0]) and a constant v = 2 + Re z (pivots near -i: the slowest case at
+// z = i, where every thread needs more than the first 16-position walk). Explicitly requested, it
+// stays exact (it only walks further back); Auto sends Im z < kBkWindowMinImZ to the scan.
+TEST(BkCudaWindow, SlowContractionStaysAccurate) {
+  if (!have_device()) GTEST_SKIP() << "no CUDA device";
+  using A = rbk::cuda::BkForwardAlgorithm;
+  struct Case {
+    c10::complex<double> z;
+    bool constant_v;
+  };
+  for (const Case c : {Case{{-3.0, 0.5}, false}, Case{{-2.0, 0.25}, false}, Case{{0.0, 0.1}, false}, Case{{0.0, 1.0}, true},
+                       Case{{-1.0, 0.5}, true}}) {
+    const int64_t B = 3, N = 5000;
+    Draw d = draw(B, N);
+    if (c.constant_v) d.v = torch::full({B, N}, 2.0 + c.z.real());
+    for (const auto ctx : {rbk::BkContext::Bidirectional, rbk::BkContext::Causal}) {
+      const bool causal = ctx == rbk::BkContext::Causal;
+      const Tensor fref = reference_features(d.v, c.z, ctx);
+      for (const FwdChoice ch : {FwdChoice{A::Window, 0, 4}, FwdChoice{A::Window, 0, 16}, FwdChoice{A::Auto}}) {
+        const Tensor f = run_stable(d.v, c.z, causal, false, nullptr, rbk::cuda::InputType::Float32, ch);
+        const Err e = rel_error(f, fref);
+        std::printf("window z=(%.2f,%.2f) %s %-13s %-34s seed=%llu rel_l2=%.2e rel_max=%.2e\n", c.z.real(), c.z.imag(),
+                    c.constant_v ? "v=2+Re z" : "random v", rbk::to_string(ctx).c_str(), ch.name().c_str(),
+                    static_cast<unsigned long long>(d.seed), e.rel_l2, e.rel_max);
+        EXPECT_TRUE(torch::isfinite(f).all().item<bool>());
+        EXPECT_LE(e.rel_l2, kStableRelTol);
+        EXPECT_LE(e.rel_max, kStableRelTol);
+      }
+    }
+  }
+  rbk::cuda::BkScanParams p;
+  p.z_im = 0.49;
+  EXPECT_EQ(rbk::cuda::bk_resolve_forward_algorithm(p), A::Scan);
+  p.z_im = 0.5;
+  EXPECT_EQ(rbk::cuda::bk_resolve_forward_algorithm(p), A::Window);
+  DevBuf buf(64);
+  p.upper = buf.f();  // general mode: the scan
+  p.lower = buf.f();
+  EXPECT_EQ(rbk::cuda::bk_resolve_forward_algorithm(p), A::Scan);
+}
+
 TEST(BkCudaLaunch, RejectsBadParameters) {
   if (!have_device()) GTEST_SKIP() << "no CUDA device";
   rbk::cuda::BkScanParams p;  // null pointers, B = N = 0
@@ -213,6 +278,16 @@ TEST(BkCudaLaunch, RejectsBadParameters) {
   EXPECT_EQ(rbk::cuda::launch_bk_stable_forward(p, nullptr), cudaErrorInvalidValue);
   p.z_im = 1.0;
   EXPECT_EQ(rbk::cuda::launch_bk_stable_backward(p, nullptr), cudaErrorInvalidValue);  // no grad_features
+  p.window_items = 8;  // only 4 or 16
+  EXPECT_EQ(rbk::cuda::launch_bk_stable_forward(p, nullptr), cudaErrorInvalidValue);
+  p.window_items = 0;
+  p.window_warmup = rbk::cuda::kBkWindowWarmup + 1;  // longer than the shared-memory halo
+  EXPECT_EQ(rbk::cuda::launch_bk_stable_forward(p, nullptr), cudaErrorInvalidValue);
+  p.window_warmup = 0;
+  p.upper = buf.f();  // general mode has no window algorithm
+  p.lower = buf.f();
+  p.forward_algorithm = rbk::cuda::BkForwardAlgorithm::Window;
+  EXPECT_EQ(rbk::cuda::launch_bk_stable_forward(p, nullptr), cudaErrorInvalidValue);
 }
 
 // The compat kernel reproduces the CPU compat mode (fp32 theta/phi + sanitiser), overflow and all.

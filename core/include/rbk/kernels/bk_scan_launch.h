@@ -24,6 +24,26 @@ enum class InputType { Float32, BFloat16 };
 // Positions per thread block; rows longer than this are split into tiles chained by a scan.
 constexpr int64_t kBkTileSize = 4096;
 
+// Forward algorithms (BkScanParams::forward_algorithm); both compute the same G to fp32 rounding.
+//   Scan: the exact parallel scan above (every mode, every z); three passes where N > kBkTileSize.
+//   Window: certified windowed continued fractions, one pass (Laplacian mode only). Every left
+//     state u_j = 1/(d_j - u_{j-1}) lies in the disc C0 = D(i/(2 eta), 1/(2 eta)), eta = Im z,
+//     whatever came before it (C0 is the image of the half-plane Im <= -eta under inversion), and a
+//     pivot map sends a disc D(m, r) to the disc D(conj(c)/(|c|^2 - r^2), r/(|c|^2 - r^2)),
+//     c = d - m. A thread therefore starts the disc C0 W positions before its run and walks it up
+//     to the run: the centre is the state entering the run and the radius bounds its error. If the
+//     radius is above kBkWindowTol * eta the walk restarts twice as far back, down to the row start
+//     (where u_{-1} = 0 makes it exact); the right states w likewise. Since |G_jj| <= 1/eta, an
+//     error delta in u or w moves G_jj by at most |G_jj|^2 2 delta, i.e. relative 2 kBkWindowTol =
+//     2^-25, under fp32 rounding. Two consecutive steps shrink a radius by at least eta^4 + 2 eta^2
+//     (3 at eta = 1: 32 steps reach the tolerance for any v); v ~ N(0, 1) at z = i needs 9-15
+//     (notes/kernel_speed.md, v5).
+//   Auto (default): Window in Laplacian mode with Im z >= kBkWindowMinImZ, else Scan.
+enum class BkForwardAlgorithm { Auto, Scan, Window };
+constexpr double kBkWindowMinImZ = 0.5;  // below it the two-step contraction bound gives no guarantee
+constexpr double kBkWindowTol = 1.0 / (1 << 26);  // disc radius bound, in units of Im z (see above)
+constexpr int kBkWindowWarmup = 16;  // first walk length, and the shared-memory halo of each tile
+
 struct BkScanParams {
   // Diagonal input, (B, N) contiguous. Laplacian mode (upper == lower == nullptr): the potential v
   // with H = H0 + diag(v), H0 = 1-D Laplacian (a = -2 + v, b = c = 1). General mode: a itself.
@@ -43,7 +63,16 @@ struct BkScanParams {
   // 256 (x16: fewer scan levels per position) or 512 (x8: shorter per-thread chains, more warps).
   // The backward always runs 512 x 8. Every shape computes the same function.
   int forward_threads = 0;
+  BkForwardAlgorithm forward_algorithm = BkForwardAlgorithm::Auto;
+  // Window algorithm only: positions per thread, 0 = automatic (4 below B N = 2^20, else 16), 4 or
+  // 16; and the first walk length, 0 = kBkWindowWarmup, else 1 .. kBkWindowWarmup (tests set 1 to
+  // drive every thread through the restarts). Neither changes the result beyond rounding.
+  int window_items = 0;
+  int window_warmup = 0;
 };
+
+// The algorithm launch_bk_stable_forward runs for p (Auto resolved).
+BkForwardAlgorithm bk_resolve_forward_algorithm(const BkScanParams& p);
 
 // Scratch the launchers need (tile aggregates and carried states); 0 when N <= kBkTileSize.
 size_t bk_stable_workspace_bytes(int64_t batch, int64_t n);

@@ -4,7 +4,7 @@
 //
 // Event timing includes the launch gap of the first kernel after the start event (6-8 µs on the
 // lent H100, see notes/kernel_speed.md), so callers that report small times also time an empty
-// kernel as the floor.
+// kernel as the floor, and time small kernels from a CUDA graph as well (time_cuda_graph).
 #pragma once
 #include "rbk/timing.h"
 
@@ -73,6 +73,45 @@ TimingStats time_cuda_events(F&& fn, int warmup, int repeats, cudaStream_t strea
   const size_t m = t.size() / 2;
   st.median_s = t.size() % 2 ? t[m] : 0.5 * (t[m - 1] + t[m]);
   return st;
+}
+
+// Per-call device time of fn(stream) replayed from a CUDA graph: `calls` calls are captured into
+// one graph on a private stream, and the graph is replayed between two events; median / min / max
+// over `repeats` replays (after `warmup`), divided by `calls`. Inside a graph consecutive kernels
+// start with the device's own gap instead of the host's launch latency (the device tool's METHOD.md:
+// "for many small launches, capture a graph and time its replays"), so this is what a kernel costs
+// inside a model step, where time_cuda_events also counts the launch of the first kernel. fn must
+// only enqueue work (no allocation, no synchronisation), as stream capture requires.
+template <class F>
+TimingStats time_cuda_graph(F&& fn, int calls, int warmup, int repeats) {
+  if (calls < 1) throw std::invalid_argument("time_cuda_graph: calls must be >= 1");
+  cudaStream_t stream = nullptr;
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  auto release = [&] {
+    if (exec) cudaGraphExecDestroy(exec);
+    if (graph) cudaGraphDestroy(graph);
+    if (stream) cudaStreamDestroy(stream);
+  };
+  try {
+    throw_on_cuda_error(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    fn(stream);  // outside the capture: module load and any lazy initialisation
+    throw_on_cuda_error(cudaStreamSynchronize(stream), "graph warm-up call");
+    throw_on_cuda_error(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+    for (int i = 0; i < calls; ++i) fn(stream);
+    throw_on_cuda_error(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
+    throw_on_cuda_error(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+    TimingStats t = time_cuda_events([&] { throw_on_cuda_error(cudaGraphLaunch(exec, stream), "cudaGraphLaunch"); }, warmup,
+                                     repeats, stream);
+    t.median_s /= calls;
+    t.min_s /= calls;
+    t.max_s /= calls;
+    release();
+    return t;
+  } catch (...) {
+    release();
+    throw;
+  }
 }
 
 // Device-to-device copy bandwidth in GB/s, counted as bytes read + written (the ceiling every
