@@ -482,85 +482,145 @@ __device__ __noinline__ Cf window_entry(const Row& row, int64_t edge, int64_t n,
   }
 }
 
-// One tile of THREADS x ITEMS positions of one row per block; the tile and kBkWindowWarmup
-// positions either side are staged in shared memory with coalesced loads (v is read once, plus
-// the halo). Each thread walks the discs into its run from both sides (first walk interleaved,
-// from shared memory), replays its run and writes G through shared memory, coalesced.
+// Raw input words held in registers between a tile's prefetch and its staging (bf16 as its bits,
+// so that nothing consumes the loaded value, and stalls on it, before the staging).
+template <class Tin>
+struct RawWord {
+  using type = float;
+  static __device__ __forceinline__ float load(const void* p, int64_t i) { return static_cast<const float*>(p)[i]; }
+  static __device__ __forceinline__ float to_float(float w) { return w; }
+};
+template <>
+struct RawWord<__nv_bfloat16> {
+  using type = unsigned short;
+  static __device__ __forceinline__ unsigned short load(const void* p, int64_t i) {
+    return static_cast<const unsigned short*>(p)[i];
+  }
+  static __device__ __forceinline__ float to_float(unsigned short w) { return __uint_as_float(static_cast<unsigned>(w) << 16); }
+};
+
+// Tiles of THREADS x ITEMS positions of one row; block b takes tiles b, b + gridDim.x, ... (the
+// launcher sizes the grid to the resident blocks for large inputs, one tile per block otherwise).
+// A tile and kBkWindowWarmup positions either side are staged in shared memory (coalesced), and
+// the next tile's words are loaded into registers before this tile's arithmetic starts, so that
+// its loads are in flight while the tile computes (run 6 measured memory and arithmetic adding up,
+// not overlapping). Per thread: both first walks interleaved (from shared memory), the left replay
+// keeping u_{j-1} in registers, the right replay writing G through shared memory, coalesced stores.
 template <int THREADS, int ITEMS, bool CAUSAL, class Tin>
-__global__ void __launch_bounds__(THREADS) bk_window_forward_kernel(const KParams p, const int warmup) {
+__global__ void __launch_bounds__(THREADS, 8) bk_window_forward_kernel(const KParams p, const int warmup) {
   constexpr int T = THREADS * ITEMS;
   constexpr int H = kBkWindowWarmup;
   constexpr int S = T + 2 * H;
+  constexpr int PRE = (S + THREADS - 1) / THREADS;
+  using Raw = RawWord<Tin>;
   __shared__ float sx[S + S / 32 + 1];
   __shared__ float2 sg[T + T / 16 + 1];
-  const int64_t row = static_cast<int64_t>(blockIdx.x) / p.nt, tile = static_cast<int64_t>(blockIdx.x) % p.nt;
-  const int64_t n = p.n, start = tile * T, row_base = row * n;
+  const int64_t n = p.n;
   const float shift = -2.f - p.z_re, eta = p.z_im, dy = -p.z_im;
   const float tol = static_cast<float>(kBkWindowTol) * eta;
   const int tid = threadIdx.x;
-  for (int i = tid; i < S; i += THREADS) {
-    const int64_t pos = start - H + i;
-    sx[pad_f(i)] = (pos >= 0 && pos < n) ? load_as_float<Tin>(p.diag, row_base + pos) + shift : 0.f;
-  }
-  __syncthreads();
 
-  const int64_t s0 = start + static_cast<int64_t>(tid) * ITEMS;  // this thread's run [s0, s0 + cnt)
-  const int cnt = static_cast<int>(max(min(static_cast<int64_t>(ITEMS), n - s0), static_cast<int64_t>(0)));
-  const int so = H + tid * ITEMS;  // shared-memory offset of s0
-  if (cnt > 0) {
-    // First walks: w0 <= H positions each side, so they stay in shared memory.
-    const int ll = static_cast<int>(min(static_cast<int64_t>(warmup), s0));
-    const int lr = static_cast<int>(min(static_cast<int64_t>(warmup), n - s0 - cnt));
-    const bool exact_l = ll == s0, exact_r = s0 + cnt + lr == n;
-    Cf ml = exact_l ? Cf{0.f, 0.f} : Cf{0.f, 0.5f / eta}, mr = exact_r ? Cf{0.f, 0.f} : Cf{0.f, 0.5f / eta};
-    float rl = exact_l ? 0.f : 0.5f / eta, rr = exact_r ? 0.f : 0.5f / eta;
+  typename Raw::type pre[PRE];
+  auto prefetch = [&](int64_t lin) {
+    const int64_t row = lin / p.nt, start = (lin % p.nt) * T;
 #pragma unroll
-    for (int i = 0; i < H; ++i) {
-      if (i < ll) disc_step(ml, rl, sx[pad_f(so - ll + i)], dy);
-      if (!CAUSAL && i < lr) disc_step(mr, rr, sx[pad_f(so + cnt + lr - 1 - i)], dy);
+    for (int k = 0; k < PRE; ++k) {
+      const int i = tid + k * THREADS;
+      const int64_t pos = start - H + i;
+      pre[k] = (i < S && pos >= 0 && pos < n) ? Raw::load(p.diag, row * n + pos) : typename Raw::type(0);
     }
-    if (!(exact_l || rl <= tol) || (!CAUSAL && !(exact_r || rr <= tol))) {
-      const WindowRow<Tin> rw{sx, start - H, S, p.diag, row_base, shift};
-      if (!(exact_l || rl <= tol)) ml = window_entry<false>(rw, s0, n, 2 * static_cast<int64_t>(warmup), eta, tol);
-      if (!CAUSAL && !(exact_r || rr <= tol)) mr = window_entry<true>(rw, s0 + cnt, n, 2 * static_cast<int64_t>(warmup), eta, tol);
+  };
+  int64_t lin = blockIdx.x;
+  if (lin < p.total_tiles) prefetch(lin);
+  for (; lin < p.total_tiles; lin += gridDim.x) {
+    const int64_t row = lin / p.nt, start = (lin % p.nt) * T, row_base = row * n;
+    __syncthreads();  // the previous tile's reads of sx and sg are done
+#pragma unroll
+    for (int k = 0; k < PRE; ++k) {
+      const int i = tid + k * THREADS;
+      const int64_t pos = start - H + i;
+      if (i < S) sx[pad_f(i)] = (pos >= 0 && pos < n) ? Raw::to_float(pre[k]) + shift : 0.f;
     }
-    float x[ITEMS];
+    __syncthreads();
+    if (lin + gridDim.x < p.total_tiles) prefetch(lin + gridDim.x);
+
+    const int64_t s0 = start + static_cast<int64_t>(tid) * ITEMS;  // this thread's run [s0, s0 + cnt)
+    const int cnt = static_cast<int>(max(min(static_cast<int64_t>(ITEMS), n - s0), static_cast<int64_t>(0)));
+    const int so = H + tid * ITEMS;  // shared-memory offset of s0
+    if (cnt > 0) {
+      // First walks: w0 <= H positions each side, so they stay in shared memory.
+      const int ll = static_cast<int>(min(static_cast<int64_t>(warmup), s0));
+      const int lr = static_cast<int>(min(static_cast<int64_t>(warmup), n - s0 - cnt));
+      const bool exact_l = ll == s0, exact_r = s0 + cnt + lr == n;
+      Cf ml = exact_l ? Cf{0.f, 0.f} : Cf{0.f, 0.5f / eta}, mr = exact_r ? Cf{0.f, 0.f} : Cf{0.f, 0.5f / eta};
+      float rl = exact_l ? 0.f : 0.5f / eta, rr = exact_r ? 0.f : 0.5f / eta;
 #pragma unroll
-    for (int j = 0; j < ITEMS; ++j) x[j] = sx[pad_f(so + j)];
-    Cf u = ml;  // u_{s0-1}
-    if constexpr (CAUSAL) {
-#pragma unroll
-      for (int j = 0; j < ITEMS; ++j) {
-        u = detail::recip(Cf{x[j], dy} - u);
-        sg[pad_f2(tid * ITEMS + j)] = make_float2(u.x, u.y);
+      for (int i = 0; i < H; ++i) {
+        if (i < ll) disc_step(ml, rl, sx[pad_f(so - ll + i)], dy);
+        if (!CAUSAL && i < lr) disc_step(mr, rr, sx[pad_f(so + cnt + lr - 1 - i)], dy);
       }
-    } else {
-      Cf ku[ITEMS];  // u_{j-1}
-#pragma unroll
-      for (int j = 0; j < ITEMS; ++j) {
-        ku[j] = u;
-        u = detail::recip(Cf{x[j], dy} - u);
+      if (!(exact_l || rl <= tol) || (!CAUSAL && !(exact_r || rr <= tol))) {
+        const WindowRow<Tin> rw{sx, start - H, S, p.diag, row_base, shift};
+        if (!(exact_l || rl <= tol)) ml = window_entry<false>(rw, s0, n, 2 * static_cast<int64_t>(warmup), eta, tol);
+        if (!CAUSAL && !(exact_r || rr <= tol)) mr = window_entry<true>(rw, s0 + cnt, n, 2 * static_cast<int64_t>(warmup), eta, tol);
       }
-      Cf w = mr;  // w_{s0+cnt}
+      // Re d of the run is read from shared memory in each replay: holding it in registers too
+      // pushed the kernel past 64 registers (8 blocks per SM) next to the prefetched words.
+      const float* x = sx;
+#define RBK_X(j) x[pad_f(so + (j))]
+      Cf u = ml;  // u_{s0-1}
+      if constexpr (CAUSAL) {
 #pragma unroll
-      for (int j = ITEMS - 1; j >= 0; --j) {
-        if (j < cnt) {
-          const Cf dw = Cf{x[j], dy} - w;
-          const Cf G = detail::recip(dw - ku[j]);
-          sg[pad_f2(tid * ITEMS + j)] = make_float2(G.x, G.y);
-          w = detail::recip(dw);
+        for (int j = 0; j < ITEMS; ++j) {
+          u = detail::recip(Cf{RBK_X(j), dy} - u);
+          sg[pad_f2(tid * ITEMS + j)] = make_float2(u.x, u.y);
+        }
+      } else {
+        Cf ku[ITEMS];  // u_{j-1}
+#pragma unroll
+        for (int j = 0; j < ITEMS; ++j) {
+          ku[j] = u;
+          u = detail::recip(Cf{RBK_X(j), dy} - u);
+        }
+        Cf w = mr;  // w_{s0+cnt}
+#pragma unroll
+        for (int j = ITEMS - 1; j >= 0; --j) {
+          if (j < cnt) {
+            const Cf dw = Cf{RBK_X(j), dy} - w;
+            const Cf G = detail::recip(dw - ku[j]);
+            sg[pad_f2(tid * ITEMS + j)] = make_float2(G.x, G.y);
+            w = detail::recip(dw);
+          }
         }
       }
     }
+#undef RBK_X
+    __syncthreads();
+    float2* out2 = reinterpret_cast<float2*>(p.out) + row_base + start;
+    const int count = static_cast<int>(min(static_cast<int64_t>(T), n - start));
+    for (int i = tid; i < count; i += THREADS) out2[i] = sg[pad_f2(i)];
   }
-  __syncthreads();
-  float2* out2 = reinterpret_cast<float2*>(p.out) + row_base + start;
-  const int count = static_cast<int>(min(static_cast<int64_t>(T), n - start));
-  for (int i = tid; i < count; i += THREADS) out2[i] = sg[pad_f2(i)];
 }
 
-template <int ITEMS, bool CAUSAL>
-cudaError_t launch_window_forward(const BkScanParams& p, cudaStream_t stream) {
+// Blocks of `kernel` resident on the current device at once, cached per device in `cached` (one
+// array per kernel: the occupancy query costs microseconds, a launch at small N only a few).
+constexpr int kMaxDevices = 64;
+template <class K>
+int resident_blocks(K kernel, int threads, int (&cached)[kMaxDevices]) {
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= kMaxDevices) return 0;
+  if (cached[dev] == 0) {
+    int per_sm = 0, sms = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+      return 0;
+    cached[dev] = per_sm * sms;
+  }
+  return cached[dev];
+}
+
+template <int ITEMS, bool CAUSAL, class Tin>
+cudaError_t launch_window_kernel(const BkScanParams& p, cudaStream_t stream) {
   constexpr int kThreads = 128;
   KParams kp{};
   kp.diag = p.diag;
@@ -570,20 +630,27 @@ cudaError_t launch_window_forward(const BkScanParams& p, cudaStream_t stream) {
   kp.total_tiles = p.batch * kp.nt;
   kp.z_re = static_cast<float>(p.z_re);
   kp.z_im = static_cast<float>(p.z_im);
-  if (kp.total_tiles > 0x7fffffffLL) return cudaErrorInvalidValue;
   const int warmup = p.window_warmup > 0 ? p.window_warmup : kBkWindowWarmup;
-  const dim3 grid(static_cast<unsigned>(kp.total_tiles)), block(kThreads);
-  if (p.diag_type == InputType::BFloat16)
-    bk_window_forward_kernel<kThreads, ITEMS, CAUSAL, __nv_bfloat16><<<grid, block, 0, stream>>>(kp, warmup);
-  else
-    bk_window_forward_kernel<kThreads, ITEMS, CAUSAL, float><<<grid, block, 0, stream>>>(kp, warmup);
+  const auto kernel = bk_window_forward_kernel<kThreads, ITEMS, CAUSAL, Tin>;
+  // One tile per block while the tiles fit in one wave; beyond, a resident grid that walks them.
+  static int cached[kMaxDevices] = {};
+  const int resident = resident_blocks(kernel, kThreads, cached);
+  if (resident <= 0) return cudaErrorUnknown;
+  const int64_t blocks = std::min<int64_t>(kp.total_tiles, resident);
+  kernel<<<dim3(static_cast<unsigned>(blocks)), dim3(kThreads), 0, stream>>>(kp, warmup);
   return cudaGetLastError();
+}
+
+template <int ITEMS, bool CAUSAL>
+cudaError_t launch_window_typed(const BkScanParams& p, cudaStream_t stream) {
+  return p.diag_type == InputType::BFloat16 ? launch_window_kernel<ITEMS, CAUSAL, __nv_bfloat16>(p, stream)
+                                            : launch_window_kernel<ITEMS, CAUSAL, float>(p, stream);
 }
 
 cudaError_t launch_window_forward(const BkScanParams& p, cudaStream_t stream) {
   const int items = p.window_items != 0 ? p.window_items : (p.batch * p.n < (int64_t(1) << 20) ? 4 : 16);
-  if (items == 4) return p.causal ? launch_window_forward<4, true>(p, stream) : launch_window_forward<4, false>(p, stream);
-  return p.causal ? launch_window_forward<16, true>(p, stream) : launch_window_forward<16, false>(p, stream);
+  if (items == 4) return p.causal ? launch_window_typed<4, true>(p, stream) : launch_window_typed<4, false>(p, stream);
+  return p.causal ? launch_window_typed<16, true>(p, stream) : launch_window_typed<16, false>(p, stream);
 }
 
 template <bool CAUSAL>
