@@ -513,8 +513,13 @@ __global__ void __launch_bounds__(THREADS, 8) bk_window_forward_kernel(const KPa
   constexpr int S = T + 2 * H;
   constexpr int PRE = (S + THREADS - 1) / THREADS;
   using Raw = RawWord<Tin>;
+  // sg holds G for the coalesced stores and, with KU_SHARED (long runs), u_{j-1} between the two
+  // replays instead of a register array. Its padding keeps a warp's per-thread runs conflict-free.
+  constexpr bool KU_SHARED = ITEMS > 16;
+  constexpr int GSHIFT = ITEMS > 16 ? 5 : 4;  // one pad word per 32 (ITEMS 32) or 16 words
   __shared__ float sx[S + S / 32 + 1];
-  __shared__ float2 sg[T + T / 16 + 1];
+  __shared__ float2 sg[T + (T >> GSHIFT) + 1];
+#define pad_g(i) ((i) + ((i) >> GSHIFT))
   const int64_t n = p.n;
   const float shift = -2.f - p.z_re, eta = p.z_im, dy = -p.z_im;
   const float tol = static_cast<float>(kBkWindowTol) * eta;
@@ -573,13 +578,17 @@ __global__ void __launch_bounds__(THREADS, 8) bk_window_forward_kernel(const KPa
 #pragma unroll
         for (int j = 0; j < ITEMS; ++j) {
           u = detail::recip(Cf{RBK_X(j), dy} - u);
-          sg[pad_f2(tid * ITEMS + j)] = make_float2(u.x, u.y);
+          sg[pad_g(tid * ITEMS + j)] = make_float2(u.x, u.y);
         }
       } else {
-        Cf ku[ITEMS];  // u_{j-1}
+        Cf ku[KU_SHARED ? 1 : ITEMS];  // u_{j-1} (in sg when KU_SHARED)
 #pragma unroll
         for (int j = 0; j < ITEMS; ++j) {
-          ku[j] = u;
+          if constexpr (KU_SHARED) {
+            sg[pad_g(tid * ITEMS + j)] = make_float2(u.x, u.y);
+          } else {
+            ku[j] = u;
+          }
           u = detail::recip(Cf{RBK_X(j), dy} - u);
         }
         Cf w = mr;  // w_{s0+cnt}
@@ -587,8 +596,15 @@ __global__ void __launch_bounds__(THREADS, 8) bk_window_forward_kernel(const KPa
         for (int j = ITEMS - 1; j >= 0; --j) {
           if (j < cnt) {
             const Cf dw = Cf{RBK_X(j), dy} - w;
-            const Cf G = detail::recip(dw - ku[j]);
-            sg[pad_f2(tid * ITEMS + j)] = make_float2(G.x, G.y);
+            Cf kuj;
+            if constexpr (KU_SHARED) {
+              const float2 t = sg[pad_g(tid * ITEMS + j)];
+              kuj = Cf{t.x, t.y};
+            } else {
+              kuj = ku[j];
+            }
+            const Cf G = detail::recip(dw - kuj);
+            sg[pad_g(tid * ITEMS + j)] = make_float2(G.x, G.y);
             w = detail::recip(dw);
           }
         }
@@ -598,8 +614,9 @@ __global__ void __launch_bounds__(THREADS, 8) bk_window_forward_kernel(const KPa
     __syncthreads();
     float2* out2 = reinterpret_cast<float2*>(p.out) + row_base + start;
     const int count = static_cast<int>(min(static_cast<int64_t>(T), n - start));
-    for (int i = tid; i < count; i += THREADS) out2[i] = sg[pad_f2(i)];
+    for (int i = tid; i < count; i += THREADS) out2[i] = sg[pad_g(i)];
   }
+#undef pad_g
 }
 
 // Blocks of `kernel` resident on the current device at once, cached per device in `cached` (one
@@ -621,7 +638,7 @@ int resident_blocks(K kernel, int threads, int (&cached)[kMaxDevices]) {
 
 template <int ITEMS, bool CAUSAL, class Tin>
 cudaError_t launch_window_kernel(const BkScanParams& p, cudaStream_t stream) {
-  constexpr int kThreads = 128;
+  constexpr int kThreads = ITEMS > 16 ? 64 : 128;  // tiles of 2048 (and 26 KB) for runs of 16 and 32
   KParams kp{};
   kp.diag = p.diag;
   kp.out = p.out;
@@ -650,6 +667,7 @@ cudaError_t launch_window_typed(const BkScanParams& p, cudaStream_t stream) {
 cudaError_t launch_window_forward(const BkScanParams& p, cudaStream_t stream) {
   const int items = p.window_items != 0 ? p.window_items : (p.batch * p.n < (int64_t(1) << 20) ? 4 : 16);
   if (items == 4) return p.causal ? launch_window_typed<4, true>(p, stream) : launch_window_typed<4, false>(p, stream);
+  if (items == 32) return p.causal ? launch_window_typed<32, true>(p, stream) : launch_window_typed<32, false>(p, stream);
   return p.causal ? launch_window_typed<16, true>(p, stream) : launch_window_typed<16, false>(p, stream);
 }
 
@@ -771,7 +789,7 @@ cudaError_t launch_forward(const KParams& kp, const BkScanParams& p, cudaStream_
 
 bool valid(const BkScanParams& p, bool backward) {
   if (p.forward_threads != 0 && p.forward_threads != 256 && p.forward_threads != 512) return false;
-  if (p.window_items != 0 && p.window_items != 4 && p.window_items != 16) return false;
+  if (p.window_items != 0 && p.window_items != 4 && p.window_items != 16 && p.window_items != 32) return false;
   if (p.window_warmup < 0 || p.window_warmup > kBkWindowWarmup) return false;
   if (p.forward_algorithm == BkForwardAlgorithm::Window && p.upper != nullptr) return false;  // Laplacian mode only
   if (p.batch < 1 || p.n < 1 || p.diag == nullptr || p.out == nullptr || !(p.z_im > 0.0)) return false;

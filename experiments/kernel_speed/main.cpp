@@ -25,7 +25,7 @@
 // Summary keys (judged in validation/; times are medians in microseconds):
 //   paper_batch, paper_n; empty_kernel_us (launch floor of the event timing), empty_kernel_graph_us;
 //   stable_fwd_algorithm; stable_fwd_us, stable_fwd_bwd_us (+ _graph_us: per call in a graph),
-//   stable_fwd_<variant>_{us,graph_us,rel_err} for scan_shape256/512, window_items4/16 (and
+//   stable_fwd_<variant>_{us,graph_us,rel_err} for scan_shape256/512, window_items4/16/32 (and
 //   stable_causal_*), stable_torch_entry_fwd_us, compat_triton_like_fwd_graph_us,
 //   speedup_stable_vs_compat_triton_like_graph, stable_{scan,window}_fwd_us_large,
 //   compat_triton_like_fwd_us, vmap_baseline_fwd_us; speedup_stable_vs_compat_triton_like,
@@ -149,7 +149,8 @@ const std::vector<FwdVariant>& fwd_variants() {
   static const std::vector<FwdVariant> v = {{"scan_shape256", Algo::Scan, 256, 0},
                                             {"scan_shape512", Algo::Scan, 512, 0},
                                             {"window_items4", Algo::Window, 0, 4},
-                                            {"window_items16", Algo::Window, 0, 16}};
+                                            {"window_items16", Algo::Window, 0, 16},
+                                            {"window_items32", Algo::Window, 0, 32}};
   return v;
 }
 

@@ -171,7 +171,8 @@ TEST_P(StableKernel, ForwardAndExactGradientMatchFp64) {
     // Every other forward algorithm and shape computes the same function; warm-up 1 sends every
     // thread of the window kernel through its restarts (walks of 2, 4, 8, ... positions).
     for (const FwdChoice c : {FwdChoice{A::Scan, 256}, FwdChoice{A::Scan, 512}, FwdChoice{A::Window, 0, 4},
-                              FwdChoice{A::Window, 0, 16}, FwdChoice{A::Window, 0, 4, 1}, FwdChoice{A::Window, 0, 16, 3}}) {
+                              FwdChoice{A::Window, 0, 16}, FwdChoice{A::Window, 0, 32}, FwdChoice{A::Window, 0, 4, 1},
+                              FwdChoice{A::Window, 0, 16, 3}, FwdChoice{A::Window, 0, 32, 2}}) {
       const Tensor fc = run_stable(d.v, d.z, causal, false, nullptr, rbk::cuda::InputType::Float32, c);
       const Err ec = rel_error(fc, fref);
       std::printf("   forward %-36s rel_l2=%.2e rel_max=%.2e\n", c.name().c_str(), ec.rel_l2, ec.rel_max);
@@ -242,7 +243,8 @@ TEST(BkCudaWindow, SlowContractionStaysAccurate) {
     for (const auto ctx : {rbk::BkContext::Bidirectional, rbk::BkContext::Causal}) {
       const bool causal = ctx == rbk::BkContext::Causal;
       const Tensor fref = reference_features(d.v, c.z, ctx);
-      for (const FwdChoice ch : {FwdChoice{A::Window, 0, 4}, FwdChoice{A::Window, 0, 16}, FwdChoice{A::Auto}}) {
+      for (const FwdChoice ch : {FwdChoice{A::Window, 0, 4}, FwdChoice{A::Window, 0, 16}, FwdChoice{A::Window, 0, 32},
+                                 FwdChoice{A::Auto}}) {
         const Tensor f = run_stable(d.v, c.z, causal, false, nullptr, rbk::cuda::InputType::Float32, ch);
         const Err e = rel_error(f, fref);
         std::printf("window z=(%.2f,%.2f) %s %-13s %-34s seed=%llu rel_l2=%.2e rel_max=%.2e\n", c.z.real(), c.z.imag(),
@@ -278,7 +280,7 @@ TEST(BkCudaLaunch, RejectsBadParameters) {
   EXPECT_EQ(rbk::cuda::launch_bk_stable_forward(p, nullptr), cudaErrorInvalidValue);
   p.z_im = 1.0;
   EXPECT_EQ(rbk::cuda::launch_bk_stable_backward(p, nullptr), cudaErrorInvalidValue);  // no grad_features
-  p.window_items = 8;  // only 4 or 16
+  p.window_items = 8;  // only 4, 16 or 32
   EXPECT_EQ(rbk::cuda::launch_bk_stable_forward(p, nullptr), cudaErrorInvalidValue);
   p.window_items = 0;
   p.window_warmup = rbk::cuda::kBkWindowWarmup + 1;  // longer than the shared-memory halo

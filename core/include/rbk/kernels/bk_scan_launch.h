@@ -64,8 +64,8 @@ struct BkScanParams {
   // The backward always runs 512 x 8. Every shape computes the same function.
   int forward_threads = 0;
   BkForwardAlgorithm forward_algorithm = BkForwardAlgorithm::Auto;
-  // Window algorithm only: positions per thread, 0 = automatic (4 below B N = 2^20, else 16), 4 or
-  // 16; and the first walk length, 0 = kBkWindowWarmup, else 1 .. kBkWindowWarmup (tests set 1 to
+  // Window algorithm only: positions per thread, 0 = automatic (4 below B N = 2^20, else 16), 4, 16
+  // or 32 (u_{j-1} kept in shared memory instead of registers); and the first walk length, 0 = kBkWindowWarmup, else 1 .. kBkWindowWarmup (tests set 1 to
   // drive every thread through the restarts). Neither changes the result beyond rounding.
   int window_items = 0;
   int window_warmup = 0;
