@@ -594,10 +594,12 @@ __global__ void selective_scan_bwd_combine_kernel(SelectiveScanParams p) {
   }
 }
 
-// Chunked backward, pass (c): chunk k = blockIdx.z from its true carry; dA, dD, dbias per chunk.
-template <int S, bool HAS_Z>
-__global__ void __launch_bounds__(kThreads) selective_scan_bwd_chunk_kernel(SelectiveScanParams p) {
-  __shared__ BwdSmem<S> sm;
+// Chunked backward, pass (c), the frame both per-chunk kernels share: chunk k = blockIdx.z of 32
+// channels x 4 lanes; loads this lane's A and the carried adjoint state, D and the bias tile, runs
+// `chunk(b, blk, k, A, carry, dA, Dv, dD, dbias)` (bwd_chunk or bwd_chunk_lean), then stores the
+// chunk's dA, dD and ddelta_bias partials. Everything inlines, so the kernels keep their registers.
+template <int S, class TileSmem, class ChunkBody>
+__device__ __forceinline__ void bwd_chunk_frame(const SelectiveScanParams& p, TileSmem& tiles, ChunkBody&& chunk) {
   const int tid = threadIdx.x, cl = tid / kG, g = tid % kG;
   const int64_t b = blockIdx.y, blk = blockIdx.x, c0 = blk * kCh, d = c0 + cl, k = blockIdx.z;
   const bool dvalid = d < p.dim;
@@ -615,8 +617,8 @@ __global__ void __launch_bounds__(kThreads) selective_scan_bwd_chunk_kernel(Sele
   }
   const float Dv = p.D && dvalid ? p.D[d] : 0.f;
   float dD = 0.f, dbias = 0.f;
-  load_bias(sm.t, p, c0);  // the first store_tile comes after a __syncthreads
-  bwd_chunk<S, HAS_Z, true>(p, sm, b, blk, k, A, carry, dA, Dv, dD, dbias);
+  load_bias(tiles, p, c0);  // the first store_tile comes after a __syncthreads
+  chunk(b, blk, k, A, carry, dA, Dv, dD, dbias);
   if (dvalid) {
 #pragma unroll
     for (int j = 0; j < S; ++j)
@@ -626,6 +628,16 @@ __global__ void __launch_bounds__(kThreads) selective_scan_bwd_chunk_kernel(Sele
       w.dbias[bdk] = dbias;
     }
   }
+}
+
+// Chunked backward, pass (c): chunk k from its true carry with bwd_chunk; dA, dD, dbias per chunk.
+template <int S, bool HAS_Z>
+__global__ void __launch_bounds__(kThreads) selective_scan_bwd_chunk_kernel(SelectiveScanParams p) {
+  __shared__ BwdSmem<S> sm;
+  bwd_chunk_frame<S>(p, sm.t, [&](int64_t b, int64_t blk, int64_t k, const float (&A)[S], float (&carry)[S],
+                                  float (&dA)[S], float Dv, float& dD, float& dbias) {
+    bwd_chunk<S, HAS_Z, true>(p, sm, b, blk, k, A, carry, dA, Dv, dD, dbias);
+  });
 }
 
 // ---- Lean variant (kSsVariantLean): the per-chunk backward with a small register footprint ----
@@ -851,34 +863,10 @@ __device__ __forceinline__ void bwd_chunk_lean(const SelectiveScanParams& p, Bwd
 template <int S, bool HAS_Z, int MIN_BLOCKS>
 __global__ void __launch_bounds__(kThreads, MIN_BLOCKS) selective_scan_bwd_chunk_lean_kernel(SelectiveScanParams p) {
   __shared__ BwdLeanSmem<S> sm;
-  const int tid = threadIdx.x, cl = tid / kG, g = tid % kG;
-  const int64_t b = blockIdx.y, blk = blockIdx.x, c0 = blk * kCh, d = c0 + cl, k = blockIdx.z;
-  const bool dvalid = d < p.dim;
-  const int N = static_cast<int>(p.dstate);
-  const int64_t nck = (p.len + kSsChunk - 1) / kSsChunk, bdk = (b * p.dim + d) * nck + k;
-  const ChunkWorkspace w = chunk_workspace(p);
-  float A[S], carry[S], dA[S];
-#pragma unroll
-  for (int j = 0; j < S; ++j) {
-    const int n = g * S + j;
-    const bool ok = dvalid && n < N;
-    A[j] = ok ? p.A[d * N + n] : 0.f;
-    carry[j] = ok ? w.carry[bdk * N + n] : 0.f;
-    dA[j] = 0.f;
-  }
-  const float Dv = p.D && dvalid ? p.D[d] : 0.f;
-  float dD = 0.f, dbias = 0.f;
-  load_bias(sm.t, p, c0);  // the first store_tile comes after a __syncthreads
-  bwd_chunk_lean<S, HAS_Z>(p, sm, b, blk, k, A, carry, dA, Dv, dD, dbias);
-  if (dvalid) {
-#pragma unroll
-    for (int j = 0; j < S; ++j)
-      if (g * S + j < N) w.dA[bdk * N + g * S + j] = dA[j];
-    if (g == 0) {
-      w.dD[bdk] = dD;
-      w.dbias[bdk] = dbias;
-    }
-  }
+  bwd_chunk_frame<S>(p, sm.t, [&](int64_t b, int64_t blk, int64_t k, const float (&A)[S], float (&carry)[S],
+                                  float (&dA)[S], float Dv, float& dD, float& dbias) {
+    bwd_chunk_lean<S, HAS_Z>(p, sm, b, blk, k, A, carry, dA, Dv, dD, dbias);
+  });
 }
 
 // Chunked backward, pass (d): dA_part (Bt, Dm, N), dD_part, ddelta_bias_part (Bt, Dm) = sums of the

@@ -63,7 +63,50 @@ T* ptr_or_null(const Tensor& t) {
   return t.defined() ? t.data_ptr<float>() : nullptr;
 }
 
+// The buffers a launch writes, shaped from t's inputs on their device: the forward's (out,
+// chunk_states) and/or the backward's (gradients of the inputs present, dA/dD/ddelta_bias partials,
+// workspace). make(shape) allocates one (uninitialised in the glue, poisoned in the rigs).
+template <class Make>
+void allocate_outputs(SelectiveScanTensors& t, bool forward, bool backward, Make&& make) {
+  const int64_t Bt = t.u.size(0), Dm = t.u.size(1), L = t.u.size(2), N = t.A.size(1);
+  if (forward) {
+    t.out = make({Bt, Dm, L});
+    t.chunk_states = make({Bt, Dm, selective_scan_num_chunks(L), N});
+  }
+  if (backward) {
+    t.du = make({Bt, Dm, L});
+    t.ddelta = make({Bt, Dm, L});
+    if (t.z.defined()) t.dz = make({Bt, Dm, L});
+    t.dA_part = make({Bt, Dm, N});
+    if (t.D.defined()) t.dD_part = make({Bt, Dm});
+    if (t.delta_bias.defined()) t.ddelta_bias_part = make({Bt, Dm});
+    t.dB = make({Bt, N, L});
+    t.dC = make({Bt, N, L});
+    t.workspace = make({selective_scan_bwd_workspace_floats(Bt, Dm, L, N)});
+  }
+}
+
 }  // namespace
+
+SelectiveScanTensors selective_scan_rig_tensors(const std::vector<Tensor>& inputs, const Tensor& dout, torch::Device device,
+                                                float fill) {
+  TORCH_CHECK(inputs.size() == 8, "selective_scan_rig_tensors: need the 8 inputs (u, delta, A, B, C, D, z, delta_bias), got ",
+              inputs.size());
+  const auto o = torch::TensorOptions().device(device).dtype(torch::kFloat);
+  auto in = [&](size_t i) { return inputs[i].defined() ? inputs[i].to(o).contiguous() : Tensor(); };
+  SelectiveScanTensors t;
+  t.u = in(0);
+  t.delta = in(1);
+  t.A = in(2);
+  t.B = in(3);
+  t.C = in(4);
+  t.D = in(5);
+  t.z = in(6);
+  t.delta_bias = in(7);
+  t.dout = dout.to(o).contiguous();
+  allocate_outputs(t, true, true, [&](std::vector<int64_t> shape) { return torch::full(shape, fill, o); });
+  return t;
+}
 
 SelectiveScanParams selective_scan_params(const SelectiveScanTensors& t, bool delta_softplus, int variant) {
   SelectiveScanParams p;
@@ -102,10 +145,8 @@ std::vector<Tensor> selective_scan_fwd_cuda(const Tensor& u, const Tensor& delta
   const c10::cuda::CUDAGuard guard(u.device());
   Prepared r = prepare_all(u, delta, A, B, C, D, z, delta_bias, delta_softplus);
   SelectiveScanTensors& t = r.t;
-  const int64_t Bt = t.u.size(0), Dm = t.u.size(1), L = t.u.size(2), N = t.A.size(1);
   const auto o = t.u.options();
-  t.out = torch::empty({Bt, Dm, L}, o);
-  t.chunk_states = torch::empty({Bt, Dm, selective_scan_num_chunks(L), N}, o);
+  allocate_outputs(t, true, false, [&](std::vector<int64_t> shape) { return torch::empty(shape, o); });
   const SelectiveScanParams p = selective_scan_params(t, r.delta_softplus);
   check_launch(launch_selective_scan_forward(p, at::cuda::getCurrentCUDAStream()), "forward");
   return {t.out, t.chunk_states};
@@ -121,15 +162,7 @@ std::vector<Tensor> selective_scan_bwd_cuda(const Tensor& u, const Tensor& delta
   t.dout = prepare(dout, "dout", {Bt, Dm, L}, u.device());
   t.chunk_states = prepare(chunk_states, "chunk_states", {Bt, Dm, selective_scan_num_chunks(L), N}, u.device());
   const auto o = t.u.options();
-  t.du = torch::empty({Bt, Dm, L}, o);
-  t.ddelta = torch::empty({Bt, Dm, L}, o);
-  if (t.z.defined()) t.dz = torch::empty({Bt, Dm, L}, o);
-  t.dA_part = torch::empty({Bt, Dm, N}, o);
-  if (t.D.defined()) t.dD_part = torch::empty({Bt, Dm}, o);
-  if (t.delta_bias.defined()) t.ddelta_bias_part = torch::empty({Bt, Dm}, o);
-  t.dB = torch::empty({Bt, N, L}, o);
-  t.dC = torch::empty({Bt, N, L}, o);
-  t.workspace = torch::empty({selective_scan_bwd_workspace_floats(Bt, Dm, L, N)}, o);
+  allocate_outputs(t, false, true, [&](std::vector<int64_t> shape) { return torch::empty(shape, o); });
   const SelectiveScanParams p = selective_scan_params(t, r.delta_softplus);
   check_launch(launch_selective_scan_backward(p, at::cuda::getCurrentCUDAStream()), "backward");
   // Per-batch-row partials of the parameter gradients, summed here in a fixed order.

@@ -121,28 +121,7 @@ struct Rig {
   rbk::cuda::SelectiveScanParams p;
   Rig(int64_t Bt, int64_t Dm, int64_t L, int64_t N, int variant) {
     const auto o = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat);
-    const std::vector<Tensor> in = draw(Bt, Dm, L, N, o);
-    auto nan = [&](std::vector<int64_t> s) { return torch::full(s, NAN, o); };
-    t.u = in[0];
-    t.delta = in[1];
-    t.A = in[2];
-    t.B = in[3];
-    t.C = in[4];
-    t.D = in[5];
-    t.z = in[6];
-    t.delta_bias = in[7];
-    t.out = nan({Bt, Dm, L});
-    t.chunk_states = nan({Bt, Dm, rbk::cuda::selective_scan_num_chunks(L), N});
-    t.dout = torch::randn({Bt, Dm, L}, o);
-    t.du = nan({Bt, Dm, L});
-    t.ddelta = nan({Bt, Dm, L});
-    t.dz = nan({Bt, Dm, L});
-    t.dA_part = nan({Bt, Dm, N});
-    t.dD_part = nan({Bt, Dm});
-    t.ddelta_bias_part = nan({Bt, Dm});
-    t.dB = nan({Bt, N, L});
-    t.dC = nan({Bt, N, L});
-    t.workspace = torch::empty({rbk::cuda::selective_scan_bwd_workspace_floats(Bt, Dm, L, N)}, o);
+    t = rbk::cuda::selective_scan_rig_tensors(draw(Bt, Dm, L, N, o), torch::randn({Bt, Dm, L}, o), torch::kCUDA, NAN);
     p = rbk::cuda::selective_scan_params(t, /*delta_softplus=*/true, variant);
   }
   void fwd() const {

@@ -124,33 +124,7 @@ std::vector<Tensor> run(const std::vector<Tensor>& in, const Tensor& w, const Ca
 // summed over Bt as the glue does. Every output (and the workspace) is NaN-poisoned first, so an
 // element the kernels miss shows up as non-finite.
 std::vector<Tensor> run_launchers(const std::vector<Tensor>& in, const Tensor& w, const Case& c, int variant) {
-  const auto o = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat);
-  std::vector<Tensor> x(8);
-  for (int i = 0; i < 8; ++i)
-    if (in[i].defined()) x[i] = in[i].to(o).contiguous();
-  const int64_t Bt = c.Bt, Dm = c.Dm, L = c.L, N = c.N;
-  auto poison = [&](std::vector<int64_t> s) { return torch::full(s, NAN, o); };
-  rbk::cuda::SelectiveScanTensors t;
-  t.u = x[0];
-  t.delta = x[1];
-  t.A = x[2];
-  t.B = x[3];
-  t.C = x[4];
-  t.D = x[5];
-  t.z = x[6];
-  t.delta_bias = x[7];
-  t.out = poison({Bt, Dm, L});
-  t.chunk_states = poison({Bt, Dm, rbk::cuda::selective_scan_num_chunks(L), N});
-  t.dout = w.to(o).contiguous();
-  t.du = poison({Bt, Dm, L});
-  t.ddelta = poison({Bt, Dm, L});
-  t.dA_part = poison({Bt, Dm, N});
-  if (x[6].defined()) t.dz = poison({Bt, Dm, L});
-  if (x[5].defined()) t.dD_part = poison({Bt, Dm});
-  if (x[7].defined()) t.ddelta_bias_part = poison({Bt, Dm});
-  t.dB = poison({Bt, N, L});
-  t.dC = poison({Bt, N, L});
-  t.workspace = poison({rbk::cuda::selective_scan_bwd_workspace_floats(Bt, Dm, L, N)});
+  rbk::cuda::SelectiveScanTensors t = rbk::cuda::selective_scan_rig_tensors(in, w, torch::kCUDA, NAN);
   const rbk::cuda::SelectiveScanParams p = rbk::cuda::selective_scan_params(t, c.softplus, variant);
   const cudaStream_t s = at::cuda::getCurrentCUDAStream();
   EXPECT_EQ(rbk::cuda::launch_selective_scan_forward(p, s), cudaSuccess) << path_name(variant);
@@ -259,33 +233,8 @@ TEST(SelectiveScanCudaLaunch, EveryOutputFullyWritten) {
                         Case{2, 33, 1000, 8, true, true, true}}) {
     torch::manual_seed(fresh_seed());
     auto in = draw(c);
-    const auto o = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat);
-    std::vector<Tensor> x(8);
-    for (int i = 0; i < 8; ++i)
-      if (in[i].defined()) x[i] = in[i].to(o).contiguous();
-    const int64_t Bt = c.Bt, Dm = c.Dm, L = c.L, N = c.N;
-    auto poison = [&](std::vector<int64_t> s) { return torch::full(s, NAN, o); };
-    rbk::cuda::SelectiveScanTensors t;
-    t.u = x[0];
-    t.delta = x[1];
-    t.A = x[2];
-    t.B = x[3];
-    t.C = x[4];
-    t.D = x[5];
-    t.z = x[6];
-    t.delta_bias = x[7];
-    t.out = poison({Bt, Dm, L});
-    t.chunk_states = poison({Bt, Dm, rbk::cuda::selective_scan_num_chunks(L), N});
-    t.dout = torch::randn({Bt, Dm, L}, o);
-    t.du = poison({Bt, Dm, L});
-    t.ddelta = poison({Bt, Dm, L});
-    t.dz = poison({Bt, Dm, L});
-    t.dA_part = poison({Bt, Dm, N});
-    t.dD_part = poison({Bt, Dm});
-    t.ddelta_bias_part = poison({Bt, Dm});
-    t.dB = poison({Bt, N, L});
-    t.dC = poison({Bt, N, L});
-    t.workspace = poison({rbk::cuda::selective_scan_bwd_workspace_floats(Bt, Dm, L, N)});
+    const Tensor dout = torch::randn({c.Bt, c.Dm, c.L});
+    const rbk::cuda::SelectiveScanTensors t = rbk::cuda::selective_scan_rig_tensors(in, dout, torch::kCUDA, NAN);
     const rbk::cuda::SelectiveScanParams p = rbk::cuda::selective_scan_params(t, c.softplus, variant);
     const cudaStream_t s = at::cuda::getCurrentCUDAStream();
     // Explicit variants run as asked; the default picks one of the fast ones at these lengths.

@@ -47,4 +47,12 @@ struct SelectiveScanTensors {
 SelectiveScanParams selective_scan_params(const SelectiveScanTensors& t, bool delta_softplus,
                                           int variant = kSsVariantAuto);
 
+// A raw-launcher rig (gpu tests, exp_scan_kernel_speed): `inputs` = {u, delta, A, B, C, D, z,
+// delta_bias} (D, z, delta_bias may be undefined), cast to contiguous float32 on `device`; dout as
+// given (likewise); every output and the workspace allocated there and filled with `fill` (NaN in
+// the tests and benchmarks: an element the kernels miss shows up as non-finite). The gradients of
+// absent inputs stay undefined.
+SelectiveScanTensors selective_scan_rig_tensors(const std::vector<torch::Tensor>& inputs, const torch::Tensor& dout,
+                                                torch::Device device, float fill);
+
 }  // namespace rbk::cuda
