@@ -21,6 +21,7 @@
 #include "rbk/kernels/bk_scan_launch.h"
 
 #include "bk_complex.cuh"
+#include "rbk/kernels/bk_window.h"
 
 #include <cuda_bf16.h>
 
@@ -33,6 +34,7 @@ namespace {
 using detail::Cf;
 using detail::M2;
 using detail::V2;
+using bk_window::Disc;
 
 // Tile-kernel passes: Forward writes G; AggAffine writes the backward's per-tile affine aggregates;
 // Backward writes dL/da. (The per-tile Moebius aggregates come from bk_tile_aggregate_kernel.)
@@ -440,16 +442,6 @@ __global__ void __launch_bounds__(THREADS) bk_tile_aggregate_kernel(const KParam
 
 // ---- Windowed forward (BkForwardAlgorithm::Window; the maths is in bk_scan_launch.h) ----
 
-// One pivot step u -> 1/(d - u) (Laplacian mode, k = 1) applied to the disc D(m, r) of the values u
-// can take; with r = 0 it is the plain step of a known state. |c|^2 - r^2 >= Im(z)^2 > 0 for every
-// disc inside C0 (notes/kernel_speed.md, v5), so the reciprocal is safe.
-__device__ __forceinline__ void disc_step(Cf& m, float& r, float x, float dy) {
-  const float cx = x - m.x, cy = dy - m.y;
-  const float inv = detail::rcp_approx(fmaf(cx, cx, fmaf(cy, cy, -r * r)));
-  m = Cf{cx * inv, -cy * inv};
-  r *= inv;
-}
-
 // Shared-memory layout of the window kernel's staged row: one pad word per 16 floats. Every run
 // of 4, 16 or 32 positions that starts at a multiple of its length (and every 16-position walk of
 // a run of 16 or 32) then lies inside whole 16-float groups, so its addresses are a base plus
@@ -457,8 +449,8 @@ __device__ __forceinline__ void disc_step(Cf& m, float& r, float x, float dy) {
 // apart and hit 32 different banks.
 __device__ __forceinline__ int pad16(int i) { return i + (i >> 4); }
 
-// Re d of one row: shared memory holds row positions [lo, lo + len) (already shifted); anything
-// else (only the rare long walks reach it) is read from global memory.
+// Re d of one row for bk_window::walk_into: shared memory holds row positions [lo, lo + len)
+// (already shifted); anything else (only the rare long walks reach it) is read from global memory.
 template <class Tin>
 struct WindowRow {
   const float* sx;
@@ -466,28 +458,11 @@ struct WindowRow {
   const void* diag;
   int64_t row_base;
   float shift;
-  __device__ float x(int64_t pos) const {
+  __device__ float operator()(int64_t pos) const {
     const int64_t o = pos - lo;
     return (o >= 0 && o < len) ? sx[pad16(static_cast<int>(o))] : load_as_float<Tin>(diag, row_base + pos) + shift;
   }
 };
-
-// The state entering position `edge` from the left (u_{edge-1}) or from the right (w_edge, which
-// depends on positions edge .. n-1), certified to kBkWindowTol Im z: walks of w, 2w, 4w, ...
-// positions from the disc C0, until the radius is small enough or the walk reaches the row end,
-// where the known boundary state (0) makes it exact.
-template <bool RIGHT, class Row>
-__device__ __noinline__ Cf window_entry(const Row& row, int64_t edge, int64_t n, int64_t w, float eta, float tol) {
-  for (;;) {
-    const int64_t len = RIGHT ? min(w, n - edge) : min(w, edge);
-    const bool exact = RIGHT ? edge + len == n : edge - len == 0;
-    Cf m = exact ? Cf{0.f, 0.f} : Cf{0.f, 0.5f / eta};
-    float r = exact ? 0.f : 0.5f / eta;
-    for (int64_t i = 0; i < len; ++i) disc_step(m, r, row.x(RIGHT ? edge + len - 1 - i : edge - len + i), -eta);
-    if (exact || r <= tol) return m;
-    w *= 2;
-  }
-}
 
 // Raw input words held in registers between a tile's prefetch and its staging (bf16 as its bits,
 // so that nothing consumes the loaded value, and stalls on it, before the staging).
@@ -548,7 +523,6 @@ __global__ void __launch_bounds__(THREADS, 8) bk_window_forward_kernel(const KPa
       pre[k] = (i >= lo && i < hi) ? src[i] : Word(0);
     }
   };
-  const float c0 = 0.5f / eta;  // centre (i c0) and radius of the disc C0
   unsigned lin = blockIdx.x;
   if (lin < total) prefetch(lin);
   for (; lin < total; lin += gridDim.x) {
@@ -574,8 +548,8 @@ __global__ void __launch_bounds__(THREADS, 8) bk_window_forward_kernel(const KPa
       const int ll = static_cast<int>(min(static_cast<int64_t>(warmup), s0));
       const int lr = static_cast<int>(min(static_cast<int64_t>(warmup), n - s0 - cnt));
       const bool exact_l = ll == s0, exact_r = s0 + cnt + lr == n;
-      Cf ml = exact_l ? Cf{0.f, 0.f} : Cf{0.f, c0}, mr = exact_r ? Cf{0.f, 0.f} : Cf{0.f, c0};
-      float rl = exact_l ? 0.f : c0, rr = exact_r ? 0.f : c0;
+      Disc dl = exact_l ? bk_window::disc_boundary() : bk_window::disc_c0(eta);
+      Disc dr = exact_r ? bk_window::disc_boundary() : bk_window::disc_c0(eta);
       if constexpr (ALIGNED_WALKS) {
         // Step i reads position s0 - H + i (left) and s0 + ITEMS + H - 1 - i (right); a walk
         // shorter than H (row start or end, or a test's warm-up) skips its first steps.
@@ -584,28 +558,30 @@ __global__ void __launch_bounds__(THREADS, 8) bk_window_forward_kernel(const KPa
         if (ll == H && (CAUSAL || lr == H)) {
 #pragma unroll
           for (int i = 0; i < H; ++i) {
-            disc_step(ml, rl, wl[i + (i >> 4)], dy);
-            if constexpr (!CAUSAL) disc_step(mr, rr, wr[(H - 1 - i) + ((H - 1 - i) >> 4)], dy);
+            disc_step(dl, wl[i + (i >> 4)], dy);
+            if constexpr (!CAUSAL) disc_step(dr, wr[(H - 1 - i) + ((H - 1 - i) >> 4)], dy);
           }
         } else {
 #pragma unroll
           for (int i = 0; i < H; ++i) {
-            if (i >= H - ll) disc_step(ml, rl, wl[i + (i >> 4)], dy);
-            if (!CAUSAL && i >= H - lr) disc_step(mr, rr, wr[(H - 1 - i) + ((H - 1 - i) >> 4)], dy);
+            if (i >= H - ll) disc_step(dl, wl[i + (i >> 4)], dy);
+            if (!CAUSAL && i >= H - lr) disc_step(dr, wr[(H - 1 - i) + ((H - 1 - i) >> 4)], dy);
           }
         }
       } else {
 #pragma unroll
         for (int i = 0; i < H; ++i) {
-          if (i < ll) disc_step(ml, rl, sx[pad16(so - ll + i)], dy);
-          if (!CAUSAL && i < lr) disc_step(mr, rr, sx[pad16(so + cnt + lr - 1 - i)], dy);
+          if (i < ll) disc_step(dl, sx[pad16(so - ll + i)], dy);
+          if (!CAUSAL && i < lr) disc_step(dr, sx[pad16(so + cnt + lr - 1 - i)], dy);
         }
       }
-      if (!(exact_l || rl <= tol) || (!CAUSAL && !(exact_r || rr <= tol))) {
+      if (!(exact_l || dl.r <= tol) || (!CAUSAL && !(exact_r || dr.r <= tol))) {
         const WindowRow<Tin> rw{sx, start - H, S, p.diag, row_base, shift};
-        if (!(exact_l || rl <= tol)) ml = window_entry<false>(rw, s0, n, 2 * static_cast<int64_t>(warmup), eta, tol);
-        if (!CAUSAL && !(exact_r || rr <= tol)) mr = window_entry<true>(rw, s0 + cnt, n, 2 * static_cast<int64_t>(warmup), eta, tol);
+        if (!(exact_l || dl.r <= tol)) dl = bk_window::walk_into<false>(rw, s0, n, 2 * static_cast<int64_t>(warmup), eta, tol);
+        if (!CAUSAL && !(exact_r || dr.r <= tol))
+          dr = bk_window::walk_into<true>(rw, s0 + cnt, n, 2 * static_cast<int64_t>(warmup), eta, tol);
       }
+      const Cf ml{dl.mx, dl.my}, mr{dr.mx, dr.my};  // u_{s0-1}, w_{s0+cnt}
 #define RBK_X(j) xrun[(j) + ((j) >> 4)]
 #define RBK_G(j) grun[(j) + ((j) >> 4)]
       Cf u = ml;  // u_{s0-1}

@@ -9,9 +9,13 @@
 // block-wide scan of power-of-two-normalised matrices, and tiles of one row are chained by a
 // per-row scan of the tile aggregates (only for N > 4096). fp32 arithmetic, no state ever grows,
 // so nothing overflows at any N. The exact gradient runs the same scan, then two affine scans.
+// The forward's default in Laplacian mode is the one-pass window algorithm (BkForwardAlgorithm
+// below; its walk in rbk/kernels/bk_window.h, checked on the host by tests/bk_core/test_bk_window).
 // Input range: thread aggregates are rescaled every 4 positions, so |a_i - z| + |b_i c_i| must stay
 // below ~1e9 (|v| < 1e9 for the model's H); any N is fine.
 #pragma once
+#include "rbk/kernels/bk_window.h"
+
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
@@ -39,10 +43,9 @@ constexpr int64_t kBkTileSize = 4096;
 //     (3 at eta = 1: 32 steps reach the tolerance for any v); v ~ N(0, 1) at z = i needs 9-15
 //     (notes/kernel_speed.md, v5).
 //   Auto (default): Window in Laplacian mode with Im z >= kBkWindowMinImZ, else Scan.
+//   The constants (kBkWindowMinImZ, kBkWindowTol, kBkWindowWarmup) and the walk itself are in
+//   rbk/kernels/bk_window.h, shared with the host test of the maths.
 enum class BkForwardAlgorithm { Auto, Scan, Window };
-constexpr double kBkWindowMinImZ = 0.5;  // below it the two-step contraction bound gives no guarantee
-constexpr double kBkWindowTol = 1.0 / (1 << 26);  // disc radius bound, in units of Im z (see above)
-constexpr int kBkWindowWarmup = 16;  // first walk length, and the shared-memory halo of each tile
 
 struct BkScanParams {
   // Diagonal input, (B, N) contiguous. Laplacian mode (upper == lower == nullptr): the potential v
