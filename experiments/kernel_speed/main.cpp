@@ -14,9 +14,9 @@
 // applies, and on the model's inputs (Laplacian + v, z = i), and checked against the fp64 CPU oracle
 // (rbk::resolvent_diagonal Stable in float64): relative L2 error, fraction of exactly-zero outputs.
 // A speed-up on wrong output is reported as such. Small kernels are timed two ways: single launches
-// between events (the host's launch latency included) and per call in a replayed CUDA graph. Also: a sweep over N at B = 16 up to B N = 2^24
-// with effective GB/s (bytes model below) as a % of the device-to-device copy bandwidth measured in
-// the same run, and tokens/s.
+// between events (the host's launch latency included) and per call in a replayed CUDA graph. Also:
+// a sweep over N at B = 16 up to B N = 2^24 with effective GB/s (bytes model below) as a % of the
+// device-to-device copy bandwidth measured in the same run, and tokens/s.
 //
 // Bytes model (fewest bytes any implementation must move, fp32): forward reads v (4 B) and writes
 // (Re G, Im G) (8 B) per position = 12 B; backward reads v (4) and dL/dfeatures (8) and writes
@@ -137,8 +137,8 @@ double copy_bandwidth_gbps(int64_t bytes, int warmup, int repeats) {
 using Algo = rbk::cuda::BkForwardAlgorithm;
 const char* algo_name(Algo a) { return a == Algo::Window ? "window" : a == Algo::Scan ? "scan" : "auto"; }
 
-// One forward configuration of the launcher: the default (Auto), the scan in either block shape,
-// the window kernel with 4 or 16 positions per thread.
+// One forward configuration of the launcher besides the default (Auto): the scan in either block
+// shape, the window kernel with 4, 16 or 32 positions per thread.
 struct FwdVariant {
   std::string name;
   Algo algorithm;
