@@ -15,7 +15,8 @@
 #   lm_throughput  exp_lm_throughput --preset gpu          (baseline LMs, issue 7)
 #   train_poc      exp_train_poc --preset gpu               (claim C05; needs data/sotu carried)
 # BUDGET_S (default 570) bounds the whole call: each stage gets what is left. GPU_TESTS_REGEX
-# restricts the gpu stage to matching tests (ctest -R).
+# restricts the gpu stage to matching tests (ctest -R on the GoogleTest names, e.g. 'BkCuda',
+# 'SelectiveScan|Mamba', 'Wkv': a binary's name such as test_bk_cuda matches nothing).
 # Tests run several processes at once, each with one CPU thread: their CPU fp64 references are long
 # chains of small ops, and 4 processes x 16 OpenMP threads spinning at barriers made them 10x slower
 # (a 2048-step selective-scan reference took 266 s in run 424727d).
