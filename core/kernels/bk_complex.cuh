@@ -3,6 +3,8 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include "rbk/kernels/bk_window.h"  // bk_window::reciprocal: the one rcp.approx of the BK kernels
+
 namespace rbk::cuda::detail {
 
 struct Cf {
@@ -21,11 +23,7 @@ __device__ __forceinline__ Cf conj(Cf a) { return {a.x, -a.y}; }
 // is a pivot with |a| >= Im z > 0, so |a|^2 neither vanishes nor (for |a| < 1e19) overflows;
 // the correctly rounded IEEE division would cost a slow-path branch per element for no accuracy
 // that the 1e-5 tolerance could see.
-__device__ __forceinline__ float rcp_approx(float x) {
-  float r;
-  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
-  return r;
-}
+__device__ __forceinline__ float rcp_approx(float x) { return bk_window::reciprocal(x); }
 __device__ __forceinline__ Cf recip(Cf a) {
   const float r = rcp_approx(a.x * a.x + a.y * a.y);
   return {a.x * r, -a.y * r};
