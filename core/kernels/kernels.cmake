@@ -7,7 +7,7 @@ add_library(rbk_cuda_kernels STATIC ${RBK_KERNEL_DIR}/bk_stable_scan.cu ${RBK_KE
 # RWKV-4 WKV kernel (issue 7, RWKV baseline).
 target_sources(rbk_cuda_kernels PRIVATE ${RBK_KERNEL_DIR}/wkv.cu)
 # Mamba-1 selective scan (issue 7, baselines).
-target_sources(rbk_cuda_kernels PRIVATE ${RBK_KERNEL_DIR}/selective_scan.cu)
+target_sources(rbk_cuda_kernels PRIVATE ${RBK_KERNEL_DIR}/selective_scan.cu ${RBK_KERNEL_DIR}/selective_scan_runs.cu)
 target_include_directories(rbk_cuda_kernels PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include)
 target_link_libraries(rbk_cuda_kernels PUBLIC CUDA::cudart)
 # Every number these kernels produce may reach a table: IEEE division/sqrt, no fast math.

@@ -36,10 +36,18 @@
 
 #include <cuda_runtime.h>
 
+#include "selective_scan_common.cuh"
+
 #include <algorithm>
 
 namespace rbk::cuda {
 namespace {
+
+using ss_detail::chunk_workspace;
+using ss_detail::ChunkWorkspace;
+using ss_detail::kLog2e;
+using ss_detail::sigmoid_f;
+using ss_detail::softplus_f;
 
 constexpr int kT = static_cast<int>(kSsTile);
 constexpr int kCh = static_cast<int>(kSsChannelsPerBlock);
@@ -105,10 +113,6 @@ struct TileRegs {
   float B[kBcPerThread], C[kBcPerThread];
 };
 
-__device__ __forceinline__ float softplus_f(float x) { return x <= 20.f ? log1pf(expf(x)) : x; }
-__device__ __forceinline__ float sigmoid_f(float x) { return 1.f / (1.f + expf(-x)); }
-
-constexpr float kLog2e = 1.4426950408889634f;
 // a_t = exp(dt A): the step size scaled once per step (shared by a lane's S states), then one
 // exponential per (state, step). FAST (chunked variant): exp2f, see the file comment; otherwise the
 // sequential variant's expf(dt A), bit for bit as before.
@@ -510,18 +514,6 @@ __global__ void __launch_bounds__(kThreads) selective_scan_bwd_kernel(SelectiveS
       if (p.ddelta_bias_part) p.ddelta_bias_part[b * p.dim + d] = dbias;
     }
   }
-}
-
-// The chunked variant's per-(batch, channel, chunk) arrays behind the dB/dC partials in the
-// workspace (layout: rbk/kernels/selective_scan_launch.h), each indexed ((b Dm + d) nck + k) [N + n].
-struct ChunkWorkspace {
-  float *carry, *dtsum, *dA, *dD, *dbias;
-};
-__device__ __forceinline__ ChunkWorkspace chunk_workspace(const SelectiveScanParams& p) {
-  const int64_t nck = (p.len + kSsChunk - 1) / kSsChunk, bdk = p.batch * p.dim * nck, N = p.dstate;
-  // = selective_scan_bwd_partials_floats() (a host function): Bt nblk 2 N L.
-  float* w = p.workspace + p.batch * ((p.dim + kCh - 1) / kCh) * 2 * N * p.len;
-  return {w, w + bdk * N, w + bdk * (N + 1), w + bdk * (2 * N + 1), w + bdk * (2 * N + 2)};
 }
 
 // Chunked backward, pass (a): the adjoint of chunk k = blockIdx.z from carry 0 at its end, in
@@ -996,6 +988,8 @@ int selective_scan_resolve_variant(const SelectiveScanParams& p) {
     case kSsVariantChunked: return chunk_grid_fits ? kSsVariantChunked : -1;
     case kSsVariantHybrid: return chunk_grid_fits ? kSsVariantHybrid : -1;
     case kSsVariantLean: return chunk_grid_fits ? kSsVariantLean : -1;
+    case kSsVariantRuns: return chunk_grid_fits ? kSsVariantRuns : -1;
+    case kSsVariantRunsLookback: return kSsVariantRunsLookback;  // a 1-D grid: any number of chunks
     default: return -1;
   }
 }
@@ -1010,7 +1004,8 @@ cudaError_t launch_selective_scan_forward(const SelectiveScanParams& p, cudaStre
     dispatch_states<FwdLaunch<FwdMode::Sequential, false>::Of>(p, dim3(nblk, bt), stream);
     return cudaGetLastError();
   }
-  if (variant == kSsVariantHybrid || variant == kSsVariantLean) {  // one fast pass
+  if (variant == kSsVariantHybrid || variant == kSsVariantLean || variant == kSsVariantRuns ||
+      variant == kSsVariantRunsLookback) {  // one fast pass
     dispatch_states<FwdLaunch<FwdMode::Sequential, true>::Of>(p, dim3(nblk, bt), stream);
     return cudaGetLastError();
   }
@@ -1035,7 +1030,7 @@ cudaError_t launch_selective_scan_backward(const SelectiveScanParams& p, cudaStr
   if (!valid_params(p) || !p.chunk_states || !p.dout || !p.du || !p.ddelta || !p.dA_part || !p.dB || !p.dC ||
       !p.workspace || (p.z && !p.dz))
     return cudaErrorInvalidValue;
-  const int variant = selective_scan_resolve_variant(p);  // hybrid, chunked, lean share passes (a), (b), (d)
+  const int variant = selective_scan_resolve_variant(p);  // the chunk-parallel variants share passes (a), (b), (d)
   if (variant < 0) return cudaErrorInvalidValue;
   const int64_t nblk = selective_scan_num_channel_blocks(p.dim), nck = selective_scan_num_chunks(p.len);
   const unsigned bt = static_cast<unsigned>(p.batch);
@@ -1046,13 +1041,22 @@ cudaError_t launch_selective_scan_backward(const SelectiveScanParams& p, cudaStr
   } else {
     const dim3 grid(static_cast<unsigned>(nblk), bt, static_cast<unsigned>(nck));
     const int64_t total = p.batch * p.dim * p.dstate;
-    dispatch_states<BwdCarryLocalLaunch>(p, grid, stream);                                   // (a)
-    if ((e = cudaGetLastError()) != cudaSuccess) return e;
-    selective_scan_bwd_combine_kernel<<<flat_blocks(total, 256), 256, 0, stream>>>(p);       // (b)
-    if ((e = cudaGetLastError()) != cudaSuccess) return e;
-    if (variant == kSsVariantLean) dispatch_states<BwdChunkLeanLaunch<kLeanMinBlocks>::Of>(p, grid, stream);  // (c)
-    else dispatch_states<BwdChunkLaunch>(p, grid, stream);
-    if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    if (variant != kSsVariantRunsLookback) {
+      dispatch_states<BwdCarryLocalLaunch>(p, grid, stream);                                 // (a)
+      if ((e = cudaGetLastError()) != cudaSuccess) return e;
+      selective_scan_bwd_combine_kernel<<<flat_blocks(total, 256), 256, 0, stream>>>(p);     // (b)
+      if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    }
+    if (variant == kSsVariantLean) {                                                         // (c)
+      dispatch_states<BwdChunkLeanLaunch<kLeanMinBlocks>::Of>(p, grid, stream);
+      e = cudaGetLastError();
+    } else if (variant == kSsVariantRuns || variant == kSsVariantRunsLookback) {
+      e = ss_detail::launch_selective_scan_bwd_runs(p, variant == kSsVariantRunsLookback, stream);
+    } else {
+      dispatch_states<BwdChunkLaunch>(p, grid, stream);
+      e = cudaGetLastError();
+    }
+    if (e != cudaSuccess) return e;
     selective_scan_reduce_chunk_params_kernel<<<flat_blocks(p.batch * p.dim * (p.dstate + 2), 256), 256, 0, stream>>>(p);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
   }

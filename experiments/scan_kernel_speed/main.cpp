@@ -65,6 +65,7 @@ using json = nlohmann::json;
 struct Bytes {
   double fwd_min, fwd_bwd_min, fwd_kernel, fwd_bwd_kernel;  // kernel: the sequential variant's traffic
   double fwd_bwd_kernel_chunked, fwd_bwd_kernel_hybrid;    // the chunked and hybrid variants' traffic
+  double fwd_bwd_kernel_runs, fwd_bwd_kernel_runs_lookback;  // the runs variants' traffic
 };
 
 Bytes bytes_model(int64_t Bt, int64_t Dm, int64_t L, int64_t N) {
@@ -81,6 +82,11 @@ Bytes bytes_model(int64_t Bt, int64_t Dm, int64_t L, int64_t N) {
   const double chunk_ws = 4.0 * Bt * Dm * std::ceil(L / 128.0) * (2 * N + 3) * 4;
   b.fwd_bwd_kernel_hybrid = b.fwd_bwd_kernel + (16 * E + 8 * S) + chunk_ws;
   b.fwd_bwd_kernel_chunked = b.fwd_bwd_kernel_hybrid + (8 * E + 4 * S);  // + the forward's chunk-local pass
+  // Runs backward: no chunk replay re-reads; its own pass (c) reads u, delta, z, dout twice (at the
+  // start and for the outputs; counted once, the second read is meant to hit the caches); the
+  // look-back variant has no local-adjoint pass.
+  b.fwd_bwd_kernel_runs_lookback = b.fwd_kernel + 28 * E + 16 * S + states + 2 * partials + chunk_ws;
+  b.fwd_bwd_kernel_runs = b.fwd_bwd_kernel_runs_lookback + (16 * E + 8 * S);
   return b;
 }
 
@@ -225,8 +231,10 @@ int main(int argc, char** argv) {
       const Variant variants[] = {{rbk::cuda::kSsVariantChunked, "chunked"},
                                   {rbk::cuda::kSsVariantHybrid, "hybrid"},
                                   {rbk::cuda::kSsVariantSequential, "sequential"},
-                                  {rbk::cuda::kSsVariantLean, "lean"}};
-      constexpr int kNumVariants = 4;
+                                  {rbk::cuda::kSsVariantLean, "lean"},
+                                  {rbk::cuda::kSsVariantRuns, "runs"},
+                                  {rbk::cuda::kSsVariantRunsLookback, "runs_lookback"}};
+      constexpr int kNumVariants = 6;
       constexpr int kSequentialIndex = 2;  // the speedups are relative to the first kernel
       std::vector<double> a_len, a_fwd, a_fb, a_ratio, a_var_fwd[kNumVariants], a_var_fb[kNumVariants];
       double target_fb_us[kNumVariants] = {};
@@ -258,9 +266,11 @@ int main(int argc, char** argv) {
             const auto tf = rbk::cuda::time_cuda_events([&] { rig.fwd(); }, warmup, repeats, stream);
             const auto tfb = rbk::cuda::time_cuda_events([&] { rig.fwd(); rig.bwd(); }, warmup, repeats, stream);
             const Bytes b = bytes_model(Bt, Dm, l, N);
-            const double kb = var.id == rbk::cuda::kSsVariantSequential ? b.fwd_bwd_kernel
-                              : var.id == rbk::cuda::kSsVariantChunked  ? b.fwd_bwd_kernel_chunked
-                                                                        : b.fwd_bwd_kernel_hybrid;  // hybrid, lean
+            const double kb = var.id == rbk::cuda::kSsVariantSequential    ? b.fwd_bwd_kernel
+                              : var.id == rbk::cuda::kSsVariantChunked     ? b.fwd_bwd_kernel_chunked
+                              : var.id == rbk::cuda::kSsVariantRuns        ? b.fwd_bwd_kernel_runs
+                              : var.id == rbk::cuda::kSsVariantRunsLookback ? b.fwd_bwd_kernel_runs_lookback
+                                                                            : b.fwd_bwd_kernel_hybrid;  // hybrid, lean
             const double pf = b.fwd_min / (copy_gbps * 1e9), pfb = b.fwd_bwd_min / (copy_gbps * 1e9);
             row.update({{"status", "ok"}, {"fwd", timing_json(tf)}, {"fwd_bwd", timing_json(tfb)},
                         {"bytes_min_fwd", b.fwd_min}, {"bytes_min_fwd_bwd", b.fwd_bwd_min},

@@ -94,14 +94,24 @@ const char* kNames[8] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias"};
 
 // Which kernels a case runs: the default through rbk::selective_scan, or one variant's raw launchers.
 // The raw paths' values are the kSsVariant* constants of rbk/kernels/selective_scan_launch.h.
-enum Path : int { kEntryPointDefault = 0, kRawSequential = 1, kRawChunked = 2, kRawHybrid = 3, kRawLean = 4 };
+enum Path : int {
+  kEntryPointDefault = 0,
+  kRawSequential = 1,
+  kRawChunked = 2,
+  kRawHybrid = 3,
+  kRawLean = 4,
+  kRawRuns = 5,
+  kRawRunsLookback = 6
+};
 const char* path_name(int path) {
   switch (path) {
     case kEntryPointDefault: return "entry_default";
     case kRawSequential: return "variant_sequential";
     case kRawChunked: return "variant_chunked";
     case kRawHybrid: return "variant_hybrid";
-    default: return "variant_lean";
+    case kRawLean: return "variant_lean";
+    case kRawRuns: return "variant_runs";
+    default: return "variant_runs_lookback";
   }
 }
 
@@ -165,7 +175,8 @@ TEST_P(SelectiveScanKernel, ForwardAndEveryGradientMatchFp64) {
   } else {
 #if defined(RBK_WITH_CUDA_KERNELS)
     static_assert(kRawSequential == rbk::cuda::kSsVariantSequential && kRawChunked == rbk::cuda::kSsVariantChunked &&
-                  kRawHybrid == rbk::cuda::kSsVariantHybrid && kRawLean == rbk::cuda::kSsVariantLean,
+                  kRawHybrid == rbk::cuda::kSsVariantHybrid && kRawLean == rbk::cuda::kSsVariantLean &&
+                      kRawRuns == rbk::cuda::kSsVariantRuns && kRawRunsLookback == rbk::cuda::kSsVariantRunsLookback,
                   "raw paths are variant ids");
     ker = run_launchers(in, w, c, path);
 #endif
@@ -196,7 +207,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{2, 40, 129, 5, true, true, false},      // N not a power of 2, raw delta
                       Case{1, 96, 2048, 16, true, true, true},     // 16 chunks, a long adjoint
                       Case{3, 20, 17, 16, false, false, false}),   // nothing optional
-                       ::testing::Values(kEntryPointDefault, kRawSequential, kRawChunked, kRawHybrid, kRawLean)),
+                       ::testing::Values(kEntryPointDefault, kRawSequential, kRawChunked, kRawHybrid, kRawLean, kRawRuns,
+                                         kRawRunsLookback)),
     [](const ::testing::TestParamInfo<std::tuple<Case, int>>& i) {
       return case_name(std::get<0>(i.param)) + "_" + path_name(std::get<1>(i.param));
     });
@@ -228,7 +240,8 @@ TEST(SelectiveScanCudaBf16, Bf16InputsComputeInFp32) {
 TEST(SelectiveScanCudaLaunch, EveryOutputFullyWritten) {
   if (!have_device()) GTEST_SKIP() << "no CUDA device";
   for (const int variant : {rbk::cuda::kSsVariantAuto, rbk::cuda::kSsVariantSequential, rbk::cuda::kSsVariantChunked,
-                            rbk::cuda::kSsVariantHybrid, rbk::cuda::kSsVariantLean})
+                            rbk::cuda::kSsVariantHybrid, rbk::cuda::kSsVariantLean, rbk::cuda::kSsVariantRuns,
+                            rbk::cuda::kSsVariantRunsLookback})
   for (const Case& c : {Case{3, 45, 300, 16, true, true, true}, Case{1, 7, 1, 5, true, true, false},
                         Case{2, 33, 1000, 8, true, true, true}}) {
     torch::manual_seed(fresh_seed());

@@ -35,6 +35,13 @@
 //   kSsVariantLean (4): the hybrid variant with the per-chunk backward pass (c) processed in
 //     sub-tiles of 4 steps (h_t, a_t and the dB/dC terms of 4 steps in registers instead of 16), so
 //     it needs ~half the registers and runs 4 blocks per SM instead of 2 (issue 7's 2x target).
+//   kSsVariantRuns (5): the hybrid variant with another per-chunk backward pass (c)
+//     (selective_scan_runs.cu): a block is one chunk of 32 channels, one channel per lane, 16 warps
+//     each owning a run of 8 steps; each thread loops over the states, so sums over states stay in
+//     registers and only dB/dC need a cross-lane sum (through shared memory).
+//   kSsVariantRunsLookback (6): kSsVariantRuns without passes (a) and (b): each chunk's block takes
+//     the adjoint carry from the block of the chunk to its right (which publishes it) and publishes
+//     its own; blocks run right to left in start order.
 //   kSsVariantAuto (0, the default): lean where Bt ceil(Dm / 32) >= 2 x the SM count, else
 //     chunked; sequential where the chunk grid does not fit (ceil(L / kSsChunk) > 65535).
 #pragma once
@@ -55,6 +62,8 @@ constexpr int kSsVariantSequential = 1;  // one block per (batch, 32 channels) w
 constexpr int kSsVariantChunked = 2;     // chunk-parallel over L (three passes each way)
 constexpr int kSsVariantHybrid = 3;      // single-pass fast forward, chunk-parallel backward
 constexpr int kSsVariantLean = 4;        // hybrid with the low-register sub-tiled per-chunk backward
+constexpr int kSsVariantRuns = 5;        // hybrid with the one-channel-per-lane per-chunk backward
+constexpr int kSsVariantRunsLookback = 6;  // kSsVariantRuns with the chunk carries chained in pass (c)
 constexpr int64_t kSsMaxGridChunks = 65535;  // chunks are the grid's z dimension
 
 struct SelectiveScanParams {
@@ -89,20 +98,24 @@ struct SelectiveScanParams {
   int variant = kSsVariantAuto;    // kSsVariant*: which kernels run (same results up to rounding)
 };
 
-inline int64_t selective_scan_num_chunks(int64_t len) { return (len + kSsChunk - 1) / kSsChunk; }
-inline int64_t selective_scan_num_channel_blocks(int64_t dim) {
+constexpr int64_t selective_scan_num_chunks(int64_t len) { return (len + kSsChunk - 1) / kSsChunk; }
+constexpr int64_t selective_scan_num_channel_blocks(int64_t dim) {
   return (dim + kSsChannelsPerBlock - 1) / kSsChannelsPerBlock;
 }
 // Floats of the per-block dB/dC partials: Bt * n_blocks * 2 * N * L (every variant).
-inline int64_t selective_scan_bwd_partials_floats(int64_t batch, int64_t dim, int64_t len, int64_t dstate) {
+constexpr int64_t selective_scan_bwd_partials_floats(int64_t batch, int64_t dim, int64_t len, int64_t dstate) {
   return batch * selective_scan_num_channel_blocks(dim) * 2 * dstate * len;
 }
-// Backward workspace of every variant: the dB/dC partials, then (chunked variant only) per
+// Backward workspace of every variant: the dB/dC partials, then (chunk-parallel variants) per
 // (batch, channel, chunk): the adjoint carry (N), the chunk's sum of step sizes (1), the dA (N), dD (1)
-// and ddelta_bias (1) partials. One size for all variants, so callers need not know the variant.
-inline int64_t selective_scan_bwd_workspace_floats(int64_t batch, int64_t dim, int64_t len, int64_t dstate) {
+// and ddelta_bias (1) partials, then (kSsVariantRunsLookback) one flag per (batch, channel block,
+// chunk) and a block counter, stored in float slots. One size for all variants, so callers need not
+// know the variant. (Constexpr so the kernels' device code uses the same formulas; the kernels are
+// built with --expt-relaxed-constexpr.)
+constexpr int64_t selective_scan_bwd_workspace_floats(int64_t batch, int64_t dim, int64_t len, int64_t dstate) {
   return selective_scan_bwd_partials_floats(batch, dim, len, dstate) +
-         batch * dim * selective_scan_num_chunks(len) * (2 * dstate + 3);
+         batch * dim * selective_scan_num_chunks(len) * (2 * dstate + 3) +
+         batch * selective_scan_num_channel_blocks(dim) * selective_scan_num_chunks(len) + 1;
 }
 
 // Return the launch error (cudaSuccess when every launch was accepted; cudaErrorInvalidValue for an

@@ -1,0 +1,37 @@
+// Internal to the selective-scan kernels (selective_scan.cu, selective_scan_runs.cu): the element
+// functions and the backward workspace layout both files use. Not a public header.
+#pragma once
+#include "rbk/kernels/selective_scan_launch.h"
+
+#include <cuda_runtime.h>
+
+namespace rbk::cuda::ss_detail {
+
+// IEEE expf / log1pf (no fast math): these values reach the baseline tables.
+__device__ __forceinline__ float softplus_f(float x) { return x <= 20.f ? log1pf(expf(x)) : x; }
+__device__ __forceinline__ float sigmoid_f(float x) { return 1.f / (1.f + expf(-x)); }
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+// The chunk-parallel backward's per-(batch, channel, chunk) arrays behind the dB/dC partials in the
+// workspace (layout: rbk/kernels/selective_scan_launch.h), each indexed ((b Dm + d) nck + k) [N + n],
+// then the look-back flags, one per (batch, channel block, chunk) indexed (b nblk + blk) nck + k, and
+// the block ticket counter (kSsVariantRunsLookback only; the launcher zeroes them before each backward).
+struct ChunkWorkspace {
+  float *carry, *dtsum, *dA, *dD, *dbias;
+  unsigned *flags, *ticket;
+};
+__host__ __device__ inline ChunkWorkspace chunk_workspace(const SelectiveScanParams& p) {
+  const int64_t nck = selective_scan_num_chunks(p.len), bdk = p.batch * p.dim * nck, N = p.dstate;
+  float* w = p.workspace + selective_scan_bwd_partials_floats(p.batch, p.dim, p.len, p.dstate);
+  unsigned* f = reinterpret_cast<unsigned*>(w + bdk * (2 * N + 3));
+  return {w, w + bdk * N, w + bdk * (N + 1), w + bdk * (2 * N + 1), w + bdk * (2 * N + 2),
+          f, f + p.batch * selective_scan_num_channel_blocks(p.dim) * nck};
+}
+
+// Backward pass (c) of kSsVariantRuns (lookback = false: the carry at each chunk's end from passes
+// (a) and (b)) and kSsVariantRunsLookback (lookback = true: from the chunk to the right, no passes
+// (a), (b)); selective_scan_runs.cu.
+cudaError_t launch_selective_scan_bwd_runs(const SelectiveScanParams& p, bool lookback, cudaStream_t stream);
+
+}  // namespace rbk::cuda::ss_detail

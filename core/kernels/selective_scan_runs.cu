@@ -1,0 +1,414 @@
+// Mamba-1 selective scan, backward pass (c) of the "runs" variants (kSsVariantRuns,
+// kSsVariantRunsLookback; issue 7's 2x target). Same maths and outputs as bwd_chunk in
+// selective_scan.cu (formulas in its file comment), another thread layout:
+//
+//   block = 32 channels (the lanes) x 16 warps; warp w owns the run of kRun = 8 steps
+//   t0 + 8 w .. t0 + 8 w + 7 of chunk k (t0 = k kSsChunk), and each thread loops over all N states.
+//
+// Why: in the 4-lanes-per-channel layout every sum over states (y, du, ddelta) costs shuffles, and
+// the Nsight Compute profile (notes/baseline_kernels.md) showed ~3 issued warp instructions per
+// (channel, state, step) in the backward, about half of them not arithmetic. Here the sums over
+// states are per-thread accumulators (registers over the 8 steps of the run), B_t and C_t are
+// the same for all 32 lanes (shared-memory broadcast), and the only cross-lane work left is the sum
+// of the dB and dC terms over the warp's 32 channels (a transpose through shared memory, below).
+//
+// The recurrences along a chunk are split at run boundaries. A run maps a state linearly:
+// h_out = D_w h_in + E_w (forward) and c_out = D_w c_in + G_w (adjoint, reverse time), with
+// D_w = exp(A sum of the run's dt) and E_w, G_w the run's results from 0. So, per state:
+//   phase F: every run computes E_w from h = 0; one thread per (state, channel) then chains the 16
+//            runs from the chunk's stored start state (chunk_states) -> the state entering each run;
+//   phase R: every run computes G_w from 0; one thread per (state, channel) chains the runs right to
+//            left from the adjoint carry at the chunk's end -> the carry into each run's last step;
+//   phase M: every run replays its 8 steps from its true start state (h_t, a_t in registers), runs
+//            the adjoint from its true carry and accumulates every gradient term.
+// The carry at the chunk's end comes either from passes (a) and (b) of the chunked variant
+// (kSsVariantRuns; the workspace carry slot) or from the chunk to the right directly
+// (kSsVariantRunsLookback): each block publishes the carry out of its chunk's first step,
+// D_chunk c_end + G_chunk, and the block of the chunk to its left waits for it. Blocks take their
+// chunk from a ticket counter in start order, right to left, so a block only ever waits for a
+// block that started before it: no deadlock, whatever the scheduling order.
+//
+// Decays are 2^(dt log2(e) A) through ex2.approx.ftz.f32 (the MUFU unit, max error 2 ulp, the same
+// bound as the math library's exp2f and expf; ftz only flushes results below 2^-126 to 0, i.e. a
+// decay of < 1.2e-38 becomes 0, which changes h = a h + b by < 1.2e-38 |h|).
+#include <cuda_runtime.h>
+
+#include "selective_scan_common.cuh"
+
+namespace rbk::cuda::ss_detail {
+namespace {
+
+constexpr int kRun = 8;                                           // steps per thread
+constexpr int kRunWarps = static_cast<int>(kSsChunk) / kRun;      // 16: one chunk per block
+constexpr int kRunThreads = 32 * kRunWarps;                       // 512
+constexpr int kLanes = static_cast<int>(kSsChannelsPerBlock);     // 32 channels per block, one per lane
+constexpr int kNS = static_cast<int>(kSsMaxState);                // 16
+static_assert(kLanes == 32, "one channel per lane");
+static_assert(kRunWarps >= kNS, "the combine steps give warp n to state n");
+static_assert(kSsChunk % kRun == 0 && kRun % 4 == 0, "runs are whole float4s of a chunk");
+// dB/dC transpose (per warp): lane l stores its 2 kRun terms as row l (stride kRedRow; rows 16..31
+// shifted by kRedShift), then lane l sums column l / 2 over rows 16 (l % 2) .. 16 (l % 2) + 15.
+// Row stride 20 = 5 float4: the 8 lanes of each float4 store phase hit 8 distinct 16-byte bank
+// groups (5 l mod 8); the column reads hit bank (l / 2 + 16 (l % 2) + 20 s) mod 32, all distinct.
+constexpr int kRedRow = 2 * kRun + 4;
+constexpr int kRedShift = 16;
+constexpr int kRedFloats = 32 * kRedRow + kRedShift;
+static_assert(2 * kRun == 16, "the column read gives 2 lanes to each of the 16 terms");
+
+struct RunsSmem {
+  float B[kNS][kSsChunk];          // B and C of the chunk (0 past L and for n >= N)
+  float C[kNS][kSsChunk];
+  float A[kNS][kLanes];            // A of (state, channel), natural scale
+  float h[kNS][kRunWarps][kLanes];  // F: run end state from 0; then the state entering the run; M: dA terms
+  float g[kNS][kRunWarps][kLanes];  // R: run adjoint from 0; then the carry into the run's last step
+  float dtsum[kRunWarps][kLanes];   // sum of the run's dt; at the end the runs' dD terms
+  float dbias[kRunWarps][kLanes];   // the runs' ddelta_bias terms
+  alignas(16) float red[kRunWarps][kRedFloats];
+  unsigned ticket;
+};
+
+__device__ __forceinline__ float ex2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// kRun consecutive floats of row `row` from step t (zeros at steps >= len); float4 loads when VEC.
+__device__ __forceinline__ void load_run(const float* row, int64_t t, int64_t len, bool vec, float (&v)[kRun]) {
+  if (vec && t + kRun <= len) {
+#pragma unroll
+    for (int q = 0; q < kRun / 4; ++q) {
+      const float4 x = *reinterpret_cast<const float4*>(row + t + 4 * q);
+      v[4 * q] = x.x;
+      v[4 * q + 1] = x.y;
+      v[4 * q + 2] = x.z;
+      v[4 * q + 3] = x.w;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kRun; ++i) v[i] = t + i < len ? row[t + i] : 0.f;
+  }
+}
+__device__ __forceinline__ void store_run(float* row, int64_t t, int64_t len, bool vec, const float (&v)[kRun]) {
+  if (vec && t + kRun <= len) {
+#pragma unroll
+    for (int q = 0; q < kRun / 4; ++q)
+      *reinterpret_cast<float4*>(row + t + 4 * q) = make_float4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < kRun; ++i)
+      if (t + i < len) row[t + i] = v[i];
+  }
+}
+// The run's kRun values of a chunk row in shared memory (all lanes read the same address: broadcast).
+__device__ __forceinline__ void smem_run(const float* src, float (&v)[kRun]) {
+#pragma unroll
+  for (int q = 0; q < kRun / 4; ++q) {
+    const float4 x = *reinterpret_cast<const float4*>(src + 4 * q);
+    v[4 * q] = x.x;
+    v[4 * q + 1] = x.y;
+    v[4 * q + 2] = x.z;
+    v[4 * q + 3] = x.w;
+  }
+}
+
+__device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
+  unsigned v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ void store_release(unsigned* p, unsigned v) {
+  asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+// A waiting block gives up after ~2^24 polls (seconds) and traps: a bug shows as a launch error, not a hang.
+constexpr unsigned kSpinLimit = 1u << 24;
+
+template <bool HAS_Z, bool LOOKBACK>
+__global__ void __launch_bounds__(kRunThreads, 1) selective_scan_bwd_runs_kernel(SelectiveScanParams p) {
+  extern __shared__ float4 smem_raw[];
+  RunsSmem& s = *reinterpret_cast<RunsSmem*>(smem_raw);
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  const int N = static_cast<int>(p.dstate);
+  const int64_t L = p.len, nck = selective_scan_num_chunks(L), nblk = selective_scan_num_channel_blocks(p.dim);
+  const ChunkWorkspace ws = chunk_workspace(p);
+  int64_t b, blk, k;
+  if (LOOKBACK) {
+    if (threadIdx.x == 0) s.ticket = atomicAdd(ws.ticket, 1u);
+    __syncthreads();
+    const int64_t per_chunk = p.batch * nblk, t = s.ticket;
+    k = nck - 1 - t / per_chunk;
+    b = (t % per_chunk) / nblk;
+    blk = t % nblk;
+  } else {
+    blk = blockIdx.x;
+    b = blockIdx.y;
+    k = blockIdx.z;
+  }
+  const int64_t c0 = blk * kLanes, d = c0 + lane, t0 = k * kSsChunk, tr = t0 + kRun * w;
+  const bool dvalid = d < p.dim;
+  const int64_t bdk = (b * p.dim + d) * nck + k;
+  const int64_t row = (b * p.dim + (dvalid ? d : 0)) * L;  // (batch, channel) row of the (Bt, Dm, L) arrays
+
+  // ---- the chunk's A, B, C into shared memory ----
+  for (int i = threadIdx.x; i < kNS * kLanes; i += kRunThreads) {
+    const int n = i / kLanes, c = i % kLanes;
+    s.A[n][c] = n < N && c0 + c < p.dim ? p.A[(c0 + c) * N + n] : 0.f;
+  }
+  for (int i = threadIdx.x; i < kNS * static_cast<int>(kSsChunk); i += kRunThreads) {
+    const int n = i / static_cast<int>(kSsChunk), tt = i % static_cast<int>(kSsChunk);
+    const bool ok = n < N && t0 + tt < L;
+    const int64_t off = (b * N + n) * L + t0 + tt;
+    s.B[n][tt] = ok ? p.B[off] : 0.f;
+    s.C[n][tt] = ok ? p.C[off] : 0.f;
+  }
+  // ---- the run's per-step values in registers ----
+  const bool vec = (L % 4 == 0) && ((reinterpret_cast<uintptr_t>(p.u) | reinterpret_cast<uintptr_t>(p.delta) |
+                                     reinterpret_cast<uintptr_t>(p.dout) | reinterpret_cast<uintptr_t>(p.z) |
+                                     reinterpret_cast<uintptr_t>(p.du) | reinterpret_cast<uintptr_t>(p.ddelta) |
+                                     reinterpret_cast<uintptr_t>(p.dz)) % 16 == 0);
+  const float bias = p.delta_bias && dvalid ? p.delta_bias[d] : 0.f;
+  const float Dv = p.D && dvalid ? p.D[d] : 0.f;
+  float dt[kRun], dtu[kRun], gy[kRun];
+  {
+    float uu[kRun], dl[kRun], go[kRun], zz[kRun];
+    load_run(p.u + row, tr, L, vec, uu);
+    load_run(p.delta + row, tr, L, vec, dl);
+    load_run(p.dout + row, tr, L, vec, go);
+    if (HAS_Z) load_run(p.z + row, tr, L, vec, zz);
+#pragma unroll
+    for (int i = 0; i < kRun; ++i) {
+      const float x = dl[i] + bias;
+      // Padding steps (t >= L) and channels past Dm get dt = 0: a = 1 and no input, the identity.
+      dt[i] = dvalid && tr + i < L ? (p.delta_softplus ? softplus_f(x) : x) : 0.f;
+      dtu[i] = dt[i] * uu[i];
+      gy[i] = !dvalid ? 0.f : HAS_Z ? go[i] * zz[i] * sigmoid_f(zz[i]) : go[i];
+    }
+  }
+  {
+    float sum = 0.f;
+#pragma unroll
+    for (int i = 0; i < kRun; ++i) sum += dt[i];
+    s.dtsum[w][lane] = sum;
+  }
+  __syncthreads();
+
+  // ---- phase F: each run's end state from 0 ----
+#pragma unroll 1
+  for (int n = 0; n < N; ++n) {
+    const float Al = s.A[n][lane] * kLog2e;
+    float Bv[kRun];
+    smem_run(&s.B[n][kRun * w], Bv);
+    float h = 0.f;
+#pragma unroll
+    for (int i = 0; i < kRun; ++i) h = ex2_ftz(dt[i] * Al) * h + dtu[i] * Bv[i];
+    s.h[n][w][lane] = h;
+  }
+  __syncthreads();
+  if (w < N) {  // thread (state n = w, channel lane): the state entering each run
+    const int n = w;
+    const float Al = s.A[n][lane] * kLog2e;
+    float h = dvalid ? p.chunk_states[bdk * N + n] : 0.f;
+#pragma unroll
+    for (int r = 0; r < kRunWarps; ++r) {
+      const float e = s.h[n][r][lane];
+      s.h[n][r][lane] = h;
+      h = ex2_ftz(s.dtsum[r][lane] * Al) * h + e;
+    }
+  }
+
+  // ---- phase R: each run's adjoint carry out of its first step, from 0 at its last ----
+  // carry <- a_t (carry + C_t gy_t), in reverse time (see bwd_chunk).
+#pragma unroll 1
+  for (int n = 0; n < N; ++n) {
+    const float Al = s.A[n][lane] * kLog2e;
+    float Cv[kRun];
+    smem_run(&s.C[n][kRun * w], Cv);
+    float c = 0.f;
+#pragma unroll
+    for (int i = kRun - 1; i >= 0; --i) c = ex2_ftz(dt[i] * Al) * (c + Cv[i] * gy[i]);
+    s.g[n][w][lane] = c;
+  }
+  __syncthreads();
+  {
+    const int n = w;
+    const float Al = w < N ? s.A[n][lane] * kLog2e : 0.f;
+    float c_end = 0.f;  // the adjoint carry into the chunk's last step
+    if (!LOOKBACK) {
+      if (w < N && dvalid) c_end = ws.carry[bdk * N + n];
+    } else {
+      // The chunk's own map of the carry: c_out = D_chunk c_end + G_chunk.
+      float g_chunk = 0.f, dt_chunk = 0.f;
+      if (w < N) {
+#pragma unroll
+        for (int r = kRunWarps - 1; r >= 0; --r) {
+          g_chunk = ex2_ftz(s.dtsum[r][lane] * Al) * g_chunk + s.g[n][r][lane];
+          dt_chunk += s.dtsum[r][lane];
+        }
+      }
+      if (k + 1 < nck) {
+        if (threadIdx.x == 0) {
+          const unsigned* flag = ws.flags + (b * nblk + blk) * nck + k + 1;
+          unsigned polls = 0;
+          while (load_acquire(flag) == 0) {
+            __nanosleep(100);
+            if (++polls > kSpinLimit) __trap();
+          }
+        }
+        __syncthreads();
+        if (w < N && dvalid) c_end = __ldcg(ws.carry + (bdk + 1) * N + n);
+      }
+      if (w < N && dvalid) __stcg(ws.carry + bdk * N + n, ex2_ftz(dt_chunk * Al) * c_end + g_chunk);
+      __threadfence();
+      __syncthreads();
+      if (threadIdx.x == 0) store_release(ws.flags + (b * nblk + blk) * nck + k, 1u);
+    }
+    if (w < N) {
+      float c = c_end;
+#pragma unroll
+      for (int r = kRunWarps - 1; r >= 0; --r) {
+        const float gl = s.g[n][r][lane];
+        s.g[n][r][lane] = c;
+        c = ex2_ftz(s.dtsum[r][lane] * Al) * c + gl;
+      }
+    }
+  }
+  __syncthreads();
+
+  // ---- phase M: replay and adjoint of the run per state, every gradient term ----
+  float sgB[kRun], sAgah[kRun], ys[kRun];  // sums over states: g B, A g a h_{t-1}, C h
+#pragma unroll
+  for (int i = 0; i < kRun; ++i) sgB[i] = sAgah[i] = ys[i] = 0.f;
+  float* red = s.red[w];
+  const int red_row = lane * kRedRow + (lane >= 16 ? kRedShift : 0);
+  const int red_col = (lane & 1) * (16 * kRedRow + kRedShift) + (lane >> 1);
+#pragma unroll 1
+  for (int n = 0; n < N; ++n) {
+    const float An = s.A[n][lane], Al = An * kLog2e;
+    float Bv[kRun], Cv[kRun], hv[kRun], av[kRun];
+    smem_run(&s.B[n][kRun * w], Bv);
+    smem_run(&s.C[n][kRun * w], Cv);
+    const float h_in = s.h[n][w][lane];
+    {
+      float h = h_in;
+#pragma unroll
+      for (int i = 0; i < kRun; ++i) {
+        av[i] = ex2_ftz(dt[i] * Al);
+        h = av[i] * h + dtu[i] * Bv[i];
+        hv[i] = h;
+        if (HAS_Z) ys[i] += Cv[i] * h;
+      }
+    }
+    float c = s.g[n][w][lane], dA = 0.f, vc[kRun], vb[kRun];
+#pragma unroll
+    for (int i = kRun - 1; i >= 0; --i) {
+      const float g = c + Cv[i] * gy[i];           // adjoint of h_t
+      const float ah = av[i] * (i > 0 ? hv[i - 1] : h_in);  // a_t h_{t-1}
+      const float gah = g * ah;
+      sgB[i] += g * Bv[i];
+      sAgah[i] += An * gah;
+      dA += dt[i] * gah;
+      vc[i] = gy[i] * hv[i];  // dC term
+      vb[i] = g * dtu[i];     // dB term
+      c = av[i] * g;
+    }
+    s.h[n][w][lane] = dA;  // the state entering the run is not needed any more
+    // dB, dC of the run: sum over the warp's 32 channels through shared memory.
+#pragma unroll
+    for (int q = 0; q < kRun / 4; ++q) {
+      *reinterpret_cast<float4*>(red + red_row + 4 * q) = make_float4(vc[4 * q], vc[4 * q + 1], vc[4 * q + 2], vc[4 * q + 3]);
+      *reinterpret_cast<float4*>(red + red_row + kRun + 4 * q) =
+          make_float4(vb[4 * q], vb[4 * q + 1], vb[4 * q + 2], vb[4 * q + 3]);
+    }
+    __syncwarp();
+    float sum = 0.f;
+#pragma unroll
+    for (int r = 0; r < 16; ++r) sum += red[red_col + r * kRedRow];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    const int term = lane >> 1, which = term / kRun, i = term % kRun;  // which 0: dC, 1: dB
+    if ((lane & 1) == 0 && tr + i < L)
+      p.workspace[(((b * nblk + blk) * 2 + which) * N + n) * L + tr + i] = sum;
+    __syncwarp();  // the next state's stores overwrite red
+  }
+
+  // ---- outputs of the run: du, ddelta, dz; dD and ddelta_bias terms ----
+  {
+    float uu[kRun], dl[kRun], go[kRun], zz[kRun], o_du[kRun], o_dd[kRun], o_dz[kRun];
+    load_run(p.u + row, tr, L, vec, uu);
+    load_run(p.delta + row, tr, L, vec, dl);
+    load_run(p.dout + row, tr, L, vec, go);
+    if (HAS_Z) load_run(p.z + row, tr, L, vec, zz);
+    float dD = 0.f, dbias = 0.f;
+#pragma unroll
+    for (int i = 0; i < kRun; ++i) {
+      const bool valid = tr + i < L;
+      const float sg = p.delta_softplus ? sigmoid_f(dl[i] + bias) : 1.f;  // d dt / d delta
+      o_du[i] = gy[i] * Dv + dt[i] * sgB[i];
+      o_dd[i] = (uu[i] * sgB[i] + sAgah[i]) * sg;
+      if (HAS_Z) {
+        const float sz = sigmoid_f(zz[i]);
+        o_dz[i] = go[i] * (ys[i] + Dv * uu[i]) * sz * (1.f + zz[i] * (1.f - sz));
+      }
+      if (valid) {
+        dD += gy[i] * uu[i];
+        dbias += o_dd[i];
+      }
+    }
+    if (dvalid) {
+      store_run(p.du + row, tr, L, vec, o_du);
+      store_run(p.ddelta + row, tr, L, vec, o_dd);
+      if (HAS_Z) store_run(p.dz + row, tr, L, vec, o_dz);
+    }
+    s.dtsum[w][lane] = dD;  // phase R's readers passed the __syncthreads above
+    s.dbias[w][lane] = dbias;
+  }
+  __syncthreads();
+  // Chunk partials per channel, summed over the runs in order (deterministic): dA (thread n, lane),
+  // dD and ddelta_bias (warp 0).
+  if (dvalid && w < N) {
+    float a = 0.f;
+#pragma unroll
+    for (int r = 0; r < kRunWarps; ++r) a += s.h[w][r][lane];
+    ws.dA[bdk * N + w] = a;
+  }
+  if (dvalid && w == 0) {
+    float dD = 0.f, dbias = 0.f;
+#pragma unroll
+    for (int r = 0; r < kRunWarps; ++r) {
+      dD += s.dtsum[r][lane];
+      dbias += s.dbias[r][lane];
+    }
+    ws.dD[bdk] = dD;
+    ws.dbias[bdk] = dbias;
+  }
+}
+
+template <bool HAS_Z, bool LOOKBACK>
+cudaError_t launch_runs(const SelectiveScanParams& p, cudaStream_t stream) {
+  auto* kernel = selective_scan_bwd_runs_kernel<HAS_Z, LOOKBACK>;
+  constexpr int kSmem = static_cast<int>(sizeof(RunsSmem));
+  // Above the 48 KB default: opt in (once per kernel; cheap to repeat).
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  if (e != cudaSuccess) return e;
+  const int64_t nblk = selective_scan_num_channel_blocks(p.dim), nck = selective_scan_num_chunks(p.len);
+  if (LOOKBACK) {
+    const ChunkWorkspace ws = chunk_workspace(p);
+    // The flags and the ticket counter are contiguous.
+    e = cudaMemsetAsync(ws.flags, 0, (p.batch * nblk * nck + 1) * sizeof(unsigned), stream);
+    if (e != cudaSuccess) return e;
+    kernel<<<static_cast<unsigned>(p.batch * nblk * nck), kRunThreads, kSmem, stream>>>(p);
+  } else {
+    kernel<<<dim3(static_cast<unsigned>(nblk), static_cast<unsigned>(p.batch), static_cast<unsigned>(nck)),
+             kRunThreads, kSmem, stream>>>(p);
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t launch_selective_scan_bwd_runs(const SelectiveScanParams& p, bool lookback, cudaStream_t stream) {
+  const bool z = p.z != nullptr;
+  if (lookback) return z ? launch_runs<true, true>(p, stream) : launch_runs<false, true>(p, stream);
+  return z ? launch_runs<true, false>(p, stream) : launch_runs<false, false>(p, stream);
+}
+
+}  // namespace rbk::cuda::ss_detail
