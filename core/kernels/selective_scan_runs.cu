@@ -2,7 +2,7 @@
 // kSsVariantRunsLookback; issue 7's 2x target). Same maths and outputs as bwd_chunk in
 // selective_scan.cu (formulas in its file comment), another thread layout:
 //
-//   block = 32 channels (the lanes) x 16 warps; warp w owns the run of kRun = 8 steps
+//   block = 32 channels (the lanes) x 8 warps; warp w owns the run of kRun = 8 steps
 //   t0 + 8 w .. t0 + 8 w + 7 of chunk k (t0 = k kSsChunk), and each thread loops over all N states.
 //
 // Why: in the 4-lanes-per-channel layout every sum over states (y, du, ddelta) costs shuffles, and
@@ -15,7 +15,7 @@
 // The recurrences along a chunk are split at run boundaries. A run maps a state linearly:
 // h_out = D_w h_in + E_w (forward) and c_out = D_w c_in + G_w (adjoint, reverse time), with
 // D_w = exp(A sum of the run's dt) and E_w, G_w the run's results from 0. So, per state:
-//   phase F: every run computes E_w from h = 0; one thread per (state, channel) then chains the 16
+//   phase F: every run computes E_w from h = 0; one thread per (state, channel) then chains the 8
 //            runs from the chunk's stored start state (chunk_states) -> the state entering each run;
 //   phase R: every run computes G_w from 0; one thread per (state, channel) chains the runs right to
 //            left from the adjoint carry at the chunk's end -> the carry into each run's last step;
@@ -39,12 +39,16 @@ namespace rbk::cuda::ss_detail {
 namespace {
 
 constexpr int kRun = 8;                                           // steps per thread
-constexpr int kRunWarps = static_cast<int>(kSsChunk) / kRun;      // 16: one chunk per block
-constexpr int kRunThreads = 32 * kRunWarps;                       // 512
+constexpr int kRunWarps = static_cast<int>(kSsChunk) / kRun;      // 8: one chunk per block
+constexpr int kRunThreads = 32 * kRunWarps;                       // 256
+// 2 blocks per SM (128 registers each): while one block waits (loads at its start and end, the
+// look-back, barriers) the other computes. Measured with 1 block of 16 warps per SM (kSsChunk 128):
+// ~35-40 % of the warp stall samples were those waits (Nsight Compute, notes/baseline_kernels.md).
+constexpr int kRunMinBlocks = 2;
 constexpr int kLanes = static_cast<int>(kSsChannelsPerBlock);     // 32 channels per block, one per lane
 constexpr int kNS = static_cast<int>(kSsMaxState);                // 16
+constexpr int kStatesPerThread = (kNS + kRunWarps - 1) / kRunWarps;  // in the combine steps
 static_assert(kLanes == 32, "one channel per lane");
-static_assert(kRunWarps >= kNS, "the combine steps give warp n to state n");
 static_assert(kSsChunk % kRun == 0 && kRun % 4 == 0, "runs are whole float4s of a chunk");
 // dB/dC transpose (per warp): lane l stores its 2 kRun terms as row l (stride kRedRow; rows 16..31
 // shifted by kRedShift), then lane l sums column l / 2 over rows 16 (l % 2) .. 16 (l % 2) + 15.
@@ -124,7 +128,7 @@ __device__ __forceinline__ void store_release(unsigned* p, unsigned v) {
 constexpr unsigned kSpinLimit = 1u << 24;
 
 template <bool HAS_Z, bool LOOKBACK>
-__global__ void __launch_bounds__(kRunThreads, 1) selective_scan_bwd_runs_kernel(SelectiveScanParams p) {
+__global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd_runs_kernel(SelectiveScanParams p) {
   extern __shared__ float4 smem_raw[];
   RunsSmem& s = *reinterpret_cast<RunsSmem*>(smem_raw);
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
@@ -204,8 +208,7 @@ __global__ void __launch_bounds__(kRunThreads, 1) selective_scan_bwd_runs_kernel
     s.h[n][w][lane] = h;
   }
   __syncthreads();
-  if (w < N) {  // thread (state n = w, channel lane): the state entering each run
-    const int n = w;
+  for (int n = w; n < N; n += kRunWarps) {  // thread (state n, channel lane): the state entering each run
     const float Al = s.A[n][lane] * kLog2e;
     float h = dvalid ? p.chunk_states[bdk * N + n] : 0.f;
 #pragma unroll
@@ -230,19 +233,26 @@ __global__ void __launch_bounds__(kRunThreads, 1) selective_scan_bwd_runs_kernel
   }
   __syncthreads();
   {
-    const int n = w;
-    const float Al = w < N ? s.A[n][lane] * kLog2e : 0.f;
-    float c_end = 0.f;  // the adjoint carry into the chunk's last step
-    if (!LOOKBACK) {
-      if (w < N && dvalid) c_end = ws.carry[bdk * N + n];
-    } else {
-      // The chunk's own map of the carry: c_out = D_chunk c_end + G_chunk.
-      float g_chunk = 0.f, dt_chunk = 0.f;
-      if (w < N) {
+    // Thread (warp w, lane) chains states n = w + q kRunWarps, q < kStatesPerThread.
+    float c_end[kStatesPerThread];  // the adjoint carry into the chunk's last step
 #pragma unroll
-        for (int r = kRunWarps - 1; r >= 0; --r) {
-          g_chunk = ex2_ftz(s.dtsum[r][lane] * Al) * g_chunk + s.g[n][r][lane];
-          dt_chunk += s.dtsum[r][lane];
+    for (int q = 0; q < kStatesPerThread; ++q) {
+      const int n = w + q * kRunWarps;
+      c_end[q] = !LOOKBACK && n < N && dvalid ? ws.carry[bdk * N + n] : 0.f;
+    }
+    if (LOOKBACK) {
+      // The chunk's own map of the carry: c_out = D_chunk c_end + G_chunk.
+      float g_chunk[kStatesPerThread], dt_chunk = 0.f;
+#pragma unroll
+      for (int r = 0; r < kRunWarps; ++r) dt_chunk += s.dtsum[r][lane];
+#pragma unroll
+      for (int q = 0; q < kStatesPerThread; ++q) {
+        const int n = w + q * kRunWarps;
+        g_chunk[q] = 0.f;
+        if (n < N) {
+          const float Al = s.A[n][lane] * kLog2e;
+#pragma unroll
+          for (int r = kRunWarps - 1; r >= 0; --r) g_chunk[q] = ex2_ftz(s.dtsum[r][lane] * Al) * g_chunk[q] + s.g[n][r][lane];
         }
       }
       if (k + 1 < nck) {
@@ -255,15 +265,28 @@ __global__ void __launch_bounds__(kRunThreads, 1) selective_scan_bwd_runs_kernel
           }
         }
         __syncthreads();
-        if (w < N && dvalid) c_end = __ldcg(ws.carry + (bdk + 1) * N + n);
+#pragma unroll
+        for (int q = 0; q < kStatesPerThread; ++q) {
+          const int n = w + q * kRunWarps;
+          if (n < N && dvalid) c_end[q] = __ldcg(ws.carry + (bdk + 1) * N + n);
+        }
       }
-      if (w < N && dvalid) __stcg(ws.carry + bdk * N + n, ex2_ftz(dt_chunk * Al) * c_end + g_chunk);
+#pragma unroll
+      for (int q = 0; q < kStatesPerThread; ++q) {
+        const int n = w + q * kRunWarps;
+        if (n < N && dvalid)
+          __stcg(ws.carry + bdk * N + n, ex2_ftz(dt_chunk * s.A[n][lane] * kLog2e) * c_end[q] + g_chunk[q]);
+      }
       __threadfence();
       __syncthreads();
       if (threadIdx.x == 0) store_release(ws.flags + (b * nblk + blk) * nck + k, 1u);
     }
-    if (w < N) {
-      float c = c_end;
+#pragma unroll
+    for (int q = 0; q < kStatesPerThread; ++q) {
+      const int n = w + q * kRunWarps;
+      if (n >= N) continue;
+      const float Al = s.A[n][lane] * kLog2e;
+      float c = c_end[q];
 #pragma unroll
       for (int r = kRunWarps - 1; r >= 0; --r) {
         const float gl = s.g[n][r][lane];
@@ -281,6 +304,10 @@ __global__ void __launch_bounds__(kRunThreads, 1) selective_scan_bwd_runs_kernel
   float* red = s.red[w];
   const int red_row = lane * kRedRow + (lane >= 16 ? kRedShift : 0);
   const int red_col = (lane & 1) * (16 * kRedRow + kRedShift) + (lane >> 1);
+  // The lane's dB/dC partial: term lane / 2 (which 0: dC, 1: dB; step i), written by the even lane.
+  const int term = lane >> 1, which = term / kRun, term_step = term % kRun;
+  const bool store_term = (lane & 1) == 0 && tr + term_step < L;
+  float* part = p.workspace + ((b * nblk + blk) * 2 + which) * N * L + tr + term_step;
 #pragma unroll 1
   for (int n = 0; n < N; ++n) {
     const float An = s.A[n][lane], Al = An * kLog2e;
@@ -320,13 +347,15 @@ __global__ void __launch_bounds__(kRunThreads, 1) selective_scan_bwd_runs_kernel
           make_float4(vb[4 * q], vb[4 * q + 1], vb[4 * q + 2], vb[4 * q + 3]);
     }
     __syncwarp();
-    float sum = 0.f;
+    float sum0 = 0.f, sum1 = 0.f;  // two chains: half the dependent-add latency
 #pragma unroll
-    for (int r = 0; r < 16; ++r) sum += red[red_col + r * kRedRow];
+    for (int r = 0; r < 16; r += 2) {
+      sum0 += red[red_col + r * kRedRow];
+      sum1 += red[red_col + (r + 1) * kRedRow];
+    }
+    float sum = sum0 + sum1;
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    const int term = lane >> 1, which = term / kRun, i = term % kRun;  // which 0: dC, 1: dB
-    if ((lane & 1) == 0 && tr + i < L)
-      p.workspace[(((b * nblk + blk) * 2 + which) * N + n) * L + tr + i] = sum;
+    if (store_term) part[n * L] = sum;
     __syncwarp();  // the next state's stores overwrite red
   }
 
@@ -362,13 +391,16 @@ __global__ void __launch_bounds__(kRunThreads, 1) selective_scan_bwd_runs_kernel
     s.dbias[w][lane] = dbias;
   }
   __syncthreads();
-  // Chunk partials per channel, summed over the runs in order (deterministic): dA (thread n, lane),
+  // Chunk partials per channel, summed over the runs in order (deterministic): dA (threads of states
+// n = w + q kRunWarps),
   // dD and ddelta_bias (warp 0).
-  if (dvalid && w < N) {
-    float a = 0.f;
+  if (dvalid) {
+    for (int n = w; n < N; n += kRunWarps) {
+      float a = 0.f;
 #pragma unroll
-    for (int r = 0; r < kRunWarps; ++r) a += s.h[w][r][lane];
-    ws.dA[bdk * N + w] = a;
+      for (int r = 0; r < kRunWarps; ++r) a += s.h[n][r][lane];
+      ws.dA[bdk * N + n] = a;
+    }
   }
   if (dvalid && w == 0) {
     float dD = 0.f, dbias = 0.f;

@@ -20,7 +20,7 @@
 //   minimal backward  reads u, delta, z, dout (16 E), B, C (8 S), writes du, ddelta, dz (12 E),
 //                     dB, dC (8 S)                                                         = 28 E + 16 S
 //   (A, D, delta_bias and their gradients are O(Dm N): ignored.) This kernel moves more: the forward
-//   also writes the chunk states (4 Bt Dm ceil(L/128) N), the backward reads them, re-reads u, delta,
+//   also writes the chunk states (4 Bt Dm ceil(L/64) N), the backward reads them, re-reads u, delta,
 //   B once more to replay each chunk (8 E + 4 S, 7/8 of the tiles), and writes then reads the per-block
 //   dB/dC partials (2 x 8 Bt ceil(Dm/32) N L). The chunked variant moves on top of that: the
 //   forward's chunk-local pass re-reads u, delta, B (8 E + 4 S), the backward's local-adjoint pass
@@ -70,7 +70,7 @@ struct Bytes {
 
 Bytes bytes_model(int64_t Bt, int64_t Dm, int64_t L, int64_t N) {
   const double E = static_cast<double>(Bt) * Dm * L, S = static_cast<double>(Bt) * N * L;
-  const double states = 4.0 * Bt * Dm * std::ceil(L / 128.0) * N;
+  const double states = 4.0 * Bt * Dm * std::ceil(static_cast<double>(L) / rbk::cuda::kSsChunk) * N;
   const double partials = 8.0 * Bt * std::ceil(Dm / 32.0) * N * L;
   Bytes b;
   b.fwd_min = 16 * E + 8 * S;
@@ -79,7 +79,7 @@ Bytes bytes_model(int64_t Bt, int64_t Dm, int64_t L, int64_t N) {
   b.fwd_bwd_kernel = b.fwd_kernel + 28 * E + 16 * S + states + (8 * E + 4 * S) * 7.0 / 8.0 + 2 * partials;
   // Chunked backward: local-adjoint pass (16 E + 8 S) and the per-chunk workspace (carry, step-size
   // sum, dA, dD, ddelta_bias partials: Bt Dm nck (2 N + 3) floats, written and read twice at most).
-  const double chunk_ws = 4.0 * Bt * Dm * std::ceil(L / 128.0) * (2 * N + 3) * 4;
+  const double chunk_ws = 4.0 * Bt * Dm * std::ceil(static_cast<double>(L) / rbk::cuda::kSsChunk) * (2 * N + 3) * 4;
   b.fwd_bwd_kernel_hybrid = b.fwd_bwd_kernel + (16 * E + 8 * S) + chunk_ws;
   b.fwd_bwd_kernel_chunked = b.fwd_bwd_kernel_hybrid + (8 * E + 4 * S);  // + the forward's chunk-local pass
   // Runs backward: no chunk replay re-reads; its own pass (c) reads u, delta, z, dout twice (at the

@@ -199,7 +199,7 @@ TEST_P(SelectiveScanKernel, ForwardAndEveryGradientMatchFp64) {
 
 INSTANTIATE_TEST_SUITE_P(
     SelectiveScanCuda, SelectiveScanKernel,
-    ::testing::Combine(::testing::Values(Case{1, 32, 128, 16, true, true, true},      // one chunk exactly
+    ::testing::Combine(::testing::Values(Case{1, 32, 128, 16, true, true, true},      // whole chunks exactly
                       Case{3, 45, 300, 16, true, true, true},      // Dm % 32 != 0, L % 16 != 0, 3 chunks
                       Case{1, 7, 1, 16, true, true, true},         // L = 1
                       Case{3, 64, 1000, 8, false, true, true},     // no z / D

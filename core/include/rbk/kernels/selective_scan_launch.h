@@ -53,7 +53,7 @@
 namespace rbk::cuda {
 
 constexpr int64_t kSsTile = 16;          // time steps per shared-memory tile
-constexpr int64_t kSsChunk = 128;        // time steps between stored states (8 tiles)
+constexpr int64_t kSsChunk = 64;         // time steps between stored states (4 tiles)
 constexpr int64_t kSsChannelsPerBlock = 32;
 constexpr int64_t kSsMaxState = 16;      // N <= 16 (4 lanes x 4 states); larger N: use the reference
 
