@@ -39,6 +39,8 @@
 #include "selective_scan_common.cuh"
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 
 namespace rbk::cuda {
 namespace {
@@ -968,28 +970,19 @@ unsigned flat_blocks(int64_t total, int threads) {
 
 int selective_scan_resolve_variant(const SelectiveScanParams& p) {
   const bool chunk_grid_fits = selective_scan_num_chunks(p.len) <= kSsMaxGridChunks;
+  // The runs kernels' 1-D grid: one block per (batch row, channel block, chunk).
+  const bool runs_grid_fits = p.batch * selective_scan_num_channel_blocks(p.dim) * selective_scan_num_chunks(p.len) <=
+                              std::numeric_limits<int32_t>::max();
   switch (p.variant) {
-    case kSsVariantAuto: {
-      if (!chunk_grid_fits) return kSsVariantSequential;
-      // One block per (batch row, 32 channels) fills the GPU at >= 2 blocks per SM: then the
-      // single-pass forward (no second pass over L) is the cheaper one.
-      int dev = 0, sms = 0;
-      if (cudaGetDevice(&dev) != cudaSuccess ||
-          cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-        (void)cudaGetLastError();  // clear: a failed query only changes the choice (to chunked)
-        sms = 0;
-      }
-      // Of the single-pass-forward variants the lean backward measured fastest on the H100 (fwd + bwd
-      // 4823 us against hybrid's 5112 us at B 8, D 1536, L 4096, N 16; run a0baf7d).
-      const int64_t blocks = p.batch * selective_scan_num_channel_blocks(p.dim);
-      return sms > 0 && blocks >= 2 * static_cast<int64_t>(sms) ? kSsVariantLean : kSsVariantChunked;
-    }
+    // The runs variant measured fastest forward and backward at every length of the H100 sweep (B 8,
+    // D 1536, L 512-8192, N 16; notes/baseline_kernels.md), and its 1-D grid of
+    // Bt ceil(Dm / 32) ceil(L / kSsChunk) blocks fills the GPU at any shape that has work.
+    case kSsVariantAuto: return runs_grid_fits ? kSsVariantRuns : kSsVariantSequential;
     case kSsVariantSequential: return kSsVariantSequential;
     case kSsVariantChunked: return chunk_grid_fits ? kSsVariantChunked : -1;
     case kSsVariantHybrid: return chunk_grid_fits ? kSsVariantHybrid : -1;
     case kSsVariantLean: return chunk_grid_fits ? kSsVariantLean : -1;
-    case kSsVariantRuns: return chunk_grid_fits ? kSsVariantRuns : -1;
-    case kSsVariantRunsLookback: return kSsVariantRunsLookback;  // a 1-D grid: any number of chunks
+    case kSsVariantRuns: return runs_grid_fits ? kSsVariantRuns : -1;
     default: return -1;
   }
 }
@@ -1004,8 +997,11 @@ cudaError_t launch_selective_scan_forward(const SelectiveScanParams& p, cudaStre
     dispatch_states<FwdLaunch<FwdMode::Sequential, false>::Of>(p, dim3(nblk, bt), stream);
     return cudaGetLastError();
   }
-  if (variant == kSsVariantHybrid || variant == kSsVariantLean || variant == kSsVariantRuns ||
-      variant == kSsVariantRunsLookback) {  // one fast pass
+  if (variant == kSsVariantRuns) {
+    if (!p.fwd_workspace) return cudaErrorInvalidValue;
+    return ss_detail::launch_selective_scan_fwd_runs(p, stream);
+  }
+  if (variant == kSsVariantHybrid || variant == kSsVariantLean) {  // one fast pass
     dispatch_states<FwdLaunch<FwdMode::Sequential, true>::Of>(p, dim3(nblk, bt), stream);
     return cudaGetLastError();
   }
@@ -1041,7 +1037,7 @@ cudaError_t launch_selective_scan_backward(const SelectiveScanParams& p, cudaStr
   } else {
     const dim3 grid(static_cast<unsigned>(nblk), bt, static_cast<unsigned>(nck));
     const int64_t total = p.batch * p.dim * p.dstate;
-    if (variant != kSsVariantRunsLookback) {
+    if (variant != kSsVariantRuns) {  // the runs variant chains its chunks itself
       dispatch_states<BwdCarryLocalLaunch>(p, grid, stream);                                 // (a)
       if ((e = cudaGetLastError()) != cudaSuccess) return e;
       selective_scan_bwd_combine_kernel<<<flat_blocks(total, 256), 256, 0, stream>>>(p);     // (b)
@@ -1050,8 +1046,8 @@ cudaError_t launch_selective_scan_backward(const SelectiveScanParams& p, cudaStr
     if (variant == kSsVariantLean) {                                                         // (c)
       dispatch_states<BwdChunkLeanLaunch<kLeanMinBlocks>::Of>(p, grid, stream);
       e = cudaGetLastError();
-    } else if (variant == kSsVariantRuns || variant == kSsVariantRunsLookback) {
-      e = ss_detail::launch_selective_scan_bwd_runs(p, variant == kSsVariantRunsLookback, stream);
+    } else if (variant == kSsVariantRuns) {
+      e = ss_detail::launch_selective_scan_bwd_runs(p, stream);
     } else {
       dispatch_states<BwdChunkLaunch>(p, grid, stream);
       e = cudaGetLastError();

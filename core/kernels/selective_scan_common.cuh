@@ -16,7 +16,7 @@ constexpr float kLog2e = 1.4426950408889634f;
 // The chunk-parallel backward's per-(batch, channel, chunk) arrays behind the dB/dC partials in the
 // workspace (layout: rbk/kernels/selective_scan_launch.h), each indexed ((b Dm + d) nck + k) [N + n],
 // then the look-back flags, one per (batch, channel block, chunk) indexed (b nblk + blk) nck + k, and
-// the block ticket counter (kSsVariantRunsLookback only; the launcher zeroes them before each backward).
+// the block ticket counter (kSsVariantRuns only; its launcher zeroes them before each backward).
 struct ChunkWorkspace {
   float *carry, *dtsum, *dA, *dD, *dbias;
   unsigned *flags, *ticket;
@@ -29,9 +29,10 @@ __host__ __device__ inline ChunkWorkspace chunk_workspace(const SelectiveScanPar
           f, f + p.batch * selective_scan_num_channel_blocks(p.dim) * nck};
 }
 
-// Backward pass (c) of kSsVariantRuns (lookback = false: the carry at each chunk's end from passes
-// (a) and (b)) and kSsVariantRunsLookback (lookback = true: from the chunk to the right, no passes
-// (a), (b)); selective_scan_runs.cu.
-cudaError_t launch_selective_scan_bwd_runs(const SelectiveScanParams& p, bool lookback, cudaStream_t stream);
+// The runs variant (kSsVariantRuns; selective_scan_runs.cu): its forward (out, chunk_states; needs
+// p.fwd_workspace) and its backward pass (c) (du, ddelta, dz, the dB/dC partials and the per-chunk
+// dA, dD, ddelta_bias partials; passes (d) and the dB/dC reduction follow in the caller).
+cudaError_t launch_selective_scan_fwd_runs(const SelectiveScanParams& p, cudaStream_t stream);
+cudaError_t launch_selective_scan_bwd_runs(const SelectiveScanParams& p, cudaStream_t stream);
 
 }  // namespace rbk::cuda::ss_detail

@@ -1,6 +1,6 @@
-// Mamba-1 selective scan, backward pass (c) of the "runs" variants (kSsVariantRuns,
-// kSsVariantRunsLookback; issue 7's 2x target). Same maths and outputs as bwd_chunk in
-// selective_scan.cu (formulas in its file comment), another thread layout:
+// Mamba-1 selective scan, the "runs" variant (kSsVariantRuns; issue 7's 2x target): forward and
+// backward pass (c). Same maths and outputs as the kernels of selective_scan.cu (formulas in its
+// file comment), another thread layout:
 //
 //   block = 32 channels (the lanes) x 8 warps; warp w owns the run of kRun = 8 steps
 //   t0 + 8 w .. t0 + 8 w + 7 of chunk k (t0 = k kSsChunk), and each thread loops over all N states.
@@ -15,18 +15,19 @@
 // The recurrences along a chunk are split at run boundaries. A run maps a state linearly:
 // h_out = D_w h_in + E_w (forward) and c_out = D_w c_in + G_w (adjoint, reverse time), with
 // D_w = exp(A sum of the run's dt) and E_w, G_w the run's results from 0. So, per state:
-//   phase F: every run computes E_w from h = 0; one thread per (state, channel) then chains the 8
-//            runs from the chunk's stored start state (chunk_states) -> the state entering each run;
-//   phase R: every run computes G_w from 0; one thread per (state, channel) chains the runs right to
-//            left from the adjoint carry at the chunk's end -> the carry into each run's last step;
-//   phase M: every run replays its 8 steps from its true start state (h_t, a_t in registers), runs
-//            the adjoint from its true carry and accumulates every gradient term.
-// The carry at the chunk's end comes either from passes (a) and (b) of the chunked variant
-// (kSsVariantRuns; the workspace carry slot) or from the chunk to the right directly
-// (kSsVariantRunsLookback): each block publishes the carry out of its chunk's first step,
-// D_chunk c_end + G_chunk, and the block of the chunk to its left waits for it. Blocks take their
-// chunk from a ticket counter in start order, right to left, so a block only ever waits for a
-// block that started before it: no deadlock, whatever the scheduling order.
+//   phase F: every run computes E_w from h = 0 (backward: and G_w from 0, with the same a_t); one
+//            thread per (state, channel) then chains the 8 runs from the state entering the chunk;
+//   (backward) the same chain for the adjoint, right to left from the carry at the chunk's end;
+//   phase M: every run replays its 8 steps from its true start state: the forward sums y_t over
+//            the states; the backward keeps h_t, a_t in registers, runs the adjoint from its true
+//            carry and accumulates every gradient term.
+// Chunks are chained by a look-back: the block of chunk k publishes the value leaving its chunk
+// (forward: the state entering chunk k + 1, D_chunk h_in + E_chunk, straight into chunk_states;
+// backward: the adjoint carry out of its first step, D_chunk c_end + G_chunk, into the workspace),
+// and the block of the next chunk (k + 1 forward, k - 1 backward) waits for its flag. Blocks take
+// their chunk from a ticket counter in the order they start (left to right forward, right to left
+// backward), so a block only ever waits for a block that started before it: no deadlock, whatever
+// the scheduling order, and no extra pass over L. The launchers zero the flags before each call.
 //
 // Decays are 2^(dt log2(e) A) through ex2.approx.ftz.f32 (the MUFU unit, max error 2 ulp, the same
 // bound as the math library's exp2f and expf; ftz only flushes results below 2^-126 to 0, i.e. a
@@ -127,7 +128,189 @@ __device__ __forceinline__ void store_release(unsigned* p, unsigned v) {
 // A waiting block gives up after ~2^24 polls (seconds) and traps: a bug shows as a launch error, not a hang.
 constexpr unsigned kSpinLimit = 1u << 24;
 
-template <bool HAS_Z, bool LOOKBACK>
+// The look-back protocol (file comment). take_ticket: the block's position in start order (every
+// thread gets it). wait_for: thread 0 polls the flag of the block it depends on; the barrier then
+// releases the whole block, whose reads of the published values go through L2 (__ldcg). publish:
+// every thread has stored its values; the fence and the barrier order them before the flag.
+__device__ __forceinline__ int64_t take_ticket(unsigned* counter, unsigned& slot) {
+  if (threadIdx.x == 0) slot = atomicAdd(counter, 1u);
+  __syncthreads();
+  return slot;
+}
+__device__ __forceinline__ void wait_for(const unsigned* flag) {
+  if (threadIdx.x == 0) {
+    unsigned polls = 0;
+    while (load_acquire(flag) == 0) {
+      __nanosleep(100);
+      if (++polls > kSpinLimit) __trap();
+    }
+  }
+  __syncthreads();
+}
+__device__ __forceinline__ void publish(unsigned* flag) {
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) store_release(flag, 1u);
+}
+
+// The chunk's A (state, channel) and B, C (state, step) into shared memory; zeros past Dm, L and N.
+template <class Smem>
+__device__ __forceinline__ void load_chunk_abc(Smem& s, const SelectiveScanParams& p, int64_t b, int64_t c0, int64_t t0) {
+  const int N = static_cast<int>(p.dstate);
+  for (int i = threadIdx.x; i < kNS * kLanes; i += kRunThreads) {
+    const int n = i / kLanes, c = i % kLanes;
+    s.A[n][c] = n < N && c0 + c < p.dim ? p.A[(c0 + c) * N + n] : 0.f;
+  }
+  for (int i = threadIdx.x; i < kNS * static_cast<int>(kSsChunk); i += kRunThreads) {
+    const int n = i / static_cast<int>(kSsChunk), tt = i % static_cast<int>(kSsChunk);
+    const bool ok = n < N && t0 + tt < p.len;
+    const int64_t off = (b * N + n) * p.len + t0 + tt;
+    s.B[n][tt] = ok ? p.B[off] : 0.f;
+    s.C[n][tt] = ok ? p.C[off] : 0.f;
+  }
+}
+
+// Step sizes of the run: dt = softplus(delta + bias) (or delta + bias); padding steps (t >= L) and
+// channels past Dm get dt = 0, i.e. a = 1 and no input: the identity.
+__device__ __forceinline__ void run_step_sizes(const float (&dl)[kRun], float bias, bool softplus, bool dvalid,
+                                               int64_t tr, int64_t L, float (&dt)[kRun]) {
+#pragma unroll
+  for (int i = 0; i < kRun; ++i) {
+    const float x = dl[i] + bias;
+    dt[i] = dvalid && tr + i < L ? (softplus ? softplus_f(x) : x) : 0.f;
+  }
+}
+
+// Thread (warp w, lane) of the chunk combine steps handles states n = w + q kRunWarps.
+__device__ __forceinline__ int combine_state(int w, int q) { return w + q * kRunWarps; }
+
+// ---- forward ----
+struct RunsFwdSmem {
+  float B[kNS][kSsChunk];
+  float C[kNS][kSsChunk];
+  float A[kNS][kLanes];
+  float h[kNS][kRunWarps][kLanes];  // run end state from 0; then the state entering the run
+  float dtsum[kRunWarps][kLanes];
+  unsigned ticket;
+};
+
+template <bool HAS_Z>
+__global__ void __launch_bounds__(kRunThreads) selective_scan_fwd_runs_kernel(SelectiveScanParams p) {
+  __shared__ RunsFwdSmem s;
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  const int N = static_cast<int>(p.dstate);
+  const int64_t L = p.len, nck = selective_scan_num_chunks(L), nblk = selective_scan_num_channel_blocks(p.dim);
+  unsigned* flags = reinterpret_cast<unsigned*>(p.fwd_workspace);
+  const int64_t per_chunk = p.batch * nblk, ticket = take_ticket(flags + per_chunk * nck, s.ticket);
+  const int64_t k = ticket / per_chunk, b = (ticket % per_chunk) / nblk, blk = ticket % nblk;  // left to right
+  const int64_t c0 = blk * kLanes, d = c0 + lane, t0 = k * kSsChunk, tr = t0 + kRun * w;
+  const bool dvalid = d < p.dim;
+  const int64_t bdk = (b * p.dim + d) * nck + k;
+  const int64_t row = (b * p.dim + (dvalid ? d : 0)) * L;
+  load_chunk_abc(s, p, b, c0, t0);
+  const bool vec = (L % 4 == 0) && ((reinterpret_cast<uintptr_t>(p.u) | reinterpret_cast<uintptr_t>(p.delta) |
+                                     reinterpret_cast<uintptr_t>(p.z) | reinterpret_cast<uintptr_t>(p.out)) % 16 == 0);
+  const float bias = p.delta_bias && dvalid ? p.delta_bias[d] : 0.f;
+  float uu[kRun], dt[kRun], dtu[kRun];
+  {
+    float dl[kRun];
+    load_run(p.u + row, tr, L, vec, uu);
+    load_run(p.delta + row, tr, L, vec, dl);
+    run_step_sizes(dl, bias, p.delta_softplus, dvalid, tr, L, dt);
+    float sum = 0.f;
+#pragma unroll
+    for (int i = 0; i < kRun; ++i) {
+      dtu[i] = dt[i] * uu[i];
+      sum += dt[i];
+    }
+    s.dtsum[w][lane] = sum;
+  }
+  __syncthreads();
+  // ---- phase F: each run's end state from 0 ----
+#pragma unroll 1
+  for (int n = 0; n < N; ++n) {
+    const float Al = s.A[n][lane] * kLog2e;
+    float Bv[kRun];
+    smem_run(&s.B[n][kRun * w], Bv);
+    float h = 0.f;
+#pragma unroll
+    for (int i = 0; i < kRun; ++i) h = ex2_ftz(dt[i] * Al) * h + dtu[i] * Bv[i];
+    s.h[n][w][lane] = h;
+  }
+  __syncthreads();
+  // ---- chunk combine with the look-back: the state entering each run ----
+  {
+    float e_chunk[kStatesPerThread], h_in[kStatesPerThread], dt_chunk = 0.f;
+#pragma unroll
+    for (int r = 0; r < kRunWarps; ++r) dt_chunk += s.dtsum[r][lane];
+#pragma unroll
+    for (int q = 0; q < kStatesPerThread; ++q) {
+      const int n = combine_state(w, q);
+      e_chunk[q] = h_in[q] = 0.f;
+      if (n < N) {
+        const float Al = s.A[n][lane] * kLog2e;
+#pragma unroll
+        for (int r = 0; r < kRunWarps; ++r) e_chunk[q] = ex2_ftz(s.dtsum[r][lane] * Al) * e_chunk[q] + s.h[n][r][lane];
+      }
+    }
+    if (k > 0) wait_for(flags + (b * nblk + blk) * nck + k - 1);
+#pragma unroll
+    for (int q = 0; q < kStatesPerThread; ++q) {
+      const int n = combine_state(w, q);
+      if (n >= N || !dvalid) continue;
+      if (k > 0) h_in[q] = __ldcg(p.chunk_states + bdk * N + n);
+      else p.chunk_states[bdk * N + n] = 0.f;  // h before chunk 0
+      if (k + 1 < nck) __stcg(p.chunk_states + (bdk + 1) * N + n, ex2_ftz(dt_chunk * s.A[n][lane] * kLog2e) * h_in[q] + e_chunk[q]);
+    }
+    if (k + 1 < nck) publish(flags + (b * nblk + blk) * nck + k);
+#pragma unroll
+    for (int q = 0; q < kStatesPerThread; ++q) {
+      const int n = combine_state(w, q);
+      if (n >= N) continue;
+      const float Al = s.A[n][lane] * kLog2e;
+      float h = h_in[q];
+#pragma unroll
+      for (int r = 0; r < kRunWarps; ++r) {
+        const float e = s.h[n][r][lane];
+        s.h[n][r][lane] = h;
+        h = ex2_ftz(s.dtsum[r][lane] * Al) * h + e;
+      }
+    }
+  }
+  __syncthreads();
+  // ---- phase M: the run from its true start state, y summed over the states ----
+  float ys[kRun];
+#pragma unroll
+  for (int i = 0; i < kRun; ++i) ys[i] = 0.f;
+#pragma unroll 1
+  for (int n = 0; n < N; ++n) {
+    const float Al = s.A[n][lane] * kLog2e;
+    float Bv[kRun], Cv[kRun];
+    smem_run(&s.B[n][kRun * w], Bv);
+    smem_run(&s.C[n][kRun * w], Cv);
+    float h = s.h[n][w][lane];
+#pragma unroll
+    for (int i = 0; i < kRun; ++i) {
+      h = ex2_ftz(dt[i] * Al) * h + dtu[i] * Bv[i];
+      ys[i] += Cv[i] * h;
+    }
+  }
+  if (dvalid) {
+    const float Dv = p.D ? p.D[d] : 0.f;
+    float zz[kRun];
+    if (HAS_Z) load_run(p.z + row, tr, L, vec, zz);
+#pragma unroll
+    for (int i = 0; i < kRun; ++i) {
+      ys[i] += Dv * uu[i];
+      if (HAS_Z) ys[i] *= zz[i] * sigmoid_f(zz[i]);  // silu(z)
+    }
+    store_run(p.out + row, tr, L, vec, ys);
+  }
+}
+
+// ---- backward ----
+
+template <bool HAS_Z>
 __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd_runs_kernel(SelectiveScanParams p) {
   extern __shared__ float4 smem_raw[];
   RunsSmem& s = *reinterpret_cast<RunsSmem*>(smem_raw);
@@ -135,36 +318,14 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
   const int N = static_cast<int>(p.dstate);
   const int64_t L = p.len, nck = selective_scan_num_chunks(L), nblk = selective_scan_num_channel_blocks(p.dim);
   const ChunkWorkspace ws = chunk_workspace(p);
-  int64_t b, blk, k;
-  if (LOOKBACK) {
-    if (threadIdx.x == 0) s.ticket = atomicAdd(ws.ticket, 1u);
-    __syncthreads();
-    const int64_t per_chunk = p.batch * nblk, t = s.ticket;
-    k = nck - 1 - t / per_chunk;
-    b = (t % per_chunk) / nblk;
-    blk = t % nblk;
-  } else {
-    blk = blockIdx.x;
-    b = blockIdx.y;
-    k = blockIdx.z;
-  }
+  const int64_t per_chunk = p.batch * nblk, ticket = take_ticket(ws.ticket, s.ticket);
+  const int64_t k = nck - 1 - ticket / per_chunk, b = (ticket % per_chunk) / nblk, blk = ticket % nblk;  // right to left
   const int64_t c0 = blk * kLanes, d = c0 + lane, t0 = k * kSsChunk, tr = t0 + kRun * w;
   const bool dvalid = d < p.dim;
   const int64_t bdk = (b * p.dim + d) * nck + k;
   const int64_t row = (b * p.dim + (dvalid ? d : 0)) * L;  // (batch, channel) row of the (Bt, Dm, L) arrays
 
-  // ---- the chunk's A, B, C into shared memory ----
-  for (int i = threadIdx.x; i < kNS * kLanes; i += kRunThreads) {
-    const int n = i / kLanes, c = i % kLanes;
-    s.A[n][c] = n < N && c0 + c < p.dim ? p.A[(c0 + c) * N + n] : 0.f;
-  }
-  for (int i = threadIdx.x; i < kNS * static_cast<int>(kSsChunk); i += kRunThreads) {
-    const int n = i / static_cast<int>(kSsChunk), tt = i % static_cast<int>(kSsChunk);
-    const bool ok = n < N && t0 + tt < L;
-    const int64_t off = (b * N + n) * L + t0 + tt;
-    s.B[n][tt] = ok ? p.B[off] : 0.f;
-    s.C[n][tt] = ok ? p.C[off] : 0.f;
-  }
+  load_chunk_abc(s, p, b, c0, t0);
   // ---- the run's per-step values in registers ----
   const bool vec = (L % 4 == 0) && ((reinterpret_cast<uintptr_t>(p.u) | reinterpret_cast<uintptr_t>(p.delta) |
                                      reinterpret_cast<uintptr_t>(p.dout) | reinterpret_cast<uintptr_t>(p.z) |
@@ -179,11 +340,9 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
     load_run(p.delta + row, tr, L, vec, dl);
     load_run(p.dout + row, tr, L, vec, go);
     if (HAS_Z) load_run(p.z + row, tr, L, vec, zz);
+    run_step_sizes(dl, bias, p.delta_softplus, dvalid, tr, L, dt);
 #pragma unroll
     for (int i = 0; i < kRun; ++i) {
-      const float x = dl[i] + bias;
-      // Padding steps (t >= L) and channels past Dm get dt = 0: a = 1 and no input, the identity.
-      dt[i] = dvalid && tr + i < L ? (p.delta_softplus ? softplus_f(x) : x) : 0.f;
       dtu[i] = dt[i] * uu[i];
       gy[i] = !dvalid ? 0.f : HAS_Z ? go[i] * zz[i] * sigmoid_f(zz[i]) : go[i];
     }
@@ -196,16 +355,24 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
   }
   __syncthreads();
 
-  // ---- phase F: each run's end state from 0 ----
+  // ---- phases F and R: each run's end state from h = 0 and its adjoint carry out of its first step
+  // from 0 at its last (carry <- a_t (carry + C_t gy_t) in reverse time, see bwd_chunk), sharing a_t ----
 #pragma unroll 1
   for (int n = 0; n < N; ++n) {
     const float Al = s.A[n][lane] * kLog2e;
-    float Bv[kRun];
+    float Bv[kRun], Cv[kRun], av[kRun];
     smem_run(&s.B[n][kRun * w], Bv);
-    float h = 0.f;
+    smem_run(&s.C[n][kRun * w], Cv);
+    float h = 0.f, c = 0.f;
 #pragma unroll
-    for (int i = 0; i < kRun; ++i) h = ex2_ftz(dt[i] * Al) * h + dtu[i] * Bv[i];
+    for (int i = 0; i < kRun; ++i) {
+      av[i] = ex2_ftz(dt[i] * Al);
+      h = av[i] * h + dtu[i] * Bv[i];
+    }
+#pragma unroll
+    for (int i = kRun - 1; i >= 0; --i) c = av[i] * (c + Cv[i] * gy[i]);
     s.h[n][w][lane] = h;
+    s.g[n][w][lane] = c;
   }
   __syncthreads();
   for (int n = w; n < N; n += kRunWarps) {  // thread (state n, channel lane): the state entering each run
@@ -218,72 +385,35 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
       h = ex2_ftz(s.dtsum[r][lane] * Al) * h + e;
     }
   }
-
-  // ---- phase R: each run's adjoint carry out of its first step, from 0 at its last ----
-  // carry <- a_t (carry + C_t gy_t), in reverse time (see bwd_chunk).
-#pragma unroll 1
-  for (int n = 0; n < N; ++n) {
-    const float Al = s.A[n][lane] * kLog2e;
-    float Cv[kRun];
-    smem_run(&s.C[n][kRun * w], Cv);
-    float c = 0.f;
-#pragma unroll
-    for (int i = kRun - 1; i >= 0; --i) c = ex2_ftz(dt[i] * Al) * (c + Cv[i] * gy[i]);
-    s.g[n][w][lane] = c;
-  }
-  __syncthreads();
   {
-    // Thread (warp w, lane) chains states n = w + q kRunWarps, q < kStatesPerThread.
-    float c_end[kStatesPerThread];  // the adjoint carry into the chunk's last step
+    // The adjoint carry into the chunk's last step, with the look-back: the chunk's own map of the
+    // carry is c_out = D_chunk c_end + G_chunk.
+    float c_end[kStatesPerThread], g_chunk[kStatesPerThread], dt_chunk = 0.f;
+#pragma unroll
+    for (int r = 0; r < kRunWarps; ++r) dt_chunk += s.dtsum[r][lane];
 #pragma unroll
     for (int q = 0; q < kStatesPerThread; ++q) {
-      const int n = w + q * kRunWarps;
-      c_end[q] = !LOOKBACK && n < N && dvalid ? ws.carry[bdk * N + n] : 0.f;
+      const int n = combine_state(w, q);
+      g_chunk[q] = c_end[q] = 0.f;
+      if (n < N) {
+        const float Al = s.A[n][lane] * kLog2e;
+#pragma unroll
+        for (int r = kRunWarps - 1; r >= 0; --r) g_chunk[q] = ex2_ftz(s.dtsum[r][lane] * Al) * g_chunk[q] + s.g[n][r][lane];
+      }
     }
-    if (LOOKBACK) {
-      // The chunk's own map of the carry: c_out = D_chunk c_end + G_chunk.
-      float g_chunk[kStatesPerThread], dt_chunk = 0.f;
-#pragma unroll
-      for (int r = 0; r < kRunWarps; ++r) dt_chunk += s.dtsum[r][lane];
-#pragma unroll
-      for (int q = 0; q < kStatesPerThread; ++q) {
-        const int n = w + q * kRunWarps;
-        g_chunk[q] = 0.f;
-        if (n < N) {
-          const float Al = s.A[n][lane] * kLog2e;
-#pragma unroll
-          for (int r = kRunWarps - 1; r >= 0; --r) g_chunk[q] = ex2_ftz(s.dtsum[r][lane] * Al) * g_chunk[q] + s.g[n][r][lane];
-        }
-      }
-      if (k + 1 < nck) {
-        if (threadIdx.x == 0) {
-          const unsigned* flag = ws.flags + (b * nblk + blk) * nck + k + 1;
-          unsigned polls = 0;
-          while (load_acquire(flag) == 0) {
-            __nanosleep(100);
-            if (++polls > kSpinLimit) __trap();
-          }
-        }
-        __syncthreads();
-#pragma unroll
-        for (int q = 0; q < kStatesPerThread; ++q) {
-          const int n = w + q * kRunWarps;
-          if (n < N && dvalid) c_end[q] = __ldcg(ws.carry + (bdk + 1) * N + n);
-        }
-      }
-#pragma unroll
-      for (int q = 0; q < kStatesPerThread; ++q) {
-        const int n = w + q * kRunWarps;
-        if (n < N && dvalid)
-          __stcg(ws.carry + bdk * N + n, ex2_ftz(dt_chunk * s.A[n][lane] * kLog2e) * c_end[q] + g_chunk[q]);
-      }
-      __threadfence();
-      __syncthreads();
-      if (threadIdx.x == 0) store_release(ws.flags + (b * nblk + blk) * nck + k, 1u);
-    }
+    if (k + 1 < nck) wait_for(ws.flags + (b * nblk + blk) * nck + k + 1);
 #pragma unroll
     for (int q = 0; q < kStatesPerThread; ++q) {
-      const int n = w + q * kRunWarps;
+      const int n = combine_state(w, q);
+      if (n >= N || !dvalid) continue;
+      if (k + 1 < nck) c_end[q] = __ldcg(ws.carry + (bdk + 1) * N + n);
+      if (k > 0) __stcg(ws.carry + bdk * N + n, ex2_ftz(dt_chunk * s.A[n][lane] * kLog2e) * c_end[q] + g_chunk[q]);
+    }
+    if (k > 0) publish(ws.flags + (b * nblk + blk) * nck + k);
+    // The carry into each run's last step.
+#pragma unroll
+    for (int q = 0; q < kStatesPerThread; ++q) {
+      const int n = combine_state(w, q);
       if (n >= N) continue;
       const float Al = s.A[n][lane] * kLog2e;
       float c = c_end[q];
@@ -387,7 +517,7 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
       store_run(p.ddelta + row, tr, L, vec, o_dd);
       if (HAS_Z) store_run(p.dz + row, tr, L, vec, o_dz);
     }
-    s.dtsum[w][lane] = dD;  // phase R's readers passed the __syncthreads above
+    s.dtsum[w][lane] = dD;  // the combine steps' readers passed the __syncthreads above
     s.dbias[w][lane] = dbias;
   }
   __syncthreads();
@@ -414,33 +544,32 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
   }
 }
 
-template <bool HAS_Z, bool LOOKBACK>
-cudaError_t launch_runs(const SelectiveScanParams& p, cudaStream_t stream) {
-  auto* kernel = selective_scan_bwd_runs_kernel<HAS_Z, LOOKBACK>;
-  constexpr int kSmem = static_cast<int>(sizeof(RunsSmem));
-  // Above the 48 KB default: opt in (once per kernel; cheap to repeat).
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+}  // namespace
+
+cudaError_t launch_selective_scan_fwd_runs(const SelectiveScanParams& p, cudaStream_t stream) {
+  const int64_t nck = selective_scan_num_chunks(p.len), blocks = p.batch * selective_scan_num_channel_blocks(p.dim) * nck;
+  // The flags and the ticket counter (selective_scan_fwd_workspace_floats) are contiguous.
+  cudaError_t e = cudaMemsetAsync(p.fwd_workspace, 0, (blocks + 1) * sizeof(unsigned), stream);
   if (e != cudaSuccess) return e;
-  const int64_t nblk = selective_scan_num_channel_blocks(p.dim), nck = selective_scan_num_chunks(p.len);
-  if (LOOKBACK) {
-    const ChunkWorkspace ws = chunk_workspace(p);
-    // The flags and the ticket counter are contiguous.
-    e = cudaMemsetAsync(ws.flags, 0, (p.batch * nblk * nck + 1) * sizeof(unsigned), stream);
-    if (e != cudaSuccess) return e;
-    kernel<<<static_cast<unsigned>(p.batch * nblk * nck), kRunThreads, kSmem, stream>>>(p);
-  } else {
-    kernel<<<dim3(static_cast<unsigned>(nblk), static_cast<unsigned>(p.batch), static_cast<unsigned>(nck)),
-             kRunThreads, kSmem, stream>>>(p);
-  }
+  if (p.z) selective_scan_fwd_runs_kernel<true><<<static_cast<unsigned>(blocks), kRunThreads, 0, stream>>>(p);
+  else selective_scan_fwd_runs_kernel<false><<<static_cast<unsigned>(blocks), kRunThreads, 0, stream>>>(p);
   return cudaGetLastError();
 }
 
-}  // namespace
-
-cudaError_t launch_selective_scan_bwd_runs(const SelectiveScanParams& p, bool lookback, cudaStream_t stream) {
-  const bool z = p.z != nullptr;
-  if (lookback) return z ? launch_runs<true, true>(p, stream) : launch_runs<false, true>(p, stream);
-  return z ? launch_runs<true, false>(p, stream) : launch_runs<false, false>(p, stream);
+cudaError_t launch_selective_scan_bwd_runs(const SelectiveScanParams& p, cudaStream_t stream) {
+  auto* kernel = p.z ? selective_scan_bwd_runs_kernel<true> : selective_scan_bwd_runs_kernel<false>;
+  constexpr int kSmem = static_cast<int>(sizeof(RunsSmem));
+  // Above the 48 KB default: opt in (cheap to repeat).
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  if (e != cudaSuccess) return e;
+  const int64_t blocks =
+      p.batch * selective_scan_num_channel_blocks(p.dim) * selective_scan_num_chunks(p.len);
+  const ChunkWorkspace ws = chunk_workspace(p);
+  // The flags and the ticket counter are contiguous.
+  e = cudaMemsetAsync(ws.flags, 0, (blocks + 1) * sizeof(unsigned), stream);
+  if (e != cudaSuccess) return e;
+  kernel<<<static_cast<unsigned>(blocks), kRunThreads, kSmem, stream>>>(p);
+  return cudaGetLastError();
 }
 
 }  // namespace rbk::cuda::ss_detail

@@ -65,7 +65,7 @@ using json = nlohmann::json;
 struct Bytes {
   double fwd_min, fwd_bwd_min, fwd_kernel, fwd_bwd_kernel;  // kernel: the sequential variant's traffic
   double fwd_bwd_kernel_chunked, fwd_bwd_kernel_hybrid;    // the chunked and hybrid variants' traffic
-  double fwd_bwd_kernel_runs, fwd_bwd_kernel_runs_lookback;  // the runs variants' traffic
+  double fwd_bwd_kernel_runs;                               // the runs variant's traffic
 };
 
 Bytes bytes_model(int64_t Bt, int64_t Dm, int64_t L, int64_t N) {
@@ -82,11 +82,10 @@ Bytes bytes_model(int64_t Bt, int64_t Dm, int64_t L, int64_t N) {
   const double chunk_ws = 4.0 * Bt * Dm * std::ceil(static_cast<double>(L) / rbk::cuda::kSsChunk) * (2 * N + 3) * 4;
   b.fwd_bwd_kernel_hybrid = b.fwd_bwd_kernel + (16 * E + 8 * S) + chunk_ws;
   b.fwd_bwd_kernel_chunked = b.fwd_bwd_kernel_hybrid + (8 * E + 4 * S);  // + the forward's chunk-local pass
-  // Runs backward: no chunk replay re-reads; its own pass (c) reads u, delta, z, dout twice (at the
-  // start and for the outputs; counted once, the second read is meant to hit the caches); the
-  // look-back variant has no local-adjoint pass.
-  b.fwd_bwd_kernel_runs_lookback = b.fwd_kernel + 28 * E + 16 * S + states + 2 * partials + chunk_ws;
-  b.fwd_bwd_kernel_runs = b.fwd_bwd_kernel_runs_lookback + (16 * E + 8 * S);
+  // Runs variant: the minimal bytes, the chunk states (written and read), the backward's dB/dC
+  // partials (written and read) and its per-chunk workspace; its backward reads u, delta, z, dout
+  // twice (at the start and for the outputs; counted once, the second read is meant to hit the caches).
+  b.fwd_bwd_kernel_runs = b.fwd_bwd_min + 2 * states + 2 * partials + chunk_ws;
   return b;
 }
 
@@ -232,9 +231,8 @@ int main(int argc, char** argv) {
                                   {rbk::cuda::kSsVariantHybrid, "hybrid"},
                                   {rbk::cuda::kSsVariantSequential, "sequential"},
                                   {rbk::cuda::kSsVariantLean, "lean"},
-                                  {rbk::cuda::kSsVariantRuns, "runs"},
-                                  {rbk::cuda::kSsVariantRunsLookback, "runs_lookback"}};
-      constexpr int kNumVariants = 6;
+                                  {rbk::cuda::kSsVariantRuns, "runs"}};
+      constexpr int kNumVariants = 5;
       constexpr int kSequentialIndex = 2;  // the speedups are relative to the first kernel
       std::vector<double> a_len, a_fwd, a_fb, a_ratio, a_var_fwd[kNumVariants], a_var_fb[kNumVariants];
       double target_fb_us[kNumVariants] = {};
@@ -269,8 +267,7 @@ int main(int argc, char** argv) {
             const double kb = var.id == rbk::cuda::kSsVariantSequential    ? b.fwd_bwd_kernel
                               : var.id == rbk::cuda::kSsVariantChunked     ? b.fwd_bwd_kernel_chunked
                               : var.id == rbk::cuda::kSsVariantRuns        ? b.fwd_bwd_kernel_runs
-                              : var.id == rbk::cuda::kSsVariantRunsLookback ? b.fwd_bwd_kernel_runs_lookback
-                                                                            : b.fwd_bwd_kernel_hybrid;  // hybrid, lean
+                                                                           : b.fwd_bwd_kernel_hybrid;  // hybrid, lean
             const double pf = b.fwd_min / (copy_gbps * 1e9), pfb = b.fwd_bwd_min / (copy_gbps * 1e9);
             row.update({{"status", "ok"}, {"fwd", timing_json(tf)}, {"fwd_bwd", timing_json(tfb)},
                         {"bytes_min_fwd", b.fwd_min}, {"bytes_min_fwd_bwd", b.fwd_bwd_min},

@@ -100,8 +100,7 @@ enum Path : int {
   kRawChunked = 2,
   kRawHybrid = 3,
   kRawLean = 4,
-  kRawRuns = 5,
-  kRawRunsLookback = 6
+  kRawRuns = 5
 };
 const char* path_name(int path) {
   switch (path) {
@@ -110,8 +109,7 @@ const char* path_name(int path) {
     case kRawChunked: return "variant_chunked";
     case kRawHybrid: return "variant_hybrid";
     case kRawLean: return "variant_lean";
-    case kRawRuns: return "variant_runs";
-    default: return "variant_runs_lookback";
+    default: return "variant_runs";
   }
 }
 
@@ -176,7 +174,7 @@ TEST_P(SelectiveScanKernel, ForwardAndEveryGradientMatchFp64) {
 #if defined(RBK_WITH_CUDA_KERNELS)
     static_assert(kRawSequential == rbk::cuda::kSsVariantSequential && kRawChunked == rbk::cuda::kSsVariantChunked &&
                   kRawHybrid == rbk::cuda::kSsVariantHybrid && kRawLean == rbk::cuda::kSsVariantLean &&
-                      kRawRuns == rbk::cuda::kSsVariantRuns && kRawRunsLookback == rbk::cuda::kSsVariantRunsLookback,
+                      kRawRuns == rbk::cuda::kSsVariantRuns,
                   "raw paths are variant ids");
     ker = run_launchers(in, w, c, path);
 #endif
@@ -207,8 +205,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{2, 40, 129, 5, true, true, false},      // N not a power of 2, raw delta
                       Case{1, 96, 2048, 16, true, true, true},     // 16 chunks, a long adjoint
                       Case{3, 20, 17, 16, false, false, false}),   // nothing optional
-                       ::testing::Values(kEntryPointDefault, kRawSequential, kRawChunked, kRawHybrid, kRawLean, kRawRuns,
-                                         kRawRunsLookback)),
+                       ::testing::Values(kEntryPointDefault, kRawSequential, kRawChunked, kRawHybrid, kRawLean, kRawRuns)),
     [](const ::testing::TestParamInfo<std::tuple<Case, int>>& i) {
       return case_name(std::get<0>(i.param)) + "_" + path_name(std::get<1>(i.param));
     });
@@ -240,8 +237,7 @@ TEST(SelectiveScanCudaBf16, Bf16InputsComputeInFp32) {
 TEST(SelectiveScanCudaLaunch, EveryOutputFullyWritten) {
   if (!have_device()) GTEST_SKIP() << "no CUDA device";
   for (const int variant : {rbk::cuda::kSsVariantAuto, rbk::cuda::kSsVariantSequential, rbk::cuda::kSsVariantChunked,
-                            rbk::cuda::kSsVariantHybrid, rbk::cuda::kSsVariantLean, rbk::cuda::kSsVariantRuns,
-                            rbk::cuda::kSsVariantRunsLookback})
+                            rbk::cuda::kSsVariantHybrid, rbk::cuda::kSsVariantLean, rbk::cuda::kSsVariantRuns})
   for (const Case& c : {Case{3, 45, 300, 16, true, true, true}, Case{1, 7, 1, 5, true, true, false},
                         Case{2, 33, 1000, 8, true, true, true}}) {
     torch::manual_seed(fresh_seed());
@@ -253,7 +249,7 @@ TEST(SelectiveScanCudaLaunch, EveryOutputFullyWritten) {
     // Explicit variants run as asked; the default picks one of the fast ones at these lengths.
     const int resolved = rbk::cuda::selective_scan_resolve_variant(p);
     if (variant == rbk::cuda::kSsVariantAuto)
-      EXPECT_TRUE(resolved == rbk::cuda::kSsVariantChunked || resolved == rbk::cuda::kSsVariantLean) << resolved;
+      EXPECT_EQ(resolved, rbk::cuda::kSsVariantRuns);
     else
       EXPECT_EQ(resolved, variant);
     ASSERT_EQ(rbk::cuda::launch_selective_scan_forward(p, s), cudaSuccess);

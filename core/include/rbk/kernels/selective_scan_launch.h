@@ -35,15 +35,14 @@
 //   kSsVariantLean (4): the hybrid variant with the per-chunk backward pass (c) processed in
 //     sub-tiles of 4 steps (h_t, a_t and the dB/dC terms of 4 steps in registers instead of 16), so
 //     it needs ~half the registers and runs 4 blocks per SM instead of 2 (issue 7's 2x target).
-//   kSsVariantRuns (5): the hybrid variant with another per-chunk backward pass (c)
-//     (selective_scan_runs.cu): a block is one chunk of 32 channels, one channel per lane, 16 warps
-//     each owning a run of 8 steps; each thread loops over the states, so sums over states stay in
-//     registers and only dB/dC need a cross-lane sum (through shared memory).
-//   kSsVariantRunsLookback (6): kSsVariantRuns without passes (a) and (b): each chunk's block takes
-//     the adjoint carry from the block of the chunk to its right (which publishes it) and publishes
-//     its own; blocks run right to left in start order.
-//   kSsVariantAuto (0, the default): lean where Bt ceil(Dm / 32) >= 2 x the SM count, else
-//     chunked; sequential where the chunk grid does not fit (ceil(L / kSsChunk) > 65535).
+//   kSsVariantRuns (5; selective_scan_runs.cu): another thread layout, forward and backward: a
+//     block is one chunk of 32 channels, one channel per lane, 8 warps each owning a run of 8 steps;
+//     each thread loops over the states, so sums over states stay in registers and only dB/dC need
+//     a cross-lane sum (through shared memory). Chunks are chained by a look-back (the block of a
+//     chunk waits for the value its neighbour publishes) instead of extra passes over L; blocks take
+//     chunks in start order, so the wait cannot deadlock. The forward needs fwd_workspace.
+//   kSsVariantAuto (0, the default): runs (measured fastest at every length of the H100 sweep,
+//     notes/baseline_kernels.md).
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -57,13 +56,12 @@ constexpr int64_t kSsChunk = 64;         // time steps between stored states (4 
 constexpr int64_t kSsChannelsPerBlock = 32;
 constexpr int64_t kSsMaxState = 16;      // N <= 16 (4 lanes x 4 states); larger N: use the reference
 
-constexpr int kSsVariantAuto = 0;        // lean / chunked by grid size, sequential if the chunk grid does not fit
+constexpr int kSsVariantAuto = 0;        // runs
 constexpr int kSsVariantSequential = 1;  // one block per (batch, 32 channels) walks all of L
 constexpr int kSsVariantChunked = 2;     // chunk-parallel over L (three passes each way)
 constexpr int kSsVariantHybrid = 3;      // single-pass fast forward, chunk-parallel backward
 constexpr int kSsVariantLean = 4;        // hybrid with the low-register sub-tiled per-chunk backward
-constexpr int kSsVariantRuns = 5;        // hybrid with the one-channel-per-lane per-chunk backward
-constexpr int kSsVariantRunsLookback = 6;  // kSsVariantRuns with the chunk carries chained in pass (c)
+constexpr int kSsVariantRuns = 5;        // one channel per lane, runs of 8 steps, look-back between chunks
 constexpr int64_t kSsMaxGridChunks = 65535;  // chunks are the grid's z dimension
 
 struct SelectiveScanParams {
@@ -84,6 +82,7 @@ struct SelectiveScanParams {
   // forward outputs
   float* out = nullptr;           // (Bt, Dm, L)
   float* chunk_states = nullptr;  // (Bt, Dm, n_chunks, N): h before each chunk
+  float* fwd_workspace = nullptr;  // selective_scan_fwd_workspace_floats() floats (kSsVariantRuns)
   // backward
   const float* dout = nullptr;     // (Bt, Dm, L)
   float* du = nullptr;             // (Bt, Dm, L)
@@ -108,7 +107,7 @@ constexpr int64_t selective_scan_bwd_partials_floats(int64_t batch, int64_t dim,
 }
 // Backward workspace of every variant: the dB/dC partials, then (chunk-parallel variants) per
 // (batch, channel, chunk): the adjoint carry (N), the chunk's sum of step sizes (1), the dA (N), dD (1)
-// and ddelta_bias (1) partials, then (kSsVariantRunsLookback) one flag per (batch, channel block,
+// and ddelta_bias (1) partials, then (kSsVariantRuns) one flag per (batch, channel block,
 // chunk) and a block counter, stored in float slots. One size for all variants, so callers need not
 // know the variant. (Constexpr so the kernels' device code uses the same formulas; the kernels are
 // built with --expt-relaxed-constexpr.)
@@ -118,10 +117,16 @@ constexpr int64_t selective_scan_bwd_workspace_floats(int64_t batch, int64_t dim
          batch * selective_scan_num_channel_blocks(dim) * selective_scan_num_chunks(len) + 1;
 }
 
+// Forward workspace (kSsVariantRuns: the look-back flags and the block counter, in float slots).
+constexpr int64_t selective_scan_fwd_workspace_floats(int64_t batch, int64_t dim, int64_t len) {
+  return batch * selective_scan_num_channel_blocks(dim) * selective_scan_num_chunks(len) + 1;
+}
+
 // Return the launch error (cudaSuccess when every launch was accepted; cudaErrorInvalidValue for an
 // unknown variant, or a chunk-parallel variant with more than kSsMaxGridChunks chunks); they do not
-// synchronise. The forward writes out and chunk_states; the backward needs the same inputs,
-// chunk_states and dout, and writes du, ddelta, dz, dA_part, dD_part, ddelta_bias_part, dB, dC.
+// synchronise. The forward writes out and chunk_states (and uses fwd_workspace); the backward needs
+// the same inputs, chunk_states and dout, and writes du, ddelta, dz, dA_part, dD_part,
+// ddelta_bias_part, dB, dC.
 cudaError_t launch_selective_scan_forward(const SelectiveScanParams& p, cudaStream_t stream);
 // The variant the launchers run for p (p.variant resolved on the current device; kSsVariantAuto is
 // never returned), or -1 where p.variant is unknown or cannot run at p's length.
