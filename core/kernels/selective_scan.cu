@@ -997,11 +997,7 @@ cudaError_t launch_selective_scan_forward(const SelectiveScanParams& p, cudaStre
     dispatch_states<FwdLaunch<FwdMode::Sequential, false>::Of>(p, dim3(nblk, bt), stream);
     return cudaGetLastError();
   }
-  if (variant == kSsVariantRuns) {
-    if (!p.fwd_workspace) return cudaErrorInvalidValue;
-    return ss_detail::launch_selective_scan_fwd_runs(p, stream);
-  }
-  if (variant == kSsVariantHybrid || variant == kSsVariantLean) {  // one fast pass
+  if (variant == kSsVariantHybrid || variant == kSsVariantLean || variant == kSsVariantRuns) {  // one fast pass
     dispatch_states<FwdLaunch<FwdMode::Sequential, true>::Of>(p, dim3(nblk, bt), stream);
     return cudaGetLastError();
   }

@@ -29,10 +29,9 @@ __host__ __device__ inline ChunkWorkspace chunk_workspace(const SelectiveScanPar
           f, f + p.batch * selective_scan_num_channel_blocks(p.dim) * nck};
 }
 
-// The runs variant (kSsVariantRuns; selective_scan_runs.cu): its forward (out, chunk_states; needs
-// p.fwd_workspace) and its backward pass (c) (du, ddelta, dz, the dB/dC partials and the per-chunk
-// dA, dD, ddelta_bias partials; passes (d) and the dB/dC reduction follow in the caller).
-cudaError_t launch_selective_scan_fwd_runs(const SelectiveScanParams& p, cudaStream_t stream);
+// Backward pass (c) of the runs variant (kSsVariantRuns; selective_scan_runs.cu): du, ddelta, dz,
+// the dB/dC partials and the per-chunk dA, dD, ddelta_bias partials; pass (d) and the dB/dC
+// reduction follow in the caller.
 cudaError_t launch_selective_scan_bwd_runs(const SelectiveScanParams& p, cudaStream_t stream);
 
 }  // namespace rbk::cuda::ss_detail

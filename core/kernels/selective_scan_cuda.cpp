@@ -64,7 +64,7 @@ T* ptr_or_null(const Tensor& t) {
 }
 
 // The buffers a launch writes, shaped from t's inputs on their device: the forward's (out,
-// chunk_states, fwd_workspace) and/or the backward's (gradients of the inputs present, dA/dD/ddelta_bias partials,
+// chunk_states) and/or the backward's (gradients of the inputs present, dA/dD/ddelta_bias partials,
 // workspace). make(shape) allocates one (uninitialised in the glue, poisoned in the rigs).
 template <class Make>
 void allocate_outputs(SelectiveScanTensors& t, bool forward, bool backward, Make&& make) {
@@ -72,7 +72,6 @@ void allocate_outputs(SelectiveScanTensors& t, bool forward, bool backward, Make
   if (forward) {
     t.out = make({Bt, Dm, L});
     t.chunk_states = make({Bt, Dm, selective_scan_num_chunks(L), N});
-    t.fwd_workspace = make({selective_scan_fwd_workspace_floats(Bt, Dm, L)});
   }
   if (backward) {
     t.du = make({Bt, Dm, L});
@@ -127,7 +126,6 @@ SelectiveScanParams selective_scan_params(const SelectiveScanTensors& t, bool de
   p.delta_bias = ptr_or_null<const float>(t.delta_bias);
   p.out = ptr_or_null<float>(t.out);
   p.chunk_states = ptr_or_null<float>(t.chunk_states);
-  p.fwd_workspace = ptr_or_null<float>(t.fwd_workspace);
   p.dout = ptr_or_null<const float>(t.dout);
   p.du = ptr_or_null<float>(t.du);
   p.ddelta = ptr_or_null<float>(t.ddelta);

@@ -1,6 +1,6 @@
-// Mamba-1 selective scan, the "runs" variant (kSsVariantRuns; issue 7's 2x target): forward and
-// backward pass (c). Same maths and outputs as the kernels of selective_scan.cu (formulas in its
-// file comment), another thread layout:
+// Mamba-1 selective scan, backward pass (c) of the "runs" variant (kSsVariantRuns; issue 7's 2x
+// target; its forward is the hybrid variant's single pass). Same maths and outputs as bwd_chunk in
+// selective_scan.cu (formulas in its file comment), another thread layout:
 //
 //   block = 32 channels (the lanes) x 8 warps; warp w owns the run of kRun = 8 steps
 //   t0 + 8 w .. t0 + 8 w + 7 of chunk k (t0 = k kSsChunk), and each thread loops over all N states.
@@ -15,19 +15,16 @@
 // The recurrences along a chunk are split at run boundaries. A run maps a state linearly:
 // h_out = D_w h_in + E_w (forward) and c_out = D_w c_in + G_w (adjoint, reverse time), with
 // D_w = exp(A sum of the run's dt) and E_w, G_w the run's results from 0. So, per state:
-//   phase F: every run computes E_w from h = 0 (backward: and G_w from 0, with the same a_t); one
-//            thread per (state, channel) then chains the 8 runs from the state entering the chunk;
-//   (backward) the same chain for the adjoint, right to left from the carry at the chunk's end;
-//   phase M: every run replays its 8 steps from its true start state: the forward sums y_t over
-//            the states; the backward keeps h_t, a_t in registers, runs the adjoint from its true
-//            carry and accumulates every gradient term.
-// Chunks are chained by a look-back: the block of chunk k publishes the value leaving its chunk
-// (forward: the state entering chunk k + 1, D_chunk h_in + E_chunk, straight into chunk_states;
-// backward: the adjoint carry out of its first step, D_chunk c_end + G_chunk, into the workspace),
-// and the block of the next chunk (k + 1 forward, k - 1 backward) waits for its flag. Blocks take
-// their chunk from a ticket counter in the order they start (left to right forward, right to left
-// backward), so a block only ever waits for a block that started before it: no deadlock, whatever
-// the scheduling order, and no extra pass over L. The launchers zero the flags before each call.
+//   phase F: every run computes E_w from h = 0 and G_w from 0 (sharing a_t); one thread per
+//            (state, channel) then chains the 8 runs from the state entering the chunk (stored by
+//            the forward) and, right to left, from the adjoint carry at the chunk's end;
+//   phase M: every run replays its 8 steps from its true start state (h_t, a_t in registers), runs
+//            the adjoint from its true carry and accumulates every gradient term.
+// Chunks are chained by a look-back: the block of chunk k publishes the adjoint carry out of its
+// first step, D_chunk c_end + G_chunk, into the workspace, and the block of chunk k - 1 waits for
+// its flag. Blocks take their chunk from a ticket counter in the order they start (right to left),
+// so a block only ever waits for a block that started before it: no deadlock, whatever the
+// scheduling order, and no extra pass over L. The launcher zeroes the flags before each call.
 //
 // Decays are 2^(dt log2(e) A) through ex2.approx.ftz.f32 (the MUFU unit, max error 2 ulp, the same
 // bound as the math library's exp2f and expf; ftz only flushes results below 2^-126 to 0, i.e. a
@@ -60,14 +57,18 @@ constexpr int kRedShift = 16;
 constexpr int kRedFloats = 32 * kRedRow + kRedShift;
 static_assert(2 * kRun == 16, "the column read gives 2 lanes to each of the 16 terms");
 
+enum StashArray { kStashU, kStashUsg, kStashSg, kStashDz, kStashArrays };
 struct RunsSmem {
-  float B[kNS][kSsChunk];          // B and C of the chunk (0 past L and for n >= N)
-  float C[kNS][kSsChunk];
+  alignas(16) float B[kNS][kSsChunk];  // B and C of the chunk (0 past L and for n >= N)
+  alignas(16) float C[kNS][kSsChunk];
   float A[kNS][kLanes];            // A of (state, channel), natural scale
   float h[kNS][kRunWarps][kLanes];  // F: run end state from 0; then the state entering the run; M: dA terms
   float g[kNS][kRunWarps][kLanes];  // R: run adjoint from 0; then the carry into the run's last step
   float dtsum[kRunWarps][kLanes];   // sum of the run's dt; at the end the runs' dD terms
   float dbias[kRunWarps][kLanes];   // the runs' ddelta_bias terms
+  // Per-step factors of the outputs, kept from the start so the end neither reloads nor recomputes:
+  // u, u sg and sg (sg = d dt / d delta), and dz's factor dout sigmoid(z) (1 + z (1 - sigmoid(z))).
+  float stash[kStashArrays][kRunWarps][kRun][kLanes];
   alignas(16) float red[kRunWarps][kRedFloats];
   unsigned ticket;
 };
@@ -161,6 +162,19 @@ __device__ __forceinline__ void load_chunk_abc(Smem& s, const SelectiveScanParam
     const int n = i / kLanes, c = i % kLanes;
     s.A[n][c] = n < N && c0 + c < p.dim ? p.A[(c0 + c) * N + n] : 0.f;
   }
+  constexpr int kQuads = static_cast<int>(kSsChunk) / 4;
+  const bool vec = p.len % 4 == 0 && t0 + kSsChunk <= p.len &&
+                   (reinterpret_cast<uintptr_t>(p.B) | reinterpret_cast<uintptr_t>(p.C)) % 16 == 0;
+  if (vec) {  // a whole chunk of 16-byte-aligned rows: float4 loads
+    for (int i = threadIdx.x; i < kNS * kQuads; i += kRunThreads) {
+      const int n = i / kQuads, q = i % kQuads;
+      const int64_t off = (b * N + n) * p.len + t0 + 4 * q;
+      const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
+      *reinterpret_cast<float4*>(&s.B[n][4 * q]) = n < N ? *reinterpret_cast<const float4*>(p.B + off) : zero;
+      *reinterpret_cast<float4*>(&s.C[n][4 * q]) = n < N ? *reinterpret_cast<const float4*>(p.C + off) : zero;
+    }
+    return;
+  }
   for (int i = threadIdx.x; i < kNS * static_cast<int>(kSsChunk); i += kRunThreads) {
     const int n = i / static_cast<int>(kSsChunk), tt = i % static_cast<int>(kSsChunk);
     const bool ok = n < N && t0 + tt < p.len;
@@ -183,130 +197,6 @@ __device__ __forceinline__ void run_step_sizes(const float (&dl)[kRun], float bi
 
 // Thread (warp w, lane) of the chunk combine steps handles states n = w + q kRunWarps.
 __device__ __forceinline__ int combine_state(int w, int q) { return w + q * kRunWarps; }
-
-// ---- forward ----
-struct RunsFwdSmem {
-  float B[kNS][kSsChunk];
-  float C[kNS][kSsChunk];
-  float A[kNS][kLanes];
-  float h[kNS][kRunWarps][kLanes];  // run end state from 0; then the state entering the run
-  float dtsum[kRunWarps][kLanes];
-  unsigned ticket;
-};
-
-template <bool HAS_Z>
-__global__ void __launch_bounds__(kRunThreads) selective_scan_fwd_runs_kernel(SelectiveScanParams p) {
-  __shared__ RunsFwdSmem s;
-  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-  const int N = static_cast<int>(p.dstate);
-  const int64_t L = p.len, nck = selective_scan_num_chunks(L), nblk = selective_scan_num_channel_blocks(p.dim);
-  unsigned* flags = reinterpret_cast<unsigned*>(p.fwd_workspace);
-  const int64_t per_chunk = p.batch * nblk, ticket = take_ticket(flags + per_chunk * nck, s.ticket);
-  const int64_t k = ticket / per_chunk, b = (ticket % per_chunk) / nblk, blk = ticket % nblk;  // left to right
-  const int64_t c0 = blk * kLanes, d = c0 + lane, t0 = k * kSsChunk, tr = t0 + kRun * w;
-  const bool dvalid = d < p.dim;
-  const int64_t bdk = (b * p.dim + d) * nck + k;
-  const int64_t row = (b * p.dim + (dvalid ? d : 0)) * L;
-  load_chunk_abc(s, p, b, c0, t0);
-  const bool vec = (L % 4 == 0) && ((reinterpret_cast<uintptr_t>(p.u) | reinterpret_cast<uintptr_t>(p.delta) |
-                                     reinterpret_cast<uintptr_t>(p.z) | reinterpret_cast<uintptr_t>(p.out)) % 16 == 0);
-  const float bias = p.delta_bias && dvalid ? p.delta_bias[d] : 0.f;
-  float uu[kRun], dt[kRun], dtu[kRun];
-  {
-    float dl[kRun];
-    load_run(p.u + row, tr, L, vec, uu);
-    load_run(p.delta + row, tr, L, vec, dl);
-    run_step_sizes(dl, bias, p.delta_softplus, dvalid, tr, L, dt);
-    float sum = 0.f;
-#pragma unroll
-    for (int i = 0; i < kRun; ++i) {
-      dtu[i] = dt[i] * uu[i];
-      sum += dt[i];
-    }
-    s.dtsum[w][lane] = sum;
-  }
-  __syncthreads();
-  // ---- phase F: each run's end state from 0 ----
-#pragma unroll 1
-  for (int n = 0; n < N; ++n) {
-    const float Al = s.A[n][lane] * kLog2e;
-    float Bv[kRun];
-    smem_run(&s.B[n][kRun * w], Bv);
-    float h = 0.f;
-#pragma unroll
-    for (int i = 0; i < kRun; ++i) h = ex2_ftz(dt[i] * Al) * h + dtu[i] * Bv[i];
-    s.h[n][w][lane] = h;
-  }
-  __syncthreads();
-  // ---- chunk combine with the look-back: the state entering each run ----
-  {
-    float e_chunk[kStatesPerThread], h_in[kStatesPerThread], dt_chunk = 0.f;
-#pragma unroll
-    for (int r = 0; r < kRunWarps; ++r) dt_chunk += s.dtsum[r][lane];
-#pragma unroll
-    for (int q = 0; q < kStatesPerThread; ++q) {
-      const int n = combine_state(w, q);
-      e_chunk[q] = h_in[q] = 0.f;
-      if (n < N) {
-        const float Al = s.A[n][lane] * kLog2e;
-#pragma unroll
-        for (int r = 0; r < kRunWarps; ++r) e_chunk[q] = ex2_ftz(s.dtsum[r][lane] * Al) * e_chunk[q] + s.h[n][r][lane];
-      }
-    }
-    if (k > 0) wait_for(flags + (b * nblk + blk) * nck + k - 1);
-#pragma unroll
-    for (int q = 0; q < kStatesPerThread; ++q) {
-      const int n = combine_state(w, q);
-      if (n >= N || !dvalid) continue;
-      if (k > 0) h_in[q] = __ldcg(p.chunk_states + bdk * N + n);
-      else p.chunk_states[bdk * N + n] = 0.f;  // h before chunk 0
-      if (k + 1 < nck) __stcg(p.chunk_states + (bdk + 1) * N + n, ex2_ftz(dt_chunk * s.A[n][lane] * kLog2e) * h_in[q] + e_chunk[q]);
-    }
-    if (k + 1 < nck) publish(flags + (b * nblk + blk) * nck + k);
-#pragma unroll
-    for (int q = 0; q < kStatesPerThread; ++q) {
-      const int n = combine_state(w, q);
-      if (n >= N) continue;
-      const float Al = s.A[n][lane] * kLog2e;
-      float h = h_in[q];
-#pragma unroll
-      for (int r = 0; r < kRunWarps; ++r) {
-        const float e = s.h[n][r][lane];
-        s.h[n][r][lane] = h;
-        h = ex2_ftz(s.dtsum[r][lane] * Al) * h + e;
-      }
-    }
-  }
-  __syncthreads();
-  // ---- phase M: the run from its true start state, y summed over the states ----
-  float ys[kRun];
-#pragma unroll
-  for (int i = 0; i < kRun; ++i) ys[i] = 0.f;
-#pragma unroll 1
-  for (int n = 0; n < N; ++n) {
-    const float Al = s.A[n][lane] * kLog2e;
-    float Bv[kRun], Cv[kRun];
-    smem_run(&s.B[n][kRun * w], Bv);
-    smem_run(&s.C[n][kRun * w], Cv);
-    float h = s.h[n][w][lane];
-#pragma unroll
-    for (int i = 0; i < kRun; ++i) {
-      h = ex2_ftz(dt[i] * Al) * h + dtu[i] * Bv[i];
-      ys[i] += Cv[i] * h;
-    }
-  }
-  if (dvalid) {
-    const float Dv = p.D ? p.D[d] : 0.f;
-    float zz[kRun];
-    if (HAS_Z) load_run(p.z + row, tr, L, vec, zz);
-#pragma unroll
-    for (int i = 0; i < kRun; ++i) {
-      ys[i] += Dv * uu[i];
-      if (HAS_Z) ys[i] *= zz[i] * sigmoid_f(zz[i]);  // silu(z)
-    }
-    store_run(p.out + row, tr, L, vec, ys);
-  }
-}
 
 // ---- backward ----
 
@@ -333,7 +223,7 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
                                      reinterpret_cast<uintptr_t>(p.dz)) % 16 == 0);
   const float bias = p.delta_bias && dvalid ? p.delta_bias[d] : 0.f;
   const float Dv = p.D && dvalid ? p.D[d] : 0.f;
-  float dt[kRun], dtu[kRun], gy[kRun];
+  float dt[kRun], dtu[kRun], gy[kRun], dD = 0.f;
   {
     float uu[kRun], dl[kRun], go[kRun], zz[kRun];
     load_run(p.u + row, tr, L, vec, uu);
@@ -344,7 +234,14 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
 #pragma unroll
     for (int i = 0; i < kRun; ++i) {
       dtu[i] = dt[i] * uu[i];
-      gy[i] = !dvalid ? 0.f : HAS_Z ? go[i] * zz[i] * sigmoid_f(zz[i]) : go[i];
+      const float sz = HAS_Z ? sigmoid_f(zz[i]) : 1.f;
+      gy[i] = !dvalid ? 0.f : HAS_Z ? go[i] * zz[i] * sz : go[i];
+      if (tr + i < L) dD += gy[i] * uu[i];
+      const float sg = p.delta_softplus ? sigmoid_f(dl[i] + bias) : 1.f;
+      s.stash[kStashU][w][i][lane] = uu[i];
+      s.stash[kStashUsg][w][i][lane] = uu[i] * sg;
+      s.stash[kStashSg][w][i][lane] = sg;
+      if (HAS_Z) s.stash[kStashDz][w][i][lane] = go[i] * sz * (1.f + zz[i] * (1.f - sz));
     }
   }
   {
@@ -491,26 +388,13 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
 
   // ---- outputs of the run: du, ddelta, dz; dD and ddelta_bias terms ----
   {
-    float uu[kRun], dl[kRun], go[kRun], zz[kRun], o_du[kRun], o_dd[kRun], o_dz[kRun];
-    load_run(p.u + row, tr, L, vec, uu);
-    load_run(p.delta + row, tr, L, vec, dl);
-    load_run(p.dout + row, tr, L, vec, go);
-    if (HAS_Z) load_run(p.z + row, tr, L, vec, zz);
-    float dD = 0.f, dbias = 0.f;
+    float o_du[kRun], o_dd[kRun], o_dz[kRun], dbias = 0.f;
 #pragma unroll
     for (int i = 0; i < kRun; ++i) {
-      const bool valid = tr + i < L;
-      const float sg = p.delta_softplus ? sigmoid_f(dl[i] + bias) : 1.f;  // d dt / d delta
       o_du[i] = gy[i] * Dv + dt[i] * sgB[i];
-      o_dd[i] = (uu[i] * sgB[i] + sAgah[i]) * sg;
-      if (HAS_Z) {
-        const float sz = sigmoid_f(zz[i]);
-        o_dz[i] = go[i] * (ys[i] + Dv * uu[i]) * sz * (1.f + zz[i] * (1.f - sz));
-      }
-      if (valid) {
-        dD += gy[i] * uu[i];
-        dbias += o_dd[i];
-      }
+      o_dd[i] = sgB[i] * s.stash[kStashUsg][w][i][lane] + sAgah[i] * s.stash[kStashSg][w][i][lane];
+      if (HAS_Z) o_dz[i] = s.stash[kStashDz][w][i][lane] * (ys[i] + Dv * s.stash[kStashU][w][i][lane]);
+      if (tr + i < L) dbias += o_dd[i];
     }
     if (dvalid) {
       store_run(p.du + row, tr, L, vec, o_du);
@@ -522,8 +406,7 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
   }
   __syncthreads();
   // Chunk partials per channel, summed over the runs in order (deterministic): dA (threads of states
-// n = w + q kRunWarps),
-  // dD and ddelta_bias (warp 0).
+  // n = w + q kRunWarps), dD and ddelta_bias (warp 0).
   if (dvalid) {
     for (int n = w; n < N; n += kRunWarps) {
       float a = 0.f;
@@ -545,16 +428,6 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
 }
 
 }  // namespace
-
-cudaError_t launch_selective_scan_fwd_runs(const SelectiveScanParams& p, cudaStream_t stream) {
-  const int64_t nck = selective_scan_num_chunks(p.len), blocks = p.batch * selective_scan_num_channel_blocks(p.dim) * nck;
-  // The flags and the ticket counter (selective_scan_fwd_workspace_floats) are contiguous.
-  cudaError_t e = cudaMemsetAsync(p.fwd_workspace, 0, (blocks + 1) * sizeof(unsigned), stream);
-  if (e != cudaSuccess) return e;
-  if (p.z) selective_scan_fwd_runs_kernel<true><<<static_cast<unsigned>(blocks), kRunThreads, 0, stream>>>(p);
-  else selective_scan_fwd_runs_kernel<false><<<static_cast<unsigned>(blocks), kRunThreads, 0, stream>>>(p);
-  return cudaGetLastError();
-}
 
 cudaError_t launch_selective_scan_bwd_runs(const SelectiveScanParams& p, cudaStream_t stream) {
   auto* kernel = p.z ? selective_scan_bwd_runs_kernel<true> : selective_scan_bwd_runs_kernel<false>;

@@ -246,7 +246,7 @@ TEST(SelectiveScanCudaLaunch, EveryOutputFullyWritten) {
     const rbk::cuda::SelectiveScanTensors t = rbk::cuda::selective_scan_rig_tensors(in, dout, torch::kCUDA, NAN);
     const rbk::cuda::SelectiveScanParams p = rbk::cuda::selective_scan_params(t, c.softplus, variant);
     const cudaStream_t s = at::cuda::getCurrentCUDAStream();
-    // Explicit variants run as asked; the default picks one of the fast ones at these lengths.
+    // Explicit variants run as asked; the default is the runs variant.
     const int resolved = rbk::cuda::selective_scan_resolve_variant(p);
     if (variant == rbk::cuda::kSsVariantAuto)
       EXPECT_EQ(resolved, rbk::cuda::kSsVariantRuns);

@@ -38,7 +38,7 @@ std::vector<torch::Tensor> selective_scan_bwd_cuda(const torch::Tensor& u, const
 // this one struct, so a new field of SelectiveScanParams is wired in one place.
 struct SelectiveScanTensors {
   torch::Tensor u, delta, A, B, C, D, z, delta_bias;                         // inputs
-  torch::Tensor out, chunk_states, fwd_workspace;                            // forward outputs, scratch
+  torch::Tensor out, chunk_states;                                           // forward outputs
   torch::Tensor dout, du, ddelta, dz, dA_part, dD_part, ddelta_bias_part;    // backward
   torch::Tensor dB, dC, workspace;
 };

@@ -35,12 +35,13 @@
 //   kSsVariantLean (4): the hybrid variant with the per-chunk backward pass (c) processed in
 //     sub-tiles of 4 steps (h_t, a_t and the dB/dC terms of 4 steps in registers instead of 16), so
 //     it needs ~half the registers and runs 4 blocks per SM instead of 2 (issue 7's 2x target).
-//   kSsVariantRuns (5; selective_scan_runs.cu): another thread layout, forward and backward: a
-//     block is one chunk of 32 channels, one channel per lane, 8 warps each owning a run of 8 steps;
-//     each thread loops over the states, so sums over states stay in registers and only dB/dC need
-//     a cross-lane sum (through shared memory). Chunks are chained by a look-back (the block of a
-//     chunk waits for the value its neighbour publishes) instead of extra passes over L; blocks take
-//     chunks in start order, so the wait cannot deadlock. The forward needs fwd_workspace.
+//   kSsVariantRuns (5): the hybrid variant's single-pass forward; a backward in another thread
+//     layout (selective_scan_runs.cu): a block is one chunk of 32 channels, one channel per lane,
+//     8 warps each owning a run of 8 steps; each thread loops over the states, so sums over states
+//     stay in registers and only dB/dC need a cross-lane sum (through shared memory). Chunks are
+//     chained by a look-back (the block of a chunk waits for the adjoint carry the block of the
+//     chunk to its right publishes) instead of passes (a) and (b); blocks take chunks in start
+//     order, so the wait cannot deadlock.
 //   kSsVariantAuto (0, the default): runs (measured fastest at every length of the H100 sweep,
 //     notes/baseline_kernels.md).
 #pragma once
@@ -61,7 +62,7 @@ constexpr int kSsVariantSequential = 1;  // one block per (batch, 32 channels) w
 constexpr int kSsVariantChunked = 2;     // chunk-parallel over L (three passes each way)
 constexpr int kSsVariantHybrid = 3;      // single-pass fast forward, chunk-parallel backward
 constexpr int kSsVariantLean = 4;        // hybrid with the low-register sub-tiled per-chunk backward
-constexpr int kSsVariantRuns = 5;        // one channel per lane, runs of 8 steps, look-back between chunks
+constexpr int kSsVariantRuns = 5;        // hybrid forward, one-channel-per-lane backward with a look-back
 constexpr int64_t kSsMaxGridChunks = 65535;  // chunks are the grid's z dimension
 
 struct SelectiveScanParams {
@@ -82,7 +83,6 @@ struct SelectiveScanParams {
   // forward outputs
   float* out = nullptr;           // (Bt, Dm, L)
   float* chunk_states = nullptr;  // (Bt, Dm, n_chunks, N): h before each chunk
-  float* fwd_workspace = nullptr;  // selective_scan_fwd_workspace_floats() floats (kSsVariantRuns)
   // backward
   const float* dout = nullptr;     // (Bt, Dm, L)
   float* du = nullptr;             // (Bt, Dm, L)
@@ -117,16 +117,10 @@ constexpr int64_t selective_scan_bwd_workspace_floats(int64_t batch, int64_t dim
          batch * selective_scan_num_channel_blocks(dim) * selective_scan_num_chunks(len) + 1;
 }
 
-// Forward workspace (kSsVariantRuns: the look-back flags and the block counter, in float slots).
-constexpr int64_t selective_scan_fwd_workspace_floats(int64_t batch, int64_t dim, int64_t len) {
-  return batch * selective_scan_num_channel_blocks(dim) * selective_scan_num_chunks(len) + 1;
-}
-
 // Return the launch error (cudaSuccess when every launch was accepted; cudaErrorInvalidValue for an
 // unknown variant, or a chunk-parallel variant with more than kSsMaxGridChunks chunks); they do not
-// synchronise. The forward writes out and chunk_states (and uses fwd_workspace); the backward needs
-// the same inputs, chunk_states and dout, and writes du, ddelta, dz, dA_part, dD_part,
-// ddelta_bias_part, dB, dC.
+// synchronise. The forward writes out and chunk_states; the backward needs the same inputs,
+// chunk_states and dout, and writes du, ddelta, dz, dA_part, dD_part, ddelta_bias_part, dB, dC.
 cudaError_t launch_selective_scan_forward(const SelectiveScanParams& p, cudaStream_t stream);
 // The variant the launchers run for p (p.variant resolved on the current device; kSsVariantAuto is
 // never returned), or -1 where p.variant is unknown or cannot run at p's length.
