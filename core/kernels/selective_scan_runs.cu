@@ -223,6 +223,13 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
                                      reinterpret_cast<uintptr_t>(p.dz)) % 16 == 0);
   const float bias = p.delta_bias && dvalid ? p.delta_bias[d] : 0.f;
   const float Dv = p.D && dvalid ? p.D[d] : 0.f;
+  // The chunk's start states for the combine step's states (issued now, used after phase F).
+  float h_chunk[kStatesPerThread];
+#pragma unroll
+  for (int q = 0; q < kStatesPerThread; ++q) {
+    const int n = combine_state(w, q);
+    h_chunk[q] = dvalid && n < N ? p.chunk_states[bdk * N + n] : 0.f;
+  }
   float dt[kRun], dtu[kRun], gy[kRun], dD = 0.f;
   {
     float uu[kRun], dl[kRun], go[kRun], zz[kRun];
@@ -272,19 +279,11 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
     s.g[n][w][lane] = c;
   }
   __syncthreads();
-  for (int n = w; n < N; n += kRunWarps) {  // thread (state n, channel lane): the state entering each run
-    const float Al = s.A[n][lane] * kLog2e;
-    float h = dvalid ? p.chunk_states[bdk * N + n] : 0.f;
-#pragma unroll
-    for (int r = 0; r < kRunWarps; ++r) {
-      const float e = s.h[n][r][lane];
-      s.h[n][r][lane] = h;
-      h = ex2_ftz(s.dtsum[r][lane] * Al) * h + e;
-    }
-  }
+  // ---- chunk combine: thread (warp w, lane) handles states n = w + q kRunWarps. Two independent
+  // chains per state, interleaved: the state entering each run (from the chunk's start state,
+  // loaded at the kernel's start) and the chunk's own map of the adjoint carry,
+  // c_out = D_chunk c_end + G_chunk (G_chunk from 0); then the look-back gives c_end. ----
   {
-    // The adjoint carry into the chunk's last step, with the look-back: the chunk's own map of the
-    // carry is c_out = D_chunk c_end + G_chunk.
     float c_end[kStatesPerThread], g_chunk[kStatesPerThread], dt_chunk = 0.f;
 #pragma unroll
     for (int r = 0; r < kRunWarps; ++r) dt_chunk += s.dtsum[r][lane];
@@ -292,10 +291,16 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
     for (int q = 0; q < kStatesPerThread; ++q) {
       const int n = combine_state(w, q);
       g_chunk[q] = c_end[q] = 0.f;
-      if (n < N) {
-        const float Al = s.A[n][lane] * kLog2e;
+      if (n >= N) continue;
+      const float Al = s.A[n][lane] * kLog2e;
+      float h = h_chunk[q];
 #pragma unroll
-        for (int r = kRunWarps - 1; r >= 0; --r) g_chunk[q] = ex2_ftz(s.dtsum[r][lane] * Al) * g_chunk[q] + s.g[n][r][lane];
+      for (int r = 0; r < kRunWarps; ++r) {
+        const float e = s.h[n][r][lane];
+        s.h[n][r][lane] = h;
+        h = ex2_ftz(s.dtsum[r][lane] * Al) * h + e;
+        const int rr = kRunWarps - 1 - r;
+        g_chunk[q] = ex2_ftz(s.dtsum[rr][lane] * Al) * g_chunk[q] + s.g[n][rr][lane];
       }
     }
     if (k + 1 < nck) wait_for(ws.flags + (b * nblk + blk) * nck + k + 1);
