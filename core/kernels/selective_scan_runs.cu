@@ -15,9 +15,10 @@
 // The recurrences along a chunk are split at run boundaries. A run maps a state linearly:
 // h_out = D_w h_in + E_w (forward) and c_out = D_w c_in + G_w (adjoint, reverse time), with
 // D_w = exp(A sum of the run's dt) and E_w, G_w the run's results from 0. So, per state:
-//   phase F: every run computes E_w from h = 0 and G_w from 0 (sharing a_t); one thread per
-//            (state, channel) then chains the 8 runs from the state entering the chunk (stored by
-//            the forward) and, right to left, from the adjoint carry at the chunk's end;
+//   phase F: every run computes E_w from h = 0; one thread per (state, channel) then chains the 8
+//            runs from the state entering the chunk (stored by the forward);
+//   phase R: every run computes G_w from 0; one thread per (state, channel) chains the runs right to
+//            left from the adjoint carry at the chunk's end;
 //   phase M: every run replays its 8 steps from its true start state (h_t, a_t in registers), runs
 //            the adjoint from its true carry and accumulates every gradient term.
 // Chunks are chained by a look-back: the block of chunk k publishes the adjoint carry out of its
@@ -259,30 +260,51 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
   }
   __syncthreads();
 
-  // ---- phases F and R: each run's end state from h = 0 and its adjoint carry out of its first step
-  // from 0 at its last (carry <- a_t (carry + C_t gy_t) in reverse time, see bwd_chunk), sharing a_t ----
+  // ---- phase F: each run's end state from h = 0 ----
 #pragma unroll 1
   for (int n = 0; n < N; ++n) {
     const float Al = s.A[n][lane] * kLog2e;
-    float Bv[kRun], Cv[kRun], av[kRun];
+    float Bv[kRun];
     smem_run(&s.B[n][kRun * w], Bv);
-    smem_run(&s.C[n][kRun * w], Cv);
-    float h = 0.f, c = 0.f;
+    float h = 0.f;
 #pragma unroll
-    for (int i = 0; i < kRun; ++i) {
-      av[i] = ex2_ftz(dt[i] * Al);
-      h = av[i] * h + dtu[i] * Bv[i];
-    }
-#pragma unroll
-    for (int i = kRun - 1; i >= 0; --i) c = av[i] * (c + Cv[i] * gy[i]);
+    for (int i = 0; i < kRun; ++i) h = ex2_ftz(dt[i] * Al) * h + dtu[i] * Bv[i];
     s.h[n][w][lane] = h;
+  }
+  __syncthreads();
+  // ---- chunk combine, forward: thread (warp w, lane) chains states n = w + q kRunWarps from the
+  // chunk's start state (loaded at the kernel's start) -> the state entering each run. No barrier
+  // before phase R: these latency-bound chains overlap the other warps' phase R. ----
+#pragma unroll
+  for (int q = 0; q < kStatesPerThread; ++q) {
+    const int n = combine_state(w, q);
+    if (n >= N) continue;
+    const float Al = s.A[n][lane] * kLog2e;
+    float h = h_chunk[q];
+#pragma unroll
+    for (int r = 0; r < kRunWarps; ++r) {
+      const float e = s.h[n][r][lane];
+      s.h[n][r][lane] = h;
+      h = ex2_ftz(s.dtsum[r][lane] * Al) * h + e;
+    }
+  }
+  // ---- phase R: each run's adjoint carry out of its first step, from 0 at its last: carry <-
+  // a_t (carry + C_t gy_t) in reverse time (see bwd_chunk). Recomputing a_t here measured faster
+  // than sharing it with phase F in one loop followed by both combine chains (3.86 vs 3.63 ms
+  // fwd + bwd at the target point; notes/baseline_kernels.md). ----
+#pragma unroll 1
+  for (int n = 0; n < N; ++n) {
+    const float Al = s.A[n][lane] * kLog2e;
+    float Cv[kRun];
+    smem_run(&s.C[n][kRun * w], Cv);
+    float c = 0.f;
+#pragma unroll
+    for (int i = kRun - 1; i >= 0; --i) c = ex2_ftz(dt[i] * Al) * (c + Cv[i] * gy[i]);
     s.g[n][w][lane] = c;
   }
   __syncthreads();
-  // ---- chunk combine: thread (warp w, lane) handles states n = w + q kRunWarps. Two independent
-  // chains per state, interleaved: the state entering each run (from the chunk's start state,
-  // loaded at the kernel's start) and the chunk's own map of the adjoint carry,
-  // c_out = D_chunk c_end + G_chunk (G_chunk from 0); then the look-back gives c_end. ----
+  // ---- chunk combine, adjoint, with the look-back: the chunk's own map of the carry is
+  // c_out = D_chunk c_end + G_chunk (G_chunk from 0); the block of the chunk to the right gives c_end. ----
   {
     float c_end[kStatesPerThread], g_chunk[kStatesPerThread], dt_chunk = 0.f;
 #pragma unroll
@@ -293,15 +315,8 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
       g_chunk[q] = c_end[q] = 0.f;
       if (n >= N) continue;
       const float Al = s.A[n][lane] * kLog2e;
-      float h = h_chunk[q];
 #pragma unroll
-      for (int r = 0; r < kRunWarps; ++r) {
-        const float e = s.h[n][r][lane];
-        s.h[n][r][lane] = h;
-        h = ex2_ftz(s.dtsum[r][lane] * Al) * h + e;
-        const int rr = kRunWarps - 1 - r;
-        g_chunk[q] = ex2_ftz(s.dtsum[rr][lane] * Al) * g_chunk[q] + s.g[n][rr][lane];
-      }
+      for (int r = kRunWarps - 1; r >= 0; --r) g_chunk[q] = ex2_ftz(s.dtsum[r][lane] * Al) * g_chunk[q] + s.g[n][r][lane];
     }
     if (k + 1 < nck) wait_for(ws.flags + (b * nblk + blk) * nck + k + 1);
 #pragma unroll
