@@ -24,7 +24,9 @@
 // chunk boundaries, then a replay from the true start state), forward and backward; the hybrid one
 // runs the sequential forward with the chunked variant's helpers and the chunked backward; the lean one
 // is the hybrid one with a sub-tiled per-chunk backward (bwd_chunk_lean, fewer registers). All share the
-// tile helpers, the forward tile loop (fwd_tiles) and the per-chunk backward (bwd_chunk) below.
+// tile helpers, the forward tile loop (fwd_tiles) and the per-chunk backward (bwd_chunk) below. The
+// runs variant (the default) is the hybrid forward with the backward of selective_scan_runs.cu (one
+// channel per lane, chunks chained by a look-back); this file's launchers dispatch to it.
 // The chunked variant computes a_t = exp(dt A) as exp2f((dt log2 e) A): the CUDA math library's
 // exp2f (not the __exp2f intrinsic; no fast math) has a maximum error of 2 ulp over its whole range
 // (CUDA C Programming Guide, appendix "Mathematical Functions"), the same bound as expf, but compiles

@@ -9,8 +9,8 @@
 //   copy_bandwidth   cudaMemcpyAsync device-to-device of copy_bytes, counted as read + write bytes
 //                    (rbk::cuda::measure_copy_bandwidth_gbps, the same ceiling as exp_kernel_speed);
 //   scan_cuda        the raw launchers of every kernel variant (row keys `variant`: "chunked",
-//                    "hybrid", "sequential" (the first kernel), "lean", and `default`: whether the entry
-//                    point runs it at this shape on this GPU) side by side
+//                    "hybrid", "sequential" (the first kernel), "lean", "runs", and `default`: whether
+//                    the entry point runs it at this shape on this GPU) side by side
 //                    at (batch, dim, len, dstate) and over sweep_len, CUDA event timing (median of
 //                    `repeats`), after checking the outputs are finite and non-trivial;
 //   reference_gpu    the LibTorch reference on the GPU at len = ref_len (fwd, fwd + autograd bwd), for scale.
@@ -26,13 +26,15 @@
 //   forward's chunk-local pass re-reads u, delta, B (8 E + 4 S), the backward's local-adjoint pass
 //   re-reads u, delta, z, dout, B, C (16 E + 8 S), plus its per-chunk workspace; the hybrid variant
 //   (sequential forward, chunked backward) all of it but the forward's extra pass; the lean variants
-//   move the hybrid variant's bytes (it differs only in registers and arithmetic). Predicted time = bytes / measured copy bandwidth;
+//   move the hybrid variant's bytes (it differs only in registers and arithmetic); the runs variant
+//   moves the minimal bytes, the chunk states and partials and its per-chunk workspace (no replay
+//   re-reads, no local-adjoint pass). Predicted time = bytes / measured copy bandwidth;
 //   the target is measured / predicted(minimal bytes) <= 2 for forward + backward.
 //
 // Summary keys: default_variant (what the entry point runs here); unprefixed fwd_us, fwd_bwd_us,
 //   fwd_GBps, fwd_bwd_GBps, ratio_fwd, ratio_fwd_bwd, ratio_fwd_bwd_kernel_bytes are the default's,
-//   and the same keys prefixed chunked_, hybrid_, sequential_ (the first kernel), lean_ are
-//   each variant's; chunked_ / hybrid_ / lean_speedup_fwd_bwd_vs_sequential;
+//   and the same keys prefixed chunked_, hybrid_, sequential_ (the first kernel), lean_, runs_ are
+//   each variant's; chunked_ / hybrid_ / lean_ / runs_speedup_fwd_bwd_vs_sequential;
 //   batch, dim, len, dstate; copy_bandwidth_GBps; fwd_us, fwd_bwd_us (medians);
 //   fwd_GBps, fwd_bwd_GBps (minimal bytes / time); predicted_fwd_us, predicted_fwd_bwd_us (minimal
 //   bytes at copy bandwidth); ratio_fwd, ratio_fwd_bwd (measured / predicted); bytes_kernel_fwd_bwd

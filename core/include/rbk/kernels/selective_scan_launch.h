@@ -5,7 +5,8 @@
 //   u, delta, z, out, dout, du, ddelta, dz : (Bt, Dm, L)      A : (Dm, N)
 //   B, C, dB, dC : (Bt, N, L)      D, delta_bias : (Dm,)
 //
-// Design: one thread block per (batch, 32 channels); a channel is handled by 4 adjacent lanes, each
+// Design of the first kernels (the runs variant below, the default, has its own backward layout):
+// one thread block per (batch, 32 channels); a channel is handled by 4 adjacent lanes, each
 // holding N/4 state floats in registers, sequential over L in tiles of kSsTile steps whose
 // (channel x time) slices are loaded through shared memory (coalesced along L). The forward keeps
 // h only in registers and stores it at every chunk start (kSsChunk steps): chunk_states
