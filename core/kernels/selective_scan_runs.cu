@@ -289,9 +289,10 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
     }
   }
   // ---- phase R: each run's adjoint carry out of its first step, from 0 at its last: carry <-
-  // a_t (carry + C_t gy_t) in reverse time (see bwd_chunk). Recomputing a_t here measured faster
-  // than sharing it with phase F in one loop followed by both combine chains (3.86 vs 3.63 ms
-  // fwd + bwd at the target point; notes/baseline_kernels.md). ----
+  // a_t (carry + C_t gy_t) in reverse time (see bwd_chunk). Recomputing a_t here, with the forward
+  // combine between the two loops, measured faster than sharing a_t with phase F in one loop
+  // followed by both combine chains (fwd + bwd 3.78 vs 3.86 ms at the target point, commits 0d01838
+  // and c549b3a; notes/baseline_kernels.md). ----
 #pragma unroll 1
   for (int n = 0; n < N; ++n) {
     const float Al = s.A[n][lane] * kLog2e;
