@@ -4,12 +4,17 @@
 #include "rbk/kernels/selective_scan_cuda.h"
 
 #include "rbk/kernels/selective_scan_launch.h"
+#include "rbk/selective_scan.h"
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
 namespace rbk::cuda {
 namespace {
+
+// The public header's copies of the kernels' constants (readable on builds without CUDA).
+static_assert(kSelectiveScanKernelMaxState == kSsMaxState && kSelectiveScanKernelChunk == kSsChunk,
+              "rbk/selective_scan.h and rbk/kernels/selective_scan_launch.h disagree");
 
 using torch::Tensor;
 

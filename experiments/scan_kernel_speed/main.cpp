@@ -72,7 +72,7 @@ struct Bytes {
 
 Bytes bytes_model(int64_t Bt, int64_t Dm, int64_t L, int64_t N) {
   const double E = static_cast<double>(Bt) * Dm * L, S = static_cast<double>(Bt) * N * L;
-  const double states = 4.0 * Bt * Dm * std::ceil(static_cast<double>(L) / rbk::cuda::kSsChunk) * N;
+  const double states = 4.0 * Bt * Dm * std::ceil(static_cast<double>(L) / rbk::kSelectiveScanKernelChunk) * N;
   const double partials = 8.0 * Bt * std::ceil(Dm / 32.0) * N * L;
   Bytes b;
   b.fwd_min = 16 * E + 8 * S;
@@ -81,7 +81,7 @@ Bytes bytes_model(int64_t Bt, int64_t Dm, int64_t L, int64_t N) {
   b.fwd_bwd_kernel = b.fwd_kernel + 28 * E + 16 * S + states + (8 * E + 4 * S) * 7.0 / 8.0 + 2 * partials;
   // Chunked backward: local-adjoint pass (16 E + 8 S) and the per-chunk workspace (carry, step-size
   // sum, dA, dD, ddelta_bias partials: Bt Dm nck (2 N + 3) floats, written and read twice at most).
-  const double chunk_ws = 4.0 * Bt * Dm * std::ceil(static_cast<double>(L) / rbk::cuda::kSsChunk) * (2 * N + 3) * 4;
+  const double chunk_ws = 4.0 * Bt * Dm * std::ceil(static_cast<double>(L) / rbk::kSelectiveScanKernelChunk) * (2 * N + 3) * 4;
   b.fwd_bwd_kernel_hybrid = b.fwd_bwd_kernel + (16 * E + 8 * S) + chunk_ws;
   b.fwd_bwd_kernel_chunked = b.fwd_bwd_kernel_hybrid + (8 * E + 4 * S);  // + the forward's chunk-local pass
   // Runs variant: the minimal bytes, the chunk states (written and read), the backward's dB/dC

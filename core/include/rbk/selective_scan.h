@@ -27,6 +27,10 @@ enum class SelectiveScanImpl {
 
 // Largest state size the CUDA kernel holds in registers; larger N runs the reference.
 constexpr int64_t kSelectiveScanKernelMaxState = 16;
+// Steps between the states the CUDA forward stores for the backward (bytes models need it on any
+// build). Both constants equal the kernels' own (rbk/kernels/selective_scan_launch.h), which the
+// CUDA glue checks at compile time.
+constexpr int64_t kSelectiveScanKernelChunk = 64;
 
 // Sequential over L in plain LibTorch ops, differentiable by autograd in every input.
 torch::Tensor selective_scan_reference(const torch::Tensor& u,           // (Bt, Dm, L)
