@@ -80,17 +80,22 @@ __device__ __forceinline__ float ex2_ftz(float x) {
   return y;
 }
 
+// kRun consecutive floats from src, 16-byte aligned, as float4 loads (global rows, and the run's
+// slice of a chunk row in shared memory, where all lanes read the same address: a broadcast).
+__device__ __forceinline__ void load_run4(const float* src, float (&v)[kRun]) {
+#pragma unroll
+  for (int q = 0; q < kRun / 4; ++q) {
+    const float4 x = *reinterpret_cast<const float4*>(src + 4 * q);
+    v[4 * q] = x.x;
+    v[4 * q + 1] = x.y;
+    v[4 * q + 2] = x.z;
+    v[4 * q + 3] = x.w;
+  }
+}
 // kRun consecutive floats of row `row` from step t (zeros at steps >= len); float4 loads when VEC.
 __device__ __forceinline__ void load_run(const float* row, int64_t t, int64_t len, bool vec, float (&v)[kRun]) {
   if (vec && t + kRun <= len) {
-#pragma unroll
-    for (int q = 0; q < kRun / 4; ++q) {
-      const float4 x = *reinterpret_cast<const float4*>(row + t + 4 * q);
-      v[4 * q] = x.x;
-      v[4 * q + 1] = x.y;
-      v[4 * q + 2] = x.z;
-      v[4 * q + 3] = x.w;
-    }
+    load_run4(row + t, v);
   } else {
 #pragma unroll
     for (int i = 0; i < kRun; ++i) v[i] = t + i < len ? row[t + i] : 0.f;
@@ -107,18 +112,6 @@ __device__ __forceinline__ void store_run(float* row, int64_t t, int64_t len, bo
       if (t + i < len) row[t + i] = v[i];
   }
 }
-// The run's kRun values of a chunk row in shared memory (all lanes read the same address: broadcast).
-__device__ __forceinline__ void smem_run(const float* src, float (&v)[kRun]) {
-#pragma unroll
-  for (int q = 0; q < kRun / 4; ++q) {
-    const float4 x = *reinterpret_cast<const float4*>(src + 4 * q);
-    v[4 * q] = x.x;
-    v[4 * q + 1] = x.y;
-    v[4 * q + 2] = x.z;
-    v[4 * q + 3] = x.w;
-  }
-}
-
 __device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
   unsigned v;
   asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
@@ -156,8 +149,8 @@ __device__ __forceinline__ void publish(unsigned* flag) {
 }
 
 // The chunk's A (state, channel) and B, C (state, step) into shared memory; zeros past Dm, L and N.
-template <class Smem>
-__device__ __forceinline__ void load_chunk_abc(Smem& s, const SelectiveScanParams& p, int64_t b, int64_t c0, int64_t t0) {
+__device__ __forceinline__ void load_chunk_abc(RunsSmem& s, const SelectiveScanParams& p, int64_t b, int64_t c0,
+                                               int64_t t0) {
   const int N = static_cast<int>(p.dstate);
   for (int i = threadIdx.x; i < kNS * kLanes; i += kRunThreads) {
     const int n = i / kLanes, c = i % kLanes;
@@ -198,8 +191,6 @@ __device__ __forceinline__ void run_step_sizes(const float (&dl)[kRun], float bi
 
 // Thread (warp w, lane) of the chunk combine steps handles states n = w + q kRunWarps.
 __device__ __forceinline__ int combine_state(int w, int q) { return w + q * kRunWarps; }
-
-// ---- backward ----
 
 template <bool HAS_Z>
 __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd_runs_kernel(SelectiveScanParams p) {
@@ -265,7 +256,7 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
   for (int n = 0; n < N; ++n) {
     const float Al = s.A[n][lane] * kLog2e;
     float Bv[kRun];
-    smem_run(&s.B[n][kRun * w], Bv);
+    load_run4(&s.B[n][kRun * w], Bv);
     float h = 0.f;
 #pragma unroll
     for (int i = 0; i < kRun; ++i) h = ex2_ftz(dt[i] * Al) * h + dtu[i] * Bv[i];
@@ -297,7 +288,7 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
   for (int n = 0; n < N; ++n) {
     const float Al = s.A[n][lane] * kLog2e;
     float Cv[kRun];
-    smem_run(&s.C[n][kRun * w], Cv);
+    load_run4(&s.C[n][kRun * w], Cv);
     float c = 0.f;
 #pragma unroll
     for (int i = kRun - 1; i >= 0; --i) c = ex2_ftz(dt[i] * Al) * (c + Cv[i] * gy[i]);
@@ -360,8 +351,8 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
   for (int n = 0; n < N; ++n) {
     const float An = s.A[n][lane], Al = An * kLog2e;
     float Bv[kRun], Cv[kRun], hv[kRun], av[kRun];
-    smem_run(&s.B[n][kRun * w], Bv);
-    smem_run(&s.C[n][kRun * w], Cv);
+    load_run4(&s.B[n][kRun * w], Bv);
+    load_run4(&s.C[n][kRun * w], Cv);
     const float h_in = s.h[n][w][lane];
     {
       float h = h_in;
