@@ -42,7 +42,7 @@ constexpr int kRunWarps = static_cast<int>(kSsChunk) / kRun;      // 8: one chun
 constexpr int kRunThreads = 32 * kRunWarps;                       // 256
 // 2 blocks per SM (128 registers each): while one block waits (loads at its start and end, the
 // look-back, barriers) the other computes. Measured with 1 block of 16 warps per SM (kSsChunk 128):
-// ~35-40 % of the warp stall samples were those waits (Nsight Compute, notes/baseline_kernels.md).
+// about a third of the warp stall samples were those waits (Nsight Compute, notes/baseline_kernels.md).
 constexpr int kRunMinBlocks = 2;
 constexpr int kLanes = static_cast<int>(kSsChannelsPerBlock);     // 32 channels per block, one per lane
 constexpr int kNS = static_cast<int>(kSsMaxState);                // 16
