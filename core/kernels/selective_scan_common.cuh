@@ -15,18 +15,17 @@ constexpr float kLog2e = 1.4426950408889634f;
 
 // The chunk-parallel backward's per-(batch, channel, chunk) arrays behind the dB/dC partials in the
 // workspace (layout: rbk/kernels/selective_scan_launch.h), each indexed ((b Dm + d) nck + k) [N + n],
-// then the look-back flags, one per (batch, channel block, chunk) indexed (b nblk + blk) nck + k, and
-// the block ticket counter (kSsVariantRuns only; its launcher zeroes them before each backward).
+// then the block ticket counter (kSsVariantRuns only; its launcher resets it and the carries before
+// each backward).
 struct ChunkWorkspace {
   float *carry, *dtsum, *dA, *dD, *dbias;
-  unsigned *flags, *ticket;
+  unsigned* ticket;
 };
 __host__ __device__ inline ChunkWorkspace chunk_workspace(const SelectiveScanParams& p) {
   const int64_t nck = selective_scan_num_chunks(p.len), bdk = p.batch * p.dim * nck, N = p.dstate;
   float* w = p.workspace + selective_scan_bwd_partials_floats(p.batch, p.dim, p.len, p.dstate);
-  unsigned* f = reinterpret_cast<unsigned*>(w + bdk * (2 * N + 3));
   return {w, w + bdk * N, w + bdk * (N + 1), w + bdk * (2 * N + 1), w + bdk * (2 * N + 2),
-          f, f + p.batch * selective_scan_num_channel_blocks(p.dim) * nck};
+          reinterpret_cast<unsigned*>(w + bdk * (2 * N + 3))};
 }
 
 // Backward pass (c) of the runs variant (kSsVariantRuns; selective_scan_runs.cu): du, ddelta, dz,

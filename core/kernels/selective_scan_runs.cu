@@ -23,9 +23,10 @@
 //            the adjoint from its true carry and accumulates every gradient term.
 // Chunks are chained by a look-back: the block of chunk k publishes the adjoint carry out of its
 // first step, D_chunk c_end + G_chunk, into the workspace, and the block of chunk k - 1 waits for
-// its flag. Blocks take their chunk from a ticket counter in the order they start (right to left),
-// so a block only ever waits for a block that started before it: no deadlock, whatever the
-// scheduling order, and no extra pass over L. The launcher zeroes the flags before each call.
+// it, each thread for its own (state, channel) pairs (below, at take_ticket). Blocks take their
+// chunk from a ticket counter in the order they start (right to left), so a block only ever waits
+// for a block that started before it: no deadlock, whatever the scheduling order, and no extra pass
+// over L. The launcher resets the carries and the counter before each call.
 //
 // Decays are 2^(dt log2(e) A) through ex2.approx.ftz.f32 (the MUFU unit, max error 2 ulp, the same
 // bound as the math library's exp2f and expf; ftz only flushes results below 2^-126 to 0, i.e. a
@@ -112,40 +113,39 @@ __device__ __forceinline__ void store_run(float* row, int64_t t, int64_t len, bo
       if (t + i < len) row[t + i] = v[i];
   }
 }
-__device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
-  unsigned v;
-  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-  return v;
-}
-__device__ __forceinline__ void store_release(unsigned* p, unsigned v) {
-  asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
-}
-// A waiting block gives up after ~2^24 polls (seconds) and traps: a bug shows as a launch error, not a hang.
-constexpr unsigned kSpinLimit = 1u << 24;
-
 // The look-back protocol (file comment). take_ticket: the block's position in start order (every
-// thread gets it). wait_for: thread 0 polls the flag of the block it depends on; the barrier then
-// releases the whole block, whose reads of the published values go through L2 (__ldcg). publish:
-// every thread has stored its values; the fence and the barrier order them before the flag.
+// thread gets it). The carry of one (batch, channel, chunk, state) is one 32-bit word of the
+// workspace, set to kCarryEmpty by the launcher, so the value is its own flag: a 32-bit store is
+// single-copy atomic, and a consumer needs nothing else its producer wrote. So a thread waits for,
+// and publishes, only its own (state, channel) pairs: no fence, no block barrier. (The first design
+// had one flag per block behind a fence and two barriers; the slots measured 3.6 % faster for
+// fwd + bwd at the target point, notes/baseline_kernels.md v5.) kCarryEmpty is a NaN bit pattern
+// (sign and all payload bits set) that float arithmetic does not produce (the GPU's NaN results are
+// 0x7fffffff); a carry with that pattern is stored as 0x7fffffff, the same NaN to every reader.
 __device__ __forceinline__ int64_t take_ticket(unsigned* counter, unsigned& slot) {
   if (threadIdx.x == 0) slot = atomicAdd(counter, 1u);
   __syncthreads();
   return slot;
 }
-__device__ __forceinline__ void wait_for(const unsigned* flag) {
-  if (threadIdx.x == 0) {
-    unsigned polls = 0;
-    while (load_acquire(flag) == 0) {
-      __nanosleep(100);
-      if (++polls > kSpinLimit) __trap();
-    }
-  }
-  __syncthreads();
+constexpr unsigned kCarryEmpty = 0xffffffffu;
+// A waiting thread gives up after ~2^24 polls (seconds) and traps: a bug shows as a launch error, not a hang.
+constexpr unsigned kSpinLimit = 1u << 24;
+__device__ __forceinline__ unsigned probe_carry(const float* slot) {
+  unsigned v;
+  asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(slot) : "memory");
+  return v;
 }
-__device__ __forceinline__ void publish(unsigned* flag) {
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) store_release(flag, 1u);
+// The carry in slot, given an earlier probe of it (kCarryEmpty: none, or not published yet).
+__device__ __forceinline__ float wait_carry(const float* slot, unsigned probed) {
+  for (unsigned polls = 0; probed == kCarryEmpty; probed = probe_carry(slot)) {
+    __nanosleep(64);
+    if (++polls > kSpinLimit) __trap();
+  }
+  return __uint_as_float(probed);
+}
+__device__ __forceinline__ void put_carry(float* slot, float x) {
+  const unsigned v = __float_as_uint(x);
+  asm volatile("st.relaxed.gpu.global.u32 [%0], %1;" ::"l"(slot), "r"(v == kCarryEmpty ? 0x7fffffffu : v) : "memory");
 }
 
 // The chunk's A (state, channel) and B, C (state, step) into shared memory; zeros past Dm, L and N.
@@ -279,6 +279,15 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
       h = ex2_ftz(s.dtsum[r][lane] * Al) * h + e;
     }
   }
+  // The carries from the chunk to the right, probed once now: the load's latency overlaps phase R,
+  // and the block of that chunk, which started before this one, has often published them by then
+  // (measured: fwd + bwd 2.8 % faster than polling only after phase R; notes/baseline_kernels.md v5).
+  unsigned c_probe[kStatesPerThread];
+#pragma unroll
+  for (int q = 0; q < kStatesPerThread; ++q) {
+    const int n = combine_state(w, q);
+    c_probe[q] = n < N && dvalid && k + 1 < nck ? probe_carry(ws.carry + (bdk + 1) * N + n) : kCarryEmpty;
+  }
   // ---- phase R: each run's adjoint carry out of its first step, from 0 at its last: carry <-
   // a_t (carry + C_t gy_t) in reverse time (see bwd_chunk). Recomputing a_t here, with the forward
   // combine between the two loops, measured faster than sharing a_t with phase F in one loop
@@ -310,15 +319,13 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
 #pragma unroll
       for (int r = kRunWarps - 1; r >= 0; --r) g_chunk[q] = ex2_ftz(s.dtsum[r][lane] * Al) * g_chunk[q] + s.g[n][r][lane];
     }
-    if (k + 1 < nck) wait_for(ws.flags + (b * nblk + blk) * nck + k + 1);
 #pragma unroll
     for (int q = 0; q < kStatesPerThread; ++q) {
       const int n = combine_state(w, q);
       if (n >= N || !dvalid) continue;
-      if (k + 1 < nck) c_end[q] = __ldcg(ws.carry + (bdk + 1) * N + n);
-      if (k > 0) __stcg(ws.carry + bdk * N + n, ex2_ftz(dt_chunk * s.A[n][lane] * kLog2e) * c_end[q] + g_chunk[q]);
+      if (k + 1 < nck) c_end[q] = wait_carry(ws.carry + (bdk + 1) * N + n, c_probe[q]);
+      if (k > 0) put_carry(ws.carry + bdk * N + n, ex2_ftz(dt_chunk * s.A[n][lane] * kLog2e) * c_end[q] + g_chunk[q]);
     }
-    if (k > 0) publish(ws.flags + (b * nblk + blk) * nck + k);
     // The carry into each run's last step.
 #pragma unroll
     for (int q = 0; q < kStatesPerThread; ++q) {
@@ -450,8 +457,12 @@ cudaError_t launch_selective_scan_bwd_runs(const SelectiveScanParams& p, cudaStr
   const int64_t blocks =
       p.batch * selective_scan_num_channel_blocks(p.dim) * selective_scan_num_chunks(p.len);
   const ChunkWorkspace ws = chunk_workspace(p);
-  // The flags and the ticket counter are contiguous.
-  e = cudaMemsetAsync(ws.flags, 0, (blocks + 1) * sizeof(unsigned), stream);
+  // Every carry slot to kCarryEmpty (bytes 0xff), then the ticket counter to 0.
+  const int64_t carries = p.batch * p.dim * selective_scan_num_chunks(p.len) * p.dstate;
+  static_assert(kCarryEmpty == 0xffffffffu, "the memset writes 0xff bytes");
+  e = cudaMemsetAsync(ws.carry, 0xff, carries * sizeof(float), stream);
+  if (e != cudaSuccess) return e;
+  e = cudaMemsetAsync(ws.ticket, 0, sizeof(unsigned), stream);
   if (e != cudaSuccess) return e;
   kernel<<<static_cast<unsigned>(blocks), kRunThreads, kSmem, stream>>>(p);
   return cudaGetLastError();

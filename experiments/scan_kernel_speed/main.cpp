@@ -85,8 +85,8 @@ Bytes bytes_model(int64_t Bt, int64_t Dm, int64_t L, int64_t N) {
   b.fwd_bwd_kernel_hybrid = b.fwd_bwd_kernel + (16 * E + 8 * S) + chunk_ws;
   b.fwd_bwd_kernel_chunked = b.fwd_bwd_kernel_hybrid + (8 * E + 4 * S);  // + the forward's chunk-local pass
   // Runs variant: the minimal bytes, the chunk states (written and read), the backward's dB/dC
-  // partials (written and read) and its per-chunk workspace; its backward reads u, delta, z, dout
-  // twice (at the start and for the outputs; counted once, the second read is meant to hit the caches).
+  // partials (written and read) and its per-chunk workspace (chunk_ws covers the carries' reset, write
+  // and read and the dA, dD, ddelta_bias partials); its backward reads u, delta, z, dout once.
   b.fwd_bwd_kernel_runs = b.fwd_bwd_min + 2 * states + 2 * partials + chunk_ws;
   return b;
 }

@@ -111,14 +111,13 @@ constexpr int64_t selective_scan_bwd_partials_floats(int64_t batch, int64_t dim,
 }
 // Backward workspace of every variant: the dB/dC partials, then (chunk-parallel variants) per
 // (batch, channel, chunk): the adjoint carry (N), the chunk's sum of step sizes (1), the dA (N), dD (1)
-// and ddelta_bias (1) partials, then (kSsVariantRuns) one flag per (batch, channel block,
-// chunk) and a block counter, stored in float slots. One size for all variants, so callers need not
+// and ddelta_bias (1) partials, then (kSsVariantRuns) a block counter in one float slot. One size
+// for all variants, so callers need not
 // know the variant. (Constexpr so the kernels' device code uses the same formulas; the kernels are
 // built with --expt-relaxed-constexpr.)
 constexpr int64_t selective_scan_bwd_workspace_floats(int64_t batch, int64_t dim, int64_t len, int64_t dstate) {
   return selective_scan_bwd_partials_floats(batch, dim, len, dstate) +
-         batch * dim * selective_scan_num_chunks(len) * (2 * dstate + 3) +
-         batch * selective_scan_num_channel_blocks(dim) * selective_scan_num_chunks(len) + 1;
+         batch * dim * selective_scan_num_chunks(len) * (2 * dstate + 3) + 1;
 }
 
 // Return the launch error (cudaSuccess when every launch was accepted; cudaErrorInvalidValue for an
