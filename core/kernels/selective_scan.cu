@@ -25,8 +25,9 @@
 // runs the sequential forward with the chunked variant's helpers and the chunked backward; the lean one
 // is the hybrid one with a sub-tiled per-chunk backward (bwd_chunk_lean, fewer registers). All share the
 // tile helpers, the forward tile loop (fwd_tiles) and the per-chunk backward (bwd_chunk) below. The
-// runs variant (the default) is the hybrid forward with the backward of selective_scan_runs.cu (one
-// channel per lane, chunks chained by a look-back); this file's launchers dispatch to it.
+// runs variant (the default) is in selective_scan_runs.cu (one channel per lane: a single-pass
+// forward, and a backward whose chunks are chained by a look-back); this file's launchers dispatch
+// to it and run the reductions after its backward.
 // The chunked variant computes a_t = exp(dt A) as exp2f((dt log2 e) A): the CUDA math library's
 // exp2f (not the __exp2f intrinsic; no fast math) has a maximum error of 2 ulp over its whole range
 // (CUDA C Programming Guide, appendix "Mathematical Functions"), the same bound as expf, but compiles
@@ -999,7 +1000,8 @@ cudaError_t launch_selective_scan_forward(const SelectiveScanParams& p, cudaStre
     dispatch_states<FwdLaunch<FwdMode::Sequential, false>::Of>(p, dim3(nblk, bt), stream);
     return cudaGetLastError();
   }
-  if (variant == kSsVariantHybrid || variant == kSsVariantLean || variant == kSsVariantRuns) {  // one fast pass
+  if (variant == kSsVariantRuns) return ss_detail::launch_selective_scan_fwd_lanes(p, stream);
+  if (variant == kSsVariantHybrid || variant == kSsVariantLean) {  // one fast pass
     dispatch_states<FwdLaunch<FwdMode::Sequential, true>::Of>(p, dim3(nblk, bt), stream);
     return cudaGetLastError();
   }

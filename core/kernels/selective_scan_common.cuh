@@ -32,5 +32,7 @@ __host__ __device__ inline ChunkWorkspace chunk_workspace(const SelectiveScanPar
 // the dB/dC partials and the per-chunk dA, dD, ddelta_bias partials; pass (d) and the dB/dC
 // reduction follow in the caller.
 cudaError_t launch_selective_scan_bwd_runs(const SelectiveScanParams& p, cudaStream_t stream);
+// Forward of the runs variant (selective_scan_runs.cu): out and chunk_states.
+cudaError_t launch_selective_scan_fwd_lanes(const SelectiveScanParams& p, cudaStream_t stream);
 
 }  // namespace rbk::cuda::ss_detail

@@ -36,8 +36,9 @@
 //   kSsVariantLean (4): the hybrid variant with the per-chunk backward pass (c) processed in
 //     sub-tiles of 4 steps (h_t, a_t and the dB/dC terms of 4 steps in registers instead of 16), so
 //     it needs ~half the registers and runs 4 blocks per SM instead of 2 (issue 7's 2x target).
-//   kSsVariantRuns (5): the hybrid variant's single-pass forward; a backward in another thread
-//     layout (selective_scan_runs.cu): a block is one chunk of 32 channels, one channel per lane,
+//   kSsVariantRuns (5): both passes in another thread layout (selective_scan_runs.cu). Forward:
+//     one pass over L like the hybrid's, but one channel per lane and 4 warps of 4 states each
+//     (fewer instructions per step). Backward: a block is one chunk of 32 channels, one channel per lane,
 //     8 warps each owning a run of 8 steps; each thread loops over the states, so sums over states
 //     stay in registers and only dB/dC need a cross-lane sum (through shared memory). Chunks are
 //     chained by a look-back (the block of a chunk waits for the adjoint carry the block of the
@@ -66,7 +67,7 @@ constexpr int kSsVariantSequential = 1;  // one block per (batch, 32 channels) w
 constexpr int kSsVariantChunked = 2;     // chunk-parallel over L (three passes each way)
 constexpr int kSsVariantHybrid = 3;      // single-pass fast forward, chunk-parallel backward
 constexpr int kSsVariantLean = 4;        // hybrid with the low-register sub-tiled per-chunk backward
-constexpr int kSsVariantRuns = 5;        // hybrid forward, one-channel-per-lane backward with a look-back
+constexpr int kSsVariantRuns = 5;        // one channel per lane: single-pass forward, backward with a look-back
 constexpr int64_t kSsMaxGridChunks = 65535;  // chunks are the grid's z dimension
 
 struct SelectiveScanParams {
