@@ -10,6 +10,13 @@ namespace rbk::cuda::ss_detail {
 // IEEE expf / log1pf (no fast math): these values reach the baseline tables.
 __device__ __forceinline__ float softplus_f(float x) { return x <= 20.f ? log1pf(expf(x)) : x; }
 __device__ __forceinline__ float sigmoid_f(float x) { return 1.f / (1.f + expf(-x)); }
+// softplus_f(x) (bit for bit) and its derivative sigmoid(x) from one expf: sigmoid(x) = e / (1 + e)
+// with e = exp(x), and exactly 1 for x > 20 (1 - e^-20 rounds to 1 in fp32, as sigmoid_f gives).
+__device__ __forceinline__ void softplus_sigmoid_f(float x, float& sp, float& sg) {
+  const float e = expf(x);
+  sp = x <= 20.f ? log1pf(e) : x;
+  sg = x <= 20.f ? e / (1.f + e) : 1.f;
+}
 
 constexpr float kLog2e = 1.4426950408889634f;
 

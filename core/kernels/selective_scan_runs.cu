@@ -195,17 +195,6 @@ __device__ __forceinline__ void load_chunk_abc(RunsSmem& s, const SelectiveScanP
   }
 }
 
-// Step sizes of the run: dt = softplus(delta + bias) (or delta + bias); padding steps (t >= L) and
-// channels past Dm get dt = 0, i.e. a = 1 and no input: the identity.
-__device__ __forceinline__ void run_step_sizes(const float (&dl)[kRun], float bias, bool softplus, bool dvalid,
-                                               int64_t tr, int64_t L, float (&dt)[kRun]) {
-#pragma unroll
-  for (int i = 0; i < kRun; ++i) {
-    const float x = dl[i] + bias;
-    dt[i] = dvalid && tr + i < L ? (softplus ? softplus_f(x) : x) : 0.f;
-  }
-}
-
 // Thread (warp w, lane) of the chunk combine steps handles states n = w + q kRunWarps.
 __device__ __forceinline__ int combine_state(int w, int q) { return w + q * kRunWarps; }
 
@@ -224,7 +213,6 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
   const int64_t bdk = (b * p.dim + d) * nck + k;
   const int64_t row = (b * p.dim + (dvalid ? d : 0)) * L;  // (batch, channel) row of the (Bt, Dm, L) arrays
 
-  load_chunk_abc(s, p, b, c0, t0);
   // ---- the run's per-step values in registers ----
   const bool vec = (L % 4 == 0) && ((reinterpret_cast<uintptr_t>(p.u) | reinterpret_cast<uintptr_t>(p.delta) |
                                      reinterpret_cast<uintptr_t>(p.dout) | reinterpret_cast<uintptr_t>(p.z) |
@@ -246,14 +234,30 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
     load_run(p.delta + row, tr, L, vec, dl);
     load_run(p.dout + row, tr, L, vec, go);
     if (HAS_Z) load_run(p.z + row, tr, L, vec, zz);
-    run_step_sizes(dl, bias, p.delta_softplus, dvalid, tr, L, dt);
+    // A, B, C of the chunk after the run's loads are issued: one global round trip before the
+    // element functions instead of two (fwd + bwd -1.5 % at the target point, notes v5).
+    load_chunk_abc(s, p, b, c0, t0);
+    // dt = softplus(delta + bias) (or delta + bias) and sg = d dt / d delta from one expf; padding
+    // steps (t >= L) and channels past Dm get dt = 0, i.e. a = 1 and no input: the identity.
+    float sgv[kRun];
+#pragma unroll
+    for (int i = 0; i < kRun; ++i) {
+      const float x = dl[i] + bias;
+      if (p.delta_softplus) {
+        softplus_sigmoid_f(x, dt[i], sgv[i]);
+      } else {
+        dt[i] = x;
+        sgv[i] = 1.f;
+      }
+      if (!(dvalid && tr + i < L)) dt[i] = 0.f;
+    }
 #pragma unroll
     for (int i = 0; i < kRun; ++i) {
       dtu[i] = dt[i] * uu[i];
       const float sz = HAS_Z ? sigmoid_f(zz[i]) : 1.f;
       gy[i] = !dvalid ? 0.f : HAS_Z ? go[i] * zz[i] * sz : go[i];
       if (tr + i < L) dD += gy[i] * uu[i];
-      const float sg = p.delta_softplus ? sigmoid_f(dl[i] + bias) : 1.f;
+      const float sg = sgv[i];
       s.stash[kStashU][w][i][lane] = uu[i];
       s.stash[kStashUsg][w][i][lane] = uu[i] * sg;
       s.stash[kStashSg][w][i][lane] = sg;
