@@ -477,9 +477,10 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
 // (exp2f's denormal fix-ups, two shuffles and a conditional store for y, scalar tile loads with
 // their index arithmetic); here a warp-step is 4 x (FMUL, MUFU, FMUL, FFMA, FFMA) plus 5
 // shared-memory accesses, each element's softplus and gate are computed once by the thread that
-// loads it, with 16-byte loads and stores: 303 M, and the forward 8-16 % faster (notes v5). It is
-// still latency-bound (issue 46 %: MUFU and shared-memory results, 12 warps per SM). Decays are
-// ex2.approx.ftz as in the backward, which replays them bit for bit.
+// loads it, with 16-byte loads and stores: 303 M instructions. With y kept in registers over a tile
+// (below) the forward measured 580 against the hybrid's 772 us at the target point (notes v5); it
+// is latency-bound with the 12 warps per SM this shape has. Decays are ex2.approx.ftz as in the
+// backward, which replays them bit for bit.
 constexpr int kFwdTile = 32;                        // steps per tile
 // 4 state groups: 8 (2 states per warp, 23 warps per SM instead of 12) measured slower (fwd 677 vs
 // 648 us at the target point, one call).
