@@ -287,17 +287,34 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
   // ---- chunk combine, forward: thread (warp w, lane) chains states n = w + q kRunWarps from the
   // chunk's start state (loaded at the kernel's start) -> the state entering each run. No barrier
   // before phase R: these latency-bound chains overlap the other warps' phase R. ----
+  // Each run's decay over its 8 steps, per combine state (the adjoint combine below reuses them).
+  // The chains read all their operands before the first store: a shared-memory store between
+  // loads keeps the compiler from issuing the later loads early (as in the forward's step loop);
+  // fwd + bwd measured 3.2 % faster than chains that load, store and load again (notes v5).
+  float run_decay[kStatesPerThread][kRunWarps];
+  {
+    float dts[kRunWarps];
+#pragma unroll
+    for (int r = 0; r < kRunWarps; ++r) dts[r] = s.dtsum[r][lane];
+#pragma unroll
+    for (int q = 0; q < kStatesPerThread; ++q) {
+      const int n = combine_state(w, q);
+      const float Al = n < N ? s.A[n][lane] * kLog2e : 0.f;
+#pragma unroll
+      for (int r = 0; r < kRunWarps; ++r) run_decay[q][r] = ex2_ftz(dts[r] * Al);
+    }
+  }
 #pragma unroll
   for (int q = 0; q < kStatesPerThread; ++q) {
     const int n = combine_state(w, q);
     if (n >= N) continue;
-    const float Al = s.A[n][lane] * kLog2e;
-    float h = h_chunk[q];
+    float e[kRunWarps], h = h_chunk[q];
+#pragma unroll
+    for (int r = 0; r < kRunWarps; ++r) e[r] = s.h[n][r][lane];
 #pragma unroll
     for (int r = 0; r < kRunWarps; ++r) {
-      const float e = s.h[n][r][lane];
       s.h[n][r][lane] = h;
-      h = ex2_ftz(s.dtsum[r][lane] * Al) * h + e;
+      h = run_decay[q][r] * h + e[r];
     }
   }
   // The carries from the chunk to the right, probed once now: the load's latency overlaps phase R,
@@ -328,7 +345,7 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
   // ---- chunk combine, adjoint, with the look-back: the chunk's own map of the carry is
   // c_out = D_chunk c_end + G_chunk (G_chunk from 0); the block of the chunk to the right gives c_end. ----
   {
-    float c_end[kStatesPerThread], g_chunk[kStatesPerThread], dt_chunk = 0.f;
+    float c_end[kStatesPerThread], g_chunk[kStatesPerThread], gl[kStatesPerThread][kRunWarps], dt_chunk = 0.f;
 #pragma unroll
     for (int r = 0; r < kRunWarps; ++r) dt_chunk += s.dtsum[r][lane];
 #pragma unroll
@@ -336,9 +353,10 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
       const int n = combine_state(w, q);
       g_chunk[q] = c_end[q] = 0.f;
       if (n >= N) continue;
-      const float Al = s.A[n][lane] * kLog2e;
 #pragma unroll
-      for (int r = kRunWarps - 1; r >= 0; --r) g_chunk[q] = ex2_ftz(s.dtsum[r][lane] * Al) * g_chunk[q] + s.g[n][r][lane];
+      for (int r = 0; r < kRunWarps; ++r) gl[q][r] = s.g[n][r][lane];
+#pragma unroll
+      for (int r = kRunWarps - 1; r >= 0; --r) g_chunk[q] = run_decay[q][r] * g_chunk[q] + gl[q][r];
     }
 #pragma unroll
     for (int q = 0; q < kStatesPerThread; ++q) {
@@ -352,13 +370,11 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
     for (int q = 0; q < kStatesPerThread; ++q) {
       const int n = combine_state(w, q);
       if (n >= N) continue;
-      const float Al = s.A[n][lane] * kLog2e;
       float c = c_end[q];
 #pragma unroll
       for (int r = kRunWarps - 1; r >= 0; --r) {
-        const float gl = s.g[n][r][lane];
         s.g[n][r][lane] = c;
-        c = ex2_ftz(s.dtsum[r][lane] * Al) * c + gl;
+        c = run_decay[q][r] * c + gl[q][r];
       }
     }
   }
