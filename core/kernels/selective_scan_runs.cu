@@ -532,23 +532,13 @@ __device__ __forceinline__ void fwd_load_tile(FwdTileRegs& r, const SelectiveSca
                                               int64_t bn_row, bool nvalid, int64_t t0, bool vec) {
   const int te = kFwdElems * (threadIdx.x % kFwdEPR), tb = kFwdBc * (threadIdx.x / kNS);
   const int64_t L = p.len;
-  if (vec && t0 + kFwdTile <= L) {  // the element loads never cross L here
-    if (cvalid) {
-      load_run4(p.u + row + t0 + te, r.u);
-      load_run4(p.delta + row + t0 + te, r.dl);
-      if (HAS_Z) load_run4(p.z + row + t0 + te, r.z);
-    } else {
-#pragma unroll
-      for (int e = 0; e < kFwdElems; ++e) r.u[e] = r.dl[e] = r.z[e] = 0.f;
-    }
+  if (cvalid) {
+    load_run(p.u + row, t0 + te, L, vec, r.u);
+    load_run(p.delta + row, t0 + te, L, vec, r.dl);
+    if (HAS_Z) load_run(p.z + row, t0 + te, L, vec, r.z);
   } else {
 #pragma unroll
-    for (int e = 0; e < kFwdElems; ++e) {
-      const bool ok = cvalid && t0 + te + e < L;
-      r.u[e] = ok ? p.u[row + t0 + te + e] : 0.f;
-      r.dl[e] = ok ? p.delta[row + t0 + te + e] : 0.f;
-      r.z[e] = ok && HAS_Z ? p.z[row + t0 + te + e] : 0.f;
-    }
+    for (int e = 0; e < kFwdElems; ++e) r.u[e] = r.dl[e] = r.z[e] = 0.f;
   }
   if (vec && t0 + kFwdTile <= L && nvalid) {
     load_vec(p.B + bn_row + t0 + tb, r.B);
