@@ -483,7 +483,6 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
   }
 }
 
-
 // ---- forward ----
 // One channel per lane, as in the backward; warp w of a block holds states n = 4 w .. 4 w + 3 of
 // the block's 32 channels in registers and walks all of L in tiles of kFwdTile steps (no split of

@@ -38,12 +38,12 @@
 //     it needs ~half the registers and runs 4 blocks per SM instead of 2 (issue 7's 2x target).
 //   kSsVariantRuns (5): both passes in another thread layout (selective_scan_runs.cu). Forward:
 //     one pass over L like the hybrid's, but one channel per lane and 4 warps of 4 states each
-//     (fewer instructions per step). Backward: a block is one chunk of 32 channels, one channel per lane,
-//     8 warps each owning a run of 8 steps; each thread loops over the states, so sums over states
-//     stay in registers and only dB/dC need a cross-lane sum (through shared memory). Chunks are
-//     chained by a look-back (the block of a chunk waits for the adjoint carry the block of the
-//     chunk to its right publishes) instead of passes (a) and (b); blocks take chunks in start
-//     order, so the wait cannot deadlock.
+//     (fewer instructions per step). Backward: a block is one chunk of 32 channels, one channel
+//     per lane, 8 warps each owning a run of 8 steps; each thread loops over the states, so sums
+//     over states stay in registers and only dB/dC need a cross-lane sum (through shared memory).
+//     Chunks are chained by a look-back (the block of a chunk waits for the adjoint carry the
+//     block of the chunk to its right publishes) instead of passes (a) and (b); blocks take chunks
+//     in start order, so the wait cannot deadlock.
 //   kSsVariantAuto (0, the default): runs (measured fastest at every length of the H100 sweep,
 //     notes/baseline_kernels.md).
 #pragma once
@@ -113,9 +113,8 @@ constexpr int64_t selective_scan_bwd_partials_floats(int64_t batch, int64_t dim,
 // Backward workspace of every variant: the dB/dC partials, then (chunk-parallel variants) per
 // (batch, channel, chunk): the adjoint carry (N), the chunk's sum of step sizes (1), the dA (N), dD (1)
 // and ddelta_bias (1) partials, then (kSsVariantRuns) a block counter in one float slot. One size
-// for all variants, so callers need not
-// know the variant. (Constexpr so the kernels' device code uses the same formulas; the kernels are
-// built with --expt-relaxed-constexpr.)
+// for all variants, so callers need not know the variant. (Constexpr so the kernels' device code
+// uses the same formulas; the kernels are built with --expt-relaxed-constexpr.)
 constexpr int64_t selective_scan_bwd_workspace_floats(int64_t batch, int64_t dim, int64_t len, int64_t dstate) {
   return selective_scan_bwd_partials_floats(batch, dim, len, dstate) +
          batch * dim * selective_scan_num_chunks(len) * (2 * dstate + 3) + 1;
