@@ -82,8 +82,8 @@ __device__ __forceinline__ float ex2_ftz(float x) {
   return y;
 }
 
-// R consecutive floats from src, 16-byte aligned, as float4 loads (global rows, and the run's
-// slice of a chunk row in shared memory, where all lanes read the same address: a broadcast).
+// R consecutive floats from src, 16-byte aligned, as float4 loads (global rows, and slices of
+// shared-memory rows, such as a run's B or C, where all lanes read the same address: a broadcast).
 template <int R>
 __device__ __forceinline__ void load_run4(const float* src, float (&v)[R]) {
   static_assert(R % 4 == 0, "whole float4s");
@@ -116,18 +116,6 @@ __device__ __forceinline__ void store_run(float* row, int64_t t, int64_t len, bo
 #pragma unroll
     for (int i = 0; i < R; ++i)
       if (t + i < len) row[t + i] = v[i];
-  }
-}
-// K = 2 or 4 consecutive floats from 8- or 16-byte-aligned src in one load.
-template <int K>
-__device__ __forceinline__ void load_vec(const float* src, float (&v)[K]) {
-  static_assert(K == 2 || K == 4, "float2 or float4");
-  if constexpr (K == 4) {
-    const float4 x = *reinterpret_cast<const float4*>(src);
-    v[0] = x.x, v[1] = x.y, v[2] = x.z, v[3] = x.w;
-  } else {
-    const float2 x = *reinterpret_cast<const float2*>(src);
-    v[0] = x.x, v[1] = x.y;
   }
 }
 // The look-back protocol (file comment). take_ticket: the block's position in start order (every
@@ -508,7 +496,7 @@ constexpr int kFwdEPR = kFwdTile / kFwdElems;       // threads per channel row o
 constexpr int kFwdRow = kLanes + 1;                 // (step, channel) rows padded: conflict-free both ways
 constexpr int kFwdBcRow = kNS + 4;                  // (step, state) rows: 16-byte aligned for float4 reads
 static_assert(kSsChunk % kFwdTile == 0, "chunk starts fall on tile starts");
-static_assert(kFwdElems % 4 == 0 && (kFwdStates == 2 || kFwdStates == 4) && (kFwdBc == 2 || kFwdBc == 4), "vector loads");
+static_assert(kFwdElems % 4 == 0 && kFwdStates % 4 == 0 && kFwdBc % 4 == 0, "whole float4 loads (load_run4)");
 
 struct FwdSmem {
   float dt[kFwdTile][kFwdRow];    // step size (0 past L and for channels past Dm)
@@ -540,8 +528,8 @@ __device__ __forceinline__ void fwd_load_tile(FwdTileRegs& r, const SelectiveSca
     for (int e = 0; e < kFwdElems; ++e) r.u[e] = r.dl[e] = r.z[e] = 0.f;
   }
   if (vec && t0 + kFwdTile <= L && nvalid) {
-    load_vec(p.B + bn_row + t0 + tb, r.B);
-    load_vec(p.C + bn_row + t0 + tb, r.C);
+    load_run4(p.B + bn_row + t0 + tb, r.B);
+    load_run4(p.C + bn_row + t0 + tb, r.C);
   } else {
 #pragma unroll
     for (int j = 0; j < kFwdBc; ++j) {
@@ -617,8 +605,8 @@ __global__ void __launch_bounds__(kFwdThreads) selective_scan_fwd_lanes_kernel(S
     for (int tt = 0; tt < kFwdTile; ++tt) {
       const float dtv = s.dt[tt][lane], dtuv = s.dtu[tt][lane];
       float Bv[kFwdStates], Cv[kFwdStates], y = 0.f;
-      load_vec(&s.B[tt][kFwdStates * w], Bv);
-      load_vec(&s.C[tt][kFwdStates * w], Cv);
+      load_run4(&s.B[tt][kFwdStates * w], Bv);
+      load_run4(&s.C[tt][kFwdStates * w], Cv);
 #pragma unroll
       for (int j = 0; j < kFwdStates; ++j) {
         h[j] = ex2_ftz(dtv * Al[j]) * h[j] + dtuv * Bv[j];
