@@ -44,12 +44,28 @@ torch::Tensor MoeImpl::expert_forward(int64_t e, const torch::Tensor& x) {
 }
 
 torch::Tensor MoeImpl::dispatch(const torch::Tensor& x, const torch::Tensor& idx, const torch::Tensor& w) {
+  const int64_t T = x.size(0), E = options_.num_experts;
+  // hit[e, t, j]: slot j of token t chose expert e. Expert e's rows are the tokens with a hit, in
+  // ascending order, and each row's weight is the sum of its slots' weights for e (the scattering
+  // router can give one token the same expert in both slots).
+  const auto hit = idx.unsqueeze(0).eq(torch::arange(E, idx.options()).view({E, 1, 1}));  // (E, T, k)
+  const auto member = hit.any(2);                                                        // (E, T)
+  const auto weight = (w.unsqueeze(0) * hit.to(w.scalar_type())).sum(2);                 // (E, T)
+  // The row counts are the one host synchronisation of the layer (the GEMMs need their sizes);
+  // a nonzero() per expert, as before, cost one per expert, each of which drains the GPU's queue.
+  const auto counts = member.sum(1).to(torch::kCPU);
+  const int64_t* count = counts.data_ptr<int64_t>();
+  // Members' positions e T + t in (E, T) order: a stable sort puts every "member" key (0) first,
+  // in order, so expert e's rows are the next counts[e] positions.
+  const auto order = std::get<1>(member.logical_not().reshape({-1}).to(torch::kInt32).sort(/*stable=*/true, 0, false));
   auto out = torch::zeros_like(x);
-  for (int64_t e = 0; e < options_.num_experts; ++e) {
-    auto hit = idx.eq(e);                                   // (T, k)
-    auto rows = hit.any(1).nonzero().squeeze(1);            // tokens that use expert e
-    if (rows.numel() == 0) continue;
-    auto we = (w * hit.to(w.scalar_type())).sum(1).index_select(0, rows).unsqueeze(1);
+  int64_t offset = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = count[e];
+    if (n == 0) continue;
+    const auto rows = order.narrow(0, offset, n) - e * T;
+    offset += n;
+    const auto we = weight[e].index_select(0, rows).unsqueeze(1);
     // Under CUDA autocast the expert's Linear layers return bf16 while x (and out) may be fp32:
     // index_add needs one dtype, so the contribution is cast to the accumulator's (no-op in fp32).
     out = out.index_add(0, rows, (expert_forward(e, x.index_select(0, rows)) * we).to(out.scalar_type()));

@@ -24,6 +24,7 @@
 #include "rbk/experiment.h"
 #include "rbk/lm_model.h"
 #include "rbk/model_sizing.h"
+#include "rbk/timing.h"
 #include "rbk/torch_compat.h"
 #include "rbk/trainer.h"
 
@@ -174,23 +175,30 @@ int main(int argc, char** argv) {
         };
         for (int64_t s = 0; s < warmup; ++s) step(s);
         rbk::synchronize_device(device);
-        std::vector<double> secs;
+        std::vector<double> secs, host_secs;
         for (int64_t s = 0; s < timed; ++s) {
           const auto t0 = Clock::now();
           step(warmup + s);
+          const auto t_enqueued = Clock::now();
           rbk::synchronize_device(device);
-          secs.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+          const auto t1 = Clock::now();
+          secs.push_back(std::chrono::duration<double>(t1 - t0).count());
+          host_secs.push_back(std::chrono::duration<double>(t_enqueued - t0).count());
         }
         const double final_loss = loss.item<double>();
-        std::vector<double> sorted = secs;
-        std::sort(sorted.begin(), sorted.end());
-        const size_t m = sorted.size() / 2;
-        const double median = sorted.size() % 2 ? sorted[m] : 0.5 * (sorted[m - 1] + sorted[m]);
+        const double median = rbk::median(secs);
         const int64_t peak = rbk::cuda_peak_allocated_bytes(device);
         const double tps = static_cast<double>(B * N) / median;
         row["step_seconds_median"] = median;
-        row["step_seconds_min"] = sorted.front();
-        row["step_seconds_max"] = sorted.back();
+        row["step_seconds_min"] = *std::min_element(secs.begin(), secs.end());
+        row["step_seconds_max"] = *std::max_element(secs.begin(), secs.end());
+        // Host time to issue the step (until step() returns, before the final synchronisation).
+        // Close to the step time: the GPU waited for the host (kernel launches, or host syncs
+        // inside the step such as a nonzero() that needs its size); well below it: GPU-bound. On
+        // the CPU the two are the same by construction.
+        const double host_median = rbk::median(host_secs);
+        row["host_seconds_median"] = host_median;
+        row["host_over_step"] = host_median / median;
         row["tokens_per_step"] = B * N;
         row["tokens_per_second"] = tps;
         row["peak_memory_bytes"] = peak >= 0 ? json(peak) : json(nullptr);
@@ -198,12 +206,16 @@ int main(int argc, char** argv) {
         row["status"] = std::isfinite(final_loss) ? "ok" : "diverged";
         if (!std::isfinite(final_loss)) row["message"] = "non-finite loss after the timed steps";
         out.arrays.push_back(rbk::make_array(variant + "/step_seconds", secs, "s", "device-synchronised wall time per training step"));
+        out.arrays.push_back(rbk::make_array(variant + "/host_seconds", host_secs, "s",
+                                             "host time to issue each training step (before its synchronisation)"));
         out.summary["variants"][variant] = {{"status", row["status"]}, {"parameters", params}, {"d_model", mc.d_model},
                                             {"tokens_per_second", tps}, {"step_seconds_median", median},
+                                            {"host_over_step", host_median / median},
                                             {"peak_memory_bytes", row["peak_memory_bytes"]}};
-        std::fprintf(stderr, "%s: D %lld, %lld parameters (%.3f x ref), median step %.4f s, %.0f tok/s, peak %s, loss %.4f\n",
-                     variant.c_str(), (long long)mc.d_model, (long long)params,
-                     static_cast<double>(params) / static_cast<double>(ref_params), median, tps,
+        std::fprintf(stderr, "%s: D %lld, %lld parameters (%.3f x ref), median step %.4f s (min %.4f, max %.4f; host %.4f s), "
+                     "%.0f tok/s, peak %s, loss %.4f\n", variant.c_str(), (long long)mc.d_model, (long long)params,
+                     static_cast<double>(params) / static_cast<double>(ref_params), median,
+                     row["step_seconds_min"].get<double>(), row["step_seconds_max"].get<double>(), host_median, tps,
                      peak >= 0 ? (std::to_string(peak / (1 << 20)) + " MiB").c_str() : "n/a", final_loss);
       } catch (const std::exception& e) {
         const std::string what = e.what();
