@@ -15,7 +15,8 @@
 // Each row: the same batch size, sequence length N, precision (bf16 autocast on CUDA in the gpu
 // preset), AdamW and gradient clipping as the LM trainer (rbk::language_model_loss,
 // rbk::clip_grad_norm_no_sync); `warmup_steps` untimed steps, then `timed_steps` steps each timed
-// as device-synchronised wall time; tokens/s = B N / median step time. Inputs are uniform random
+// as device-synchronised wall time (and the host's time to issue it); tokens/s = B N / median step
+// time. Then `phase_steps` steps timed per phase (forward + loss, backward, clipping + AdamW). Inputs are uniform random
 // token ids (throughput does not depend on the text; they are drawn once, before timing). Peak
 // memory is the CUDA caching allocator's peak of allocated bytes, reset before each model is built
 // (null on the CPU). The loss after the timed steps must be finite, else status "diverged"; an
@@ -73,6 +74,7 @@ int main(int argc, char** argv) {
       .add_int("batch_size", 1, 4096, "sequences per step (the same for every model)")
       .add_int("warmup_steps", 0, 10000, "untimed training steps per model")
       .add_int("timed_steps", 1, 100000, "timed training steps per model")
+      .add_int("phase_steps", 0, 100000, "steps after the timed ones with a synchronisation after each phase (0 = none)")
       .add_string("precision", {"fp32", "bf16"}, "bf16: CUDA autocast (the target's configuration)")
       .add_real("lr", 1e-6, 1.0, "AdamW learning rate")
       .add_real("clip_norm", 0.0, 100.0, "gradient clipping (0 = off)")
@@ -102,6 +104,7 @@ int main(int argc, char** argv) {
     const int64_t ref_params = rbk::count_parameters(*rbk::make_language_model(ref));
     const int64_t B = cfg.get_int("batch_size"), N = cfg.get_int("n_seq");
     const int64_t warmup = cfg.get_int("warmup_steps"), timed = cfg.get_int("timed_steps");
+    const int64_t phase_steps = cfg.get_int("phase_steps");
     const bool target_config = device.is_cuda() && bf16 && N == kTargetSeqLen && ref_params >= kTargetParamsLow &&
                                ref_params <= kTargetParamsHigh;
     std::fprintf(stderr, "lm_throughput: reference ResNet-BK V %lld D %lld L %lld N %lld E %lld = %lld parameters; B %lld, %s, "
@@ -162,16 +165,24 @@ int main(int argc, char** argv) {
         torch::optim::AdamW optim(model->parameters(), torch::optim::AdamWOptions(cfg.get_real("lr")).weight_decay(0.01));
         const auto params_list = model->parameters();
         // (steps, B, N + 1) token ids on the device, drawn before any timing.
-        const auto ids = torch::randint(mc.vocab_size, {warmup + timed, B, N + 1},
+        const auto ids = torch::randint(mc.vocab_size, {warmup + timed + phase_steps, B, N + 1},
                                         torch::TensorOptions().dtype(torch::kInt64).device(device));
         torch::Tensor loss;
-        auto step = [&](int64_t s) {
+        // A training step in its three phases (the trainer's order).
+        auto forward = [&](int64_t s) {
           optim.zero_grad();
           auto batch = ids[s];
           loss = rbk::language_model_loss(*model, batch.narrow(1, 0, N), batch.narrow(1, 1, N), bf16);
-          loss.backward();
+        };
+        auto backward = [&] { loss.backward(); };
+        auto update = [&] {
           if (cfg.get_real("clip_norm") > 0) rbk::clip_grad_norm_no_sync(params_list, cfg.get_real("clip_norm"));
           optim.step();
+        };
+        auto step = [&](int64_t s) {
+          forward(s);
+          backward();
+          update();
         };
         for (int64_t s = 0; s < warmup; ++s) step(s);
         rbk::synchronize_device(device);
@@ -184,6 +195,35 @@ int main(int argc, char** argv) {
           const auto t1 = Clock::now();
           secs.push_back(std::chrono::duration<double>(t1 - t0).count());
           host_secs.push_back(std::chrono::duration<double>(t_enqueued - t0).count());
+        }
+        // Where a step's time goes: `phase_steps` more steps (not in the timing above, which they
+        // would slow), synchronised after each phase; per phase the median of its device-synchronised
+        // time and of the host's time to issue it. host / synchronised near 1: that phase is
+        // host-bound (the GPU waits for launches or for a host synchronisation inside it).
+        if (phase_steps > 0) {
+          const char* names[] = {"forward", "backward", "update"};
+          std::vector<double> phase_secs[3], phase_host[3];
+          for (int64_t s = 0; s < phase_steps; ++s) {
+            for (int ph = 0; ph < 3; ++ph) {
+              const auto t0 = Clock::now();
+              if (ph == 0) forward(warmup + timed + s);
+              else if (ph == 1) backward();
+              else update();
+              const auto t_enqueued = Clock::now();
+              rbk::synchronize_device(device);
+              phase_secs[ph].push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+              phase_host[ph].push_back(std::chrono::duration<double>(t_enqueued - t0).count());
+            }
+          }
+          json phases = json::object();
+          for (int ph = 0; ph < 3; ++ph)
+            phases[names[ph]] = {{"seconds_median", rbk::median(phase_secs[ph])},
+                                 {"host_seconds_median", rbk::median(phase_host[ph])}};
+          row["phases"] = phases;
+          std::fprintf(stderr, "%s phases (median s, synchronised / host): forward %.4f / %.4f, backward %.4f / %.4f, "
+                       "update %.4f / %.4f\n", variant.c_str(), rbk::median(phase_secs[0]), rbk::median(phase_host[0]),
+                       rbk::median(phase_secs[1]), rbk::median(phase_host[1]), rbk::median(phase_secs[2]),
+                       rbk::median(phase_host[2]));
         }
         const double final_loss = loss.item<double>();
         const double median = rbk::median(secs);
