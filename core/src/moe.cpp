@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <vector>
 
 namespace rbk {
 
@@ -51,26 +52,35 @@ torch::Tensor MoeImpl::dispatch(const torch::Tensor& x, const torch::Tensor& idx
   const auto hit = idx.unsqueeze(0).eq(torch::arange(E, idx.options()).view({E, 1, 1}));  // (E, T, k)
   const auto member = hit.any(2);                                                        // (E, T)
   const auto weight = (w.unsqueeze(0) * hit.to(w.scalar_type())).sum(2);                 // (E, T)
-  // The row counts are the one host synchronisation of the layer (the GEMMs need their sizes);
-  // a nonzero() per expert, as before, cost one per expert, each of which drains the GPU's queue.
+  // The row counts are the layer's one host synchronisation (the experts' GEMMs need their sizes).
   const auto counts = member.sum(1).to(torch::kCPU);
   const int64_t* count = counts.data_ptr<int64_t>();
-  // Members' positions e T + t in (E, T) order: a stable sort puts every "member" key (0) first,
-  // in order, so expert e's rows are the next counts[e] positions.
+  // The members' positions e T + t in (E, T) order: a stable sort puts every member (key 0) first,
+  // in that order, so the rows of expert e are the next count[e] positions.
   const auto order = std::get<1>(member.logical_not().reshape({-1}).to(torch::kInt32).sort(/*stable=*/true, 0, false));
-  auto out = torch::zeros_like(x);
+  int64_t total = 0;
+  for (int64_t e = 0; e < E; ++e) total += count[e];
+  const auto pos = order.narrow(0, 0, total);
+  const auto rows = pos.remainder(T);
+  // One gather, each expert on its contiguous segment, one weighted scatter-add back. The GPU step
+  // of the ResNet-BK LM is bound by the host's kernel launches (exp_lm_throughput's phases), so
+  // the layer issues as few operations as it can: a gather, a product and a scatter per layer
+  // instead of per expert. A token's contributions (top-k, k > 1) are summed in expert order on the
+  // CPU; on CUDA by atomic adds, in any order, which for two contributions gives the same sum.
+  const auto xs = x.index_select(0, rows);
+  std::vector<torch::Tensor> ys;
   int64_t offset = 0;
   for (int64_t e = 0; e < E; ++e) {
-    const int64_t n = count[e];
-    if (n == 0) continue;
-    const auto rows = order.narrow(0, offset, n) - e * T;
-    offset += n;
-    const auto we = weight[e].index_select(0, rows).unsqueeze(1);
-    // Under CUDA autocast the expert's Linear layers return bf16 while x (and out) may be fp32:
-    // index_add needs one dtype, so the contribution is cast to the accumulator's (no-op in fp32).
-    out = out.index_add(0, rows, (expert_forward(e, x.index_select(0, rows)) * we).to(out.scalar_type()));
+    if (count[e] == 0) continue;
+    ys.push_back(expert_forward(e, xs.narrow(0, offset, count[e])));
+    offset += count[e];
   }
-  return out;
+  auto out = torch::zeros_like(x);
+  if (ys.empty()) return out;
+  const auto we = weight.reshape({-1}).index_select(0, pos).unsqueeze(1);
+  // Under CUDA autocast the experts return bf16 while x (and out) may be fp32: index_add needs one
+  // dtype, so the contributions are cast to the accumulator's (no-op in fp32).
+  return out.index_add(0, rows, (torch::cat(ys) * we).to(out.scalar_type()));
 }
 
 MoeImpl::Routing MoeImpl::route(const torch::Tensor& x, const torch::Tensor& g) {
