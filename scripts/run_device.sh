@@ -13,6 +13,7 @@
 #   bench          bench_kernel_speed (Google Benchmark JSON with the commit in its context)
 #   scan_speed     exp_scan_kernel_speed --preset gpu      (baseline kernels, issue 7)
 #   lm_throughput  exp_lm_throughput --preset gpu          (baseline LMs, issue 7)
+#   lm_throughput_fp32  the same in fp32 (no autocast) into lm_throughput/fp32
 #   train_poc      exp_train_poc --preset gpu               (claim C05; needs data/sotu carried)
 # BUDGET_S (default 570) bounds the whole call: each stage gets what is left. GPU_TESTS_REGEX
 # restricts the gpu stage to matching tests (ctest -R on the GoogleTest names, e.g. 'BkCuda',
@@ -33,13 +34,13 @@ fi
 export RBK_GIT_COMMIT RBK_GIT_DIRTY=${RBK_GIT_DIRTY:-unknown}
 log() { echo "=== $(date +%T) (+${SECONDS}s) $*"; }
 left() { local l=$(( BUDGET_S - SECONDS - ${1:-10} )); echo $(( l > 10 ? l : 10 )); }
-run_exp() {  # run_exp name extra-args...: exp_<name> --preset gpu into $OUT/<name>
-  local name=$1; shift
-  log "exp_$name"
-  mkdir -p "$OUT/$name"
-  timeout "$(left 20)" "$BUILD/experiments/$name/exp_$name" --preset gpu --out "$OUT/$name" "$@" > "$OUT/exp_$name.log" 2>&1
+run_exp() {  # run_exp name dir extra-args...: exp_<name> --preset gpu [key=value...] into $OUT/<dir>
+  local name=$1 dir=$2; shift 2
+  log "exp_$name -> $dir $*"
+  mkdir -p "$OUT/$dir"
+  timeout "$(left 20)" "$BUILD/experiments/$name/exp_$name" --preset gpu --out "$OUT/$dir" "$@" > "$OUT/exp_${dir//\//_}.log" 2>&1
   echo "exp_$name rc=$?"
-  grep -v "^$" "$OUT/exp_$name.log" | tail -15
+  grep -v "^$" "$OUT/exp_${dir//\//_}.log" | tail -15
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv,noheader || true
 for stage in "$@"; do
@@ -71,7 +72,7 @@ for stage in "$@"; do
       log "ctest -L unit"
       (cd "$BUILD" && OMP_NUM_THREADS=1 RBK_THREADS=1 timeout "$(left 15)" ctest -L unit -j16 --output-on-failure) > "$OUT/unit.log" 2>&1
       echo "unit rc=$?"; grep -E "tests passed|Failed|Not Run|\*\*\*" "$OUT/unit.log" | head -30 ;;
-    kernel_speed) run_exp kernel_speed ;;
+    kernel_speed) run_exp kernel_speed kernel_speed ;;
     bench)
       log bench_kernel_speed
       mkdir -p "$OUT/kernel_speed"
@@ -80,9 +81,10 @@ for stage in "$@"; do
         --benchmark_out_format=json --benchmark_context=git_commit="$RBK_GIT_COMMIT" \
         --benchmark_context=git_dirty="$RBK_GIT_DIRTY" > "$OUT/bench.log" 2>&1
       echo "bench rc=$?"; grep -E "median" "$OUT/bench.log" | head -20 ;;
-    scan_speed) run_exp scan_kernel_speed ;;
-    lm_throughput) run_exp lm_throughput ;;
-    train_poc) run_exp train_poc ;;
+    scan_speed) run_exp scan_kernel_speed scan_kernel_speed ;;
+    lm_throughput) run_exp lm_throughput lm_throughput ;;
+    lm_throughput_fp32) run_exp lm_throughput lm_throughput/fp32 precision=fp32 ;;
+    train_poc) run_exp train_poc train_poc ;;
     *) echo "run_device.sh: unknown stage '$stage'" >&2; exit 2 ;;
   esac
 done

@@ -16,8 +16,9 @@
 // preset), AdamW and gradient clipping as the LM trainer (rbk::language_model_loss,
 // rbk::clip_grad_norm_no_sync); `warmup_steps` untimed steps, then `timed_steps` steps each timed
 // as device-synchronised wall time (and the host's time to issue it); tokens/s = B N / median step
-// time. Then `phase_steps` steps timed per phase (forward + loss, backward, clipping + AdamW). Inputs are uniform random
-// token ids (throughput does not depend on the text; they are drawn once, before timing). Peak
+// time. Then `phase_steps` steps timed per phase (forward + loss, backward, clipping + AdamW).
+// Inputs are uniform random token ids (throughput does not depend on the text; they are drawn
+// once, before timing). Peak
 // memory is the CUDA caching allocator's peak of allocated bytes, reset before each model is built
 // (null on the CPU). The loss after the timed steps must be finite, else status "diverged"; an
 // out-of-memory failure is status "oom". Only the gpu preset on a CUDA device is the target's
