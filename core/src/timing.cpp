@@ -1,7 +1,10 @@
 // Median-of-repetitions timing and power-law fits (time ~ N^p) for the O(N) claims.
 #include "rbk/timing.h"
 
+#include <ATen/record_function.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <stdexcept>
@@ -50,5 +53,30 @@ double fit_power_law_exponent(const std::vector<double>& x, const std::vector<do
   if (den == 0) throw std::invalid_argument("fit_power_law_exponent: all x equal");
   return (n * sxy - sx * sy) / den;
 }
+
+namespace {
+// The callback is a plain function pointer (no state of its own), hence a file-level counter.
+std::atomic<int64_t> g_operator_calls{0};
+std::atomic<bool> g_counter_alive{false};
+std::unique_ptr<at::ObserverContext> count_operator_call(const at::RecordFunction&) {
+  g_operator_calls.fetch_add(1, std::memory_order_relaxed);
+  return nullptr;
+}
+}  // namespace
+
+OperatorCallCounter::OperatorCallCounter() {
+  if (g_counter_alive.exchange(true)) throw std::logic_error("OperatorCallCounter: only one may exist at a time");
+  g_operator_calls = 0;
+  handle_ = at::addGlobalCallback(at::RecordFunctionCallback(count_operator_call).scopes({at::RecordScope::FUNCTION}));
+}
+
+OperatorCallCounter::~OperatorCallCounter() {
+  at::removeCallback(handle_);
+  g_counter_alive = false;
+}
+
+int64_t OperatorCallCounter::count() const { return g_operator_calls.load(); }
+
+void OperatorCallCounter::reset() { g_operator_calls = 0; }
 
 }  // namespace rbk

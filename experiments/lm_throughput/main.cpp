@@ -200,17 +200,22 @@ int main(int argc, char** argv) {
         // Where a step's time goes: `phase_steps` more steps (not in the timing above, which they
         // would slow), synchronised after each phase; per phase the median of its device-synchronised
         // time and of the host's time to issue it. host / synchronised near 1: that phase is
-        // host-bound (the GPU waits for launches or for a host synchronisation inside it).
+        // host-bound (the GPU waits for launches or for a host synchronisation inside it). Also the
+        // ATen operator calls each phase dispatches (rbk::OperatorCallCounter; counting slows the
+        // host a little, which is one more reason these steps are not the timed ones).
         if (phase_steps > 0) {
           const char* names[] = {"forward", "backward", "update"};
-          std::vector<double> phase_secs[3], phase_host[3];
+          std::vector<double> phase_secs[3], phase_host[3], phase_ops[3];
+          rbk::OperatorCallCounter ops;  // created while no operator runs (synchronised above)
           for (int64_t s = 0; s < phase_steps; ++s) {
             for (int ph = 0; ph < 3; ++ph) {
+              ops.reset();
               const auto t0 = Clock::now();
               if (ph == 0) forward(warmup + timed + s);
               else if (ph == 1) backward();
               else update();
               const auto t_enqueued = Clock::now();
+              phase_ops[ph].push_back(static_cast<double>(ops.count()));
               rbk::synchronize_device(device);
               phase_secs[ph].push_back(std::chrono::duration<double>(Clock::now() - t0).count());
               phase_host[ph].push_back(std::chrono::duration<double>(t_enqueued - t0).count());
@@ -219,12 +224,14 @@ int main(int argc, char** argv) {
           json phases = json::object();
           for (int ph = 0; ph < 3; ++ph)
             phases[names[ph]] = {{"seconds_median", rbk::median(phase_secs[ph])},
-                                 {"host_seconds_median", rbk::median(phase_host[ph])}};
+                                 {"host_seconds_median", rbk::median(phase_host[ph])},
+                                 {"operator_calls_median", rbk::median(phase_ops[ph])}};
           row["phases"] = phases;
-          std::fprintf(stderr, "%s phases (median s, synchronised / host): forward %.4f / %.4f, backward %.4f / %.4f, "
-                       "update %.4f / %.4f\n", variant.c_str(), rbk::median(phase_secs[0]), rbk::median(phase_host[0]),
-                       rbk::median(phase_secs[1]), rbk::median(phase_host[1]), rbk::median(phase_secs[2]),
-                       rbk::median(phase_host[2]));
+          std::fprintf(stderr, "%s phases (median s synchronised / host, operator calls): forward %.4f / %.4f, %.0f; "
+                       "backward %.4f / %.4f, %.0f; update %.4f / %.4f, %.0f\n", variant.c_str(),
+                       rbk::median(phase_secs[0]), rbk::median(phase_host[0]), rbk::median(phase_ops[0]),
+                       rbk::median(phase_secs[1]), rbk::median(phase_host[1]), rbk::median(phase_ops[1]),
+                       rbk::median(phase_secs[2]), rbk::median(phase_host[2]), rbk::median(phase_ops[2]));
         }
         const double final_loss = loss.item<double>();
         const double median = rbk::median(secs);

@@ -5,6 +5,7 @@
 #include "rbk/timing.h"
 
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 
 #include <cmath>
 #include <cstdio>
@@ -96,6 +97,27 @@ TEST(Timing, PowerLawFitAndMedian) {
   EXPECT_DOUBLE_EQ(median({3, 1, 2}), 2);
   EXPECT_DOUBLE_EQ(median({4, 1, 2, 3}), 2.5);
   EXPECT_THROW(fit_power_law_exponent({1}, {1}), std::invalid_argument);
+}
+
+// The operator-call counter sees the operators it should (an add and a matmul are at least two
+// calls), reset() zeroes it, only one may exist, and calls after it is destroyed are not counted.
+TEST(Timing, OperatorCallCounterCountsDispatchedOperators) {
+  const auto a = torch::ones({4, 4});
+  int64_t seen = 0;
+  {
+    OperatorCallCounter ops;
+    EXPECT_THROW(OperatorCallCounter second, std::logic_error);
+    auto b = (a + 1).matmul(a);
+    seen = ops.count();
+    EXPECT_GE(seen, 2);
+    ops.reset();
+    EXPECT_EQ(ops.count(), 0);
+    b = b.sum();
+    EXPECT_GE(ops.count(), 1);
+  }
+  OperatorCallCounter again;  // the first one's end released the slot
+  EXPECT_EQ(again.count(), 0);
+  std::printf("an add and a matmul of 4x4: %lld operator calls\n", static_cast<long long>(seen));
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // Timing helpers shared by experiments and benchmarks: median of repetitions after warm-up.
 #pragma once
+#include <cstdint>
 #include <functional>
 #include <vector>
 
@@ -19,5 +20,23 @@ double median(std::vector<double> values);
 
 // Least-squares slope of log(y) against log(x): the exponent of y ~ x^p. Needs >= 2 points.
 double fit_power_law_exponent(const std::vector<double>& x, const std::vector<double>& y);
+
+// Counts the ATen operator calls dispatched on any thread while it is alive (RecordFunction's
+// FUNCTION scope: every dispatcher call, nested ones and views included, and the autograd engine's
+// threads too). A measure of host work per training step where a GPU step is launch-bound; not a
+// kernel count. RecordFunction's global callbacks may only be added and removed while no other
+// thread runs operators, so create and destroy a counter between synchronised steps; one at a time.
+class OperatorCallCounter {
+ public:
+  OperatorCallCounter();
+  ~OperatorCallCounter();
+  OperatorCallCounter(const OperatorCallCounter&) = delete;
+  OperatorCallCounter& operator=(const OperatorCallCounter&) = delete;
+  int64_t count() const;  // calls since construction or the last reset()
+  void reset();
+
+ private:
+  uint64_t handle_;
+};
 
 }  // namespace rbk
