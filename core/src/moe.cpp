@@ -62,11 +62,11 @@ torch::Tensor MoeImpl::dispatch(const torch::Tensor& x, const torch::Tensor& idx
   for (int64_t e = 0; e < E; ++e) total += count[e];
   const auto pos = order.narrow(0, 0, total);
   const auto rows = pos.remainder(T);
-  // One gather, each expert on its contiguous segment, one weighted scatter-add back. The GPU step
-  // of the ResNet-BK LM is bound by the host's kernel launches (exp_lm_throughput's phases), so
-  // the layer issues as few operations as it can: a gather, a product and a scatter per layer
-  // instead of per expert. A token's contributions (top-k, k > 1) are summed in expert order on the
-  // CPU; on CUDA by atomic adds, in any order, which for two contributions gives the same sum.
+  // One gather, each expert on its contiguous segment, one weighted scatter-add back: a gather, a
+  // product and a scatter per layer instead of per expert (the ResNet-BK LM's GPU step is never
+  // ahead of its host; measured no slower, a few % faster within the noise: NOTES.md, session 7).
+  // A token's contributions (top-k, k > 1) are summed in expert order on the CPU; on CUDA by
+  // atomic adds, in any order, which for two contributions gives the same sum.
   const auto xs = x.index_select(0, rows);
   std::vector<torch::Tensor> ys;
   int64_t offset = 0;

@@ -18,9 +18,8 @@
 // as device-synchronised wall time (and the host's time to issue it); tokens/s = B N / median step
 // time. Then `phase_steps` steps timed per phase (forward + loss, backward, clipping + AdamW).
 // Inputs are uniform random token ids (throughput does not depend on the text; they are drawn
-// once, before timing). Peak
-// memory is the CUDA caching allocator's peak of allocated bytes, reset before each model is built
-// (null on the CPU). The loss after the timed steps must be finite, else status "diverged"; an
+// once, before timing). Peak memory is the CUDA caching allocator's peak of allocated bytes, reset
+// before each model is built (null on the CPU). The loss after the timed steps must be finite, else status "diverged"; an
 // out-of-memory failure is status "oom". Only the gpu preset on a CUDA device is the target's
 // configuration: summary.is_target_configuration says whether this run was.
 #include "rbk/experiment.h"
@@ -199,10 +198,9 @@ int main(int argc, char** argv) {
         }
         // Where a step's time goes: `phase_steps` more steps (not in the timing above, which they
         // would slow), synchronised after each phase; per phase the median of its device-synchronised
-        // time and of the host's time to issue it. host / synchronised near 1: that phase is
-        // host-bound (the GPU waits for launches or for a host synchronisation inside it). Also the
-        // ATen operator calls each phase dispatches (rbk::OperatorCallCounter; counting slows the
-        // host a little, which is one more reason these steps are not the timed ones).
+        // time and of the host's time to issue it (host / synchronised: as for the whole step below),
+        // and the ATen operator calls it dispatches (rbk::OperatorCallCounter; counting slows the
+        // host a little, one more reason these steps are not the timed ones).
         if (phase_steps > 0) {
           const char* names[] = {"forward", "backward", "update"};
           std::vector<double> phase_secs[3], phase_host[3], phase_ops[3];
@@ -241,9 +239,10 @@ int main(int argc, char** argv) {
         row["step_seconds_min"] = *std::min_element(secs.begin(), secs.end());
         row["step_seconds_max"] = *std::max_element(secs.begin(), secs.end());
         // Host time to issue the step (until step() returns, before the final synchronisation).
-        // Close to the step time: the GPU waited for the host (kernel launches, or host syncs
-        // inside the step such as a nonzero() that needs its size); well below it: GPU-bound. On
-        // the CPU the two are the same by construction.
+        // Close to the step time: the host was never ahead of its GPU, issuing operators or waiting
+        // at a synchronisation inside the step (a size copied to the host) until the end; well
+        // below it: the GPU still had queued work when the host was done (GPU-bound). On the CPU
+        // the two are the same by construction.
         const double host_median = rbk::median(host_secs);
         row["host_seconds_median"] = host_median;
         row["host_over_step"] = host_median / median;
