@@ -36,11 +36,12 @@ log() { echo "=== $(date +%T) (+${SECONDS}s) $*"; }
 left() { local l=$(( BUDGET_S - SECONDS - ${1:-10} )); echo $(( l > 10 ? l : 10 )); }
 run_exp() {  # run_exp name dir extra-args...: exp_<name> --preset gpu [key=value...] into $OUT/<dir>
   local name=$1 dir=$2; shift 2
+  local logf="$OUT/exp_${dir//\//_}.log"
   log "exp_$name -> $dir $*"
   mkdir -p "$OUT/$dir"
-  timeout "$(left 20)" "$BUILD/experiments/$name/exp_$name" --preset gpu --out "$OUT/$dir" "$@" > "$OUT/exp_${dir//\//_}.log" 2>&1
+  timeout "$(left 20)" "$BUILD/experiments/$name/exp_$name" --preset gpu --out "$OUT/$dir" "$@" > "$logf" 2>&1
   echo "exp_$name rc=$?"
-  grep -v "^$" "$OUT/exp_${dir//\//_}.log" | tail -15
+  grep -v "^$" "$logf" | tail -15
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv,noheader || true
 for stage in "$@"; do

@@ -33,6 +33,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -184,18 +185,22 @@ int main(int argc, char** argv) {
           backward();
           update();
         };
+        // Runs fn, then synchronises: appends the device-synchronised time to secs and the host's
+        // time to issue fn to host; on_issued runs between the two (not timed as host time).
+        auto issue_and_sync = [&](const std::function<void()>& fn, std::vector<double>& secs, std::vector<double>& host,
+                                  const std::function<void()>& on_issued) {
+          const auto t0 = Clock::now();
+          fn();
+          const auto t_issued = Clock::now();
+          if (on_issued) on_issued();
+          rbk::synchronize_device(device);
+          secs.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+          host.push_back(std::chrono::duration<double>(t_issued - t0).count());
+        };
         for (int64_t s = 0; s < warmup; ++s) step(s);
         rbk::synchronize_device(device);
         std::vector<double> secs, host_secs;
-        for (int64_t s = 0; s < timed; ++s) {
-          const auto t0 = Clock::now();
-          step(warmup + s);
-          const auto t_enqueued = Clock::now();
-          rbk::synchronize_device(device);
-          const auto t1 = Clock::now();
-          secs.push_back(std::chrono::duration<double>(t1 - t0).count());
-          host_secs.push_back(std::chrono::duration<double>(t_enqueued - t0).count());
-        }
+        for (int64_t s = 0; s < timed; ++s) issue_and_sync([&] { step(warmup + s); }, secs, host_secs, nullptr);
         // Where a step's time goes: `phase_steps` more steps (not in the timing above, which they
         // would slow), synchronised after each phase; per phase the median of its device-synchronised
         // time and of the host's time to issue it (host / synchronised: as for the whole step below),
@@ -206,30 +211,25 @@ int main(int argc, char** argv) {
           std::vector<double> phase_secs[3], phase_host[3], phase_ops[3];
           rbk::OperatorCallCounter ops;  // created while no operator runs (synchronised above)
           for (int64_t s = 0; s < phase_steps; ++s) {
+            const std::function<void()> phase_fns[3] = {[&] { forward(warmup + timed + s); }, backward, update};
             for (int ph = 0; ph < 3; ++ph) {
               ops.reset();
-              const auto t0 = Clock::now();
-              if (ph == 0) forward(warmup + timed + s);
-              else if (ph == 1) backward();
-              else update();
-              const auto t_enqueued = Clock::now();
-              phase_ops[ph].push_back(static_cast<double>(ops.count()));
-              rbk::synchronize_device(device);
-              phase_secs[ph].push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-              phase_host[ph].push_back(std::chrono::duration<double>(t_enqueued - t0).count());
+              issue_and_sync(phase_fns[ph], phase_secs[ph], phase_host[ph],
+                             [&] { phase_ops[ph].push_back(static_cast<double>(ops.count())); });
             }
           }
           json phases = json::object();
-          for (int ph = 0; ph < 3; ++ph)
-            phases[names[ph]] = {{"seconds_median", rbk::median(phase_secs[ph])},
-                                 {"host_seconds_median", rbk::median(phase_host[ph])},
-                                 {"operator_calls_median", rbk::median(phase_ops[ph])}};
+          std::string line;
+          for (int ph = 0; ph < 3; ++ph) {
+            const double sec = rbk::median(phase_secs[ph]), host = rbk::median(phase_host[ph]),
+                         calls = rbk::median(phase_ops[ph]);
+            phases[names[ph]] = {{"seconds_median", sec}, {"host_seconds_median", host}, {"operator_calls_median", calls}};
+            char buf[128];
+            std::snprintf(buf, sizeof buf, "%s%s %.4f / %.4f, %.0f", ph ? "; " : "", names[ph], sec, host, calls);
+            line += buf;
+          }
           row["phases"] = phases;
-          std::fprintf(stderr, "%s phases (median s synchronised / host, operator calls): forward %.4f / %.4f, %.0f; "
-                       "backward %.4f / %.4f, %.0f; update %.4f / %.4f, %.0f\n", variant.c_str(),
-                       rbk::median(phase_secs[0]), rbk::median(phase_host[0]), rbk::median(phase_ops[0]),
-                       rbk::median(phase_secs[1]), rbk::median(phase_host[1]), rbk::median(phase_ops[1]),
-                       rbk::median(phase_secs[2]), rbk::median(phase_host[2]), rbk::median(phase_ops[2]));
+          std::fprintf(stderr, "%s phases (median s synchronised / host, operator calls): %s\n", variant.c_str(), line.c_str());
         }
         const double final_loss = loss.item<double>();
         const double median = rbk::median(secs);
