@@ -11,7 +11,10 @@
 #   unit           ctest -L unit (the rest of the project against LibTorch 2.11)
 #   kernel_speed   exp_kernel_speed --preset gpu            (claim C17)
 #   bench          bench_kernel_speed (Google Benchmark JSON with the commit in its context)
-#   scan_speed     exp_scan_kernel_speed --preset gpu      (baseline kernels, issue 7)
+#   scan_speed     exp_scan_kernel_speed --preset gpu      (baseline kernels, issue 7; with upstream
+#                  Mamba's own kernels side by side when data/upstream/mamba, a checkout of
+#                  state-spaces/mamba, is carried: `git clone https://github.com/state-spaces/mamba
+#                  data/upstream/mamba` on a machine with network, then carry data/upstream)
 #   lm_throughput  exp_lm_throughput --preset gpu          (baseline LMs, issue 7)
 #   lm_throughput_fp32  the same in fp32 (no autocast) into lm_throughput/fp32
 #   train_poc      exp_train_poc --preset gpu               (claim C05; needs data/sotu carried)
@@ -25,6 +28,7 @@ set -u -o pipefail
 OUT=${OUT:-/tmp/rbk-out}
 mkdir -p "$OUT"
 BUILD=${RBK_BUILD_DIR:-build-gpu}
+UPSTREAM_MAMBA=data/upstream/mamba
 BUDGET_S=${BUDGET_S:-570}
 # The copied tree on the GPU machine has no .git: provenance must come from the caller.
 if [ -z "${RBK_GIT_COMMIT:-}" ]; then
@@ -49,7 +53,10 @@ for stage in "$@"; do
     build)
       log configure
       PREFIX=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
-      cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PREFIX" > "$OUT/configure.log" 2>&1 \
+      # Upstream Mamba's kernels next to ours in scan_speed, when a checkout was carried (see header).
+      UPSTREAM=()
+      [ -d "$UPSTREAM_MAMBA/csrc/selective_scan" ] && UPSTREAM=(-DRBK_UPSTREAM_MAMBA_SRC="$PWD/$UPSTREAM_MAMBA")
+      cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PREFIX" "${UPSTREAM[@]}" > "$OUT/configure.log" 2>&1 \
         || { tail -40 "$OUT/configure.log"; exit 1; }
       grep "rbk:" "$OUT/configure.log"
       log build

@@ -13,7 +13,14 @@
 //                    the entry point runs it at this shape on this GPU) side by side
 //                    at (batch, dim, len, dstate) and over sweep_len, CUDA event timing (median of
 //                    `repeats`), after checking the outputs are finite and non-trivial;
-//   reference_gpu    the LibTorch reference on the GPU at len = ref_len (fwd, fwd + autograd bwd), for scale.
+//   reference_gpu    the LibTorch reference on the GPU at len = ref_len (fwd, fwd + autograd bwd), for scale;
+//   upstream_mamba_check, upstream_mamba
+//                    upstream Mamba's own kernels (state-spaces/mamba, built only when configured with
+//                    -DRBK_UPSTREAM_MAMBA_SRC, see upstream_mamba_scan.h; otherwise one skipped row):
+//                    against fp64 at (check_batch, check_dim, 2048), and timed like scan_cuda on the
+//                    same draws at every sweep length that is a multiple of 2048. Why: the 2x target
+//                    is judged against a bytes model; how far the reference implementation of the
+//                    baseline is from the same model says what that target asks.
 //
 // Bytes model (fp32; E = Bt Dm L elements of u-shaped arrays, S = Bt N L of B/C-shaped ones):
 //   minimal forward   reads u, delta, z (12 E) and B, C (8 S), writes out (4 E)          = 16 E + 8 S
@@ -39,7 +46,10 @@
 //   fwd_GBps, fwd_bwd_GBps (minimal bytes / time); predicted_fwd_us, predicted_fwd_bwd_us (minimal
 //   bytes at copy bandwidth); ratio_fwd, ratio_fwd_bwd (measured / predicted); bytes_kernel_fwd_bwd
 //   (sequential variant), ratio_fwd_bwd_kernel_bytes (each variant's own traffic); target_fwd_bwd_within_2x
-//   (bool, default variant); check_* errors; reference_gpu_*_us.
+//   (bool, default variant); check_* errors; reference_gpu_*_us; when upstream is built:
+//   upstream_mamba_commit, upstream_mamba_{fwd_us, fwd_bwd_us, ratio_fwd, ratio_fwd_bwd},
+//   upstream_mamba_check_rel_err_out, upstream_mamba_check_worst_kernel_over_fp32_reference, and
+//   speedup_fwd_vs_upstream_mamba, speedup_fwd_bwd_vs_upstream_mamba (upstream's time / the default's).
 #include "rbk/experiment.h"
 #include "rbk/selective_scan.h"
 #include "rbk/torch_compat.h"
@@ -51,10 +61,14 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <cuda_runtime_api.h>
 #endif
+#if defined(RBK_WITH_UPSTREAM_MAMBA)
+#include "upstream_mamba_scan.h"
+#endif
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -122,6 +136,34 @@ json timing_json(const rbk::TimingStats& t) {
   return {{"median_us", t.median_s * 1e6}, {"min_us", t.min_s * 1e6}, {"max_us", t.max_s * 1e6}, {"repeats", t.repeats}};
 }
 
+// The keys of every timed row (rbk's variants and upstream's kernels alike): the medians, GB/s and
+// the ratios against the minimal bytes model at the measured copy bandwidth; also printed.
+json timed_row(const char* name, bool is_default, int64_t Bt, int64_t Dm, int64_t l, int64_t N, double copy_gbps,
+               const rbk::TimingStats& tf, const rbk::TimingStats& tfb) {
+  const Bytes b = bytes_model(Bt, Dm, l, N);
+  const double pf = b.fwd_min / (copy_gbps * 1e9), pfb = b.fwd_bwd_min / (copy_gbps * 1e9);
+  std::fprintf(stderr,
+               "[scan_kernel_speed] %-14s%s B=%lld D=%lld L=%lld N=%lld: fwd %.1f us (%.0f GB/s, %.2fx predicted), "
+               "fwd+bwd %.1f us (%.0f GB/s, %.2fx predicted %.1f us)\n",
+               name, is_default ? "*" : " ", (long long)Bt, (long long)Dm, (long long)l, (long long)N, tf.median_s * 1e6,
+               b.fwd_min / tf.median_s / 1e9, tf.median_s / pf, tfb.median_s * 1e6, b.fwd_bwd_min / tfb.median_s / 1e9,
+               tfb.median_s / pfb, pfb * 1e6);
+  return {{"status", "ok"}, {"fwd", timing_json(tf)}, {"fwd_bwd", timing_json(tfb)},
+          {"bytes_min_fwd", b.fwd_min}, {"bytes_min_fwd_bwd", b.fwd_bwd_min},
+          {"fwd_GBps", b.fwd_min / tf.median_s / 1e9}, {"fwd_bwd_GBps", b.fwd_bwd_min / tfb.median_s / 1e9},
+          {"predicted_fwd_us", pf * 1e6}, {"predicted_fwd_bwd_us", pfb * 1e6},
+          {"ratio_fwd", tf.median_s / pf}, {"ratio_fwd_bwd", tfb.median_s / pfb},
+          {"tokens_per_s_fwd_bwd", Bt * l / tfb.median_s}};
+}
+
+// Every output finite (fully written: outputs start as NaN) and not all zero.
+void check_outputs(std::initializer_list<Tensor> outputs, const char* what) {
+  for (const Tensor& x : outputs) {
+    if (!torch::isfinite(x).all().item<bool>()) throw std::runtime_error(std::string(what) + " output not finite / not fully written");
+    if (!(x.abs().max().item<double>() > 0)) throw std::runtime_error(std::string(what) + " output is all zero");
+  }
+}
+
 // Preallocated raw-launcher rig at one shape (fresh random inputs, poisoned outputs).
 struct Rig {
   rbk::cuda::SelectiveScanTensors t;
@@ -137,12 +179,67 @@ struct Rig {
   void bwd() const {
     rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_selective_scan_backward(p, at::cuda::getCurrentCUDAStream()), "scan bwd");
   }
-  // Every output finite (fully written) and not all zero.
   void check() const {
-    for (const Tensor& x : {t.out, t.du, t.ddelta, t.dz, t.dA_part, t.dD_part, t.ddelta_bias_part, t.dB, t.dC}) {
-      if (!torch::isfinite(x).all().item<bool>()) throw std::runtime_error("selective scan output not finite / not fully written");
-      if (!(x.abs().max().item<double>() > 0)) throw std::runtime_error("selective scan output is all zero");
-    }
+    check_outputs({t.out, t.du, t.ddelta, t.dz, t.dA_part, t.dD_part, t.ddelta_bias_part, t.dB, t.dC}, "selective scan");
+  }
+};
+#endif
+
+#if defined(RBK_WITH_UPSTREAM_MAMBA)
+// Upstream Mamba's kernels on preallocated arrays: inputs in draw()'s order (u, delta, A, B, C, D, z,
+// delta_bias) as contiguous fp32 CUDA tensors, outputs poisoned with NaN.
+struct UpstreamRig {
+  std::vector<Tensor> in;
+  Tensor dout, out, out_z, states, du, ddelta, dA, dB, dC, dD, dz, ddelta_bias;
+  rbk::upstream_mamba::ScanArrays a;
+  UpstreamRig(const std::vector<Tensor>& inputs, const Tensor& dout_) {
+    for (const Tensor& x : inputs) in.push_back(x.to(torch::kCUDA, torch::kFloat).contiguous());
+    dout = dout_.to(torch::kCUDA, torch::kFloat).contiguous();
+    const Tensor &u = in[0], &A = in[2], &B = in[3];
+    auto poisoned = [](const Tensor& like) { return torch::full_like(like, NAN); };
+    const int64_t chunks = (u.size(2) + rbk::upstream_mamba::chunk_len() - 1) / rbk::upstream_mamba::chunk_len();
+    out = poisoned(u);
+    out_z = poisoned(u);
+    states = torch::full({u.size(0), u.size(1), chunks, 2 * A.size(1)}, NAN, u.options());
+    du = poisoned(u);
+    ddelta = poisoned(u);
+    dz = poisoned(u);
+    dA = poisoned(A);
+    dB = poisoned(B);
+    dC = poisoned(B);
+    dD = poisoned(in[5]);
+    ddelta_bias = poisoned(in[7]);
+    a.batch = u.size(0);
+    a.dim = u.size(1);
+    a.len = u.size(2);
+    a.dstate = A.size(1);
+    const float** src[] = {&a.u, &a.delta, &a.A, &a.B, &a.C, &a.D, &a.z, &a.delta_bias};
+    for (int i = 0; i < 8; ++i) *src[i] = in[i].data_ptr<float>();
+    a.dout = dout.data_ptr<float>();
+    a.out = out.data_ptr<float>();
+    a.out_z = out_z.data_ptr<float>();
+    a.chunk_states = states.data_ptr<float>();
+    a.du = du.data_ptr<float>();
+    a.ddelta = ddelta.data_ptr<float>();
+    a.dA = dA.data_ptr<float>();
+    a.dB = dB.data_ptr<float>();
+    a.dC = dC.data_ptr<float>();
+    a.dD = dD.data_ptr<float>();
+    a.dz = dz.data_ptr<float>();
+    a.ddelta_bias = ddelta_bias.data_ptr<float>();
+  }
+  void fwd() const {
+    rbk::cuda::throw_on_cuda_error(rbk::upstream_mamba::forward(a, at::cuda::getCurrentCUDAStream()), "upstream mamba fwd");
+  }
+  void bwd() const {
+    rbk::cuda::throw_on_cuda_error(rbk::upstream_mamba::backward(a, at::cuda::getCurrentCUDAStream()), "upstream mamba bwd");
+  }
+  void check() const { check_outputs({out_z, du, ddelta, dz, dA, dB, dC, dD, ddelta_bias}, "upstream mamba"); }
+  // The gated output and the 8 gradients, in kOutNames' order.
+  std::vector<Tensor> results() const {
+    std::vector<Tensor> r;
+    for (const Tensor& x : {out_z, du, ddelta, dA, dB, dC, dD, dz, ddelta_bias}) r.push_back(x.cpu());
+    return r;
   }
 };
 #endif
@@ -271,21 +368,9 @@ int main(int argc, char** argv) {
                               : var.id == rbk::cuda::kSsVariantRuns        ? b.fwd_bwd_kernel_runs
                                                                            : b.fwd_bwd_kernel_hybrid;  // hybrid, lean
             const double pf = b.fwd_min / (copy_gbps * 1e9), pfb = b.fwd_bwd_min / (copy_gbps * 1e9);
-            row.update({{"status", "ok"}, {"fwd", timing_json(tf)}, {"fwd_bwd", timing_json(tfb)},
-                        {"bytes_min_fwd", b.fwd_min}, {"bytes_min_fwd_bwd", b.fwd_bwd_min},
-                        {"bytes_kernel_fwd_bwd", kb},
-                        {"fwd_GBps", b.fwd_min / tf.median_s / 1e9}, {"fwd_bwd_GBps", b.fwd_bwd_min / tfb.median_s / 1e9},
-                        {"fwd_bwd_kernel_bytes_GBps", kb / tfb.median_s / 1e9},
-                        {"predicted_fwd_us", pf * 1e6}, {"predicted_fwd_bwd_us", pfb * 1e6},
-                        {"ratio_fwd", tf.median_s / pf}, {"ratio_fwd_bwd", tfb.median_s / pfb},
-                        {"ratio_fwd_bwd_kernel_bytes", tfb.median_s / (kb / (copy_gbps * 1e9))},
-                        {"tokens_per_s_fwd_bwd", Bt * l / tfb.median_s}});
-            std::fprintf(stderr,
-                         "[scan_kernel_speed] %-10s%s B=%lld D=%lld L=%lld N=%lld: fwd %.1f us (%.0f GB/s, %.2fx predicted), "
-                         "fwd+bwd %.1f us (%.0f GB/s, %.2fx predicted %.1f us)\n",
-                         var.name, is_default ? "*" : " ", (long long)Bt, (long long)Dm, (long long)l, (long long)N,
-                         tf.median_s * 1e6, b.fwd_min / tf.median_s / 1e9, tf.median_s / pf, tfb.median_s * 1e6,
-                         b.fwd_bwd_min / tfb.median_s / 1e9, tfb.median_s / pfb, pfb * 1e6);
+            row.update(timed_row(var.name, is_default, Bt, Dm, l, N, copy_gbps, tf, tfb));
+            row.update({{"bytes_kernel_fwd_bwd", kb}, {"fwd_bwd_kernel_bytes_GBps", kb / tfb.median_s / 1e9},
+                        {"ratio_fwd_bwd_kernel_bytes", tfb.median_s / (kb / (copy_gbps * 1e9))}});
             a_var_fwd[vi].back() = tf.median_s * 1e6;
             a_var_fb[vi].back() = tfb.median_s * 1e6;
             if (is_default) {
@@ -335,6 +420,95 @@ int main(int argc, char** argv) {
       out.arrays.push_back(rbk::make_array("sweep/fwd_bwd_us", a_fb, "us", "forward + backward, default variant, median"));
       out.arrays.push_back(rbk::make_array("sweep/ratio_fwd_bwd", a_ratio, "1",
                                            "measured / predicted (minimal bytes at copy bandwidth), fwd + bwd, default variant"));
+
+      // ---- upstream Mamba's own kernels, same inputs and bytes model (when built: upstream_mamba_scan.h) ----
+#if defined(RBK_WITH_UPSTREAM_MAMBA)
+      {
+        namespace um = rbk::upstream_mamba;
+        out.summary["upstream_mamba_commit"] = um::source_commit();
+        // Accuracy against the fp64 reference at the check's batch and channels and upstream's
+        // shortest built length, next to the fp32 reference's own error (as the check row above).
+        {
+          const int64_t cb = cfg.get_int("check_batch"), cd = cfg.get_int("check_dim"), cl = um::chunk_len();
+          const auto in = draw(cb, cd, cl, N, torch::TensorOptions().dtype(torch::kDouble));
+          const Tensor w = torch::randn({cb, cd, cl}, torch::kDouble);
+          const auto ref = run_scan(in, w, torch::kDouble, torch::kCPU, rbk::SelectiveScanImpl::Reference);
+          const auto f32 = run_scan(in, w, torch::kFloat, torch::kCPU, rbk::SelectiveScanImpl::Reference);
+          json row = {{"path", "upstream_mamba_check"}, {"batch", cb}, {"dim", cd}, {"len", cl}, {"dstate", N},
+                      {"source_commit", um::source_commit()}};
+          try {
+            UpstreamRig rig(in, w);
+            rig.fwd();
+            rig.bwd();
+            rbk::cuda::throw_on_cuda_error(cudaStreamSynchronize(stream), "upstream check run");
+            const auto got = rig.results();
+            double worst_ratio = 0.0;
+            for (int i = 0; i < 9; ++i) {
+              const double e = rel_l2(got[i], ref[i]), e32 = rel_l2(f32[i], ref[i]);
+              row[std::string("kernel_rel_err_") + kOutNames[i]] = e;
+              row[std::string("fp32_reference_rel_err_") + kOutNames[i]] = e32;
+              worst_ratio = std::max(worst_ratio, e / std::max(e32, 1e-12));
+              std::fprintf(stderr, "[scan_kernel_speed] upstream check %-10s kernel %.2e  fp32 reference %.2e\n",
+                           kOutNames[i], e, e32);
+            }
+            row["status"] = "ok";
+            out.summary["upstream_mamba_check_rel_err_out"] = row["kernel_rel_err_out"];
+            out.summary["upstream_mamba_check_worst_kernel_over_fp32_reference"] = worst_ratio;
+          } catch (const std::exception& e) {
+            row["status"] = std::string("failed: ") + e.what();
+          }
+          out.rows.push_back(row);
+        }
+        std::vector<double> u_fwd, u_fb;
+        for (const int64_t l : lens) {
+          json row = {{"path", "upstream_mamba"}, {"batch", Bt}, {"dim", Dm}, {"len", l}, {"dstate", N},
+                      {"source_commit", um::source_commit()}};
+          u_fwd.push_back(NAN);
+          u_fb.push_back(NAN);
+          if (!um::supports(l, N)) {
+            row["status"] = "skipped: only upstream's configuration for lengths that are multiples of " +
+                            std::to_string(um::chunk_len()) + " is built";
+            out.rows.push_back(row);
+            continue;
+          }
+          try {
+            const auto o = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat);
+            UpstreamRig rig(draw(Bt, Dm, l, N, o), torch::randn({Bt, Dm, l}, o));
+            rig.fwd();
+            rig.bwd();
+            rbk::cuda::throw_on_cuda_error(cudaStreamSynchronize(stream), "upstream check run");
+            rig.check();
+            const auto tf = rbk::cuda::time_cuda_events([&] { rig.fwd(); }, warmup, repeats, stream);
+            const auto tfb = rbk::cuda::time_cuda_events([&] { rig.fwd(); rig.bwd(); }, warmup, repeats, stream);
+            row.update(timed_row("upstream_mamba", false, Bt, Dm, l, N, copy_gbps, tf, tfb));
+            u_fwd.back() = tf.median_s * 1e6;
+            u_fb.back() = tfb.median_s * 1e6;
+            if (l == L) {
+              out.summary["upstream_mamba_fwd_us"] = tf.median_s * 1e6;
+              out.summary["upstream_mamba_fwd_bwd_us"] = tfb.median_s * 1e6;
+              out.summary["upstream_mamba_ratio_fwd"] = row["ratio_fwd"];
+              out.summary["upstream_mamba_ratio_fwd_bwd"] = row["ratio_fwd_bwd"];
+              if (out.summary.contains("fwd_bwd_us")) {
+                out.summary["speedup_fwd_vs_upstream_mamba"] = tf.median_s * 1e6 / out.summary["fwd_us"].get<double>();
+                out.summary["speedup_fwd_bwd_vs_upstream_mamba"] =
+                    tfb.median_s * 1e6 / out.summary["fwd_bwd_us"].get<double>();
+              }
+            }
+          } catch (const std::exception& e) {
+            row["status"] = std::string("failed: ") + e.what();
+            std::fprintf(stderr, "[scan_kernel_speed] upstream_mamba L=%lld failed: %s\n", (long long)l, e.what());
+          }
+          out.rows.push_back(row);
+        }
+        out.arrays.push_back(rbk::make_array("sweep/upstream_mamba_fwd_us", u_fwd, "us",
+                                             "upstream Mamba's selective-scan forward kernel, median (NaN: not built for that length)"));
+        out.arrays.push_back(rbk::make_array("sweep/upstream_mamba_fwd_bwd_us", u_fb, "us",
+                                             "upstream Mamba's forward + backward kernels, median (NaN: not built for that length)"));
+      }
+#else
+      out.rows.push_back({{"path", "upstream_mamba"},
+                          {"status", "skipped: not built (configure with -DRBK_UPSTREAM_MAMBA_SRC=<checkout of state-spaces/mamba>)"}});
+#endif
 
       // ---- the LibTorch reference on the GPU, for scale ----
       const int64_t rl = cfg.get_int("ref_len");
