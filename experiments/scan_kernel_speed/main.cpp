@@ -16,7 +16,7 @@
 //   reference_gpu    the LibTorch reference on the GPU at len = ref_len (fwd, fwd + autograd bwd), for scale;
 //   upstream_mamba_check, upstream_mamba
 //                    upstream Mamba's own kernels (state-spaces/mamba, built only when configured with
-//                    -DRBK_UPSTREAM_MAMBA_SRC, see upstream_mamba_scan.h; otherwise one skipped row):
+//                    -DRBK_UPSTREAM_MAMBA_SRC, see upstream_mamba_scan.h; otherwise only a summary key):
 //                    against fp64 at (check_batch, check_dim, 2048), and timed like scan_cuda on the
 //                    same draws at every sweep length that is a multiple of 2048. Why: the 2x target
 //                    is judged against a bytes model; how far the reference implementation of the
@@ -48,8 +48,9 @@
 //   (sequential variant), ratio_fwd_bwd_kernel_bytes (each variant's own traffic); target_fwd_bwd_within_2x
 //   (bool, default variant); check_* errors; reference_gpu_*_us; when upstream is built:
 //   upstream_mamba_commit, upstream_mamba_{fwd_us, fwd_bwd_us, ratio_fwd, ratio_fwd_bwd},
-//   upstream_mamba_check_rel_err_out, upstream_mamba_check_worst_kernel_over_fp32_reference, and
-//   speedup_fwd_vs_upstream_mamba, speedup_fwd_bwd_vs_upstream_mamba (upstream's time / the default's).
+//   upstream_mamba_check_rel_err_out, upstream_mamba_check_worst_kernel_over_fp32_reference,
+//   speedup_fwd_vs_upstream_mamba, speedup_fwd_bwd_vs_upstream_mamba (upstream's time / the default's),
+//   upstream_mamba_lengths_not_built (+ _why); when not built: upstream_mamba (why not).
 #include "rbk/experiment.h"
 #include "rbk/selective_scan.h"
 #include "rbk/torch_compat.h"
@@ -460,15 +461,14 @@ int main(int argc, char** argv) {
           out.rows.push_back(row);
         }
         std::vector<double> u_fwd, u_fb;
+        std::vector<int64_t> not_built;
         for (const int64_t l : lens) {
           json row = {{"path", "upstream_mamba"}, {"batch", Bt}, {"dim", Dm}, {"len", l}, {"dstate", N},
                       {"source_commit", um::source_commit()}};
           u_fwd.push_back(NAN);
           u_fb.push_back(NAN);
-          if (!um::supports(l, N)) {
-            row["status"] = "skipped: only upstream's configuration for lengths that are multiples of " +
-                            std::to_string(um::chunk_len()) + " is built";
-            out.rows.push_back(row);
+          if (!um::supports(l, N)) {  // no row: nothing was run (a row that is not ok marks the result partial)
+            not_built.push_back(l);
             continue;
           }
           try {
@@ -500,14 +500,19 @@ int main(int argc, char** argv) {
           }
           out.rows.push_back(row);
         }
+        if (!not_built.empty()) {
+          out.summary["upstream_mamba_lengths_not_built"] = not_built;
+          out.summary["upstream_mamba_lengths_not_built_why"] =
+              "only upstream's block configuration for lengths that are multiples of " + std::to_string(um::chunk_len()) +
+              " is built (upstream_mamba_scan.h)";
+        }
         out.arrays.push_back(rbk::make_array("sweep/upstream_mamba_fwd_us", u_fwd, "us",
                                              "upstream Mamba's selective-scan forward kernel, median (NaN: not built for that length)"));
         out.arrays.push_back(rbk::make_array("sweep/upstream_mamba_fwd_bwd_us", u_fb, "us",
                                              "upstream Mamba's forward + backward kernels, median (NaN: not built for that length)"));
       }
 #else
-      out.rows.push_back({{"path", "upstream_mamba"},
-                          {"status", "skipped: not built (configure with -DRBK_UPSTREAM_MAMBA_SRC=<checkout of state-spaces/mamba>)"}});
+      out.summary["upstream_mamba"] = "not built (configure with -DRBK_UPSTREAM_MAMBA_SRC=<checkout of state-spaces/mamba>)";
 #endif
 
       // ---- the LibTorch reference on the GPU, for scale ----
