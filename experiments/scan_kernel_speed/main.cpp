@@ -72,6 +72,7 @@
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -186,6 +187,18 @@ struct Rig {
 };
 #endif
 
+// One untimed forward + backward whose outputs are checked (finite, fully written, non-zero), then
+// the medians of the forward and of forward + backward. R: Rig or UpstreamRig.
+template <typename R>
+std::pair<rbk::TimingStats, rbk::TimingStats> check_and_time(const R& rig, int warmup, int repeats, cudaStream_t stream) {
+  rig.fwd();
+  rig.bwd();
+  rbk::cuda::throw_on_cuda_error(cudaStreamSynchronize(stream), "check run");
+  rig.check();
+  return {rbk::cuda::time_cuda_events([&] { rig.fwd(); }, warmup, repeats, stream),
+          rbk::cuda::time_cuda_events([&] { rig.fwd(); rig.bwd(); }, warmup, repeats, stream)};
+}
+
 #if defined(RBK_WITH_UPSTREAM_MAMBA)
 // Upstream Mamba's kernels on preallocated arrays: inputs in draw()'s order (u, delta, A, B, C, D, z,
 // delta_bias) as contiguous fp32 CUDA tensors, outputs poisoned with NaN.
@@ -217,17 +230,9 @@ struct UpstreamRig {
     const float** src[] = {&a.u, &a.delta, &a.A, &a.B, &a.C, &a.D, &a.z, &a.delta_bias};
     for (int i = 0; i < 8; ++i) *src[i] = in[i].data_ptr<float>();
     a.dout = dout.data_ptr<float>();
-    a.out = out.data_ptr<float>();
-    a.out_z = out_z.data_ptr<float>();
-    a.chunk_states = states.data_ptr<float>();
-    a.du = du.data_ptr<float>();
-    a.ddelta = ddelta.data_ptr<float>();
-    a.dA = dA.data_ptr<float>();
-    a.dB = dB.data_ptr<float>();
-    a.dC = dC.data_ptr<float>();
-    a.dD = dD.data_ptr<float>();
-    a.dz = dz.data_ptr<float>();
-    a.ddelta_bias = ddelta_bias.data_ptr<float>();
+    float** dst[] = {&a.out, &a.out_z, &a.chunk_states, &a.du, &a.ddelta, &a.dz, &a.dA, &a.dB, &a.dC, &a.dD, &a.ddelta_bias};
+    Tensor* outputs[] = {&out, &out_z, &states, &du, &ddelta, &dz, &dA, &dB, &dC, &dD, &ddelta_bias};
+    for (int i = 0; i < 11; ++i) *dst[i] = outputs[i]->data_ptr<float>();
   }
   void fwd() const {
     rbk::cuda::throw_on_cuda_error(rbk::upstream_mamba::forward(a, at::cuda::getCurrentCUDAStream()), "upstream mamba fwd");
@@ -356,13 +361,9 @@ int main(int argc, char** argv) {
           a_var_fwd[vi].push_back(NAN);  // replaced below when the point runs
           a_var_fb[vi].push_back(NAN);
           try {
-            Rig rig(Bt, Dm, l, N, var.id);
-            rig.fwd();
-            rig.bwd();
-            rbk::cuda::throw_on_cuda_error(cudaStreamSynchronize(stream), "check run");
-            rig.check();
-            const auto tf = rbk::cuda::time_cuda_events([&] { rig.fwd(); }, warmup, repeats, stream);
-            const auto tfb = rbk::cuda::time_cuda_events([&] { rig.fwd(); rig.bwd(); }, warmup, repeats, stream);
+            const Rig rig(Bt, Dm, l, N, var.id);
+            const auto timed = check_and_time(rig, warmup, repeats, stream);  // no structured binding: put() captures them
+            const rbk::TimingStats &tf = timed.first, &tfb = timed.second;
             const Bytes b = bytes_model(Bt, Dm, l, N);
             const double kb = var.id == rbk::cuda::kSsVariantSequential    ? b.fwd_bwd_kernel
                               : var.id == rbk::cuda::kSsVariantChunked     ? b.fwd_bwd_kernel_chunked
@@ -473,13 +474,9 @@ int main(int argc, char** argv) {
           }
           try {
             const auto o = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat);
-            UpstreamRig rig(draw(Bt, Dm, l, N, o), torch::randn({Bt, Dm, l}, o));
-            rig.fwd();
-            rig.bwd();
-            rbk::cuda::throw_on_cuda_error(cudaStreamSynchronize(stream), "upstream check run");
-            rig.check();
-            const auto tf = rbk::cuda::time_cuda_events([&] { rig.fwd(); }, warmup, repeats, stream);
-            const auto tfb = rbk::cuda::time_cuda_events([&] { rig.fwd(); rig.bwd(); }, warmup, repeats, stream);
+            const UpstreamRig rig(draw(Bt, Dm, l, N, o), torch::randn({Bt, Dm, l}, o));
+            const auto timed = check_and_time(rig, warmup, repeats, stream);
+            const rbk::TimingStats &tf = timed.first, &tfb = timed.second;
             row.update(timed_row("upstream_mamba", false, Bt, Dm, l, N, copy_gbps, tf, tfb));
             u_fwd.back() = tf.median_s * 1e6;
             u_fb.back() = tfb.median_s * 1e6;

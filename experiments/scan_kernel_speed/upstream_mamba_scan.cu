@@ -55,6 +55,17 @@ void fill_forward_params(SSMParamsBase& p, const ScanArrays& a) {
   p.x_ptr = a.chunk_states;
 }
 
+// One block per (batch, channel), as upstream launches them; above 48 KB of shared memory, opt in.
+template <typename Params>
+cudaError_t launch(void (*kernel)(Params), const Params& p, int smem, cudaStream_t stream) {
+  if (smem >= 48 * 1024) {
+    const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e != cudaSuccess) return e;
+  }
+  kernel<<<dim3(p.batch, p.dim), kThreads, smem, stream>>>(p);
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 int64_t chunk_len() { return kChunk; }
@@ -67,13 +78,7 @@ cudaError_t forward(const ScanArrays& a, cudaStream_t stream) {
   fill_forward_params(p, a);
   // Shared memory as upstream's launcher sizes it for these traits.
   constexpr int kSmem = FwdTraits::kSmemSize + MAX_DSTATE * sizeof(typename FwdTraits::scan_t);
-  auto kernel = &selective_scan_fwd_kernel<FwdTraits>;
-  if (kSmem >= 48 * 1024) {
-    const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-    if (e != cudaSuccess) return e;
-  }
-  kernel<<<dim3(p.batch, p.dim), kThreads, kSmem, stream>>>(p);
-  return cudaGetLastError();
+  return launch(&selective_scan_fwd_kernel<FwdTraits>, p, kSmem, stream);
 }
 
 cudaError_t backward(const ScanArrays& a, cudaStream_t stream) {
@@ -107,13 +112,7 @@ cudaError_t backward(const ScanArrays& a, cudaStream_t stream) {
   p.dB_dstate_stride = p.dC_dstate_stride = L;
   constexpr int kSmem = BwdTraits::kSmemSize + MAX_DSTATE * sizeof(typename BwdTraits::scan_t) +
                         (kThreads + 4 * MAX_DSTATE) * sizeof(typename BwdTraits::weight_t);
-  auto kernel = &selective_scan_bwd_kernel<BwdTraits>;
-  if (kSmem >= 48 * 1024) {
-    const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-    if (e != cudaSuccess) return e;
-  }
-  kernel<<<dim3(p.batch, p.dim), kThreads, kSmem, stream>>>(p);
-  return cudaGetLastError();
+  return launch(&selective_scan_bwd_kernel<BwdTraits>, p, kSmem, stream);
 }
 
 }  // namespace rbk::upstream_mamba
