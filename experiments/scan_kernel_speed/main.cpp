@@ -185,7 +185,6 @@ struct Rig {
     check_outputs({t.out, t.du, t.ddelta, t.dz, t.dA_part, t.dD_part, t.ddelta_bias_part, t.dB, t.dC}, "selective scan");
   }
 };
-#endif
 
 // One untimed forward + backward whose outputs are checked (finite, fully written, non-zero), then
 // the medians of the forward and of forward + backward. R: Rig or UpstreamRig.
@@ -198,6 +197,7 @@ std::pair<rbk::TimingStats, rbk::TimingStats> check_and_time(const R& rig, int w
   return {rbk::cuda::time_cuda_events([&] { rig.fwd(); }, warmup, repeats, stream),
           rbk::cuda::time_cuda_events([&] { rig.fwd(); rig.bwd(); }, warmup, repeats, stream)};
 }
+#endif
 
 #if defined(RBK_WITH_UPSTREAM_MAMBA)
 // Upstream Mamba's kernels on preallocated arrays: inputs in draw()'s order (u, delta, A, B, C, D, z,
