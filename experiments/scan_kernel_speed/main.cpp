@@ -133,6 +133,37 @@ double rel_l2(const Tensor& a, const Tensor& b) {
   return ((x - y).norm() / y.norm().clamp_min(1e-300)).item<double>();
 }
 
+// An accuracy check's inputs (fp64, CPU), the weights of its loss sum(out w), and the outputs and
+// gradients of the fp64 and fp32 references (in kOutNames' order).
+struct CheckCase {
+  std::vector<Tensor> in;
+  Tensor w;
+  std::vector<Tensor> ref, f32;
+};
+CheckCase make_check_case(int64_t cb, int64_t cd, int64_t cl, int64_t N) {
+  CheckCase c;
+  c.in = draw(cb, cd, cl, N, torch::TensorOptions().dtype(torch::kDouble));
+  c.w = torch::randn({cb, cd, cl}, torch::kDouble);
+  c.ref = run_scan(c.in, c.w, torch::kDouble, torch::kCPU, rbk::SelectiveScanImpl::Reference);
+  c.f32 = run_scan(c.in, c.w, torch::kFloat, torch::kCPU, rbk::SelectiveScanImpl::Reference);
+  return c;
+}
+// Every output's relative L2 error against fp64 into row: the fp32 reference's, and the kernel's
+// when `kernel` is not empty (printed with `label`). Returns the worst kernel / fp32-reference ratio.
+double record_check_errors(json& row, const CheckCase& c, const std::vector<Tensor>& kernel, const char* label) {
+  double worst_ratio = 0.0;
+  for (int i = 0; i < 9; ++i) {
+    const double e32 = rel_l2(c.f32[i], c.ref[i]);
+    row[std::string("fp32_reference_rel_err_") + kOutNames[i]] = e32;
+    if (kernel.empty()) continue;
+    const double ek = rel_l2(kernel[i], c.ref[i]);
+    row[std::string("kernel_rel_err_") + kOutNames[i]] = ek;
+    worst_ratio = std::max(worst_ratio, ek / std::max(e32, 1e-12));
+    std::fprintf(stderr, "[scan_kernel_speed] %s %-10s kernel %.2e  fp32 reference %.2e\n", label, kOutNames[i], ek, e32);
+  }
+  return worst_ratio;
+}
+
 #if defined(RBK_WITH_CUDA_KERNELS)
 json timing_json(const rbk::TimingStats& t) {
   return {{"median_us", t.median_s * 1e6}, {"min_us", t.min_s * 1e6}, {"max_us", t.max_s * 1e6}, {"repeats", t.repeats}};
@@ -285,26 +316,13 @@ int main(int argc, char** argv) {
     // ---- accuracy check (every machine: the fp32 reference; with CUDA: the kernel too) ----
     {
       const int64_t cb = cfg.get_int("check_batch"), cd = cfg.get_int("check_dim"), cl = cfg.get_int("check_len");
-      const auto in = draw(cb, cd, cl, N, torch::TensorOptions().dtype(torch::kDouble));
-      const Tensor w = torch::randn({cb, cd, cl}, torch::kDouble);
-      const auto ref = run_scan(in, w, torch::kDouble, torch::kCPU, rbk::SelectiveScanImpl::Reference);
-      const auto f32 = run_scan(in, w, torch::kFloat, torch::kCPU, rbk::SelectiveScanImpl::Reference);
+      const CheckCase c = make_check_case(cb, cd, cl, N);
       json row = {{"path", "check"}, {"batch", cb}, {"dim", cd}, {"len", cl}, {"dstate", N}, {"status", "ok"}};
       std::vector<Tensor> ker;
       const bool gpu = rbk::cuda_available() && rbk::selective_scan_kernel_eligible(torch::empty({1, 1, 1}, torch::kCUDA),
                                                                                       torch::empty({1, N}));
-      if (gpu) ker = run_scan(in, w, torch::kFloat, torch::kCUDA, rbk::SelectiveScanImpl::Kernel);
-      double worst_ratio = 0.0;
-      for (int i = 0; i < 9; ++i) {
-        const double e32 = rel_l2(f32[i], ref[i]);
-        row[std::string("fp32_reference_rel_err_") + kOutNames[i]] = e32;
-        if (gpu) {
-          const double ek = rel_l2(ker[i], ref[i]);
-          row[std::string("kernel_rel_err_") + kOutNames[i]] = ek;
-          worst_ratio = std::max(worst_ratio, ek / std::max(e32, 1e-12));
-          std::fprintf(stderr, "[scan_kernel_speed] check %-10s kernel %.2e  fp32 reference %.2e\n", kOutNames[i], ek, e32);
-        }
-      }
+      if (gpu) ker = run_scan(c.in, c.w, torch::kFloat, torch::kCUDA, rbk::SelectiveScanImpl::Kernel);
+      const double worst_ratio = record_check_errors(row, c, ker, "check");
       if (gpu) {
         out.summary["check_kernel_rel_err_out"] = row["kernel_rel_err_out"];
         out.summary["check_worst_kernel_over_fp32_reference"] = worst_ratio;
@@ -432,27 +450,15 @@ int main(int argc, char** argv) {
         // shortest built length, next to the fp32 reference's own error (as the check row above).
         {
           const int64_t cb = cfg.get_int("check_batch"), cd = cfg.get_int("check_dim"), cl = um::chunk_len();
-          const auto in = draw(cb, cd, cl, N, torch::TensorOptions().dtype(torch::kDouble));
-          const Tensor w = torch::randn({cb, cd, cl}, torch::kDouble);
-          const auto ref = run_scan(in, w, torch::kDouble, torch::kCPU, rbk::SelectiveScanImpl::Reference);
-          const auto f32 = run_scan(in, w, torch::kFloat, torch::kCPU, rbk::SelectiveScanImpl::Reference);
+          const CheckCase c = make_check_case(cb, cd, cl, N);
           json row = {{"path", "upstream_mamba_check"}, {"batch", cb}, {"dim", cd}, {"len", cl}, {"dstate", N},
                       {"source_commit", um::source_commit()}};
           try {
-            UpstreamRig rig(in, w);
+            UpstreamRig rig(c.in, c.w);
             rig.fwd();
             rig.bwd();
             rbk::cuda::throw_on_cuda_error(cudaStreamSynchronize(stream), "upstream check run");
-            const auto got = rig.results();
-            double worst_ratio = 0.0;
-            for (int i = 0; i < 9; ++i) {
-              const double e = rel_l2(got[i], ref[i]), e32 = rel_l2(f32[i], ref[i]);
-              row[std::string("kernel_rel_err_") + kOutNames[i]] = e;
-              row[std::string("fp32_reference_rel_err_") + kOutNames[i]] = e32;
-              worst_ratio = std::max(worst_ratio, e / std::max(e32, 1e-12));
-              std::fprintf(stderr, "[scan_kernel_speed] upstream check %-10s kernel %.2e  fp32 reference %.2e\n",
-                           kOutNames[i], e, e32);
-            }
+            const double worst_ratio = record_check_errors(row, c, rig.results(), "upstream check");
             row["status"] = "ok";
             out.summary["upstream_mamba_check_rel_err_out"] = row["kernel_rel_err_out"];
             out.summary["upstream_mamba_check_worst_kernel_over_fp32_reference"] = worst_ratio;
