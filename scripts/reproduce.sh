@@ -6,7 +6,8 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${RBK_BUILD_DIR:-$ROOT/build}"
-"$ROOT/scripts/setup.sh"
+"$ROOT/scripts/setup.sh"   # installs the Debian packages (OpenBLAS included) and builds
+echo "[reproduce] BLAS in use: $("$ROOT/scripts/setup.sh" --print-blas) (each result records the one it loaded: context.blas, context.sgemm_gflops)"
 if [ -x "$ROOT/scripts/fetch_corpus.sh" ]; then
   "$ROOT/scripts/fetch_corpus.sh" || echo "[reproduce] corpus fetch failed: language-model claims will be 'not yet measured'"
 fi

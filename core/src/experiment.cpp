@@ -87,6 +87,14 @@ int run_experiment(int argc, char** argv, ExperimentSpec spec, const ExperimentB
     return 2;
   }
 
+  // After the configuration is validated (a bad one still exits 2 on any machine), before
+  // anything is measured or written: a GPU-only experiment has nothing to say without a device.
+  if (spec.requires_cuda && !cuda_available()) {
+    std::cout << "exp_" << spec.name << ": needs a CUDA device; none visible — skipped (exit "
+              << kExitSkipped << ")\n";
+    return kExitSkipped;
+  }
+
   RunContext context = RunContext::capture(argc, argv, static_cast<uint64_t>(config.get_int("seed")));
   if (spec.schema.find("threads")) {
     // Timing experiments pin their thread count: on a shared machine each OpenMP parallel region
@@ -96,10 +104,16 @@ int run_experiment(int argc, char** argv, ExperimentSpec spec, const ExperimentB
     else configure_cpu_threads();
     context.cpu_threads = at::get_num_threads();
   }
+  // The BLAS follows the run's thread count and its rate is measured at it: a CPU timing of
+  // record says which BLAS it ran on and what that machine's sgemm did (issue 16).
+  context.probe_compute();
   torch::manual_seed(config.get_int("seed"));
   std::cout << "exp_" << spec.name << " preset=" << preset << " commit=" << context.git_commit.substr(0, 12)
             << (context.git_dirty == "true" ? "+dirty" : "") << " device=" << context.device
-            << " threads=" << context.cpu_threads << "\n";
+            << " threads=" << context.cpu_threads << "\n"
+            << "exp_" << spec.name << " blas=" << context.blas << " sgemm="
+            << (context.sgemm_gflops > 0 ? std::to_string(static_cast<int>(context.sgemm_gflops + 0.5)) : "?")
+            << " GFLOP/s\n";
 
   ExperimentOutput output;
   output.checkpoint_dir = out_dir + "/checkpoints." + preset;

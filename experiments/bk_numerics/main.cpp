@@ -5,7 +5,11 @@
 // For every forward mode and N = 2^k (k = n_log2_min .. n_log2_max) on random v ~ U[v_min, v_max]:
 // max relative error vs the fp64 stable path (vs the fp64 causal path for causal modes), vs the
 // dense complex128 oracle where N <= oracle_max_n (first batch row), fractions of non-finite and
-// of exactly-zero outputs, median time per call; then a time ~ N^p fit per mode.
+// of exactly-zero outputs, median time per call; then a time ~ N^p fit per mode. Above the dense
+// oracle's reach the stable paths are checked against an independent reference (determinant ratio
+// of minors in binary128, core/reference/bk_core_continuant.h) at N = 2^independent_n_log2 over a
+// fixed table of potential ranges and z (independent_check.cpp); and the stable fp32 sweep is timed
+// `timing_sweeps` times, interleaved, for one time exponent per sweep.
 //
 // Summary keys (read by validation/):
 //   summary.max_n
@@ -17,11 +21,24 @@
 //     how much); first_n_* are null when it never happened in the sweep.
 //     finite_accurate_max_n: largest swept N up to which every output is finite and within
 //     kAccurateRelError of the fp64 reference. time_exponent: slope of log(fastest time) vs log N
-//     over N >= kFitMinN (null if fewer than two such points).
+//     over N >= kFitMinN (null if fewer than two such points), from the main sweep.
+//   summary.modes.stable_fp32.time_exponent_repeats: [one exponent per timing sweep] over
+//       N >= kFitMinN (null if fewer than two such N); .time_exponent_full_range: the exponent over
+//       every N of the sweep, of the per-N median over sweeps (null when timing_sweeps = 0).
+//   summary.time_fit.{n_min, n_max, repeats, full_range_n_min, calls_per_point, point, full_range_point}
+//   summary.independent_check (null when independent_n_log2 = 0):
+//       {max_n, cases, max_rel_error_fp64, max_rel_error_fp32 (stable paths vs the reference, max
+//       over cases and entries; null if any output was non-finite), max_reference_det_mismatch
+//       (the reference's self-check), precision_bits, reference, rows: [{n, potential, v_min, v_max,
+//       z_re, z_im, re_z_vs_spectrum, max_rel_error_fp64, max_rel_error_fp32,
+//       reference_det_mismatch, reference_time_s}]}
 //   summary.gradient.{cosine_papertime_hybrid, cosine_head_hybrid, cosine_diagonal_approx,
 //       exact_vs_fd_max_rel_error, n, draws}
+// Rows: one per (mode, N) of the main sweep; mode "independent_check" (one per case, as in
+// summary.independent_check.rows); mode "timing_sweep_stable_fp32" (one per sweep and N).
 // HDF5: <mode>/{n, max_rel_error_vs_fp64 (NaN = non-finite), max_rel_error_vs_oracle (NaN = not
 // computed), zero_fraction, nonfinite_fraction, time_s, time_min_s}.
+#include "independent_check.h"
 #include "reference/bk_core_oracle.h"
 #include "rbk/bk_core.h"
 #include "rbk/experiment.h"
@@ -41,11 +58,10 @@ using torch::Tensor;
 // "Accurate" for finite_accurate_max_n: 1e-3 relative is far above fp32 rounding (~1e-7) and far
 // below the O(1) errors of overflowed or zeroed outputs, so the verdict does not hinge on it.
 constexpr double kAccurateRelError = 1e-3;
-// Time fits use N >= 2^16 only: below, per-call overhead dominates and the working set moves from
-// L1/L2 into DRAM, which bends the curve without saying anything about the algorithm's order.
-// The fit uses each point's fastest repetition: on a shared 2-core machine the median carries
-// other processes' load, the minimum is the closest to the code's own cost.
-constexpr int64_t kFitMinN = int64_t(1) << 16;
+// Time fits use N >= bk_numerics::kFitMinN (2^16, see independent_check.h) and each point's
+// fastest repetition: on a shared 2-core machine the median carries other processes' load, the
+// minimum is the closest to the code's own cost.
+using bk_numerics::kFitMinN;
 // Central-difference step for the gradient check (fp64): truncation ~h^2, rounding ~eps/h.
 constexpr double kFdStep = 1e-5;
 
@@ -235,9 +251,14 @@ void run(const rbk::Config& cfg, rbk::ExperimentOutput& out) {
     out.arrays.push_back(rbk::make_array(name + "/time_s", s.time, "s", "median wall time of one (B, N) call"));
     out.arrays.push_back(rbk::make_array(name + "/time_min_s", s.time_min, "s", "fastest repetition of one (B, N) call"));
   }
+  const int sweeps = static_cast<int>(cfg.get_int("timing_sweeps"));
+  if (sweeps > 0 && modes.contains("stable_fp32"))
+    out.summary["time_fit"] = bk_numerics::linear_time_sample(kmin, kmax, B, vmin, vmax, z, sweeps, repeats, modes["stable_fp32"], out);
   out.summary["modes"] = modes;
   out.summary["max_n"] = int64_t(1) << kmax;
   out.summary["accurate_rel_error_threshold"] = kAccurateRelError;
+  const int64_t ind_log2 = cfg.get_int("independent_n_log2");
+  out.summary["independent_check"] = ind_log2 > 0 ? bk_numerics::independent_check(ind_log2, out) : nlohmann::json(nullptr);
   std::printf("[bk_numerics] gradient checks (N=%lld, %lld draws)\n", (long long)cfg.get_int("grad_n"),
               (long long)cfg.get_int("grad_draws"));
   out.summary["gradient"] = gradient_checks(cfg);
@@ -260,6 +281,8 @@ int main(int argc, char** argv) {
       .add_string_list("modes", mode_names(), "forward modes to sweep")
       .add_int("grad_n", 1, 4096, "N for the gradient cosines (audit §1.4 uses 16)")
       .add_int("grad_draws", 1, 100000, "random draws averaged for the gradient cosines")
+      .add_int("timing_sweeps", 0, 100, "interleaved repeats of the stable fp32 timing sweep (one time exponent each; 0 = none)")
+      .add_int("independent_n_log2", 0, 24, "N = 2^k of the check against the binary128 continuant reference (0 = none)")
       .add_int("threads", 0, 256, "CPU threads (0 = all cores); 1 for timings of record on a shared machine");
   return rbk::run_experiment(argc, argv, spec, run);
 }

@@ -81,6 +81,10 @@ int main(int argc, char** argv) {
       .add_real("clip_norm", 0.0, 100.0, "gradient clipping (0 = off)")
       .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
       .add_string("device", {"auto", "cpu", "cuda"}, "where to train");
+  // GPU-only (issue 16): the target is a CUDA measurement; the cpu preset's toy models only check
+  // the pipeline (summary.is_target_configuration = false) and measure nothing a table uses, and
+  // training every architecture on the CPU is covered by the unit tests (tests/lm, tests/baselines).
+  spec.requires_cuda = true;
 
   return rbk::run_experiment(argc, argv, spec, [](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
     const torch::Device device = rbk::experiment_device(cfg);  // threads: set by run_experiment

@@ -3,17 +3,66 @@
 // epoch), and a layout bug fed the model (128, 20), so BK-Core ran across the 20 unrelated streams.
 //
 // The PoC recipe (D 64, L 4, N 128, B 20, E 4, hard-Gumbel MoE, PyTorch default init, AdamW 1e-3
-// wd 0.01, clip 0.5, no schedule, 3 epochs, whitespace vocabulary of the train split) is trained
-// on the default corpus (State of the Union, scripts/fetch_corpus.sh) in four variants:
+// wd 0.01, clip 0.5, no schedule, whitespace vocabulary of the train split) is trained on the
+// default corpus (State of the Union, scripts/fetch_corpus.sh) in four variants:
 //   upstream_layout_bug    the PoC exactly: compat BK forward, model fed (N, B)
 //   correct_bidirectional  (B, N) layout, stable BK-Core, bidirectional as in the papers
 //   correct_causal         (B, N) layout, causal BK-Core (our corrected variant)
 //   transformer            causal Transformer, same D and L, FFN width chosen for equal size
-// Each reports the per-epoch training PPL (the paper's metric) and held-out valid/test PPL and
-// bits per byte; unigram and bigram count models give reference points on the same splits.
+// each with n_seeds seeds (seed, seed+1, ...). Unigram and bigram count models give reference
+// points on the same splits.
+//
+// Protocol (issue 16 item 3): anything tuned is tuned on VALID (the bigram's interpolation weight,
+// from bigram_lambdas); every comparison is on TEST; valid numbers are written as context.
+// Paired design: for one seed every variant trains on the same token stream in the same order (the
+// trainer visits the chunks in order; with rotate_train_per_seed the stream is rotated by a
+// seed-derived offset, the same for every variant of that seed, so that seeds also vary the data
+// order) and starts from the same initial weights: the three ResNet-BK variants have identical
+// parameter shapes and are built from the same torch seed (checked: paired/bk_variants_same_init);
+// the Transformer takes every parameter whose name and shape match the ResNet-BK initialisation of
+// that seed (token/position embeddings, final norm, head; listed in paired/...). Gumbel noise
+// follows the trainer's seed, also the same per seed.
+// Discrimination (fixed before results, preset key discrimination_margin): the same-size
+// Transformer is the control. Only when the upper end of the 95 % Student-t interval over seeds of
+// transformer_test_ppl / bigram_test_ppl is below 1 - margin can this budget tell a model that
+// learns context from a bigram; otherwise `discriminating` is false with the reason, and the
+// ledger does not judge the architecture comparisons from this run (not measured).
 // A bidirectional model sees its target through BK-Core (audit §1.7), so its held-out PPL is
 // flagged held_out_meaningful = false. The bug variant mixes streams at one time step only, so it
 // never sees its own target: its held-out PPL is meaningful.
+//
+// Summary keys (JSON pointers under /summary; "array" = one value per seed, ordered by seed, null
+// where that seed's run did not finish):
+//   data/{train_file, vocab_size, train_tokens, valid_tokens, test_tokens, train_bytes,
+//         valid_bytes, test_bytes, valid_unk_rate, test_unk_rate}
+//   references/{unigram_train_ppl, unigram_valid_ppl, unigram_test_ppl, bigram_lambda,
+//               bigram_lambda_chosen_on ("valid"), bigram_lambda_sweep ([{lambda, valid_ppl}]),
+//               bigram_train_ppl, bigram_valid_ppl, bigram_test_ppl}
+//   n_seeds
+//   seeds/seed                               the seeds (array)
+//   seeds/train_rotation_tokens              tokens the train stream was rotated by (array)
+//   seeds/<variant>_test_ppl, _valid_ppl, _train_ppl_final     (arrays, every trained variant)
+//   seeds/unigram_test_ppl, bigram_test_ppl, unigram_valid_ppl, bigram_valid_ppl
+//                                            (deterministic: the one value repeated per seed)
+//   seeds/correct_causal_over_bigram_test_ppl, correct_causal_over_unigram_test_ppl,
+//         upstream_layout_bug_over_bigram_test_ppl, transformer_over_bigram_test_ppl,
+//         correct_causal_over_transformer_test_ppl            (arrays of per-seed test PPL ratios)
+//   seeds/upstream_layout_bug_train_final_over_valid_ppl      (array: upstream's reported metric,
+//         last-epoch training PPL, over its own valid PPL; only when that variant is trained)
+//   comparisons/<each ratio above>/{n, all_finite, mean, ci95_lo, ci95_hi}
+//   variants/<variant>/{parameters, held_out_meaningful, status (array), test_ppl, valid_ppl,
+//         train_ppl_final, test_bits_per_byte, train_seconds, tokens_per_second (arrays),
+//         train_ppl_per_epoch (array of arrays), test_ppl_interval, valid_ppl_interval
+//         ({n, all_finite, mean, ci95_lo, ci95_hi})}
+//   discrimination_margin                    preset constant (e.g. 0.05: Transformer >= 5 % below bigram)
+//   discriminating                           bool, see above
+//   discriminating_reason                    only when discriminating is false
+//   discrimination/{control, rule, threshold, interval}
+//   paired/{same_train_order_per_seed, why_same_train_order, bk_variants_same_init,
+//           transformer_params_from_bk_init}
+#include "discrimination.h"
+#include "seed_summary.h"
+
 #include "rbk/corpus.h"
 #include "rbk/evaluator.h"
 #include "rbk/experiment.h"
@@ -26,8 +75,11 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <map>
+#include <random>
 
 namespace fs = std::filesystem;
+namespace tp = rbk::train_poc;
 
 namespace {
 
@@ -36,18 +88,94 @@ std::string resolve_path(const std::string& p) {
   return (fs::path(RBK_REPO_DIR) / p).string();
 }
 
+// Offset the train stream of `seed` is rotated by: a fixed function of the seed, so a re-run and
+// every variant of the seed see the same order.
+int64_t rotation_for_seed(int64_t seed, int64_t n_tokens) {
+  if (n_tokens <= 1) return 0;
+  std::mt19937_64 gen(static_cast<uint64_t>(seed) * 0x9E3779B97F4A7C15ULL + 1);
+  return static_cast<int64_t>(gen() % static_cast<uint64_t>(n_tokens));
+}
+
+struct VariantSetup {
+  rbk::LmConfig model;
+  rbk::BatchLayout layout = rbk::BatchLayout::Correct;
+  bool held_out_meaningful = true;
+  bool is_resnet_bk = true;
+};
+
+VariantSetup setup_variant(const std::string& variant, const rbk::LmConfig& base, const rbk::Config& cfg) {
+  VariantSetup s;
+  s.model = base;
+  if (variant == "upstream_layout_bug") {
+    s.model.bk_forward = cfg.get_string("bug_bk_forward");
+    s.layout = rbk::BatchLayout::UpstreamTimeMajor;
+  } else if (variant == "correct_bidirectional") {
+    s.model.bk_forward = cfg.get_string("bidirectional_bk_forward");
+    s.held_out_meaningful = false;
+  } else if (variant == "correct_causal") {
+    s.model.bk_forward = "stable";
+    s.model.bk_context = "causal";
+  } else {
+    s.is_resnet_bk = false;
+    s.model.arch = "transformer";
+    s.model.n_heads = cfg.get_int("n_heads");
+    // FFN width that makes a Transformer block as large as a PoC ResNet-BK block.
+    const int64_t D = s.model.d_model, E = s.model.num_experts;
+    const int64_t bk_block = 2 * D + E * (4 * D * D + 3 * D) + (D * E + E) + (D + 1) + 3 * D;
+    s.model.ffn_dim = std::max<int64_t>(1, (bk_block - (4 * D * D + 9 * D) + D) / (2 * D + 1));
+  }
+  return s;
+}
+
+std::map<std::string, torch::Tensor> initial_parameters(const rbk::LanguageModel& m) {
+  std::map<std::string, torch::Tensor> p;
+  for (const auto& kv : m.named_parameters()) p[kv.key()] = kv.value().detach().clone();
+  return p;
+}
+
+bool same_parameters(const rbk::LanguageModel& m, const std::map<std::string, torch::Tensor>& ref) {
+  const auto params = m.named_parameters();
+  if (params.size() != ref.size()) return false;
+  for (const auto& kv : params) {
+    auto it = ref.find(kv.key());
+    if (it == ref.end() || !it->second.sizes().equals(kv.value().sizes()) || !torch::equal(it->second, kv.value()))
+      return false;
+  }
+  return true;
+}
+
+// Copies every reference parameter whose name and shape match into m; returns the names copied.
+std::vector<std::string> copy_matching_parameters(rbk::LanguageModel& m, const std::map<std::string, torch::Tensor>& ref) {
+  torch::NoGradGuard no_grad;
+  std::vector<std::string> copied;
+  for (auto& kv : m.named_parameters()) {
+    auto it = ref.find(kv.key());
+    if (it != ref.end() && it->second.sizes().equals(kv.value().sizes())) {
+      kv.value().copy_(it->second);
+      copied.push_back(kv.key());
+    }
+  }
+  return copied;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   rbk::ExperimentSpec spec{"train_poc", {"C05"},
-                           "PoC ResNet-BK LM recipe: training PPL per epoch and held-out PPL, layout bug vs correct "
-                           "bidirectional vs causal vs Transformer, with unigram/bigram references", {}};
+                           "PoC ResNet-BK LM recipe over several seeds: training PPL per epoch and test PPL (tuning on "
+                           "valid), layout bug vs correct bidirectional vs causal vs Transformer, with unigram/bigram "
+                           "references and a discrimination check", {}};
   spec.schema.add_string("data_dir", {}, "directory with <name>.{train,valid,test} splits (relative: cwd, then repo root)")
       .add_int("train_max_bytes", 0, int64_t(1) << 40, "read at most this many bytes of the train split (0 = all)")
       .add_int("eval_max_bytes", 0, int64_t(1) << 40, "read at most this many bytes of valid and test (0 = all)")
       .add_int("vocab_top_k", 0, 10000000, "0: <unk> + every train type (PoC); K: <unk> + top K-1")
       .add_string_list("variants", {"upstream_layout_bug", "correct_bidirectional", "correct_causal", "transformer"},
                        "variants to train")
+      .add_int("n_seeds", 1, 64, "seeds per variant: seed, seed+1, ... (>= 3 for an interval worth reading)")
+      .add_bool("rotate_train_per_seed", "rotate the train stream by a seed-derived offset (same for every variant of a seed)")
+      .add_real("discrimination_margin", 0.0, 0.9,
+                "fixed before results: the Transformer's test PPL must be this fraction below the bigram's "
+                "(upper end of its 95% interval over seeds) for the run to tell architectures apart")
       .add_int("d_model", 1, 4096, "model width D").add_int("n_layers", 1, 64, "blocks L")
       .add_int("n_seq", 2, 65536, "sequence length N").add_int("batch_size", 1, 4096, "streams B")
       .add_int("num_experts", 1, 64, "MoE experts E").add_int("n_heads", 1, 64, "Transformer heads")
@@ -56,7 +184,7 @@ int main(int argc, char** argv) {
       .add_real("clip_norm", 0.0, 100.0, "gradient clipping (0 = off)")
       .add_string("bug_bk_forward", {"compat_poc", "stable"}, "BK forward of the upstream_layout_bug variant")
       .add_string("bidirectional_bk_forward", {"compat_poc", "stable"}, "BK forward of correct_bidirectional")
-      .add_real_list("bigram_lambdas", 0.0, 1.0, "bigram interpolation weights; the best on valid is applied to test")
+      .add_real_list("bigram_lambdas", 0.0, 1.0, "bigram interpolation weights; the best on VALID is used, compared on TEST")
       .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
       .add_string("device", {"auto", "cpu", "cuda"}, "where to train")
       .add_string("precision", {"fp32", "bf16"},
@@ -65,6 +193,8 @@ int main(int argc, char** argv) {
   return rbk::run_experiment(argc, argv, spec, [](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
     const torch::Device device = rbk::experiment_device(cfg);  // threads: set by run_experiment
     if (device.is_cuda()) at::globalContext().setAllowTF32CuBLAS(true);
+    if (cfg.get_real_list("bigram_lambdas").empty())
+      throw rbk::ConfigError("bigram_lambdas is empty; expected at least one weight in [0, 1]");
 
     const std::string dir = resolve_path(cfg.get_string("data_dir"));
     if (!fs::is_directory(dir))
@@ -87,7 +217,11 @@ int main(int argc, char** argv) {
                            {"train_bytes", train.n_bytes}, {"valid_bytes", valid.n_bytes}, {"test_bytes", test.n_bytes},
                            {"valid_unk_rate", unk_rate(valid)}, {"test_unk_rate", unk_rate(test)}};
 
-    // Count-based references on the same splits.
+    tp::SummaryInputs in;
+    in.variants = cfg.get_string_list("variants");
+    in.discrimination_margin = cfg.get_real("discrimination_margin");
+
+    // Count-based references on the same splits: lambda is chosen on VALID, then applied to TEST.
     {
       auto uni_train = rbk::unigram_reference(train.ids, train, V);
       auto uni_valid = rbk::unigram_reference(train.ids, valid, V);
@@ -104,13 +238,16 @@ int main(int argc, char** argv) {
       auto bi_test = rbk::bigram_reference(train.ids, test, V, best_lambda);
       out.rows.push_back({{"status", "ok"}, {"variant", "unigram_add_one"}, {"train_ppl", uni_train.ppl},
                           {"valid", uni_valid.to_json()}, {"test", uni_test.to_json()}});
-      out.rows.push_back({{"status", "ok"}, {"variant", "bigram_interpolated"}, {"lambda", best_lambda}, {"lambda_sweep", sweep},
+      out.rows.push_back({{"status", "ok"}, {"variant", "bigram_interpolated"}, {"lambda", best_lambda},
+                          {"lambda_chosen_on", "valid"}, {"lambda_sweep", sweep},
                           {"train_ppl", bi_train.ppl}, {"valid", bi_valid.to_json()}, {"test", bi_test.to_json()}});
       out.summary["references"] = {{"unigram_train_ppl", uni_train.ppl}, {"unigram_valid_ppl", uni_valid.ppl},
                                    {"unigram_test_ppl", uni_test.ppl}, {"bigram_lambda", best_lambda},
+                                   {"bigram_lambda_chosen_on", "valid"}, {"bigram_lambda_sweep", sweep},
                                    {"bigram_train_ppl", bi_train.ppl}, {"bigram_valid_ppl", bi_valid.ppl},
                                    {"bigram_test_ppl", bi_test.ppl}};
-      std::fprintf(stderr, "references: unigram train/valid/test PPL %.1f / %.1f / %.1f; bigram (lambda %.2f) %.1f / %.1f / %.1f\n",
+      in.refs = {uni_valid.ppl, uni_test.ppl, bi_valid.ppl, bi_test.ppl};
+      std::fprintf(stderr, "references: unigram train/valid/test PPL %.1f / %.1f / %.1f; bigram (lambda %.2f, chosen on valid) %.1f / %.1f / %.1f\n",
                    uni_train.ppl, uni_valid.ppl, uni_test.ppl, best_lambda, bi_train.ppl, bi_valid.ppl, bi_test.ppl);
     }
 
@@ -134,7 +271,6 @@ int main(int argc, char** argv) {
     to.weight_decay = cfg.get_real("weight_decay");
     to.clip_norm = cfg.get_real("clip_norm");
     to.schedule = "constant";
-    to.seed = static_cast<uint64_t>(cfg.get_int("seed"));
     to.device = device;
     to.log_every = 50;
     to.precision = cfg.get_string("precision");
@@ -144,80 +280,101 @@ int main(int argc, char** argv) {
       throw rbk::ConfigError(e.what());
     }
 
-    out.summary["variants"] = nlohmann::json::object();
-    for (const auto& variant : cfg.get_string_list("variants")) {
-      rbk::LmConfig mc = base;
-      rbk::TrainOptions o = to;
-      o.label = variant + ": ";
-      bool meaningful = true;
-      if (variant == "upstream_layout_bug") {
-        mc.bk_forward = cfg.get_string("bug_bk_forward");
-        o.layout = rbk::BatchLayout::UpstreamTimeMajor;
-      } else if (variant == "correct_bidirectional") {
-        mc.bk_forward = cfg.get_string("bidirectional_bk_forward");
-        meaningful = false;
-      } else if (variant == "correct_causal") {
-        mc.bk_forward = "stable";
-        mc.bk_context = "causal";
-      } else {
-        mc.arch = "transformer";
-        mc.n_heads = cfg.get_int("n_heads");
-        // FFN width that makes a Transformer block as large as a PoC ResNet-BK block.
-        const int64_t D = mc.d_model, E = mc.num_experts;
-        const int64_t bk_block = 2 * D + E * (4 * D * D + 3 * D) + (D * E + E) + (D + 1) + 3 * D;
-        mc.ffn_dim = std::max<int64_t>(1, (bk_block - (4 * D * D + 9 * D) + D) / (2 * D + 1));
-      }
-      if (!out.checkpoint_dir.empty()) {
-        o.checkpoint_path = out.checkpoint_dir + "/" + variant + ".pt";
-        o.checkpoint_every = 200;
-        o.metrics_path = out.checkpoint_dir + "/" + variant + ".metrics.jsonl";
-      }
-      nlohmann::json row{{"variant", variant}, {"model", mc.to_json()}, {"layout", rbk::to_string(o.layout)},
-                         {"held_out_meaningful", meaningful}};
-      try {
-        torch::manual_seed(static_cast<uint64_t>(cfg.get_int("seed")));
-        auto model = rbk::make_language_model(mc);
-        const int64_t params = rbk::count_parameters(*model);
-        row["parameters"] = params;
-        std::fprintf(stderr, "%s: %lld parameters\n", variant.c_str(), (long long)params);
-        model->reset_expert_counts();
-        auto tr = rbk::train_language_model(*model, train.ids, o, {{"variant", variant}});
-        row["train"] = tr.to_json();
-        std::vector<double> ppl;
-        for (const auto& e : tr.epochs) ppl.push_back(e.train_ppl);
-        row["train_ppl_per_epoch"] = ppl;
-        if (auto c = model->expert_counts(); c.defined()) {
-          std::vector<std::vector<int64_t>> cc;
-          for (int64_t l = 0; l < c.size(0); ++l) {
-            auto r = c[l].contiguous();
-            cc.emplace_back(r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + r.numel());
+    // The ResNet-BK initialisation every variant of a seed starts from (parameters do not depend on
+    // bk_forward / bk_context / layout).
+    const rbk::LmConfig bk_reference = setup_variant("correct_causal", base, cfg).model;
+    for (const auto& v : in.variants) in.held_out_meaningful[v] = setup_variant(v, base, cfg).held_out_meaningful;
+
+    const int64_t first_seed = cfg.get_int("seed");
+    const int64_t n_seeds = cfg.get_int("n_seeds");
+    for (int64_t k = 0; k < n_seeds; ++k) {
+      const int64_t seed = first_seed + k;
+      const int64_t rotation = cfg.get_bool("rotate_train_per_seed") ? rotation_for_seed(seed, train.ids.numel()) : 0;
+      const torch::Tensor train_ids = rotation == 0 ? train.ids : torch::roll(train.ids, {-rotation}, {0}).contiguous();
+      in.seeds.push_back(seed);
+      in.train_rotation.push_back(rotation);
+      torch::manual_seed(static_cast<uint64_t>(seed));
+      const auto bk_init = initial_parameters(*rbk::make_language_model(bk_reference));
+
+      for (const auto& variant : in.variants) {
+        const VariantSetup vs = setup_variant(variant, base, cfg);
+        rbk::TrainOptions o = to;
+        o.seed = static_cast<uint64_t>(seed);
+        o.layout = vs.layout;
+        o.label = variant + " seed " + std::to_string(seed) + ": ";
+        const std::string tag = variant + ".seed" + std::to_string(seed);
+        if (!out.checkpoint_dir.empty()) {
+          o.checkpoint_path = out.checkpoint_dir + "/" + tag + ".pt";
+          o.checkpoint_every = 200;
+          o.metrics_path = out.checkpoint_dir + "/" + tag + ".metrics.jsonl";
+        }
+        nlohmann::json row{{"variant", variant}, {"seed", seed}, {"train_rotation_tokens", rotation},
+                           {"model", vs.model.to_json()}, {"layout", rbk::to_string(o.layout)},
+                           {"held_out_meaningful", vs.held_out_meaningful}};
+        tp::SeedRun run;
+        try {
+          torch::manual_seed(static_cast<uint64_t>(seed));
+          auto model = rbk::make_language_model(vs.model);
+          if (vs.is_resnet_bk) {
+            const bool same = same_parameters(*model, bk_init);
+            row["same_init_as_bk_reference"] = same;
+            in.bk_variants_same_init = in.bk_variants_same_init && same;
+          } else {
+            const auto copied = copy_matching_parameters(*model, bk_init);
+            row["params_from_bk_init"] = copied;
+            in.transformer_params_from_bk_init = copied;
           }
-          row["expert_counts_train"] = cc;
+          run.parameters = rbk::count_parameters(*model);
+          row["parameters"] = run.parameters;
+          model->reset_expert_counts();
+          auto tr = rbk::train_language_model(*model, train_ids, o, {{"variant", variant}, {"seed", seed}});
+          row["train"] = tr.to_json();
+          for (const auto& e : tr.epochs) run.train_ppl_per_epoch.push_back(e.train_ppl);
+          row["train_ppl_per_epoch"] = run.train_ppl_per_epoch;
+          if (auto c = model->expert_counts(); c.defined()) {
+            std::vector<std::vector<int64_t>> cc;
+            for (int64_t l = 0; l < c.size(0); ++l) {
+              auto r = c[l].contiguous();
+              cc.emplace_back(r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + r.numel());
+            }
+            row["expert_counts_train"] = cc;
+          }
+          run.status = tr.status;
+          row["status"] = tr.status;
+          run.train_seconds = tr.seconds;
+          run.tokens_per_second = tr.tokens_per_second;
+          if (tr.status == "ok") {
+            run.train_ppl_final = run.train_ppl_per_epoch.empty() ? NAN : run.train_ppl_per_epoch.back();
+            auto ev = rbk::evaluate_language_model(*model, valid, o.batch_size, o.seq_len, o.layout, device, o.precision);
+            auto et = rbk::evaluate_language_model(*model, test, o.batch_size, o.seq_len, o.layout, device, o.precision);
+            run.valid_ppl = ev.ppl;
+            run.test_ppl = et.ppl;
+            run.test_bits_per_byte = et.bits_per_byte;
+            row["valid"] = ev.to_json();
+            row["test"] = et.to_json();
+            std::fprintf(stderr, "%s seed %lld: train PPL/epoch %s, valid PPL %.2f, test PPL %.2f (%.1f s, %.0f tok/s)\n",
+                         variant.c_str(), (long long)seed, nlohmann::json(run.train_ppl_per_epoch).dump().c_str(), ev.ppl,
+                         et.ppl, tr.seconds, tr.tokens_per_second);
+          } else {
+            row["message"] = tr.message;
+          }
+          out.arrays.push_back(rbk::make_array(variant + "/seed" + std::to_string(seed) + "/step_loss", tr.step_losses,
+                                               "nats", "training CE per optimizer step"));
+        } catch (const std::exception& e) {
+          row["status"] = "error";
+          row["message"] = e.what();
+          std::fprintf(stderr, "%s seed %lld: error: %s\n", variant.c_str(), (long long)seed, e.what());
         }
-        row["status"] = tr.status == "ok" ? "ok" : tr.status;
-        if (tr.status == "ok") {
-          auto ev = rbk::evaluate_language_model(*model, valid, o.batch_size, o.seq_len, o.layout, device, o.precision);
-          auto et = rbk::evaluate_language_model(*model, test, o.batch_size, o.seq_len, o.layout, device, o.precision);
-          row["valid"] = ev.to_json();
-          row["test"] = et.to_json();
-          std::fprintf(stderr, "%s: train PPL/epoch %s, valid PPL %.2f, test PPL %.2f (%.1f s, %.0f tok/s)\n", variant.c_str(),
-                       nlohmann::json(ppl).dump().c_str(), ev.ppl, et.ppl, tr.seconds, tr.tokens_per_second);
-          out.summary["variants"][variant] = {{"parameters", params}, {"train_ppl_per_epoch", ppl},
-                                              {"train_ppl_final", ppl.empty() ? NAN : ppl.back()},
-                                              {"valid_ppl", ev.ppl}, {"test_ppl", et.ppl}, {"test_bits_per_byte", et.bits_per_byte},
-                                              {"held_out_meaningful", meaningful}, {"train_seconds", tr.seconds},
-                                              {"tokens_per_second", tr.tokens_per_second}};
-        } else {
-          row["message"] = tr.message;
-          out.summary["variants"][variant] = {{"parameters", params}, {"status", tr.status}, {"message", tr.message}};
-        }
-        out.arrays.push_back(rbk::make_array(variant + "/step_loss", tr.step_losses, "nats", "training CE per optimizer step"));
-      } catch (const std::exception& e) {
-        row["status"] = "error";
-        row["message"] = e.what();
-        std::fprintf(stderr, "%s: error: %s\n", variant.c_str(), e.what());
+        in.runs[variant].push_back(run);
+        out.rows.push_back(row);
       }
-      out.rows.push_back(row);
     }
+
+    tp::write_seed_summary(in, out.summary);
+    const auto& s = out.summary;
+    std::fprintf(stderr, "discrimination: transformer/bigram test PPL mean %s, 95%% interval [%s, %s], threshold %.3f -> %s\n",
+                 s["discrimination"]["interval"]["mean"].dump().c_str(), s["discrimination"]["interval"]["ci95_lo"].dump().c_str(),
+                 s["discrimination"]["interval"]["ci95_hi"].dump().c_str(), s["discrimination"]["threshold"].get<double>(),
+                 s["discriminating"].get<bool>() ? "discriminating" : s["discriminating_reason"].get<std::string>().c_str());
   });
 }

@@ -17,7 +17,7 @@ const std::string kData = RBK_VALIDATION_TEST_DATA;
 TEST(ValidationTables, MarkdownAndLatexOnFixedResults) {
   const Registry reg = load_registry(kData + "/registry.json");
   const TableSet set = load_tables(kData + "/tables.json", reg);
-  ResultStore store(kData + "/tree", kData + "/fresh_build", reg.preset_preference);
+  ResultStore store(kData + "/tree", kData + "/fresh_build", reg);
   VerdictEngine engine(reg, store);
   std::map<std::string, ClaimVerdict> verdicts;
   for (const auto& c : reg.claims) verdicts[c.id] = engine.judge(c);
@@ -26,13 +26,16 @@ TEST(ValidationTables, MarkdownAndLatexOnFixedResults) {
   const std::string md = render_table_markdown(set.tables[0], store, verdicts, ctx);
   const std::string tex = render_table_latex(set.tables[0], store, verdicts, ctx);
   std::printf("%s\n----\n%s\n", md.c_str(), tex.c_str());
-  // Row 1: fresh x and the gpu seeds' speedup as mean ± half-width of the 95 % interval.
-  EXPECT_NE(md.find("| fresh | 1.0 ± 0.1 | 1.05 | 2.00 ± 0.20 × (95% CI, n=5) |"), std::string::npos);
+  // Row 1: fresh x and the gpu seeds' speedup as mean with its 95 % interval: mean 2.0, sd
+  // sqrt(0.025), t(4, 0.975) = 2.776 -> half-width 0.196.
+  EXPECT_NE(md.find("| fresh | 1.0 ± 0.1 | 1.05 | 2.00 [1.80, 2.20] × (n=5) |"), std::string::npos);
   EXPECT_NE(md.find("| flags | ✓ | ✓ | never |"), std::string::npos);
   EXPECT_NE(md.find("| missing | 2 | not yet measured | not yet measured |"), std::string::npos);
   EXPECT_NE(md.find("| broken | 1 | not yet measured (unreadable result file) | cannot be measured here: no such GPU |"),
             std::string::npos);
-  EXPECT_NE(md.find("T01: reproduced; T05: partly reproduced"), std::string::npos);
+  EXPECT_NE(md.find("T01: method as described reproduced, authors' code not yet measured; T05: method as described "
+                    "partly reproduced, authors' code not reproduced"),
+            std::string::npos);
   // Provenance: the result files read, with their commits.
   EXPECT_NE(md.find("feedbeef00"), std::string::npos);
   EXPECT_NE(md.find("abcdef0123"), std::string::npos);

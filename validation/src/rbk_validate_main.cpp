@@ -1,7 +1,9 @@
 // rbk_validate: the claims ledger. Reads the claims registry and every result file it names
 // (committed results/ and, with --build-dir, fresh runs in a build tree), judges each claim C01-C24
 // and writes paper/CLAIMS.md, paper/verdicts.json and the seeds' tables (paper/tables/*.md, *.tex),
-// all atomically.
+// all atomically. Each claim gets two verdicts: the method as described (face corrected) and the
+// authors' code (face compat). Stale results, rules changed after their results and failed runs
+// are listed; git history is read where the source directory is a git work tree.
 //   rbk_validate [--source-dir DIR] [--build-dir DIR] [--registry FILE] [--tables FILE] [--out DIR]
 // Exit codes: 0 written; 2 bad arguments or a malformed registry (nothing written); 3 written, but
 // at least one result file was malformed (its claims are "not yet measured" with the error noted).
@@ -114,7 +116,7 @@ int main(int argc, char** argv) {
   ctx.registry_path = display(registry_path, source_dir);
   ctx.tables_path = display(tables_path, source_dir);
 
-  ResultStore store(source_dir, build_dir, registry.preset_preference);
+  ResultStore store(source_dir, build_dir, registry);
   VerdictEngine engine(registry, store);
   std::vector<ClaimVerdict> verdicts;
   std::map<std::string, ClaimVerdict> by_id;
@@ -143,7 +145,9 @@ int main(int argc, char** argv) {
     const ResultSource& s = kv.second;
     if (s.ok) {
       std::cout << "  " << kv.first << ": " << s.display_path << " (" << s.origin << ", preset " << s.preset
-                << ", commit " << (s.git_commit.empty() ? "unknown" : s.git_commit.substr(0, 10)) << ")\n";
+                << ", commit " << (s.git_commit.empty() ? "unknown" : s.git_commit.substr(0, 10)) << ")\n"
+                << "      " << s.stale_text() << "\n      provenance " << s.provenance_check
+                << (s.dirty_check.empty() ? "" : " (" + s.dirty_check + ")") << "\n";
     } else if (s.found) {
       ++malformed;
       std::cerr << "rbk_validate: error: " << s.error << "\n";
@@ -151,9 +155,29 @@ int main(int argc, char** argv) {
     } else {
       std::cout << "  " << kv.first << ": " << s.error << "\n";
     }
+    for (const auto& f : s.failed_runs) std::cout << "      failed run, never judged: " << f << "\n";
   }
-  std::cout << "verdicts:\n";
-  for (const auto& v : verdicts) std::cout << "  " << v.claim_id << "  " << to_string(v.verdict) << "  (" << v.reason << ")\n";
+  std::cout << "rules changed after their results:\n";
+  std::size_t changed = 0;
+  for (const auto& v : verdicts) {
+    for (const auto* list : {&v.parts, &v.audit_checks}) {
+      for (const auto& r : *list) {
+        if (!r.change || (r.change->kind != RuleChange::Changed && r.change->kind != RuleChange::Added)) continue;
+        ++changed;
+        std::cout << "  " << r.part_id << ": " << r.change->text() << "\n";
+      }
+    }
+  }
+  if (!changed) std::cout << "  none\n";
+  for (const auto& p : check_falsifiers(registry)) {
+    std::cerr << "rbk_validate: warning: " << p.part_id << " does not fail on its own falsifier (" << p.outcome
+              << "); the part is judged INVALID\n";
+  }
+  std::cout << "verdicts (the method as described | the authors' code):\n";
+  for (const auto& v : verdicts) {
+    std::cout << "  " << v.claim_id << "  " << to_string(v.corrected.verdict) << " | " << to_string(v.compat.verdict)
+              << "\n      described: " << v.corrected.reason << "\n      authors' code: " << v.compat.reason << "\n";
+  }
   std::cout << "wrote " << out_dir << "/CLAIMS.md, verdicts.json and " << tables.tables.size() * 2
             << " table files under " << out_dir << "/tables\n";
   return malformed ? 3 : 0;

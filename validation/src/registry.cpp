@@ -1,91 +1,20 @@
-// Parses and checks the claims registry and the paper-table definitions (see registry.h).
+// Parses and checks the claims registry (schema v2, see registry.h and validation/README.md).
 // Strict on purpose: an unknown key or a wrong type is a RegistryError, so a typo in a rule can
-// never silently turn into "not yet measured" or, worse, into a pass.
+// never silently turn into "not yet measured" or, worse, into a pass. A deciding part must say
+// which face it measures and name its falsifier; a precondition must say what its failure means.
 #include "rbk/validation/registry.h"
 
+#include "json_checks.h"
+
 #include <algorithm>
-#include <fstream>
-#include <regex>
 #include <set>
-#include <sstream>
 
 namespace rbk::validation {
 
 using nlohmann::json;
+using namespace detail;
 
 namespace {
-
-[[noreturn]] void fail(const std::string& file, const std::string& where, const std::string& what) {
-  throw RegistryError(file + ": " + where + ": " + what);
-}
-
-std::string short_dump(const json& v) {
-  std::string s = v.dump();
-  if (s.size() > 80) s = s.substr(0, 77) + "...";
-  return s;
-}
-
-void check_keys(const json& obj, const std::set<std::string>& allowed, const std::string& file,
-                const std::string& where) {
-  if (!obj.is_object()) fail(file, where, "expected an object, found " + short_dump(obj));
-  for (auto it = obj.begin(); it != obj.end(); ++it) {
-    if (!allowed.count(it.key())) {
-      std::string list;
-      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-      fail(file, where, "unknown key '" + it.key() + "' (allowed: " + list + ")");
-    }
-  }
-}
-
-std::string get_string(const json& obj, const std::string& key, const std::string& file, const std::string& where,
-                       bool required, const std::string& fallback = "") {
-  if (!obj.contains(key)) {
-    if (required) fail(file, where, "missing required string '" + key + "'");
-    return fallback;
-  }
-  const json& v = obj.at(key);
-  if (!v.is_string()) fail(file, where + "/" + key, "expected a string, found " + short_dump(v));
-  return v.get<std::string>();
-}
-
-double get_number(const json& obj, const std::string& key, const std::string& file, const std::string& where,
-                  bool required, double fallback = 0.0) {
-  if (!obj.contains(key)) {
-    if (required) fail(file, where, "missing required number '" + key + "'");
-    return fallback;
-  }
-  const json& v = obj.at(key);
-  if (!v.is_number()) fail(file, where + "/" + key, "expected a number, found " + short_dump(v));
-  return v.get<double>();
-}
-
-std::vector<std::string> get_string_list(const json& obj, const std::string& key, const std::string& file,
-                                         const std::string& where, bool required) {
-  std::vector<std::string> out;
-  if (!obj.contains(key)) {
-    if (required) fail(file, where, "missing required list of strings '" + key + "'");
-    return out;
-  }
-  const json& v = obj.at(key);
-  if (!v.is_array()) fail(file, where + "/" + key, "expected a list of strings, found " + short_dump(v));
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    if (!v[i].is_string()) {
-      fail(file, where + "/" + key + "/" + std::to_string(i), "expected a string, found " + short_dump(v[i]));
-    }
-    out.push_back(v[i].get<std::string>());
-  }
-  return out;
-}
-
-void check_pointer(const std::string& p, const std::string& file, const std::string& where) {
-  try {
-    json::json_pointer jp(p);
-    (void)jp;
-  } catch (const std::exception& e) {
-    fail(file, where, "'" + p + "' is not a JSON pointer (" + e.what() + ")");
-  }
-  if (p.empty() || p[0] != '/') fail(file, where, "JSON pointer '" + p + "' must start with '/'");
-}
 
 void check_target(const json& t, const std::string& file, const std::string& where) {
   if (t.is_number()) return;
@@ -97,11 +26,43 @@ void check_target(const json& t, const std::string& file, const std::string& whe
   fail(file, where, "expected a number or {\"pointer\": \"/summary/...\"}, found " + short_dump(t));
 }
 
+Requirement parse_requirement(const json& q, const std::string& file, const std::string& wq) {
+  check_keys(q, {"value", "op", "target", "expect", "on_fail", "why"}, file, wq);
+  Requirement req;
+  req.value = get_string(q, "value", file, wq, true);
+  check_pointer(req.value, file, wq + "/value");
+  req.op = get_string(q, "op", file, wq, true);
+  if (req.op == "<=" || req.op == ">=" || req.op == "<" || req.op == ">") {
+    req.target = get_number(q, "target", file, wq, true);
+  } else if (req.op == "equals") {
+    if (!q.contains("target") || !(q.at("target").is_number() || q.at("target").is_string())) {
+      fail(file, wq + "/target", "operator 'equals' needs a number or string target, found " +
+                                     (q.contains("target") ? short_dump(q.at("target")) : std::string("nothing")));
+    }
+    req.target = q.at("target");
+  } else if (req.op == "bool") {
+    req.expect = get_bool(q, "expect", file, wq, true);
+  } else {
+    fail(file, wq + "/op", "'" + req.op + "' is not one of <= >= < > equals bool");
+  }
+  if (!q.contains("on_fail")) {
+    fail(file, wq, "missing required 'on_fail': \"invalid\" (an equal-work / validity precondition) or "
+                   "\"not_measured\" (coverage)");
+  }
+  req.on_fail = get_string(q, "on_fail", file, wq, true);
+  if (req.on_fail != "invalid" && req.on_fail != "not_measured") {
+    fail(file, wq + "/on_fail", "'" + req.on_fail + "' is not one of invalid, not_measured");
+  }
+  req.why = get_string(q, "why", file, wq, false);
+  return req;
+}
+
 Rule parse_rule(const json& r, const std::string& file, const std::string& where) {
   check_keys(r, {"experiment", "value", "op", "target", "tolerance", "interval", "expect", "other", "alternative",
                  "family", "p_below", "unit", "on_null", "requires", "cannot_measure"},
              file, where);
   Rule rule;
+  rule.raw = r;
   rule.cannot_measure = get_string(r, "cannot_measure", file, where, false);
   rule.unit = get_string(r, "unit", file, where, false);
   rule.on_null = get_string(r, "on_null", file, where, false, "fail");
@@ -113,14 +74,14 @@ Rule parse_rule(const json& r, const std::string& file, const std::string& where
   if (r.contains("requires")) {
     const json& q = r.at("requires");
     const std::string wq = where + "/requires";
-    check_keys(q, {"value", "op", "target"}, file, wq);
-    rule.requires_value = get_string(q, "value", file, wq, true);
-    check_pointer(rule.requires_value, file, wq + "/value");
-    rule.requires_op = get_string(q, "op", file, wq, true);
-    if (rule.requires_op != "<=" && rule.requires_op != ">=" && rule.requires_op != "<" && rule.requires_op != ">") {
-      fail(file, wq + "/op", "'" + rule.requires_op + "' is not one of <= >= < >");
+    if (q.is_array()) {
+      if (q.empty()) fail(file, wq, "expected a precondition object or a non-empty list of them, found []");
+      for (std::size_t i = 0; i < q.size(); ++i) {
+        rule.requires.push_back(parse_requirement(q[i], file, wq + "/" + std::to_string(i)));
+      }
+    } else {
+      rule.requires.push_back(parse_requirement(q, file, wq));
     }
-    rule.requires_target = get_number(q, "target", file, wq, true);
   }
   rule.value = get_string(r, "value", file, where, true);
   check_pointer(rule.value, file, where + "/value");
@@ -180,8 +141,57 @@ Rule parse_rule(const json& r, const std::string& file, const std::string& where
   return rule;
 }
 
+Falsifier parse_falsifier(const json& f, const Rule& rule, const std::string& file, const std::string& wf) {
+  check_keys(f, {"outcome", "value", "other", "target_value"}, file, wf);
+  Falsifier out;
+  out.present = true;
+  out.outcome = get_string(f, "outcome", file, wf, true);
+  if (out.outcome.empty()) fail(file, wf + "/outcome", "must say, in words, a plausible outcome that fails the part");
+  if (!f.contains("value")) fail(file, wf, "missing 'value': the JSON value for the rule's pointer " + rule.value);
+  out.value = f.at("value");
+  if (rule.op == "paired_ttest") {
+    if (!f.contains("other") || !f.at("other").is_array()) {
+      fail(file, wf + "/other", "a paired_ttest falsifier needs 'other': an array standing for " + rule.other +
+                                    ", found " + (f.contains("other") ? short_dump(f.at("other")) : "nothing"));
+    }
+    out.other = f.at("other");
+  } else if (f.contains("other")) {
+    fail(file, wf + "/other", "only a paired_ttest rule has 'other'; this rule's op is '" + rule.op + "'");
+  }
+  if (rule.target_is_pointer()) {
+    if (!f.contains("target_value") || !f.at("target_value").is_number()) {
+      fail(file, wf + "/target_value", "the rule's target is the pointer " + rule.target.at("pointer").dump() +
+                                           "; the falsifier needs a number 'target_value' standing for it, found " +
+                                           (f.contains("target_value") ? short_dump(f.at("target_value")) : "nothing"));
+    }
+    out.target_value = f.at("target_value");
+  } else if (f.contains("target_value")) {
+    fail(file, wf + "/target_value", "only a rule whose target is {\"pointer\": ...} takes 'target_value'");
+  }
+  return out;
+}
+
+std::vector<HistoryEntry> parse_history(const json& h, const std::string& file, const std::string& wh) {
+  std::vector<HistoryEntry> out;
+  if (!h.is_array()) fail(file, wh, "expected a list of {changed_at, before, why}, found " + short_dump(h));
+  for (std::size_t i = 0; i < h.size(); ++i) {
+    const std::string w = wh + "/" + std::to_string(i);
+    check_keys(h[i], {"changed_at", "before", "why"}, file, w);
+    HistoryEntry e;
+    e.changed_at = get_string(h[i], "changed_at", file, w, true);
+    if (!h[i].contains("before") || !h[i].at("before").is_object()) {
+      fail(file, w + "/before", "expected the rule object as it was before the change");
+    }
+    e.before = h[i].at("before");
+    e.why = get_string(h[i], "why", file, w, true);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
 std::vector<ClaimPart> parse_parts(const json& c, const std::string& key, const std::string& claim_id,
                                    const std::string& file, const std::string& where) {
+  const bool deciding = key == "parts";
   std::vector<ClaimPart> parts;
   if (!c.contains(key)) return parts;
   const json& arr = c.at(key);
@@ -189,32 +199,72 @@ std::vector<ClaimPart> parse_parts(const json& c, const std::string& key, const 
   std::set<std::string> seen;
   for (std::size_t i = 0; i < arr.size(); ++i) {
     const std::string w = where + "/" + key + "/" + std::to_string(i);
-    check_keys(arr[i], {"id", "statement", "rule"}, file, w);
+    if (deciding) {
+      check_keys(arr[i], {"id", "statement", "face", "rule", "falsifier", "history"}, file, w);
+    } else {
+      check_keys(arr[i], {"id", "statement", "face", "rule", "falsifier", "history", "why_not_deciding"}, file, w);
+    }
     ClaimPart p;
+    p.raw = arr[i];
     p.id = get_string(arr[i], "id", file, w, true);
     if (p.id.rfind(claim_id + ".", 0) != 0) fail(file, w + "/id", "'" + p.id + "' must start with '" + claim_id + ".'");
     if (!seen.insert(p.id).second) fail(file, w + "/id", "duplicate part id '" + p.id + "'");
     p.statement = get_string(arr[i], "statement", file, w, true);
+    if (deciding && !arr[i].contains("face")) {
+      fail(file, w, "missing required 'face' of part " + p.id + ": \"corrected\" (the method as described, rbk's "
+                    "corrected code) or \"compat\" (the authors' code, rbk's compat modes)");
+    }
+    p.face = get_string(arr[i], "face", file, w, false);
+    if (!p.face.empty() && p.face != kFaceCorrected && p.face != kFaceCompat) {
+      fail(file, w + "/face", "'" + p.face + "' is not one of corrected, compat");
+    }
     if (!arr[i].contains("rule")) fail(file, w, "missing 'rule'");
     p.rule = parse_rule(arr[i].at("rule"), file, w + "/rule");
+    const bool measurable = p.rule.cannot_measure.empty();
+    if (arr[i].contains("falsifier")) {
+      if (p.rule.op.empty()) fail(file, w + "/falsifier", "a part without a rule to evaluate has no falsifier");
+      p.falsifier = parse_falsifier(arr[i].at("falsifier"), p.rule, file, w + "/falsifier");
+    } else if (deciding && measurable) {
+      fail(file, w, "missing required 'falsifier' of part " + p.id + ": {\"outcome\": \"a plausible outcome that "
+                    "fails it\", \"value\": <a value for " + p.rule.value + " that must make the rule fail>}");
+    }
+    if (arr[i].contains("history")) p.history = parse_history(arr[i].at("history"), file, w + "/history");
+    p.why_not_deciding = get_string(arr[i], "why_not_deciding", file, w, false);
     parts.push_back(std::move(p));
   }
   return parts;
 }
 
-json read_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw RegistryError(path + ": cannot open (does the file exist?)");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  try {
-    return json::parse(ss.str());
-  } catch (const json::parse_error& e) {
-    throw RegistryError(path + ": not valid JSON: " + e.what());
+std::map<std::string, ExperimentInfo> parse_experiments(const json& doc, const std::string& file) {
+  std::map<std::string, ExperimentInfo> out;
+  if (!doc.contains("experiments") || !doc.at("experiments").is_object()) {
+    fail(file, "/experiments", "expected an object {\"<name>\": {\"sources\": [paths...], \"gpu_only\": bool}}");
   }
+  for (const auto& kv : doc.at("experiments").items()) {
+    const std::string w = "/experiments/" + kv.key();
+    check_keys(kv.value(), {"sources", "gpu_only", "note"}, file, w);
+    ExperimentInfo info;
+    info.sources = get_string_list(kv.value(), "sources", file, w, true);
+    if (info.sources.empty()) fail(file, w + "/sources", "an experiment depends on at least its own directory");
+    for (std::size_t i = 0; i < info.sources.size(); ++i) {
+      const std::string& s = info.sources[i];
+      if (s.empty() || s[0] == '/' || s.find("..") != std::string::npos) {
+        fail(file, w + "/sources/" + std::to_string(i), "'" + s + "' must be a path relative to the repository root");
+      }
+    }
+    info.gpu_only = get_bool(kv.value(), "gpu_only", file, w, false);
+    out[kv.key()] = std::move(info);
+  }
+  return out;
 }
 
 }  // namespace
+
+std::string face_title(const std::string& face) {
+  if (face == kFaceCorrected) return "the method as described";
+  if (face == kFaceCompat) return "the authors' code";
+  return face.empty() ? "no face" : face;
+}
 
 const std::vector<std::string>& known_ops() {
   static const std::vector<std::string> ops = {"<=",    ">=",   "<",       ">",        "within",      "interval_contains",
@@ -230,14 +280,20 @@ const Claim* Registry::find(const std::string& id) const {
 }
 
 Registry parse_registry(const json& doc, const std::string& file) {
-  check_keys(doc, {"schema", "description", "preset_preference", "claims"}, file, "/");
+  if (!doc.is_object()) fail(file, "/", "expected an object, found " + short_dump(doc));
   const std::string schema = get_string(doc, "schema", file, "/", true);
-  if (schema != "rbk.claims_registry/1") {
-    fail(file, "/schema", "found '" + schema + "', expected 'rbk.claims_registry/1'");
+  if (schema != kRegistrySchema) {
+    fail(file, "/schema",
+         "found '" + schema + "', expected '" + kRegistrySchema +
+             "' (v2: every deciding part has 'face' and 'falsifier', every 'requires' has 'on_fail', and the top "
+             "level lists 'experiments' with their 'sources'; see validation/README.md)");
   }
+  check_keys(doc, {"schema", "description", "preset_preference", "experiments", "claims"}, file, "/");
   Registry reg;
   reg.path = file;
+  reg.schema = schema;
   reg.preset_preference = get_string_list(doc, "preset_preference", file, "/", true);
+  reg.experiments = parse_experiments(doc, file);
   if (!doc.contains("claims") || !doc.at("claims").is_array()) fail(file, "/claims", "expected a list of claims");
   std::set<std::string> ids;
   const json& claims = doc.at("claims");
@@ -266,98 +322,22 @@ Registry parse_registry(const json& doc, const std::string& file) {
       fail(file, w, "claim " + claim.id + " has no parts and no 'cannot_measure' reason; every claim must say how "
                     "it is decided or why it cannot be");
     }
+    // Every experiment a rule names must declare its sources, or staleness could not be judged.
+    for (const auto* list : {&claim.parts, &claim.audit_checks}) {
+      for (std::size_t k = 0; k < list->size(); ++k) {
+        const std::string& e = (*list)[k].rule.experiment;
+        if (!e.empty() && !reg.experiments.count(e)) {
+          fail(file, w + "/" + (list == &claim.parts ? "parts/" : "audit_checks/") + std::to_string(k) +
+                         "/rule/experiment",
+               "experiment '" + e + "' has no entry in /experiments (expected {\"sources\": [paths it depends on]})");
+        }
+      }
+    }
     reg.claims.push_back(std::move(claim));
   }
   return reg;
 }
 
 Registry load_registry(const std::string& path) { return parse_registry(read_json(path), path); }
-
-TableSet parse_tables(const json& doc, const std::string& file, const Registry& registry) {
-  check_keys(doc, {"schema", "description", "tables"}, file, "/");
-  const std::string schema = get_string(doc, "schema", file, "/", true);
-  if (schema != "rbk.paper_tables/1") fail(file, "/schema", "found '" + schema + "', expected 'rbk.paper_tables/1'");
-  if (!doc.contains("tables") || !doc.at("tables").is_array()) fail(file, "/tables", "expected a list of tables");
-  TableSet set;
-  set.path = file;
-  std::set<std::string> ids;
-  const json& tables = doc.at("tables");
-  for (std::size_t i = 0; i < tables.size(); ++i) {
-    const std::string w = "/tables/" + std::to_string(i);
-    const json& t = tables[i];
-    check_keys(t, {"id", "seed", "number", "title", "caption", "claims", "columns", "ours_columns", "rows", "note"}, file,
-               w);
-    PaperTable table;
-    table.id = get_string(t, "id", file, w, true);
-    if (!ids.insert(table.id).second) fail(file, w + "/id", "duplicate table id '" + table.id + "'");
-    table.seed = get_string(t, "seed", file, w, true);
-    table.number = static_cast<int>(get_number(t, "number", file, w, true));
-    table.title = get_string(t, "title", file, w, true);
-    table.caption = get_string(t, "caption", file, w, true);
-    table.claims = get_string_list(t, "claims", file, w, true);
-    for (const auto& c : table.claims) {
-      if (!registry.find(c)) fail(file, w + "/claims", "claim '" + c + "' is not in the registry " + registry.path);
-    }
-    table.columns = get_string_list(t, "columns", file, w, true);
-    table.ours_columns = get_string_list(t, "ours_columns", file, w, true);
-    table.note = get_string(t, "note", file, w, false);
-    if (!t.contains("rows") || !t.at("rows").is_array() || t.at("rows").empty()) {
-      fail(file, w + "/rows", "expected a non-empty list of rows");
-    }
-    const json& rows = t.at("rows");
-    for (std::size_t r = 0; r < rows.size(); ++r) {
-      const std::string wr = w + "/rows/" + std::to_string(r);
-      check_keys(rows[r], {"paper", "ours"}, file, wr);
-      TableRow row;
-      row.paper = get_string_list(rows[r], "paper", file, wr, true);
-      if (row.paper.size() != table.columns.size()) {
-        fail(file, wr + "/paper", "has " + std::to_string(row.paper.size()) + " cells, the table has " +
-                                      std::to_string(table.columns.size()) + " paper columns");
-      }
-      if (!rows[r].contains("ours") || !rows[r].at("ours").is_array()) fail(file, wr, "missing list 'ours'");
-      const json& ours = rows[r].at("ours");
-      if (ours.size() != table.ours_columns.size()) {
-        fail(file, wr + "/ours", "has " + std::to_string(ours.size()) + " cells, the table has " +
-                                     std::to_string(table.ours_columns.size()) + " ours_columns");
-      }
-      for (std::size_t k = 0; k < ours.size(); ++k) {
-        const std::string wc = wr + "/ours/" + std::to_string(k);
-        TableCell cell;
-        if (ours[k].is_null()) {
-          cell.text = "not yet measured";  // null: no experiment is defined for this cell yet
-          row.ours.push_back(cell);
-          continue;
-        }
-        check_keys(ours[k], {"experiment", "value", "format", "scale", "unit", "null_text", "text", "cannot_measure"},
-                   file, wc);
-        cell.cannot_measure = get_string(ours[k], "cannot_measure", file, wc, false);
-        cell.text = get_string(ours[k], "text", file, wc, false);
-        cell.experiment = get_string(ours[k], "experiment", file, wc, false);
-        if (!cell.experiment.empty()) {
-          cell.value = get_string(ours[k], "value", file, wc, true);
-          check_pointer(cell.value, file, wc + "/value");
-        } else if (!ours[k].contains("text") && cell.cannot_measure.empty()) {
-          fail(file, wc, "a cell needs 'experiment' + 'value', or 'text', or 'cannot_measure' (or null)");
-        }
-        cell.format = get_string(ours[k], "format", file, wc, false, "%.4g");
-        static const std::regex kNumberFormat(R"(^[^%]*%[-+ 0#]*[0-9]*(\.[0-9]+)?[gfeGE][^%]*$)");
-        if (!std::regex_match(cell.format, kNumberFormat)) {
-          fail(file, wc + "/format", "'" + cell.format + "' must hold exactly one printf conversion %g/%f/%e (e.g. %.3g)");
-        }
-        cell.scale = get_number(ours[k], "scale", file, wc, false, 1.0);
-        cell.unit = get_string(ours[k], "unit", file, wc, false);
-        cell.null_text = get_string(ours[k], "null_text", file, wc, false, "none");
-        row.ours.push_back(cell);
-      }
-      table.rows.push_back(std::move(row));
-    }
-    set.tables.push_back(std::move(table));
-  }
-  return set;
-}
-
-TableSet load_tables(const std::string& path, const Registry& registry) {
-  return parse_tables(read_json(path), path, registry);
-}
 
 }  // namespace rbk::validation

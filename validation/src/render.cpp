@@ -1,6 +1,8 @@
 // Markdown / LaTeX / JSON rendering of the claims ledger and the regenerated tables (render.h).
 #include "rbk/validation/render.h"
 
+#include "render_common.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -10,7 +12,7 @@ namespace rbk::validation {
 
 using nlohmann::json;
 
-namespace {
+namespace detail {
 
 std::string short_commit(const ResultSource& s) {
   std::string c = s.git_commit.empty() ? "unknown" : s.git_commit.substr(0, 10);
@@ -19,12 +21,23 @@ std::string short_commit(const ResultSource& s) {
 }
 
 std::string source_line(const ResultSource& s) {
+  std::string line;
   if (s.ok) {
-    return "`" + s.display_path + "` @ " + short_commit(s) + " (" + s.origin + ", preset " + s.preset + ", device " +
+    line = "`" + s.display_path + "` @ " + short_commit(s) + " (" + s.origin + ", preset " + s.preset + ", device " +
            (s.device.empty() ? "?" : s.device) + ", run status " + (s.status.empty() ? "?" : s.status) + ")";
+    line += "; " + s.stale_text() + "; provenance " + s.provenance_check;
+    if (!s.dirty_check.empty()) line += " (" + s.dirty_check + ")";
+    if (!s.blas.empty()) line += "; BLAS " + s.blas;
+  } else if (s.found) {
+    line = "`" + s.display_path + "`: **" + s.error + "**";
+  } else {
+    line = s.error;
   }
-  if (s.found) return "`" + s.display_path + "`: **" + s.error + "**";
-  return s.error;
+  if (!s.failed_runs.empty()) {
+    line += "; failed run" + std::string(s.failed_runs.size() == 1 ? "" : "s") + " (never judged):";
+    for (const auto& f : s.failed_runs) line += " `" + f + "`";
+  }
+  return line;
 }
 
 std::string provenance_md(const RenderContext& ctx, const std::map<std::string, ResultSource>& sources,
@@ -39,7 +52,7 @@ std::string provenance_md(const RenderContext& ctx, const std::map<std::string, 
   bool any = false;
   for (const auto& kv : sources) {
     if (!only.empty() && !only.count(kv.first)) continue;
-    if (!any) o << "Result files read:\n\n";
+    if (!any) o << "Result files read (with staleness and the check of the recorded tree hash against the commit):\n\n";
     any = true;
     o << "- `" << kv.first << "`: " << source_line(kv.second) << "\n";
   }
@@ -76,6 +89,7 @@ std::string part_measured(const RuleResult& r) {
     case Outcome::Missing: return "not yet measured (" + r.reason + ")";
     case Outcome::Error: return "unreadable: " + r.reason;
     case Outcome::Cannot: return "cannot be measured here: " + r.reason;
+    case Outcome::Invalid: return "INVALID: " + r.reason;
   }
   return "";
 }
@@ -86,7 +100,9 @@ std::string join(const std::vector<std::string>& v, const std::string& sep) {
   return out;
 }
 
-}  // namespace
+}  // namespace detail
+
+using namespace detail;
 
 std::string markdown_escape(const std::string& text) {
   std::string out;
@@ -193,119 +209,15 @@ CellText render_cell(const TableCell& cell, ResultStore& store) {
     } else if (xs.size() == 1) {
       out.text = format_with(cell.format, xs[0]) + unit;
     } else {
+      // Mean with its 95 % Student-t interval, e.g. "18.5 [16.2, 20.8] (n=5)".
       const MeanInterval m = mean_with_t_interval(xs);
-      out.text = format_with(cell.format, m.mean) + " ± " + format_with(cell.format, m.hi - m.mean) + unit +
-                 " (95% CI, n=" + std::to_string(m.n) + ")";
+      out.text = format_with(cell.format, m.mean) + " [" + format_with(cell.format, m.lo) + ", " +
+                 format_with(cell.format, m.hi) + "]" + unit + " (n=" + std::to_string(m.n) + ")";
     }
   } else {
     out.text = "unreadable (" + cell.value + " has an unexpected type)";
   }
   return out;
-}
-
-std::string render_claims_markdown(const Registry& registry, const std::vector<ClaimVerdict>& verdicts,
-                                   const ResultStore& store, const RenderContext& ctx) {
-  std::ostringstream o;
-  o << "# ResNet-BK claims ledger\n\n";
-  o << provenance_md(ctx, store.sources(), {});
-  std::map<Verdict, std::vector<std::string>> by;
-  for (const auto& v : verdicts) by[v.verdict].push_back(v.claim_id);
-  o << "## Summary\n\n";
-  o << "Each claim of the seeds is judged only from measured result files; a claim with no result "
-       "is *not yet measured*, never a pass. Verdict rules and statistics: `validation/README.md`.\n\n";
-  o << "| verdict | claims |\n|---|---|\n";
-  for (Verdict v : {Verdict::Reproduced, Verdict::PartlyReproduced, Verdict::NotReproduced, Verdict::NotYetMeasured,
-                    Verdict::CannotBeMeasured}) {
-    const auto it = by.find(v);
-    const std::size_t n = it == by.end() ? 0 : it->second.size();
-    o << "| " << to_string(v) << " | " << n << (n ? ": " + join(it->second, ", ") : std::string()) << " |\n";
-  }
-  o << "\n## Ledger\n\n";
-  o << "| ID | claim (source) | paper value | what the upstream code does (audit) | measured | verdict | evidence |\n";
-  o << "|---|---|---|---|---|---|---|\n";
-  for (std::size_t i = 0; i < verdicts.size(); ++i) {
-    const ClaimVerdict& v = verdicts[i];
-    const Claim* c = registry.find(v.claim_id);
-    std::vector<std::string> measured, evidence;
-    for (const auto& p : v.parts) {
-      measured.push_back(p.part_id.substr(p.part_id.find('.') + 1) + ": " + part_measured(p));
-      if (!p.evidence.empty() && std::find(evidence.begin(), evidence.end(), p.evidence) == evidence.end()) {
-        evidence.push_back(p.evidence);
-      }
-    }
-    if (v.parts.empty()) measured.push_back("—");
-    o << "| " << v.claim_id << " | " << markdown_escape(c->title + " (" + c->source + ")") << " | "
-      << markdown_escape(c->paper_value) << " | " << markdown_escape("[" + c->audit_code + "] " + c->audit_finding)
-      << " | " << markdown_escape(join(measured, "\n")) << " | " << verdict_badge(v.verdict) << "<br>"
-      << markdown_escape(v.reason) << " | " << markdown_escape(evidence.empty() ? "—" : join(evidence, "\n"))
-      << " |\n";
-  }
-  o << "\n## Details\n\n";
-  for (const auto& v : verdicts) {
-    const Claim* c = registry.find(v.claim_id);
-    o << "### " << c->id << ": " << c->title << "\n\n";
-    o << "- Source: " << c->source << "\n- Paper: " << c->paper_value << "\n- Upstream code [" << c->audit_code
-      << "]: " << c->audit_finding << "\n";
-    if (!c->experiments.empty()) o << "- Experiments: " << join(c->experiments, ", ") << "\n";
-    if (!c->note.empty()) o << "- Note: " << c->note << "\n";
-    o << "- **Verdict: " << to_string(v.verdict) << "** (" << v.reason << ")\n\n";
-    auto list = [&](const std::vector<RuleResult>& rs, const char* heading) {
-      if (rs.empty()) return;
-      o << heading << "\n\n| part | statement | outcome | measured / comparison | evidence |\n|---|---|---|---|---|\n";
-      for (const auto& r : rs) {
-        o << "| " << r.part_id << " | " << markdown_escape(r.statement) << " | " << to_string(r.outcome) << " | "
-          << markdown_escape(r.outcome == Outcome::Pass || r.outcome == Outcome::Fail
-                                 ? r.measured + (r.measured.empty() ? "" : "; ") + r.comparison
-                                 : part_measured(r))
-          << " | " << markdown_escape(r.evidence.empty() ? "—" : r.evidence) << " |\n";
-      }
-      o << "\n";
-    };
-    list(v.parts, "Parts (decide the verdict):");
-    list(v.audit_checks, "Audit checks (measure what the upstream code does; reported, not part of the verdict):");
-  }
-  return o.str();
-}
-
-json verdicts_to_json(const Registry& registry, const std::vector<ClaimVerdict>& verdicts, const ResultStore& store,
-                      const RenderContext& ctx) {
-  json doc = {{"schema", "rbk.verdicts/1"}, {"generator", ctx.generator}, {"registry", ctx.registry_path}};
-  json sources = json::object();
-  for (const auto& kv : store.sources()) {
-    const ResultSource& s = kv.second;
-    sources[kv.first] = {{"found", s.found},           {"ok", s.ok},         {"path", s.display_path},
-                         {"origin", s.origin},         {"preset", s.preset}, {"status", s.status},
-                         {"git_commit", s.git_commit}, {"git_dirty", s.git_dirty}, {"device", s.device},
-                         {"error", s.error}};
-  }
-  doc["sources"] = sources;
-  json claims = json::array();
-  auto rule_json = [](const RuleResult& r) {
-    json j = {{"id", r.part_id}, {"outcome", to_string(r.outcome)}, {"measured", r.measured},
-              {"comparison", r.comparison}, {"reason", r.reason}, {"evidence", r.evidence}};
-    if (r.interval) {
-      j["mean"] = r.interval->mean;
-      j["ci95"] = {r.interval->lo, r.interval->hi};
-      j["n"] = r.interval->n;
-    }
-    if (r.ttest) {
-      j["t"] = r.ttest->t;
-      j["p"] = r.ttest->p;
-      j["p_bonferroni"] = r.p_adjusted;
-      j["family_size"] = r.family_size;
-    }
-    return j;
-  };
-  for (const auto& v : verdicts) {
-    const Claim* c = registry.find(v.claim_id);
-    json parts = json::array(), checks = json::array();
-    for (const auto& r : v.parts) parts.push_back(rule_json(r));
-    for (const auto& r : v.audit_checks) checks.push_back(rule_json(r));
-    claims.push_back({{"id", v.claim_id}, {"title", c->title}, {"verdict", to_string(v.verdict)},
-                      {"reason", v.reason}, {"parts", parts}, {"audit_checks", checks}});
-  }
-  doc["claims"] = claims;
-  return doc;
 }
 
 namespace {
@@ -333,7 +245,9 @@ std::string claims_line(const PaperTable& t, const std::map<std::string, ClaimVe
   std::vector<std::string> items;
   for (const auto& c : t.claims) {
     const auto it = verdicts.find(c);
-    items.push_back(c + ": " + (it == verdicts.end() ? std::string("not judged") : to_string(it->second.verdict)));
+    items.push_back(c + ": " + (it == verdicts.end() ? std::string("not judged")
+                                                     : "method as described " + to_string(it->second.corrected.verdict) +
+                                                           ", authors' code " + to_string(it->second.compat.verdict)));
   }
   return join(items, "; ");
 }

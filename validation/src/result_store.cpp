@@ -1,4 +1,5 @@
-// Locates, loads and checks result files for the claims ledger (see result_store.h).
+// Locates, loads and checks result files for the claims ledger (see result_store.h): candidate
+// files, staleness from git history, the choice among candidates, and the provenance check.
 #include "rbk/validation/result_store.h"
 
 #include "rbk/results.h"
@@ -6,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <set>
+#include <tuple>
 
 namespace rbk::validation {
 
@@ -14,26 +16,58 @@ using nlohmann::json;
 
 namespace {
 
-// Candidate result documents of one experiment in one directory, keyed by preset name taken from
-// "<experiment>.<preset>.json". Other .json files (e.g. notes) are listed but not candidates.
-std::map<std::string, std::string> candidates(const fs::path& dir, const std::string& experiment,
-                                              std::vector<std::string>* others) {
-  std::map<std::string, std::string> out;
+// A file <experiment>.<preset>.json in one of the two trees.
+struct Candidate {
+  std::string path;
+  std::string shown;  // as in the ledger
+  std::string preset;
+  bool fresh = false;
+  std::string git_commit;  // read from the file; "" when unreadable
+  std::optional<bool> stale;
+  std::vector<GitCommitLine> stale_commits;
+  std::string stale_unknown_reason;
+};
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Candidates of one directory. A preset name holding a '.' is never a candidate: "<e>.gpu.failed.json"
+// is a failed run (reported, never judged), anything else with a '.' is listed as ignored.
+// Paths in `failed` and `ignored` are shown as in the ledger: relative to the tree, "<build>/" for fresh.
+void scan(const fs::path& root, const std::string& experiment, bool fresh, std::vector<Candidate>* out,
+          std::vector<std::string>* failed, std::vector<std::string>* ignored) {
+  const fs::path dir = root / "results" / experiment;
+  const std::string shown_dir = std::string(fresh ? "<build>/" : "") + "results/" + experiment + "/";
   std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return out;
+  if (!fs::is_directory(dir, ec)) return;
+  std::vector<fs::path> files;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (!entry.is_regular_file()) continue;
-    const std::string name = entry.path().filename().string();
-    const std::string prefix = experiment + ".";
-    const std::string suffix = ".json";
-    if (name.size() > prefix.size() + suffix.size() && name.rfind(prefix, 0) == 0 &&
-        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
-      out[name.substr(prefix.size(), name.size() - prefix.size() - suffix.size())] = entry.path().string();
-    } else if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
-      if (others) others->push_back(entry.path().string());
+    if (entry.is_regular_file()) files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());  // directory order is not stable across file systems
+  const std::string prefix = experiment + ".";
+  for (const auto& p : files) {
+    const std::string name = p.filename().string();
+    if (!ends_with(name, ".json")) continue;
+    if (name.rfind(prefix, 0) != 0 || name.size() <= prefix.size() + 5) {
+      ignored->push_back(shown_dir + name + " (name is not " + experiment + ".<preset>.json)");
+      continue;
+    }
+    const std::string preset = name.substr(prefix.size(), name.size() - prefix.size() - 5);
+    if (ends_with(preset, ".failed") || preset == "failed") {
+      failed->push_back(shown_dir + name);
+    } else if (preset.find('.') != std::string::npos) {
+      ignored->push_back(shown_dir + name + " (preset name '" + preset + "' holds a '.'; never judged)");
+    } else {
+      Candidate c;
+      c.path = p.string();
+      c.shown = shown_dir + name;
+      c.preset = preset;
+      c.fresh = fresh;
+      out->push_back(c);
     }
   }
-  return out;
 }
 
 std::string string_field(const json& obj, const char* key) {
@@ -45,10 +79,39 @@ std::string string_field(const json& obj, const char* key) {
   return "";
 }
 
+std::string commit_of(const std::string& path) {
+  try {
+    const json doc = rbk::read_json_file(path);
+    return string_field(doc.value("context", json::object()), "git_commit");
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
+std::string shorten(const std::string& commit) { return commit.substr(0, 10); }
+
 }  // namespace
 
-ResultStore::ResultStore(std::string source_dir, std::string build_dir, std::vector<std::string> preset_preference)
-    : source_dir_(std::move(source_dir)), build_dir_(std::move(build_dir)), preference_(std::move(preset_preference)) {}
+std::string ResultSource::stale_text() const {
+  if (!stale) return "staleness unknown (" + stale_unknown_reason + ")";
+  if (!*stale) return "not stale";
+  std::string s = "STALE: " + std::to_string(stale_commits.size()) + " commit" +
+                  (stale_commits.size() == 1 ? "" : "s") + " since " + shorten(git_commit) +
+                  " touch its sources (";
+  for (std::size_t i = 0; i < stale_commits.size(); ++i) s += (i ? "; " : "") + stale_commits[i].text();
+  return s + ")";
+}
+
+ResultStore::ResultStore(std::string source_dir, std::string build_dir, std::vector<std::string> preset_preference,
+                         std::map<std::string, ExperimentInfo> experiments)
+    : source_dir_(std::move(source_dir)),
+      build_dir_(std::move(build_dir)),
+      preference_(std::move(preset_preference)),
+      experiments_(std::move(experiments)),
+      git_(source_dir_) {}
+
+ResultStore::ResultStore(std::string source_dir, std::string build_dir, const Registry& registry)
+    : ResultStore(std::move(source_dir), std::move(build_dir), registry.preset_preference, registry.experiments) {}
 
 const ResultSource& ResultStore::get(const std::string& experiment) {
   auto it = cache_.find(experiment);
@@ -61,52 +124,91 @@ ResultSource ResultStore::load(const std::string& experiment) const {
   src.experiment = experiment;
   std::error_code ec;
   src.experiment_exists = fs::is_directory(fs::path(source_dir_) / "experiments" / experiment, ec);
+  const auto info = experiments_.find(experiment);
+  src.gpu_only = info != experiments_.end() && info->second.gpu_only;
 
-  // Candidates from both trees. The preset decides first (a gpu result of record is not masked by
-  // a cpu run of the same experiment in a build tree); for the same preset a fresh run wins.
-  std::vector<std::string> others;
-  std::map<std::string, std::string> fresh;
-  if (!build_dir_.empty()) fresh = candidates(fs::path(build_dir_) / "results" / experiment, experiment, &others);
-  std::map<std::string, std::string> committed = candidates(fs::path(source_dir_) / "results" / experiment, experiment, &others);
-  for (const auto& o : others) src.ignored.push_back(o + " (name is not " + experiment + ".<preset>.json)");
-  if (fresh.empty() && committed.empty()) {
-    src.error = src.experiment_exists ? "no result file yet (run exp_" + experiment +
-                                            " --preset auto, or ctest -L paper)"
-                                      : "no experiment exp_" + experiment + " exists yet";
+  std::vector<Candidate> cands;
+  std::vector<std::string> failed, ignored;
+  if (!build_dir_.empty()) scan(fs::path(build_dir_), experiment, true, &cands, &failed, &ignored);
+  scan(fs::path(source_dir_), experiment, false, &cands, &failed, &ignored);
+  src.failed_runs = failed;
+  src.ignored = ignored;
+  if (cands.empty()) {
+    src.error = !src.experiment_exists ? "no experiment exp_" + experiment + " exists yet"
+                : failed.empty()       ? "no result file yet (run exp_" + experiment + " --preset auto, or ctest -L paper)"
+                                       : "only a failed run (" + std::to_string(failed.size()) +
+                                             " *.failed.json, never judged); no result file to judge";
     return src;
   }
-  std::vector<std::string> order = preference_;
-  std::set<std::string> rest;
-  for (const auto* m : {&fresh, &committed}) {
-    for (const auto& kv : *m) {
-      if (std::find(order.begin(), order.end(), kv.first) == order.end()) rest.insert(kv.first);
+
+  // Staleness of every candidate, from its own recorded commit.
+  std::map<std::string, Candidate> by_commit;  // cache: the same commit gives the same answer
+  for (auto& c : cands) {
+    c.git_commit = commit_of(c.path);
+    if (info == experiments_.end()) {
+      c.stale_unknown_reason = "the registry declares no sources for " + experiment;
+    } else if (!git_.available()) {
+      c.stale_unknown_reason = git_.unavailable_reason().empty() ? "no git" : "no git: " + git_.unavailable_reason();
+    } else if (c.git_commit.empty() || c.git_commit == "unknown") {
+      c.stale_unknown_reason = "the result records no commit";
+    } else if (by_commit.count(c.git_commit)) {
+      const Candidate& k = by_commit.at(c.git_commit);
+      c.stale = k.stale;
+      c.stale_commits = k.stale_commits;
+      c.stale_unknown_reason = k.stale_unknown_reason;
+    } else {
+      const auto since = git_.commits_since(c.git_commit, info->second.sources);
+      if (!since) {
+        c.stale_unknown_reason = "commit " + shorten(c.git_commit) + " is not in this repository";
+      } else {
+        c.stale = !since->empty();
+        c.stale_commits = *since;
+      }
+      by_commit[c.git_commit] = c;
     }
   }
-  order.insert(order.end(), rest.begin(), rest.end());  // presets the registry does not rank: last, by name
-  std::string preset;
-  for (const auto& p : order) {
-    if (fresh.count(p) || committed.count(p)) {
-      preset = p;
-      break;
+
+  // Rank: not known stale first; then the registry's preset preference (unranked presets last, by
+  // name); then fresh before committed.
+  auto preset_rank = [&](const std::string& p) {
+    const auto it = std::find(preference_.begin(), preference_.end(), p);
+    return static_cast<std::size_t>(it - preference_.begin());
+  };
+  auto key = [&](const Candidate& c) {
+    return std::make_tuple(c.stale.value_or(false) ? 1 : 0, preset_rank(c.preset), c.preset, c.fresh ? 0 : 1);
+  };
+  std::stable_sort(cands.begin(), cands.end(), [&](const Candidate& a, const Candidate& b) { return key(a) < key(b); });
+  const Candidate& chosen = cands.front();
+  for (std::size_t i = 1; i < cands.size(); ++i) {
+    const Candidate& c = cands[i];
+    std::string why;
+    if (c.stale.value_or(false) && !chosen.stale.value_or(false)) {
+      why = "stale: " + std::to_string(c.stale_commits.size()) + " later commit(s) touch its sources";
+    } else if (c.preset == chosen.preset) {
+      why = "a fresh run of the same preset wins";
+    } else {
+      why = "preset " + chosen.preset + " preferred";
     }
+    src.ignored.push_back(c.shown + " (" + why + ")");
   }
-  const bool use_fresh = fresh.count(preset) > 0;
-  src.origin = use_fresh ? "fresh" : "committed";
-  const fs::path base = use_fresh ? fs::path(build_dir_) : fs::path(source_dir_);
-  const std::string chosen = use_fresh ? fresh.at(preset) : committed.at(preset);
-  for (const auto* m : {&fresh, &committed}) {
-    for (const auto& kv : *m) {
-      if (kv.second == chosen) continue;
-      src.ignored.push_back(kv.second + (kv.first == preset ? std::string(" (a fresh run of the same preset wins)")
-                                                            : " (preset " + preset + " preferred)"));
-    }
-  }
+
   src.found = true;
-  src.preset = preset;
-  src.path = chosen;
-  src.display_path = fs::relative(src.path, base, ec).string();
+  src.origin = chosen.fresh ? "fresh" : "committed";
+  src.preset = chosen.preset;
+  src.path = chosen.path;
+  src.stale = chosen.stale;
+  src.stale_commits = chosen.stale_commits;
+  src.stale_unknown_reason = chosen.stale_unknown_reason;
+  const fs::path base = chosen.fresh ? fs::path(build_dir_) : fs::path(source_dir_);
+  src.display_path = fs::relative(src.path, base, ec).generic_string();
   if (ec || src.display_path.empty()) src.display_path = src.path;
-  if (src.origin == "fresh") src.display_path = "<build>/" + src.display_path;
+  if (chosen.fresh) src.display_path = "<build>/" + src.display_path;
+  src.json_path = chosen.fresh ? fs::absolute(src.path, ec).lexically_normal().string() : src.display_path;
+  const fs::path h5 = fs::path(src.path).replace_extension(".h5");
+  if (fs::is_regular_file(h5, ec)) {
+    src.h5_path = chosen.fresh ? fs::absolute(h5, ec).lexically_normal().string()
+                               : fs::relative(h5, base, ec).generic_string();
+  }
 
   try {
     src.doc = rbk::read_json_file(src.path);
@@ -118,6 +220,7 @@ ResultSource ResultStore::load(const std::string& experiment) const {
   } catch (const std::exception& e) {
     src.error = std::string("malformed result file: ") + e.what();
     src.doc = json();
+    src.provenance_check = "unverifiable (malformed result file)";
     return src;
   }
   src.ok = true;
@@ -125,8 +228,37 @@ ResultSource ResultStore::load(const std::string& experiment) const {
   const json& ctx = src.doc.value("context", json::object());
   src.git_commit = string_field(ctx, "git_commit");
   src.git_dirty = string_field(ctx, "git_dirty");
+  src.git_dirty_source = string_field(ctx, "git_dirty_source");
+  if (src.git_dirty_source.empty()) src.git_dirty_source = string_field(ctx, "git_source");
+  src.git_tree_hash = string_field(ctx, "git_tree_hash");
+  src.git_untracked_present = string_field(ctx, "git_untracked_present");
+  src.blas = string_field(ctx, "blas");
   src.device = string_field(ctx, "device");
   src.finished_at = string_field(ctx, "finished_at");
+
+  // Provenance: the recorded content hash of the tracked tree must be the tree of the recorded
+  // commit; a mismatch means the run did not use the commit it names (a dirty tree, or a wrong
+  // commit declared through the environment).
+  if (src.git_tree_hash.empty()) {
+    src.provenance_check = "unverifiable (no tree hash recorded)";
+  } else if (!git_.available()) {
+    src.provenance_check = "unverifiable (no git)";
+  } else if (const auto tree = git_.tree_of(src.git_commit)) {
+    const bool match = *tree == src.git_tree_hash;
+    src.provenance_check = match ? "verified"
+                                 : "MISMATCH (recorded tree " + shorten(src.git_tree_hash) + ", commit " +
+                                       shorten(src.git_commit) + " has tree " + shorten(*tree) + ")";
+    if (src.git_dirty == "true" || src.git_dirty == "false") {
+      const bool dirty = src.git_dirty == "true";
+      const std::string from = src.git_dirty_source.empty() ? "" : " (from " + src.git_dirty_source + ")";
+      src.dirty_check = "git_dirty=" + src.git_dirty + from +
+                        (dirty == !match ? " agrees with the tree hash" : " CONTRADICTS the tree hash");
+    }
+  } else {
+    src.provenance_check = "unverifiable (commit " + shorten(src.git_commit) + " is not in this repository)";
+  }
+  if (src.git_untracked_present == "true") src.dirty_check += std::string(src.dirty_check.empty() ? "" : "; ") +
+                                                              "untracked files were present";
   return src;
 }
 

@@ -1,6 +1,8 @@
-// Rule evaluation and verdict combination for the claims ledger (see verdict.h and the rule
-// language in validation/README.md).
+// Rule evaluation, preconditions, falsifiers and the two verdicts per claim (see verdict.h and
+// the rule language in validation/README.md).
 #include "rbk/validation/verdict.h"
+
+#include "value_read.h"
 
 #include <cmath>
 #include <cstdio>
@@ -9,6 +11,7 @@
 namespace rbk::validation {
 
 using nlohmann::json;
+using namespace detail;
 
 std::string to_string(Outcome o) {
   switch (o) {
@@ -17,6 +20,7 @@ std::string to_string(Outcome o) {
     case Outcome::Missing: return "not yet measured";
     case Outcome::Error: return "error";
     case Outcome::Cannot: return "cannot be measured here";
+    case Outcome::Invalid: return "INVALID";
   }
   return "?";
 }
@@ -32,103 +36,53 @@ std::string to_string(Verdict v) {
   return "?";
 }
 
-std::string format_value(double v) {
-  if (std::isnan(v)) return "NaN";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  char buf[64];
-  if (std::fabs(v) < 1e15 && v == std::floor(v)) {
-    std::snprintf(buf, sizeof buf, "%.0f", v);
-  } else {
-    std::snprintf(buf, sizeof buf, "%.4g", v);
-  }
-  return buf;
-}
-
 namespace {
-
-// A value read from a result file: a scalar, a per-seed sample, a bool, null, or something else.
-struct Value {
-  enum Kind { Absent, Null, Number, Sample, Bool, Other } kind = Absent;
-  double x = 0.0;
-  std::vector<double> sample;
-  bool b = false;
-  json raw;
-};
-
-Value read_value(const json& doc, const std::string& pointer) {
-  Value v;
-  json::json_pointer jp(pointer);
-  if (!doc.contains(jp)) return v;
-  v.raw = doc.at(jp);
-  if (v.raw.is_null()) {
-    v.kind = Value::Null;
-  } else if (v.raw.is_boolean()) {
-    v.kind = Value::Bool;
-    v.b = v.raw.get<bool>();
-  } else if (v.raw.is_number()) {
-    v.kind = Value::Number;
-    v.x = v.raw.get<double>();
-  } else if (v.raw.is_array() && !v.raw.empty()) {
-    v.kind = Value::Sample;
-    for (const auto& e : v.raw) {
-      if (!e.is_number()) {
-        v.kind = Value::Other;
-        v.sample.clear();
-        break;
-      }
-      v.sample.push_back(e.get<double>());
-    }
-  } else {
-    v.kind = Value::Other;
-  }
-  return v;
-}
-
-std::string describe(const Value& v, const std::string& unit) {
-  const std::string u = unit.empty() ? "" : " " + unit;
-  switch (v.kind) {
-    case Value::Absent: return "";
-    case Value::Null: return "null";
-    case Value::Number: return format_value(v.x) + u;
-    case Value::Bool: return v.b ? "true" : "false";
-    case Value::Sample: {
-      bool finite = true;
-      for (double s : v.sample) finite = finite && std::isfinite(s);
-      if (!finite || v.sample.size() < 2) {
-        std::string s = "[";
-        for (std::size_t i = 0; i < v.sample.size(); ++i) s += (i ? ", " : "") + format_value(v.sample[i]);
-        return s + "]" + u;
-      }
-      const MeanInterval m = mean_with_t_interval(v.sample);
-      return format_value(m.mean) + u + " (95% CI " + format_value(m.lo) + " to " + format_value(m.hi) +
-             ", n=" + std::to_string(m.n) + ")";
-    }
-    case Value::Other: {
-      std::string s = v.raw.dump();
-      return s.size() > 60 ? s.substr(0, 57) + "..." : s;
-    }
-  }
-  return "";
-}
-
-bool compare(double a, const std::string& op, double b) {
-  if (op == "<=") return a <= b;
-  if (op == ">=") return a >= b;
-  if (op == "<") return a < b;
-  if (op == ">") return a > b;
-  return false;
-}
 
 std::string evidence_of(const ResultSource& s) {
   std::string commit = s.git_commit.empty() ? "unknown" : s.git_commit.substr(0, 10);
   if (s.git_dirty == "true") commit += "-dirty";
   return s.display_path + " @ " + commit + " (" + s.origin + ", preset " + s.preset +
-         (s.status.empty() || s.status == "ok" ? "" : ", run status " + s.status) + ")";
+         (s.status.empty() || s.status == "ok" ? "" : ", run status " + s.status) + (s.stale.value_or(false) ? ", STALE" : "") +
+         ")";
+}
+
+std::string join_lines(const std::vector<std::string>& v, const std::string& sep) {
+  std::string out;
+  for (std::size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
+  return out;
+}
+
+std::string requirement_text(const Requirement& q) {
+  if (q.op == "bool") return q.value + " is " + (q.expect ? "true" : "false");
+  return q.value + " " + q.op + " " + (q.target.is_number() ? format_value(q.target.get<double>()) : q.target.dump());
+}
+
+// Whether a precondition holds on the document. Absent or null never holds. A sample (array) must
+// hold through its 95 % interval, as a rule would: lower end for >/>=, upper end for </<=.
+bool requirement_holds(const Requirement& q, const json& doc, std::string* found) {
+  const Value v = read_value(doc, q.value);
+  *found = v.kind == Value::Absent ? std::string("no such key") : describe(v, "");
+  if (q.op == "bool") return v.kind == Value::Bool && v.b == q.expect;
+  if (q.op == "equals") {
+    if (v.kind == Value::Number && q.target.is_number()) return v.x == q.target.get<double>();
+    return v.kind != Value::Absent && v.raw == q.target;
+  }
+  const double target = q.target.get<double>();
+  if (v.kind == Value::Number) return std::isfinite(v.x) && compare(v.x, q.op, target);
+  if (v.kind == Value::Sample) {
+    for (double x : v.sample) {
+      if (!std::isfinite(x)) return false;
+    }
+    const MeanInterval m = mean_with_t_interval(v.sample);
+    return compare(q.op[0] == '>' ? m.lo : m.hi, q.op, target);
+  }
+  return false;
 }
 
 }  // namespace
 
-VerdictEngine::VerdictEngine(const Registry& registry, ResultStore& store) : registry_(registry), store_(store) {
+VerdictEngine::VerdictEngine(const Registry& registry, ResultStore& store)
+    : registry_(registry), store_(store), history_(store.git(), registry.path) {
   for (const auto& c : registry_.claims) {
     for (const auto* list : {&c.parts, &c.audit_checks}) {
       for (const auto& p : *list) {
@@ -143,173 +97,75 @@ std::size_t VerdictEngine::family_size(const std::string& family) const {
   return it == families_.end() ? 0 : it->second;
 }
 
-RuleResult VerdictEngine::evaluate(const ClaimPart& part) {
+RuleResult VerdictEngine::evaluate(const ClaimPart& part, bool deciding) {
   RuleResult r;
-  r.part_id = part.id;
-  r.statement = part.statement;
   const Rule& rule = part.rule;
+  auto finish = [&](RuleResult res) {
+    res.part_id = part.id;
+    res.statement = part.statement;
+    res.face = part.face;
+    res.declared_history = part.history;
+    res.why_not_deciding = part.why_not_deciding;
+    return res;
+  };
   if (!rule.cannot_measure.empty()) {
     r.outcome = Outcome::Cannot;
     r.reason = rule.cannot_measure;
-    return r;
+    return finish(r);
   }
   const ResultSource& src = store_.get(rule.experiment);
   if (!src.found || !src.ok) {
     r.outcome = src.found ? Outcome::Error : Outcome::Missing;
     r.reason = src.error;
     if (src.found) r.evidence = src.display_path;
-    return r;
+    return finish(r);
   }
-  r.evidence = evidence_of(src);
-  const std::string where = src.display_path + " " + rule.value;
-  if (!rule.requires_value.empty()) {
-    const Value q = read_value(src.doc, rule.requires_value);
-    const std::string cond = rule.requires_value + " " + rule.requires_op + " " + format_value(rule.requires_target);
-    if (q.kind != Value::Number || !compare(q.x, rule.requires_op, rule.requires_target)) {
-      r.outcome = Outcome::Missing;
-      r.reason = "this run does not cover the claim: needs " + cond + ", found " +
-                 (q.kind == Value::Absent ? std::string("no such key") : describe(q, "")) + " in " + src.display_path +
-                 " (preset " + src.preset + ")";
-      return r;
-    }
-  }
-  const Value v = read_value(src.doc, rule.value);
-  if (v.kind == Value::Absent) {
-    r.outcome = Outcome::Missing;
-    r.reason = "key " + rule.value + " is not in " + src.display_path +
-               (src.status == "ok" || src.status.empty() ? "" : " (run status " + src.status + ")");
-    return r;
-  }
-  r.measured = describe(v, rule.unit);
-  const std::string& op = rule.op;
-  auto error = [&](const std::string& what) {
-    r.outcome = Outcome::Error;
-    r.reason = where + ": " + what;
-    return r;
-  };
+  const std::string evidence = evidence_of(src);
+  const bool stale = src.stale.value_or(false);
+  RuleChange change = history_.compare(part, src.git_commit, deciding);
 
-  if (op == "is_null" || op == "not_null") {
-    const bool is_null = v.kind == Value::Null;
-    const bool pass = (op == "is_null") == is_null;
-    r.outcome = pass ? Outcome::Pass : Outcome::Fail;
-    r.comparison = r.measured + (op == "is_null" ? " is null" : " is not null") + " -> " + to_string(r.outcome);
-    return r;
+  // Preconditions: a failed validity check (on_fail invalid) makes the part INVALID; a failed
+  // coverage check (not_measured) makes it "not yet measured". Invalid is reported first: it is
+  // the statement a reader must not miss.
+  std::vector<std::string> invalid, uncovered;
+  std::string invalid_short;
+  for (const auto& q : rule.requires) {
+    std::string found;
+    if (requirement_holds(q, src.doc, &found)) continue;
+    const std::string cond = "needs " + requirement_text(q) + ", found " + found;
+    (q.on_fail == "invalid" ? invalid : uncovered).push_back(cond + (q.why.empty() ? "" : " (" + q.why + ")"));
+    if (q.on_fail == "invalid" && invalid_short.empty()) invalid_short = "precondition failed: " + cond;
   }
-  if (op == "bool") {
-    if (v.kind != Value::Bool) return error("is " + r.measured + ", expected true/false");
-    r.outcome = v.b == rule.expect ? Outcome::Pass : Outcome::Fail;
-    r.comparison = r.measured + " == " + (rule.expect ? "true" : "false") + " -> " + to_string(r.outcome);
-    return r;
-  }
-  if (op == "equals") {
-    bool eq = v.raw == rule.target;
-    if (v.raw.is_number() && rule.target.is_number()) eq = v.raw.get<double>() == rule.target.get<double>();
-    r.outcome = eq ? Outcome::Pass : Outcome::Fail;
-    r.comparison = r.measured + " == " + rule.target.dump() + " -> " + to_string(r.outcome);
-    return r;
-  }
-  if (op == "paired_ttest") {
-    const Value w = read_value(src.doc, rule.other);
-    if (w.kind == Value::Absent) {
-      r.outcome = Outcome::Missing;
-      r.reason = "key " + rule.other + " is not in " + src.display_path;
-      return r;
-    }
-    if (v.kind != Value::Sample || w.kind != Value::Sample) {
-      return error("paired_ttest needs two per-seed arrays of numbers; " + rule.value + " is " + r.measured + ", " +
-                   rule.other + " is " + describe(w, rule.unit));
-    }
-    try {
-      r.ttest = paired_t_test(v.sample, w.sample, parse_alternative(rule.alternative));
-    } catch (const std::exception& e) {
-      return error(e.what());
-    }
-    r.family_size = family_size(rule.family);
-    r.p_adjusted = bonferroni(r.ttest->p, r.family_size);
-    r.outcome = r.p_adjusted < rule.p_below ? Outcome::Pass : Outcome::Fail;
-    char buf[256];
-    std::snprintf(buf, sizeof buf, "paired t (%s, n=%zu): mean diff %s, t=%.3g, p=%.3g, Bonferroni x%zu -> %.3g %s %.3g -> %s",
-                  rule.alternative.c_str(), r.ttest->n, format_value(r.ttest->mean_difference).c_str(), r.ttest->t,
-                  r.ttest->p, r.family_size, r.p_adjusted, r.p_adjusted < rule.p_below ? "<" : ">=", rule.p_below,
-                  to_string(r.outcome).c_str());
-    r.comparison = buf;
-    r.measured += " vs " + describe(w, rule.unit);
-    return r;
-  }
-
-  // Numeric comparisons: a scalar, or a per-seed sample judged through its 95 % interval.
-  if (v.kind == Value::Null) {
-    if (rule.on_null == "missing") {
-      r.outcome = Outcome::Missing;
-      r.reason = where + " is null (not computed)";
-      return r;
-    }
-    r.outcome = Outcome::Fail;
-    r.comparison = "null (no finite value) -> fail";
-    return r;
-  }
-  if (v.kind != Value::Number && v.kind != Value::Sample) return error("is " + r.measured + ", expected a number");
-  double lo = v.x, hi = v.x, centre = v.x;
-  if (v.kind == Value::Sample) {
-    for (double s : v.sample) {
-      if (!std::isfinite(s)) {
-        r.outcome = Outcome::Fail;
-        r.comparison = "a seed is not finite -> fail";
-        return r;
-      }
-    }
-    r.interval = mean_with_t_interval(v.sample);
-    lo = r.interval->lo;
-    hi = r.interval->hi;
-    centre = r.interval->mean;
-  }
-  if (!std::isfinite(centre)) {
-    r.outcome = Outcome::Fail;
-    r.comparison = r.measured + " is not finite -> fail";
-    return r;
-  }
-  double target = 0.0;
-  std::string target_text;
-  if (op != "interval_contains") {
-    if (rule.target.is_number()) {
-      target = rule.target.get<double>();
-      target_text = format_value(target);
-    } else {
-      const std::string tp = rule.target.at("pointer").get<std::string>();
-      const Value t = read_value(src.doc, tp);
-      if (t.kind == Value::Absent) {
-        r.outcome = Outcome::Missing;
-        r.reason = "target key " + tp + " is not in " + src.display_path;
-        return r;
-      }
-      if (t.kind != Value::Number) return error("target " + tp + " is " + describe(t, "") + ", expected a number");
-      target = t.x;
-      target_text = format_value(target) + " (" + tp + ")";
-    }
-  }
-  bool pass = false;
-  std::string cmp;
-  if (op == "within") {
-    const double tol = rule.tol_abs + rule.tol_rel * std::fabs(target);
-    pass = std::fabs(centre - target) <= tol;
-    cmp = "|" + format_value(centre) + " - " + target_text + "| <= " + format_value(tol);
-  } else if (op == "interval_contains") {
-    pass = centre >= rule.lo && centre <= rule.hi;
-    cmp = format_value(centre) + " in [" + format_value(rule.lo) + ", " + format_value(rule.hi) + "]";
+  if (!invalid.empty() || !uncovered.empty()) {
+    const bool is_invalid = !invalid.empty();
+    r.outcome = is_invalid ? Outcome::Invalid : Outcome::Missing;
+    r.invalid_short = invalid_short;
+    std::string lines;
+    for (const auto& l : is_invalid ? invalid : uncovered) lines += (lines.empty() ? "" : "; ") + l;
+    r.reason = (is_invalid ? "precondition failed: " : "this run does not cover the claim: ") + lines + " in " +
+               src.display_path + " (preset " + src.preset + ")";
   } else {
-    // ">=" and ">" need the whole interval above the target; "<=" and "<" the whole interval below.
-    const double decisive = (op == ">=" || op == ">") ? lo : hi;
-    pass = compare(decisive, op, target);
-    cmp = (v.kind == Value::Sample ? std::string(op[0] == '>' ? "CI low " : "CI high ") : std::string()) +
-          format_value(decisive) + " " + op + " " + target_text;
+    r = evaluate_rule_on_document(rule, src.doc, src.display_path, family_size(rule.family));
+    // A deciding rule that passes on its own falsifier cannot fail: it may not decide anything.
+    if (deciding && part.falsifier.present && (r.outcome == Outcome::Pass || r.outcome == Outcome::Fail)) {
+      const RuleResult f = evaluate_falsifier(part, family_size(rule.family));
+      if (f.outcome != Outcome::Fail) {
+        r.reason = "the rule does not fail on its own falsifier (" + part.falsifier.outcome + ": " +
+                   (f.comparison.empty() ? to_string(f.outcome) + ", " + f.reason : f.comparison) +
+                   "), so it cannot decide; measured " + r.comparison;
+        r.outcome = Outcome::Invalid;
+        r.invalid_short = "the rule does not fail on its own falsifier";
+      }
+    }
   }
-  r.outcome = pass ? Outcome::Pass : Outcome::Fail;
-  r.comparison = cmp + " -> " + to_string(r.outcome);
-  return r;
+  r.evidence = evidence;
+  r.stale = stale;
+  r.change = change;
+  return finish(r);
 }
 
 Verdict combine(const std::vector<Outcome>& outcomes, std::string* reason) {
-  std::size_t pass = 0, fail = 0, missing = 0, error = 0, cannot = 0;
+  std::size_t pass = 0, fail = 0, missing = 0, error = 0, cannot = 0, invalid = 0;
   for (Outcome o : outcomes) {
     switch (o) {
       case Outcome::Pass: ++pass; break;
@@ -317,11 +173,13 @@ Verdict combine(const std::vector<Outcome>& outcomes, std::string* reason) {
       case Outcome::Missing: ++missing; break;
       case Outcome::Error: ++error; break;
       case Outcome::Cannot: ++cannot; break;
+      case Outcome::Invalid: ++invalid; break;
     }
   }
   const std::size_t n = outcomes.size();
   std::ostringstream why;
   why << pass << " of " << n << " parts hold, " << fail << " fail";
+  if (invalid) why << ", " << invalid << " invalid";
   if (missing) why << ", " << missing << " not yet measured";
   if (error) why << ", " << error << " unreadable";
   if (cannot) why << ", " << cannot << " cannot be measured here";
@@ -336,18 +194,52 @@ Verdict combine(const std::vector<Outcome>& outcomes, std::string* reason) {
 ClaimVerdict VerdictEngine::judge(const Claim& claim) {
   ClaimVerdict cv;
   cv.claim_id = claim.id;
-  for (const auto& p : claim.parts) cv.parts.push_back(evaluate(p));
-  for (const auto& p : claim.audit_checks) cv.audit_checks.push_back(evaluate(p));
+  for (const auto& p : claim.parts) cv.parts.push_back(evaluate(p, true));
+  for (const auto& p : claim.audit_checks) cv.audit_checks.push_back(evaluate(p, false));
   if (claim.parts.empty()) {
-    cv.verdict = Verdict::CannotBeMeasured;
-    cv.reason = claim.cannot_measure;
+    cv.corrected = {Verdict::CannotBeMeasured, claim.cannot_measure};
+    cv.compat = cv.corrected;
     return cv;
   }
-  std::vector<Outcome> outcomes;
-  for (const auto& r : cv.parts) outcomes.push_back(r.outcome);
-  cv.verdict = combine(outcomes, &cv.reason);
-  if (!claim.cannot_measure.empty()) cv.reason += "; " + claim.cannot_measure;
+  for (const char* face : {kFaceCorrected, kFaceCompat}) {
+    FaceVerdict& fv = face == std::string(kFaceCompat) ? cv.compat : cv.corrected;
+    std::vector<Outcome> outcomes;
+    std::vector<std::string> invalid;
+    for (const auto& r : cv.parts) {
+      if (r.face != face) continue;
+      outcomes.push_back(r.outcome);
+      if (r.outcome == Outcome::Invalid) invalid.push_back(r.part_id + " (" + r.invalid_short + ")");
+    }
+    if (outcomes.empty()) {
+      fv = {Verdict::NotYetMeasured, "no part measures " + face_title(face)};
+    } else {
+      fv.verdict = combine(outcomes, &fv.reason);
+      if (!invalid.empty()) fv.reason += "; invalid: " + join_lines(invalid, "; ");
+    }
+    if (!claim.cannot_measure.empty()) fv.reason += "; " + claim.cannot_measure;
+  }
   return cv;
+}
+
+std::vector<FalsifierProblem> check_falsifiers(const Registry& registry) {
+  std::map<std::string, std::size_t> families;
+  for (const auto& c : registry.claims) {
+    for (const auto* list : {&c.parts, &c.audit_checks}) {
+      for (const auto& p : *list) {
+        if (p.rule.op == "paired_ttest") ++families[p.rule.family];
+      }
+    }
+  }
+  std::vector<FalsifierProblem> out;
+  for (const auto& c : registry.claims) {
+    for (const auto& p : c.parts) {
+      if (!p.rule.cannot_measure.empty() || !p.falsifier.present) continue;
+      const RuleResult f = evaluate_falsifier(p, p.rule.op == "paired_ttest" ? families[p.rule.family] : 0);
+      if (f.outcome == Outcome::Fail) continue;
+      out.push_back({p.id, to_string(f.outcome) + (f.comparison.empty() ? " (" + f.reason + ")" : ": " + f.comparison)});
+    }
+  }
+  return out;
 }
 
 }  // namespace rbk::validation

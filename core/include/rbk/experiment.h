@@ -3,7 +3,8 @@
 //   output  = run(config)                          write JSON (+ HDF5) atomically
 // Command line:  exp_<name> [--preset smoke|cpu|gpu|auto] [--preset-file PATH (names the output after its stem unless --preset is given)] [--out DIR]
 //                           [--help] [key=value ...]
-// Exit codes: 0 ran (claims are judged in validation/), 1 the run failed, 2 bad configuration.
+// Exit codes: 0 ran (claims are judged in validation/), 1 the run failed, 2 bad configuration,
+//             77 skipped (spec.requires_cuda and no CUDA device visible; nothing written).
 #pragma once
 #include "rbk/config.h"
 #include "rbk/results.h"
@@ -17,12 +18,19 @@
 
 namespace rbk {
 
+// ctest's SKIP_RETURN_CODE (cmake/RbkTest.cmake registers it on every test).
+constexpr int kExitSkipped = 77;
+
 struct ExperimentSpec {
   std::string name;                 // "bk_numerics": executable exp_bk_numerics, results/<name>/
   std::vector<std::string> claims;  // {"C01"}
   std::string description;
   ConfigSchema schema;              // "seed" is added automatically; an int key "threads" (> 0)
                                     // pins LibTorch's CPU thread count for the run
+  // GPU-only: without a visible CUDA device run_experiment (after validating the config, so a bad
+  // configuration still exits 2) prints one line and exits 77, writing nothing; ctest reports
+  // such a test as Skipped instead of Passed with every row skipped.
+  bool requires_cuda = false;
 };
 
 struct ExperimentOutput {

@@ -6,6 +6,7 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -17,10 +18,26 @@ struct RegistryError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A precondition of a part, read from the same result document as the part's value
+// ("requires": REQ or [REQ, ...]). It gates what it justifies:
+//   on_fail "invalid"       an equal-work / validity check (both timed outputs match fp64, the
+//                           analysis classifies its controls): when it does not hold, or its key is
+//                           absent or null, the part is INVALID: it never passes and never fails.
+//   on_fail "not_measured"  coverage (the sweep did not reach the N the claim is about): the part
+//                           is "not yet measured", with `why`.
+struct Requirement {
+  std::string value;          // JSON pointer
+  std::string op;             // <= >= < > equals bool
+  nlohmann::json target;      // number (<= >= < >), number or string (equals); null for bool
+  bool expect = true;         // op "bool"
+  std::string on_fail;        // "invalid" | "not_measured"
+  std::string why;            // what the precondition guarantees (printed)
+};
+
 // One comparison. The rule language (documented in validation/README.md):
 //   value      JSON pointer into the chosen result document of `experiment`, e.g.
 //              "/summary/modes/stable_fp32/finite_accurate_max_n". A number, bool, null, or an
-//              array of numbers (one per seed: mean and 95 % Student-t interval are used).
+//              array of numbers (one per seed or repeat: mean and 95 % Student-t interval are used).
 //   op         "<=" ">=" "<" ">"  compare with `target` (number or {"pointer": ...})
 //              "within"           |value - target| <= abs + rel*|target|   (tolerance object)
 //              "interval_contains" lo <= value <= hi                        (interval [lo, hi])
@@ -46,19 +63,52 @@ struct Rule {
   // relative error that overflowed), so the default is "fail"; "missing" for "not computed".
   std::string on_null = "fail";
   std::string cannot_measure;         // non-empty: this part cannot be measured here (reason)
-  // Precondition on the same result file ("requires": {"value": ptr, "op": ">=", "target": x}):
-  // when it does not hold the part is "not yet measured", not failed; e.g. a cpu preset that
-  // sweeps N only to 4096 has not measured a claim about N = 32768.
-  std::string requires_value;
-  std::string requires_op;
-  double requires_target = 0.0;
+  std::vector<Requirement> requires;  // preconditions on the same result file
+  nlohmann::json raw;                 // the rule object as registered (for the rule history)
+  bool target_is_pointer() const { return target.is_object() && target.contains("pointer"); }
 };
+
+// A plausible outcome that must make a deciding part fail, with the values that encode it: the
+// unit tests feed them to the rule and expect Fail, so a rule that cannot fail is caught.
+struct Falsifier {
+  std::string outcome;          // in words
+  nlohmann::json value;         // stands for the rule's `value` pointer
+  nlohmann::json other;         // paired_ttest: stands for `other` (null when unused)
+  nlohmann::json target_value;  // when rule.target is {"pointer": ...} (null when unused)
+  bool present = false;
+};
+
+// A declared change of a part's rule ("history"): what it was, when it changed and why.
+struct HistoryEntry {
+  std::string changed_at;       // commit
+  nlohmann::json before;        // the rule as it was
+  std::string why;              // reason, citing a measured spread in a result file
+};
+
+// The two faces a claim is judged on, each with its own verdict.
+//   corrected: the method as described, measured with rbk's corrected implementation
+//   compat:    the authors' code, measured with rbk's compat modes (upstream's behaviour)
+inline constexpr char kFaceCorrected[] = "corrected";
+inline constexpr char kFaceCompat[] = "compat";
+std::string face_title(const std::string& face);  // "the method as described" / "the authors' code"
 
 // A part of a claim: one statement the paper makes, decided by one rule.
 struct ClaimPart {
   std::string id;         // "C01.stable_32k"
   std::string statement;  // what the paper says, in our words, with its number
+  std::string face;       // kFaceCorrected / kFaceCompat; may be empty for an audit check
   Rule rule;
+  Falsifier falsifier;    // required for a deciding part unless rule.cannot_measure is set
+  std::vector<HistoryEntry> history;
+  std::string why_not_deciding;  // audit checks: why this is reported but cannot decide
+  nlohmann::json raw;            // the part object as registered
+};
+
+// An experiment the rules name: the source paths its results depend on. A result whose commit
+// predates a commit touching one of them is stale.
+struct ExperimentInfo {
+  std::vector<std::string> sources;  // paths relative to the repository root
+  bool gpu_only = false;
 };
 
 struct Claim {
@@ -77,7 +127,9 @@ struct Claim {
 
 struct Registry {
   std::string path;
+  std::string schema;                          // "rbk.claims_registry/2"
   std::vector<std::string> preset_preference;  // e.g. gpu, cpu, smoke
+  std::map<std::string, ExperimentInfo> experiments;
   std::vector<Claim> claims;
   const Claim* find(const std::string& id) const;
 };
@@ -123,6 +175,10 @@ Registry load_registry(const std::string& path);
 Registry parse_registry(const nlohmann::json& doc, const std::string& path);
 TableSet load_tables(const std::string& path, const Registry& registry);
 TableSet parse_tables(const nlohmann::json& doc, const std::string& path, const Registry& registry);
+
+// The registry schema this engine reads (v2: faces, requires with on_fail, falsifiers, history,
+// experiments with their sources). A v1 registry is rejected with a message saying what changed.
+inline constexpr char kRegistrySchema[] = "rbk.claims_registry/2";
 
 // Operators the engine understands (for checks and the README).
 const std::vector<std::string>& known_ops();

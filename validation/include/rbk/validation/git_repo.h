@@ -1,0 +1,55 @@
+// A small read-only view of the repository's git history, for the ledger's stale-result, rule-
+// history and provenance checks. Every call runs `git -C <dir> ...` with each argument quoted for
+// the shell; stderr is discarded. Where there is no git, or the directory is not in a work tree,
+// or a commit is unknown, the answers are empty/unknown and the caller says so: never a crash.
+#pragma once
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace rbk::validation {
+
+struct GitCommitLine {
+  std::string hash;     // short hash
+  std::string subject;
+  // "<hash> <subject>", the subject cut at kSubjectChars so that a ledger line stays readable.
+  static constexpr std::size_t kSubjectChars = 80;
+  std::string text() const {
+    return hash + " " + (subject.size() > kSubjectChars ? subject.substr(0, kSubjectChars - 3) + "..." : subject);
+  }
+};
+
+class GitRepo {
+ public:
+  // dir: any directory inside the work tree (usually the repository root given as --source-dir).
+  explicit GitRepo(std::string dir);
+
+  bool available() const { return available_; }
+  // Why git answers nothing here ("no git work tree at <dir>", "git not found"); "" when available.
+  const std::string& unavailable_reason() const { return why_unavailable_; }
+  const std::string& toplevel() const { return toplevel_; }
+
+  // Runs git with the given arguments in dir; nullopt when git fails (exit status non-zero).
+  std::optional<std::string> run(const std::vector<std::string>& args) const;
+
+  bool commit_exists(const std::string& commit) const;
+  std::optional<std::string> tree_of(const std::string& commit) const;  // `git rev-parse <c>^{tree}`
+  // Commits in <commit>..HEAD touching any of paths (relative to dir), newest first; nullopt when
+  // the commit is unknown or git fails.
+  std::optional<std::vector<GitCommitLine>> commits_since(const std::string& commit,
+                                                          const std::vector<std::string>& paths) const;
+  // The content of path (relative to dir) at commit; nullopt when it did not exist there.
+  std::optional<std::string> show_file(const std::string& commit, const std::string& path) const;
+  // Path relative to the work tree's top level, or "" when it lies outside it.
+  std::string path_in_repo(const std::string& path) const;
+
+ private:
+  std::string dir_, toplevel_, why_unavailable_;
+  bool available_ = false;
+};
+
+// Quotes one argument for /bin/sh: 'it'\''s' style; safe for any byte except NUL.
+std::string shell_quote(const std::string& arg);
+
+}  // namespace rbk::validation

@@ -1,0 +1,133 @@
+// Read-only git queries for the ledger (see git_repo.h).
+#include "rbk/validation/git_repo.h"
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <sys/wait.h>
+
+namespace rbk::validation {
+
+namespace fs = std::filesystem;
+
+std::string shell_quote(const std::string& arg) {
+  std::string out = "'";
+  for (char c : arg) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+namespace {
+
+// Runs a shell command and returns stdout when it exits 0.
+std::optional<std::string> capture(const std::string& command) {
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (!pipe) return std::nullopt;
+  std::string out;
+  std::array<char, 4096> buf{};
+  std::size_t n = 0;
+  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
+  const int status = ::pclose(pipe);
+  if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return std::nullopt;
+  return out;
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// A commit name from a result file is passed to git as a revision; refuse anything that is not a
+// plain hex object name so a crafted value cannot be read as an option or a revision range.
+bool is_hex_commit(const std::string& c) {
+  if (c.size() < 4 || c.size() > 64) return false;
+  for (char ch : c) {
+    if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F'))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+GitRepo::GitRepo(std::string dir) : dir_(std::move(dir)) {
+  std::error_code ec;
+  if (!fs::is_directory(dir_, ec)) {
+    why_unavailable_ = "no directory " + dir_;
+    return;
+  }
+  if (!capture("git --version 2>/dev/null")) {
+    why_unavailable_ = "git not found";
+    return;
+  }
+  const auto inside = run({"rev-parse", "--is-inside-work-tree"});
+  const auto top = run({"rev-parse", "--show-toplevel"});
+  if (!inside || trim(*inside) != "true" || !top) {
+    why_unavailable_ = "no git work tree at " + dir_;
+    return;
+  }
+  toplevel_ = trim(*top);
+  available_ = true;
+}
+
+std::optional<std::string> GitRepo::run(const std::vector<std::string>& args) const {
+  // -c core.quotepath=off: paths print as they are; no pager; no colour.
+  std::string cmd = "git -C " + shell_quote(dir_) + " -c core.quotepath=off -c color.ui=never --no-pager";
+  for (const auto& a : args) cmd += " " + shell_quote(a);
+  cmd += " 2>/dev/null";
+  return capture(cmd);
+}
+
+bool GitRepo::commit_exists(const std::string& commit) const {
+  if (!available_ || !is_hex_commit(commit)) return false;
+  return run({"cat-file", "-e", commit + "^{commit}"}).has_value();
+}
+
+std::optional<std::string> GitRepo::tree_of(const std::string& commit) const {
+  if (!commit_exists(commit)) return std::nullopt;
+  const auto out = run({"rev-parse", commit + "^{tree}"});
+  if (!out) return std::nullopt;
+  return trim(*out);
+}
+
+std::optional<std::vector<GitCommitLine>> GitRepo::commits_since(const std::string& commit,
+                                                                 const std::vector<std::string>& paths) const {
+  if (!commit_exists(commit)) return std::nullopt;
+  std::vector<std::string> args = {"log", "--format=%h%x09%s", commit + "..HEAD", "--"};
+  args.insert(args.end(), paths.begin(), paths.end());
+  const auto out = run(args);
+  if (!out) return std::nullopt;
+  std::vector<GitCommitLine> lines;
+  std::size_t start = 0;
+  while (start < out->size()) {
+    std::size_t end = out->find('\n', start);
+    if (end == std::string::npos) end = out->size();
+    const std::string line = out->substr(start, end - start);
+    start = end + 1;
+    if (line.empty()) continue;
+    const std::size_t tab = line.find('\t');
+    lines.push_back({line.substr(0, tab), tab == std::string::npos ? "" : line.substr(tab + 1)});
+  }
+  return lines;
+}
+
+std::optional<std::string> GitRepo::show_file(const std::string& commit, const std::string& path) const {
+  if (!commit_exists(commit) || path.empty()) return std::nullopt;
+  return run({"show", commit + ":" + path});
+}
+
+std::string GitRepo::path_in_repo(const std::string& path) const {
+  if (!available_) return "";
+  std::error_code ec;
+  const fs::path abs = fs::weakly_canonical(fs::absolute(path, ec), ec);
+  const fs::path top = fs::weakly_canonical(toplevel_, ec);
+  const std::string rel = fs::relative(abs, top, ec).generic_string();
+  if (ec || rel.empty() || rel.rfind("..", 0) == 0) return "";
+  return rel;
+}
+
+}  // namespace rbk::validation
