@@ -108,6 +108,15 @@ def stamp(fig, text):
     fig.text(0.01, 0.005, text, fontsize=6, color="0.4", ha="left", va="bottom")
 
 
+def finish(fig, out_dir, name, note, made, shown, commit, top=1.0):
+    """Stamps the source, lays out, writes <out_dir>/<name> atomically, closes and records it."""
+    stamp(fig, note)
+    fig.tight_layout(rect=(0, 0.03, 1, top))
+    save(fig, os.path.join(out_dir, name), note)
+    plt.close(fig)
+    made.append((name, shown, commit))
+
+
 def time_vs_n_figure(h5, series, time_key, title, target, source_note):
     """Log-log time vs N of each series (datasets <series>/n and <series>/<time_key>) with an
     O(N) reference slope; returns False (nothing written) when no series has a finite time."""
@@ -190,12 +199,7 @@ def bk_numerics(source_dir, sources, out_dir, made):
         ax.set_ylabel("max relative error vs fp64 stable path")
         ax.set_title("C01: BK-Core accuracy vs N (x = non-finite)")
         ax.legend(fontsize=7)
-        stamp(fig, source_note)
-        fig.tight_layout(rect=(0, 0.03, 1, 1))
-        target = os.path.join(out_dir, "bk_numerics_error_vs_n.png")
-        save(fig, target, source_note)
-        plt.close(fig)
-        made.append((os.path.basename(target), shown, commit))
+        finish(fig, out_dir, "bk_numerics_error_vs_n.png", source_note, made, shown, commit)
 
         fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
         for m in modes:
@@ -211,12 +215,7 @@ def bk_numerics(source_dir, sources, out_dir, made):
         axes[0].set_title("C01: sanitized overflow shows as zeros")
         axes[1].set_title("C01: unsanitized overflow shows as NaN/inf")
         axes[1].legend(fontsize=7)
-        stamp(fig, source_note)
-        fig.tight_layout(rect=(0, 0.03, 1, 1))
-        target = os.path.join(out_dir, "bk_numerics_zero_nonfinite_vs_n.png")
-        save(fig, target, source_note)
-        plt.close(fig)
-        made.append((os.path.basename(target), shown, commit))
+        finish(fig, out_dir, "bk_numerics_zero_nonfinite_vs_n.png", source_note, made, shown, commit)
 
         target = os.path.join(out_dir, "bk_numerics_time_vs_n.png")
         if time_vs_n_figure(h5, modes, "time_s", "C01: BK-Core time vs N", target, source_note):
@@ -292,12 +291,7 @@ def plot_gue(doc, h5, out, made, shown, commit, note):
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, loc="center right")
     fig.suptitle(f"C07: nearest-neighbour spacings of the bulk (N = {n_max}) vs Poisson / GOE surmise / GUE surmise", fontsize=10)
-    stamp(fig, note)
-    fig.tight_layout(rect=(0, 0.03, 1, 0.96))
-    path = os.path.join(out, "spectral_spacing_histograms.png")
-    save(fig, path, note)
-    plt.close(fig)
-    made.append((os.path.basename(path), shown, commit))
+    finish(fig, out, "spectral_spacing_histograms.png", note, made, shown, commit, top=0.96)
 
     # <r~> by case and N.
     fig, ax = plt.subplots(figsize=(9, 4.5))
@@ -320,12 +314,7 @@ def plot_gue(doc, h5, out, made, shown, commit, note):
     ax.set_ylim(0.3, 1.05)
     ax.legend(fontsize=7, ncol=2, loc="upper left")
     ax.set_title("C07: spacing ratio, all Prime-Bump eps values and controls (1 = picket fence)", fontsize=10)
-    stamp(fig, note)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    path = os.path.join(out, "spectral_spacing_ratio.png")
-    save(fig, path, note)
-    plt.close(fig)
-    made.append((os.path.basename(path), shown, commit))
+    finish(fig, out, "spectral_spacing_ratio.png", note, made, shown, commit)
 
 
 def plot_schatten(doc, h5, out, made, shown, commit, note):
@@ -359,12 +348,7 @@ def plot_schatten(doc, h5, out, made, shown, commit, note):
     axes[0][2].legend(fontsize=5.5, ncol=1, loc="best")
     eps = doc["config"].get("convergence_epsilon")
     fig.suptitle(f"C08: Schatten norm / papers' bound (above 1 = violated); Prime-Bump eps = {eps}, random seed 0", fontsize=10)
-    stamp(fig, note)
-    fig.tight_layout(rect=(0, 0.03, 1, 0.96))
-    path = os.path.join(out, "schatten_ratio_vs_n.png")
-    save(fig, path, note)
-    plt.close(fig)
-    made.append((os.path.basename(path), shown, commit))
+    finish(fig, out, "schatten_ratio_vs_n.png", note, made, shown, commit, top=0.96)
 
     if "convergence" in h5:
         fig, ax = plt.subplots(1, 2, figsize=(10, 4))
@@ -381,12 +365,7 @@ def plot_schatten(doc, h5, out, made, shown, commit, note):
             a.legend(fontsize=8)
         fig.suptitle(f"C08: scaled-grid Prime-Bump, eps = {doc['config'].get('convergence_epsilon')}, "
                      f"Im z = {doc['config'].get('convergence_im_z')}: norms as h -> 0", fontsize=10)
-        stamp(fig, note)
-        fig.tight_layout(rect=(0, 0.04, 1, 0.95))
-        path = os.path.join(out, "schatten_convergence.png")
-        save(fig, path, note)
-        plt.close(fig)
-        made.append((os.path.basename(path), shown, commit))
+        finish(fig, out, "schatten_convergence.png", note, made, shown, commit, top=0.95)
 
 def spectral(source_dir, sources, out_dir, made):
     """C07 and C08 figures (formerly scripts/plot_spectral.py)."""

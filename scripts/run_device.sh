@@ -9,7 +9,9 @@
 #   gpu            ctest -L gpu (every CUDA kernel against its CPU/fp64 reference)
 #   memcheck       compute-sanitizer memcheck on small cases of every gpu test binary
 #   unit           ctest -L unit (the rest of the project against LibTorch 2.11)
-#   kernel_speed   exp_kernel_speed --preset gpu            (claim C17)
+#   kernel_speed   exp_kernel_speed --preset gpu            (claim C17; KERNEL_SPEED_ARGS adds overrides,
+#                  e.g. KERNEL_SPEED_ARGS=parts=same_work,paper_point,compat for the parts C17 reads)
+#   kernel_speed_sweep  exp_kernel_speed parts=sweep into kernel_speed/sweep (context, not read by the ledger)
 #   bench          bench_kernel_speed (Google Benchmark JSON with the commit in its context)
 #   scan_speed     exp_scan_kernel_speed --preset gpu      (baseline kernels, issue 7; with upstream
 #                  Mamba's own kernels side by side when data/upstream/mamba, a checkout of
@@ -36,6 +38,10 @@ if [ -z "${RBK_GIT_COMMIT:-}" ]; then
   exit 2
 fi
 export RBK_GIT_COMMIT RBK_GIT_DIRTY=${RBK_GIT_DIRTY:-unknown}
+# The device copy may carry a .git that is not the commit sent (2026-12-05: its HEAD was 5840b57 while
+# 9384163 was sent), and the programs trust git over the environment where git answers. Hide it, so
+# provenance comes from RBK_GIT_COMMIT / RBK_GIT_DIRTY (recorded as git_source "env").
+export GIT_DIR=/nonexistent-rbk-device-copy
 log() { echo "=== $(date +%T) (+${SECONDS}s) $*"; }
 left() { local l=$(( BUDGET_S - SECONDS - ${1:-10} )); echo $(( l > 10 ? l : 10 )); }
 run_exp() {  # run_exp name dir extra-args...: exp_<name> --preset gpu [key=value...] into $OUT/<dir>
@@ -80,7 +86,8 @@ for stage in "$@"; do
       log "ctest -L unit"
       (cd "$BUILD" && OMP_NUM_THREADS=1 RBK_THREADS=1 timeout "$(left 15)" ctest -L unit -j16 --output-on-failure) > "$OUT/unit.log" 2>&1
       echo "unit rc=$?"; grep -E "tests passed|Failed|Not Run|\*\*\*" "$OUT/unit.log" | head -30 ;;
-    kernel_speed) run_exp kernel_speed kernel_speed ;;
+    kernel_speed) run_exp kernel_speed kernel_speed ${KERNEL_SPEED_ARGS:-} ;;
+    kernel_speed_sweep) run_exp kernel_speed kernel_speed/sweep parts=sweep ;;
     bench)
       log bench_kernel_speed
       mkdir -p "$OUT/kernel_speed"

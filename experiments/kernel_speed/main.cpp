@@ -62,6 +62,30 @@
 //     issue_targets {...} (issue 3's engineering targets, not paper numbers).
 //   A build without the CUDA kernels (Torch without CUDA or no nvcc) on a CUDA machine: gpu =
 //     "skipped: ...", every GPU row skipped.
+//   parts_run: the GPU phases this run ran (config key `parts`, any of same_work, paper_point,
+//     compat, sweep; default all). A run writes only its parts' keys; the derived keys
+//     speedup_stable_vs_compat_triton_like(_graph) and issue_targets need paper_point and compat.
+//     C17's ledger reads same_work, compat (compat_triton_like_*_benchmark_inputs,
+//     vmap_baseline_zero_fraction_benchmark_inputs) and paper_point (tokens_per_s_stable_fwd); the
+//     sweep is issue 3's context only.
+//
+// Time budget of the gpu preset (one device call is limited to 10 minutes). Measured here on the
+// CPU (estimate_same_work_cost, 1 thread, B = 16, N = 4096): vmap_native 49158 LibTorch calls per
+// call (24574 arithmetic), 0.044 s; vmap_literal 61455 (32763 arithmetic), 0.054 s; about 0.9 us
+// per op. On CUDA every arithmetic op is a kernel launch through the dispatcher (~5-10 us of host
+// time on an H200 host, views ~1 us), so about 0.15-0.3 s (native) and 0.2-0.4 s (literal) per
+// call: the interleaved repeats cost same_work_repeats x same_work_calls x (2 native + 1 literal)
+// = 7 x 10 x ~0.75 s ~ 55 s (up to ~80 s). The dense complex128 LU cross-check of the fp64 oracle
+// is O(N^3): 0.29 s for one row at N = 1024 here, so ~19 s per row at N = 4096 single-threaded
+// (a few s with 16 threads); the gpu preset checks 1 row. Per phase (estimate, H200):
+//   CPU row + copy + empty kernel ~2 s; same_work ~75 s (prep ~20 s: dense row, 3 vmap check runs,
+//   2 op counts); paper_point ~5 s (7 configurations x 200 calls + graphs of microsecond kernels,
+//   fp64 oracle and exact VJP at 64k positions); compat ~5 s (2 input sets, serial compat kernel
+//   ~1 ms per call, 2 literal vmap correctness calls); sweep ~40 s (per N 7 configurations x 210
+//   calls, <= 0.2 s at 2^20; fp64 oracle + VJP on the CPU up to 2^24 positions, ~5 s at the largest;
+//   the serial compat kernel 4 calls, ~0.2 s each at 2^20). Total ~2-3 minutes. Every phase prints
+//   its progress on stderr (the same-work check runs their measured per-call time, a projected
+//   total, and each repeat its ETA), so an overrun shows where its time went.
 
 #include "accuracy.h"
 #include "same_work.h"
@@ -96,6 +120,19 @@ constexpr double kBytesFwd = 12.0;     // per position, see the file comment
 constexpr double kBytesBwd = 16.0;
 constexpr double kBytesFwdBwd = kBytesFwd + kBytesBwd;
 
+// The GPU phases, in the order they run. The CPU row, the copy bandwidth and the empty-kernel floor
+// run in every part (a few seconds). A run writes the summary keys of the parts it ran only, and
+// names them in summary/parts_run.
+const std::vector<std::string>& all_parts() {
+  static const std::vector<std::string> p = {"same_work", "paper_point", "compat", "sweep"};
+  return p;
+}
+
+// Wall-clock seconds since the process started its GPU phases, for the progress lines.
+[[maybe_unused]] double since_s(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 json skipped_row(const std::string& path, int64_t B, int64_t N) {
   return {{"path", path}, {"batch", B}, {"n", N}, {"status", "skipped: this build has no CUDA BK-Core kernels"}};
 }
@@ -123,13 +160,23 @@ int main(int argc, char** argv) {
                "LU inverse (O(N^3) each)")
       .add_int("oracle_max_elems", 1, int64_t(1) << 28, "largest B N checked against the fp64 CPU oracle in the sweep")
       .add_int("copy_bytes", 1 << 20, int64_t(1) << 34, "bytes of the device-to-device copy that sets the bandwidth ceiling")
-      .add_int("cpu_repeats", 1, 1000, "timed calls of the CPU rows");
+      .add_int("cpu_repeats", 1, 1000, "timed calls of the CPU rows")
+      .add_string_list("parts", all_parts(), "GPU phases to run, in this order whatever the list's order (see the "
+                       "file comment); the run's summary names them in parts_run");
 
   return rbk::run_experiment(argc, argv, spec, [](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
     const int64_t B = cfg.get_int("batch"), N = cfg.get_int("n");
     const int warmup = static_cast<int>(cfg.get_int("warmup")), repeats = static_cast<int>(cfg.get_int("repeats"));
     (void)warmup;  // used by the CUDA rows only
     (void)repeats;
+    const std::vector<std::string> parts_asked = cfg.get_string_list("parts");
+    auto part = [&parts_asked](const char* name) {
+      return std::find(parts_asked.begin(), parts_asked.end(), name) != parts_asked.end();
+    };
+    json parts_run = json::array();
+    for (const auto& p : all_parts())
+      if (part(p.c_str())) parts_run.push_back(p);
+    out.summary["parts_run"] = parts_run;
     out.summary["paper_batch"] = B;
     out.summary["paper_n"] = N;
 
@@ -167,11 +214,16 @@ int main(int argc, char** argv) {
                      te.single.median_s * 1e6, te.graph.median_s * 1e6);
       }
 
+      const auto t_gpu = std::chrono::steady_clock::now();
       // ---- claim C17's deciding comparison: same work, same inputs (same_work.cpp) ----
-      run_same_work(cfg, out);
+      if (part("same_work")) {
+        run_same_work(cfg, out);
+        std::fprintf(stderr, "[kernel_speed] +%.1f s: same_work done\n", since_s(t_gpu));
+      }
 
       // ---- the paper point on the model's inputs: all stable paths, times and correctness ----
       for (const bool causal : {false, true}) {
+        if (!part("paper_point")) break;
         StableRig rig(B, N, causal);
         rig.fwd(current_stream());
         rig.bwd(current_stream());
@@ -228,7 +280,7 @@ int main(int argc, char** argv) {
                      tag.c_str(), algo_name(rig.default_algorithm()), (long long)B, (long long)N, tf.single.median_s * 1e6,
                      tf.graph.median_s * 1e6, af.rel_err, tfb.single.median_s * 1e6, tfb.graph.median_s * 1e6, ag.rel_err);
       }
-      {
+      if (part("paper_point")) {
         // Through the LibTorch entry (allocation + launch), as a model layer would call it.
         const Tensor v = torch::randn({B, N}, torch::TensorOptions().device(torch::kCUDA));
         const auto t = time_cuda([&] { (void)rbk::cuda::bk_features_cuda(v, kModelZ, rbk::BkContext::Bidirectional); }, warmup, repeats);
@@ -236,6 +288,7 @@ int main(int argc, char** argv) {
                             {"status", "ok"}, {"timing", timing_json(t)}, {"median_us", t.median_s * 1e6}});
         out.summary["stable_torch_entry_fwd_us"] = t.median_s * 1e6;
       }
+      if (part("paper_point")) std::fprintf(stderr, "[kernel_speed] +%.1f s: paper_point done\n", since_s(t_gpu));
       // Compat Triton-like kernel and vmap baseline on the benchmark's inputs and on the model's.
       struct InputSet {
         std::string name;
@@ -243,8 +296,8 @@ int main(int argc, char** argv) {
         c10::complex<double> z;
       };
       std::vector<InputSet> sets;
-      sets.push_back({"benchmark_inputs", draw_benchmark_inputs(B, N), kBenchmarkZ});
-      sets.push_back({"laplacian", rbk::laplacian_with_potential(torch::randn({B, N})), kModelZ});
+      if (part("compat")) sets.push_back({"benchmark_inputs", draw_benchmark_inputs(B, N), kBenchmarkZ});
+      if (part("compat")) sets.push_back({"laplacian", rbk::laplacian_with_potential(torch::randn({B, N})), kModelZ});
       for (const auto& s : sets) {
         const Tensor ref = oracle_features(s.h, s.z, rbk::BkContext::Bidirectional);
         const bool ref_ok = torch::isfinite(ref).all().item<bool>();
@@ -283,10 +336,14 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "[kernel_speed] vmap literal (%s): rel err %.3g, zeros %.4f\n", s.name.c_str(), av.rel_err,
                      av.zero_fraction);
       }
-      out.summary["speedup_stable_vs_compat_triton_like"] =
-          out.summary["compat_triton_like_fwd_us"].get<double>() / out.summary["stable_fwd_us"].get<double>();
-      out.summary["speedup_stable_vs_compat_triton_like_graph"] =
-          out.summary["compat_triton_like_fwd_graph_us"].get<double>() / out.summary["stable_fwd_graph_us"].get<double>();
+      const bool have_paper_and_compat = part("paper_point") && part("compat");
+      if (have_paper_and_compat) {
+        out.summary["speedup_stable_vs_compat_triton_like"] =
+            out.summary["compat_triton_like_fwd_us"].get<double>() / out.summary["stable_fwd_us"].get<double>();
+        out.summary["speedup_stable_vs_compat_triton_like_graph"] =
+            out.summary["compat_triton_like_fwd_graph_us"].get<double>() / out.summary["stable_fwd_graph_us"].get<double>();
+      }
+      if (part("compat")) std::fprintf(stderr, "[kernel_speed] +%.1f s: compat done\n", since_s(t_gpu));
 
       // ---- sweep over N at sweep_batch ----
       const int64_t SB = cfg.get_int("sweep_batch");
@@ -294,8 +351,12 @@ int main(int argc, char** argv) {
       std::vector<int64_t> sweep = cfg.get_int_list("sweep_n");
       const int64_t large_n = cfg.get_int("large_n");
       if (std::find(sweep.begin(), sweep.end(), large_n) == sweep.end()) sweep.push_back(large_n);
+      if (!part("sweep")) sweep.clear();
       std::vector<double> sw_n, sw_fwd, sw_fb, sw_compat, sw_pct, sw_scan, sw_window;
-      for (const int64_t n : sweep) {
+      for (size_t point = 0; point < sweep.size(); ++point) {
+        const int64_t n = sweep[point];
+        std::fprintf(stderr, "[kernel_speed] +%.1f s: sweep N=%lld starting (point %zu of %zu)\n", since_s(t_gpu), (long long)n,
+                     point + 1, sweep.size());
         StableRig rig(SB, n, false);
         rig.fwd(current_stream());
         rig.bwd(current_stream());
@@ -370,17 +431,22 @@ int main(int argc, char** argv) {
                      (long long)SB, (long long)n, algo_name(rig.default_algorithm()), tf.median_s * 1e6, gbps,
                      100.0 * gbps / copy_gbps, best_scan, best_window, tfb.median_s * 1e6, compat_us);
       }
-      out.arrays.push_back(rbk::make_array("sweep/n", sw_n, "1", "sequence length N of each sweep point"));
-      out.arrays.push_back(rbk::make_array("sweep/stable_fwd_us", sw_fwd, "us", "stable CUDA forward (default algorithm), median"));
-      out.arrays.push_back(rbk::make_array("sweep/stable_scan_fwd_us", sw_scan, "us", "scan forward, faster block shape, median"));
-      out.arrays.push_back(rbk::make_array("sweep/stable_window_fwd_us", sw_window, "us",
-                                           "window forward, faster positions-per-thread, median"));
-      out.arrays.push_back(rbk::make_array("sweep/stable_fwd_bwd_us", sw_fb, "us", "stable CUDA forward + exact backward, median"));
-      out.arrays.push_back(rbk::make_array("sweep/compat_triton_like_fwd_us", sw_compat, "us",
-                                           "Triton-like compat kernel on the benchmark inputs (NaN: not run)"));
-      out.arrays.push_back(rbk::make_array("sweep/stable_fwd_pct_copy_bw", sw_pct, "%",
-                                           "forward effective bandwidth (12 B/position) as % of measured D2D copy"));
-      // Issue 3's targets, judged on both timings (the graph replay is the per-call cost inside a step).
+      if (part("sweep")) {
+        std::fprintf(stderr, "[kernel_speed] +%.1f s: sweep done\n", since_s(t_gpu));
+        out.arrays.push_back(rbk::make_array("sweep/n", sw_n, "1", "sequence length N of each sweep point"));
+        out.arrays.push_back(rbk::make_array("sweep/stable_fwd_us", sw_fwd, "us", "stable CUDA forward (default algorithm), median"));
+        out.arrays.push_back(rbk::make_array("sweep/stable_scan_fwd_us", sw_scan, "us", "scan forward, faster block shape, median"));
+        out.arrays.push_back(rbk::make_array("sweep/stable_window_fwd_us", sw_window, "us",
+                                             "window forward, faster positions-per-thread, median"));
+        out.arrays.push_back(rbk::make_array("sweep/stable_fwd_bwd_us", sw_fb, "us", "stable CUDA forward + exact backward, median"));
+        out.arrays.push_back(rbk::make_array("sweep/compat_triton_like_fwd_us", sw_compat, "us",
+                                             "Triton-like compat kernel on the benchmark inputs (NaN: not run)"));
+        out.arrays.push_back(rbk::make_array("sweep/stable_fwd_pct_copy_bw", sw_pct, "%",
+                                             "forward effective bandwidth (12 B/position) as % of measured D2D copy"));
+      }
+      // Issue 3's targets, judged on both timings (the graph replay is the per-call cost inside a step);
+      // they need the paper point and the compat rows too.
+      if (!have_paper_and_compat) return;
       json targets = {{"fwd_le_10us", out.summary["stable_fwd_us"].get<double>() <= 10.0},
                       {"fwd_le_10us_graph", out.summary["stable_fwd_graph_us"].get<double>() <= 10.0},
                       {"fwd_bwd_le_25us", out.summary["stable_fwd_bwd_us"].get<double>() <= 25.0},

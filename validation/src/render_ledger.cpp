@@ -6,6 +6,7 @@
 #include "render_common.h"
 
 #include <algorithm>
+#include <map>
 #include <sstream>
 
 namespace rbk::validation {
@@ -168,9 +169,17 @@ std::string render_claims_markdown(const Registry& registry, const std::vector<C
     if (!c->note.empty()) o << "- Note: " << c->note << "\n";
     o << "- **The method as described: " << to_string(v.corrected.verdict) << "** (" << v.corrected.reason << ")\n";
     o << "- **The authors' code: " << to_string(v.compat.verdict) << "** (" << v.compat.reason << ")\n";
+    std::map<std::string, std::vector<std::string>> stale_files;  // evidence -> parts reading it
     for (const auto* list : {&v.parts, &v.audit_checks}) {
       for (const auto& r : *list) {
-        if (r.stale) o << "- Judged on a STALE result: " << r.part_id << " (" << r.evidence << ")\n";
+        if (r.stale) stale_files[r.evidence].push_back(r.part_id);
+      }
+    }
+    for (const auto& kv : stale_files) {
+      o << "- Judged on a STALE result: " << kv.first << " (read by " << join(kv.second, ", ") << ")\n";
+    }
+    for (const auto* list : {&v.parts, &v.audit_checks}) {
+      for (const auto& r : *list) {
         if (changed_after_result(r)) o << "- Rule " << r.part_id << " " << r.change->text() << "\n";
       }
     }

@@ -232,12 +232,19 @@ RuleResult evaluate_rule_on_document(const Rule& rule, const json& doc, const st
 RuleResult evaluate_falsifier(const ClaimPart& part, std::size_t family_size) {
   const Rule& rule = part.rule;
   json doc = json::object();
-  doc[json::json_pointer(rule.value)] = part.falsifier.value;
-  if (rule.op == "paired_ttest") doc[json::json_pointer(rule.other)] = part.falsifier.other;
-  if (rule.target_is_pointer()) {
-    doc[json::json_pointer(rule.target.at("pointer").get<std::string>())] = part.falsifier.target_value;
+  RuleResult r;
+  try {
+    doc[json::json_pointer(rule.value)] = part.falsifier.value;
+    if (rule.op == "paired_ttest") doc[json::json_pointer(rule.other)] = part.falsifier.other;
+    if (rule.target_is_pointer()) {
+      doc[json::json_pointer(rule.target.at("pointer").get<std::string>())] = part.falsifier.target_value;
+    }
+    r = evaluate_rule_on_document(rule, doc, "the falsifier of " + part.id, family_size);
+  } catch (const std::exception& e) {
+    // E.g. the value pointer is a prefix of the target pointer: no document holds both.
+    r.outcome = Outcome::Error;
+    r.reason = "the falsifier's values cannot be placed at the rule's pointers: " + std::string(e.what());
   }
-  RuleResult r = evaluate_rule_on_document(rule, doc, "the falsifier of " + part.id, family_size);
   r.part_id = part.id;
   r.statement = part.statement;
   r.face = part.face;

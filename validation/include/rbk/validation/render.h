@@ -1,7 +1,9 @@
-// Renders the claims ledger (paper/CLAIMS.md, paper/verdicts.json) and the seeds' tables with
-// the paper's columns and ours side by side (paper/tables/<id>.md and .tex). Every file starts
-// with the program and the result files (with their git commits) that made it, and carries no
-// timestamp, so regenerating from the same results gives byte-identical files.
+// Renders the claims ledger (paper/CLAIMS.md, paper/verdicts.json: both verdicts of every claim,
+// stale results, rules changed after their results, failed runs) and the seeds' tables with the
+// paper's columns and ours side by side (paper/tables/<id>.md and .tex; an array cell prints as
+// "mean [lo, hi] (n=k)", the 95 % Student-t interval). Every file starts with the program and the
+// result files (with their git commits, staleness and provenance check) that made it, and carries
+// no timestamp, so regenerating from the same results and history gives byte-identical files.
 #pragma once
 #include "rbk/validation/registry.h"
 #include "rbk/validation/result_store.h"
