@@ -1,6 +1,7 @@
 // RunContext: provenance recorded in every result file (issue 16: a self-declared commit must be
 // checkable, and a CPU timing must say which BLAS and how fast a GEMM was on that machine).
 #include "rbk/run_context.h"
+#include "rbk/shell_command.h"
 
 #include "rbk/results.h"
 #include "rbk/torch_compat.h"
@@ -29,26 +30,12 @@ namespace rbk {
 namespace fs = std::filesystem;
 namespace {
 
-// Runs a shell command, returns its stdout and exit status (output trimmed of trailing space).
+// Runs a shell command, returns its stdout trimmed of trailing space, and its exit status.
 std::string run_capture(const std::string& cmd, int* status) {
-  std::string out;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) {
-    *status = -1;
-    return out;
-  }
-  std::array<char, 512> buf{};
-  while (fgets(buf.data(), buf.size(), pipe)) out += buf.data();
-  *status = pclose(pipe);
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out;
-}
-
-// A word for /bin/sh: single-quoted, embedded quotes closed and escaped.
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
-  return q + "'";
+  ShellCommandResult r = run_shell_command(cmd);
+  *status = r.status;
+  while (!r.output.empty() && (r.output.back() == '\n' || r.output.back() == ' ')) r.output.pop_back();
+  return r.output;
 }
 
 bool is_hex40(const std::string& s) {

@@ -1,40 +1,21 @@
 // Read-only git queries for the ledger (see git_repo.h).
 #include "rbk/validation/git_repo.h"
 
-#include <array>
-#include <cstdio>
+#include "rbk/shell_command.h"
+
 #include <filesystem>
-#include <sys/wait.h>
 
 namespace rbk::validation {
 
 namespace fs = std::filesystem;
 
-std::string shell_quote(const std::string& arg) {
-  std::string out = "'";
-  for (char c : arg) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
-}
-
 namespace {
 
 // Runs a shell command and returns stdout when it exits 0.
 std::optional<std::string> capture(const std::string& command) {
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (!pipe) return std::nullopt;
-  std::string out;
-  std::array<char, 4096> buf{};
-  std::size_t n = 0;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  const int status = ::pclose(pipe);
-  if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return std::nullopt;
-  return out;
+  ShellCommandResult r = run_shell_command(command);
+  if (!r.exited_zero()) return std::nullopt;
+  return std::move(r.output);
 }
 
 std::string trim(std::string s) {

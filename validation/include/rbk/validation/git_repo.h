@@ -3,6 +3,8 @@
 // the shell; stderr is discarded. Where there is no git, or the directory is not in a work tree,
 // or a commit is unknown, the answers are empty/unknown and the caller says so: never a crash.
 #pragma once
+#include "rbk/shell_command.h"
+
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -49,7 +51,7 @@ class GitRepo {
   bool available_ = false;
 };
 
-// Quotes one argument for /bin/sh: 'it'\''s' style; safe for any byte except NUL.
-std::string shell_quote(const std::string& arg);
+// Quoting for /bin/sh is core's (rbk/shell_command.h), shared with the provenance capture.
+using rbk::shell_quote;
 
 }  // namespace rbk::validation
