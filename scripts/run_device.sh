@@ -98,7 +98,7 @@ for stage in "$@"; do
       echo "bench rc=$?"; grep -E "median" "$OUT/bench.log" | head -20 ;;
     scan_speed) run_exp scan_kernel_speed scan_kernel_speed ;;
     lm_throughput) run_exp lm_throughput lm_throughput ;;
-    lm_throughput_fp32) run_exp lm_throughput lm_throughput/fp32 precision=fp32 ;;
+    lm_throughput_fp32) run_exp lm_throughput lm_throughput/fp32 train.precision=fp32 ;;
     train_poc) run_exp train_poc train_poc ;;
     *) echo "run_device.sh: unknown stage '$stage'" >&2; exit 2 ;;
   esac

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -120,6 +121,13 @@ ConfigSchema& ConfigSchema::add_string_list(const std::string& key, std::vector<
   return *this;
 }
 
+ConfigSchema& ConfigSchema::add(ParamSpec spec) {
+  if (find(spec.key)) throw ConfigError("config schema: key '" + spec.key + "' is registered twice (a program bug)");
+  if (!spec.default_value.is_null()) spec.default_value = validate_value(spec, spec.default_value, "default of the schema");
+  params_.push_back(std::move(spec));
+  return *this;
+}
+
 const ParamSpec* ConfigSchema::find(const std::string& key) const {
   for (const auto& p : params_)
     if (p.key == key) return &p;
@@ -128,7 +136,11 @@ const ParamSpec* ConfigSchema::find(const std::string& key) const {
 
 std::string ConfigSchema::describe() const {
   std::ostringstream o;
-  for (const auto& p : params_) o << "  " << p.key << " : " << allowed_text(p) << "\n      " << p.help << "\n";
+  for (const auto& p : params_) {
+    o << "  " << p.key << " : " << allowed_text(p);
+    if (!p.default_value.is_null()) o << " (default " << p.default_value.dump() << ")";
+    o << "\n      " << p.help << "\n";
+  }
   return o.str();
 }
 
@@ -201,6 +213,34 @@ json parse_override_value(const ParamSpec& s, const std::string& text) {
   return validate_value(s, arr, origin);
 }
 
+void apply_option_object(const ConfigSchema& schema, const json& obj, const std::string& where, json& values) {
+  if (!obj.is_object()) throw ConfigError(where + ": expected a JSON object of option keys");
+  std::set<std::string> seen;
+  std::function<void(const json&, const std::string&)> take = [&](const json& o, const std::string& prefix) {
+    for (auto it = o.begin(); it != o.end(); ++it) {
+      if (it.key().rfind("_", 0) == 0) continue;  // "_comment" and friends
+      const std::string key = prefix + it.key();
+      const ParamSpec* spec = schema.find(key);
+      if (!spec && it.value().is_object()) {
+        take(it.value(), key + ".");
+        continue;
+      }
+      if (!spec) throw ConfigError(where + ": unknown key '" + key + "'; allowed keys:\n" + schema.describe());
+      if (!seen.insert(key).second) throw ConfigError(where + ": key '" + key + "' is given twice (flat and nested)");
+      values[key] = validate_value(*spec, it.value(), where);
+    }
+  };
+  take(obj, "");
+}
+
+void fill_option_defaults(const ConfigSchema& schema, const std::string& where, json& values) {
+  for (const auto& p : schema.params()) {
+    if (values.contains(p.key)) continue;
+    if (p.default_value.is_null()) throw ConfigError(where + ": missing key '" + p.key + "' (" + p.help + ")");
+    values[p.key] = p.default_value;
+  }
+}
+
 Config load_config(const ConfigSchema& schema, const std::string& preset_path, const std::string& preset_name,
                    const std::vector<std::string>& overrides) {
   std::ifstream in(preset_path);
@@ -213,15 +253,9 @@ Config load_config(const ConfigSchema& schema, const std::string& preset_path, c
   }
   if (!raw.is_object()) throw ConfigError("preset file '" + preset_path + "' must hold a JSON object");
   json values = json::object();
-  for (auto it = raw.begin(); it != raw.end(); ++it) {
-    if (it.key().rfind("_", 0) == 0) continue;  // "_comment" and friends
-    const ParamSpec* spec = schema.find(it.key());
-    if (!spec) throw ConfigError("preset file '" + preset_path + "': unknown key '" + it.key() + "'; allowed keys:\n" + schema.describe());
-    values[it.key()] = validate_value(*spec, it.value(), "preset file '" + preset_path + "'");
-  }
-  for (const auto& p : schema.params())
-    if (!values.contains(p.key))
-      throw ConfigError("preset file '" + preset_path + "': missing key '" + p.key + "' (" + p.help + ")");
+  const std::string where = "preset file '" + preset_path + "'";
+  apply_option_object(schema, raw, where, values);
+  fill_option_defaults(schema, where, values);
   for (const auto& o : overrides) {
     const auto eq = o.find('=');
     if (eq == std::string::npos || eq == 0) throw ConfigError("override '" + o + "' is not of the form key=value");

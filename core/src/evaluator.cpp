@@ -26,7 +26,8 @@ EvalResult finish(double total_nll, int64_t scored, const TokenStream& s) {
 }  // namespace
 
 EvalResult evaluate_language_model(LanguageModel& model, const TokenStream& s, int64_t batch_size, int64_t seq_len,
-                                   BatchLayout layout, torch::Device device, const std::string& precision) {
+                                   BatchLayout layout, torch::Device device, const std::string& precision,
+                                   int64_t loss_chunk_tokens) {
   const bool bf16 = wants_bf16_autocast(precision, device);
   const int64_t V = model.config().vocab_size;
   TORCH_CHECK(s.ids.max().item<int64_t>() < V, "evaluate: ", s.source, " has token ids >= vocabulary size ", V);
@@ -46,14 +47,7 @@ EvalResult evaluate_language_model(LanguageModel& model, const TokenStream& s, i
       x = x.t();
       y = y.t();
     }
-    torch::Tensor nll;
-    {
-      AutocastGuard autocast(bf16);
-      auto logits = model.forward(x.contiguous()).to(torch::kFloat32);
-      nll = torch::nn::functional::cross_entropy(logits.reshape({-1, V}), y.reshape({-1}),
-                                                 torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-    }
-    total_t += nll.to(torch::kDouble);
+    total_t += language_model_nll_sum(model, x, y, bf16, loss_chunk_tokens).to(torch::kDouble);
     scored += y.numel();
   }
   model.train(was_training);

@@ -1,6 +1,7 @@
 // ResNet-BK language model (PoC and paper-time forms) and the model factory (see lm_model.h;
 // upstream-audit §2.1, §2.3, §4.2; claim C05).
 #include "rbk/lm_model.h"
+#include "rbk/block_checkpoint.h"
 #include "rbk/mamba_lm.h"
 #include "rbk/prime_bump.h"
 #include "rbk/rwkv_lm.h"
@@ -9,101 +10,8 @@
 #include <stdexcept>
 
 namespace rbk {
-namespace {
 
-void check_choice(const std::string& key, const std::string& v, std::initializer_list<const char*> allowed) {
-  std::string list;
-  for (const char* a : allowed) {
-    if (v == a) return;
-    list += (list.empty() ? "" : ", ") + std::string(a);
-  }
-  throw std::invalid_argument("model config '" + key + "' = '" + v + "': expected one of " + list);
-}
-
-void check_range(const std::string& key, double v, double lo, double hi) {
-  if (!(v >= lo && v <= hi))
-    throw std::invalid_argument("model config '" + key + "' = " + std::to_string(v) + ": expected a value in [" +
-                                std::to_string(lo) + ", " + std::to_string(hi) + "]");
-}
-
-}  // namespace
-
-nlohmann::json LmConfig::to_json() const {
-  return {{"arch", arch}, {"vocab_size", vocab_size}, {"d_model", d_model}, {"n_layers", n_layers},
-          {"n_seq", n_seq}, {"dropout", dropout}, {"init", init}, {"block", block},
-          {"num_experts", num_experts}, {"top_k", top_k}, {"router", router},
-          {"legacy_scattering_scale", legacy_scattering_scale}, {"scattering_epsilon", scattering_epsilon},
-          {"bk_forward", bk_forward}, {"bk_gradient", bk_gradient}, {"bk_context", bk_context},
-          {"prime_bump", prime_bump}, {"prime_bump_scale", prime_bump_scale},
-          {"prime_bump_epsilon", prime_bump_epsilon}, {"n_heads", n_heads}, {"ffn_dim", ffn_dim},
-          {"tie_weights", tie_weights}, {"expand", expand}, {"d_state", d_state}, {"d_conv", d_conv},
-          {"dt_rank", dt_rank}};
-}
-
-LmConfig LmConfig::from_json(const nlohmann::json& j) {
-  if (!j.is_object()) throw std::invalid_argument("model config: expected a JSON object");
-  LmConfig c;
-  const auto defaults = c.to_json();
-  for (auto it = j.begin(); it != j.end(); ++it)
-    if (!defaults.contains(it.key())) throw std::invalid_argument("model config: unknown key '" + it.key() + "'");
-  auto get = [&](const char* key, auto& field) {
-    if (!j.contains(key)) return;
-    try {
-      field = j.at(key).get<std::remove_reference_t<decltype(field)>>();
-    } catch (const std::exception&) {
-      throw std::invalid_argument(std::string("model config '") + key + "' = " + j.at(key).dump() + ": wrong type");
-    }
-  };
-  get("arch", c.arch); get("vocab_size", c.vocab_size); get("d_model", c.d_model); get("n_layers", c.n_layers);
-  get("n_seq", c.n_seq); get("dropout", c.dropout); get("init", c.init); get("block", c.block);
-  get("num_experts", c.num_experts); get("top_k", c.top_k); get("router", c.router);
-  get("legacy_scattering_scale", c.legacy_scattering_scale); get("scattering_epsilon", c.scattering_epsilon);
-  get("bk_forward", c.bk_forward); get("bk_gradient", c.bk_gradient); get("bk_context", c.bk_context);
-  get("prime_bump", c.prime_bump); get("prime_bump_scale", c.prime_bump_scale);
-  get("prime_bump_epsilon", c.prime_bump_epsilon); get("n_heads", c.n_heads); get("ffn_dim", c.ffn_dim);
-  get("tie_weights", c.tie_weights); get("expand", c.expand); get("d_state", c.d_state); get("d_conv", c.d_conv);
-  get("dt_rank", c.dt_rank);
-  c.validate();
-  return c;
-}
-
-void LmConfig::validate() const {
-  check_choice("arch", arch, {"resnet_bk", "transformer", "mamba", "rwkv"});
-  check_range("vocab_size", static_cast<double>(vocab_size), 2, 1e8);
-  check_range("d_model", static_cast<double>(d_model), 1, 1e6);
-  check_range("n_layers", static_cast<double>(n_layers), 1, 1e4);
-  check_range("n_seq", static_cast<double>(n_seq), 1, 1e9);
-  check_range("dropout", dropout, 0, 0.99);
-  check_choice("init", init, {"torch_default", "papertime"});
-  if (arch == "resnet_bk") {
-    check_choice("block", block, {"poc", "papertime"});
-    check_range("num_experts", static_cast<double>(num_experts), 1, 1e4);
-    check_range("top_k", static_cast<double>(top_k), 1, 1e4);
-    parse_router(router);
-    parse_forward_mode(bk_forward);
-    parse_gradient_mode(bk_gradient);
-    parse_context(bk_context);
-    check_choice("prime_bump", prime_bump, {"none", "simple", "potential"});
-    if (router == "scattering_phase" && block != "papertime")
-      throw std::invalid_argument("model config 'router' = 'scattering_phase' needs block = 'papertime' (it routes by "
-                                  "the BK-Core output, which the PoC block computes after the MoE)");
-    if (bk_context == "causal" && bk_forward != "stable")
-      throw std::invalid_argument("model config 'bk_context' = 'causal' needs bk_forward = 'stable' (got '" + bk_forward + "')");
-  } else if (arch == "mamba") {
-    check_range("expand", static_cast<double>(expand), 1, 64);
-    check_range("d_state", static_cast<double>(d_state), 1, 256);
-    check_range("d_conv", static_cast<double>(d_conv), 1, 64);
-    check_range("dt_rank", static_cast<double>(dt_rank), 0, 1e6);
-  } else if (arch == "rwkv") {
-    check_range("ffn_dim", static_cast<double>(ffn_dim), 1, 1e8);
-  } else {
-    check_range("n_heads", static_cast<double>(n_heads), 1, 1e4);
-    check_range("ffn_dim", static_cast<double>(ffn_dim), 1, 1e8);
-    if (d_model % n_heads != 0)
-      throw std::invalid_argument("model config: d_model " + std::to_string(d_model) + " is not a multiple of n_heads " +
-                                  std::to_string(n_heads));
-  }
-}
+// LmConfig::to_json, from_json and validate are built from the model field table in options.cpp.
 
 int64_t count_parameters(const torch::nn::Module& m) {
   int64_t n = 0;
@@ -126,10 +34,12 @@ ResNetBkLm::ResNetBkLm(const LmConfig& c) : LanguageModel(c) {
   bk_.forward = parse_forward_mode(c.bk_forward);
   bk_.gradient = parse_gradient_mode(c.bk_gradient);
   bk_.context = parse_context(c.bk_context);
+  bk_.z = c10::complex<double>(c.bk_z_real, c.bk_z_imag);
   router_ = parse_router(c.router);
+  position_ = resolve_position(c);  // also rejects Prime-Bump without the learned table
   const int64_t D = c.d_model;
   tok_emb_ = register_module("tok_emb", torch::nn::Embedding(c.vocab_size, D));
-  pos_emb_ = register_module("pos_emb", torch::nn::Embedding(c.n_seq, D));
+  if (position_ == PositionMode::Learned) pos_emb_ = register_module("pos_emb", torch::nn::Embedding(c.n_seq, D));
   for (int64_t l = 0; l < c.n_layers; ++l) blocks_.push_back(make_resnet_bk_block(*this, "block" + std::to_string(l) + "_", c));
   final_norm_ = register_module("final_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({D})));
   head_ = register_module("head", torch::nn::Linear(D, c.vocab_size));
@@ -139,7 +49,7 @@ ResNetBkLm::ResNetBkLm(const LmConfig& c) : LanguageModel(c) {
 void init_papertime_weights(torch::nn::Module& model, torch::nn::Embedding& tok_emb, torch::nn::Embedding& pos_emb) {
   torch::NoGradGuard ng;
   torch::nn::init::normal_(tok_emb->weight, 0.0, 0.02);
-  torch::nn::init::normal_(pos_emb->weight, 0.0, 0.02);
+  if (!pos_emb.is_empty()) torch::nn::init::normal_(pos_emb->weight, 0.0, 0.02);  // empty: no learned table
   for (auto& m : model.modules(false)) {
     if (auto* lin = m->as<torch::nn::Linear>()) {
       torch::nn::init::xavier_uniform_(lin->weight);
@@ -202,13 +112,23 @@ torch::Tensor resnet_bk_block_forward(ResNetBkBlock& b, const torch::Tensor& h, 
   return m + b.bk_scale * b.out_proj->forward(f.clamp(-10.0, 10.0));
 }
 
-torch::Tensor ResNetBkLm::forward(const torch::Tensor& ids) {
+torch::Tensor ResNetBkLm::forward_features(const torch::Tensor& ids) {
   TORCH_CHECK(ids.dim() == 2, "ResNetBkLm: ids must be (B, n), got ", ids.sizes());
   TORCH_CHECK(ids.size(1) <= config_.n_seq, "ResNetBkLm: sequence length ", ids.size(1), " exceeds n_seq ", config_.n_seq);
-  auto pos = torch::arange(ids.size(1), ids.options());
-  auto h = tok_emb_->forward(ids) + pos_emb_->forward(pos).unsqueeze(0);
-  for (auto& b : blocks_) h = h + resnet_bk_block_forward(b, h, bk_);
-  return head_->forward(final_norm_->forward(h));
+  const int64_t n = ids.size(1);
+  auto h = tok_emb_->forward(ids);  // (B, n, D)
+  if (position_ == PositionMode::Learned) {
+    h = h + pos_emb_->forward(torch::arange(n, ids.options())).unsqueeze(0);
+  } else if (position_ == PositionMode::Sinusoidal) {
+    h = h + sinusoidal_amplitude(config_) * sinusoidal_positions(n, config_.d_model, h.options()).unsqueeze(0);
+  }
+  for (auto& b : blocks_) {
+    // Captures the block by reference: blocks_ never changes after construction, and the model
+    // outlives the backward pass that a checkpointed block's graph keeps the closure for.
+    const BlockFunction block = [this, &b](const torch::Tensor& x) { return x + resnet_bk_block_forward(b, x, bk_); };
+    h = run_block(block, h, checkpoint_blocks_);
+  }
+  return final_norm_->forward(h);
 }
 
 torch::Tensor ResNetBkLm::expert_counts() const {

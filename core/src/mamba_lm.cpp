@@ -1,6 +1,8 @@
 // Mamba-1 LM baseline (see mamba_lm.h; issue 7).
 #include "rbk/mamba_lm.h"
 
+#include "rbk/block_checkpoint.h"
+
 #include <cmath>
 
 namespace rbk {
@@ -70,6 +72,7 @@ torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
 MambaLm::MambaLm(const LmConfig& c) : LanguageModel(c) {
   c.validate();
   TORCH_CHECK(c.arch == "mamba", "MambaLm: config arch must be 'mamba', got '", c.arch, "'");
+  check_position_supported(c);  // none only: the recurrence carries order
   const int64_t D = c.d_model;
   tok_emb_ = register_module("tok_emb", torch::nn::Embedding(c.vocab_size, D));
   drop_ = register_module("drop", torch::nn::Dropout(c.dropout));
@@ -85,13 +88,18 @@ MambaLm::MambaLm(const LmConfig& c) : LanguageModel(c) {
   torch::nn::init::normal_(tok_emb_->weight, 0.0, 0.02);
 }
 
-torch::Tensor MambaLm::forward(const torch::Tensor& ids) {
+torch::Tensor MambaLm::forward_features(const torch::Tensor& ids) {
   TORCH_CHECK(ids.dim() == 2, "MambaLm: ids must be (B, n), got ", ids.sizes());
   TORCH_CHECK(ids.size(1) <= config_.n_seq, "MambaLm: sequence length ", ids.size(1), " exceeds n_seq ", config_.n_seq);
   auto h = drop_->forward(tok_emb_->forward(ids));  // (B, n, D)
-  for (size_t l = 0; l < blocks_.size(); ++l) h = h + drop_->forward(blocks_[l]->forward(norms_[l]->forward(h)));
-  const auto f = final_norm_->forward(h);
-  return config_.tie_weights ? torch::matmul(f, tok_emb_->weight.t()) : head_->forward(f);
+  for (size_t l = 0; l < blocks_.size(); ++l) {
+    // Module holders are shared pointers: the closure keeps the layer alive for a checkpointed graph.
+    const BlockFunction block = [norm = norms_[l], mixer = blocks_[l], drop = drop_](const torch::Tensor& x) mutable {
+      return x + drop->forward(mixer->forward(norm->forward(x)));
+    };
+    h = run_block(block, h, checkpoint_blocks_);
+  }
+  return final_norm_->forward(h);
 }
 
 std::shared_ptr<LanguageModel> make_mamba_lm(const LmConfig& config) { return std::make_shared<MambaLm>(config); }

@@ -1,6 +1,8 @@
 // Mixture-of-experts layer and its routers (see moe.h; upstream-audit §2.1, §3; claims C05, C09).
 #include "rbk/moe.h"
 
+#include "rbk/block_checkpoint.h"
+
 #include <cmath>
 #include <stdexcept>
 #include <vector>
@@ -171,7 +173,9 @@ torch::Tensor MoeImpl::forward(const torch::Tensor& x, const torch::Tensor& g) {
   // Counts stay on the device (no host sync per step); a slot counts when its weight is > 0,
   // so a non-resonant scattering token counts once.
   if (counts_.device() != x.device()) counts_ = counts_.to(x.device());
-  {
+  // A checkpointed block's backward recomputes this forward (block_checkpoint.h): its tokens were
+  // counted when the forward first ran.
+  if (!in_block_recompute()) {
     torch::NoGradGuard ng;
     auto used = w.detach().gt(0).to(torch::kInt64);
     counts_ += torch::zeros({E}, counts_.options()).index_add_(0, idx.reshape({-1}), used.reshape({-1}));

@@ -1,6 +1,8 @@
 // RWKV-4 language model (see rwkv_lm.h; issue 7, baseline of the claim C05 comparison).
 #include "rbk/rwkv_lm.h"
 
+#include "rbk/block_checkpoint.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -90,6 +92,7 @@ Tensor RwkvBlockImpl::forward(const Tensor& x) {
 RwkvLm::RwkvLm(const LmConfig& c) : LanguageModel(c) {
   c.validate();
   TORCH_CHECK(c.arch == "rwkv", "RwkvLm: config arch must be 'rwkv', got '", c.arch, "'");
+  check_position_supported(c);  // none only: the recurrence (and token shift) carries order
   const int64_t C = c.d_model;
   tok_emb_ = register_module("tok_emb", torch::nn::Embedding(c.vocab_size, C));
   ln0_ = register_module("ln0", torch::nn::LayerNorm(torch::nn::LayerNormOptions({C})));
@@ -128,13 +131,16 @@ void RwkvLm::set_wkv_path(WkvPath path) {
   for (auto& b : blocks_) b->att->wkv_path = path;
 }
 
-Tensor RwkvLm::forward(const Tensor& ids) {
+Tensor RwkvLm::forward_features(const Tensor& ids) {
   TORCH_CHECK(ids.dim() == 2, "RwkvLm: ids must be (B, n), got ", ids.sizes());
   TORCH_CHECK(ids.size(1) <= config_.n_seq, "RwkvLm: sequence length ", ids.size(1), " exceeds n_seq ", config_.n_seq);
   Tensor x = ln0_->forward(tok_emb_->forward(ids));
-  for (auto& b : blocks_) x = b->forward(x);
-  const Tensor h = ln_out_->forward(x);
-  return config_.tie_weights ? torch::matmul(h, tok_emb_->weight.t()) : head_->forward(h);
+  for (auto& b : blocks_) {
+    // The module holder is a shared pointer: the closure keeps the block alive for a checkpointed graph.
+    const BlockFunction block = [b](const Tensor& h) mutable { return b->forward(h); };
+    x = run_block(block, x, checkpoint_blocks_);
+  }
+  return ln_out_->forward(x);
 }
 
 std::shared_ptr<LanguageModel> make_rwkv_lm(const LmConfig& config) { return std::make_shared<RwkvLm>(config); }

@@ -1,7 +1,11 @@
-// Language-model trainer with exact checkpoint resume (see trainer.h; upstream-audit §2.1, §2.4;
-// claim C05).
+// Language-model trainer with exact checkpoint resume, validation during training, the divergence
+// rule and peak memory (see trainer.h; upstream-audit §2.1, §2.4; claim C05, issue 17). The
+// checkpoint file format lives in lm_checkpoint.cpp.
 #include "rbk/trainer.h"
+#include "rbk/lm_loss.h"
+#include "rbk/evaluator.h"
 #include "rbk/results.h"
+#include "lm_checkpoint.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -15,17 +19,10 @@ namespace rbk {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-torch::Tensor string_tensor(const std::string& s) {
-  auto t = torch::empty({static_cast<int64_t>(s.size())}, torch::kUInt8);
-  if (!s.empty()) std::memcpy(t.data_ptr<uint8_t>(), s.data(), s.size());
-  return t;
-}
-
-std::string tensor_string(const torch::Tensor& t) {
-  auto c = t.to(torch::kCPU).contiguous();
-  return std::string(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), static_cast<size_t>(c.numel()));
-}
+using detail::epoch_json;
+using detail::load_checkpoint;
+using detail::save_checkpoint;
+using detail::TrainState;
 
 std::string fmt_duration(double s) {
   char b[32];
@@ -36,78 +33,7 @@ std::string fmt_duration(double s) {
   return b;
 }
 
-// Trainer position saved in checkpoints.
-struct TrainState {
-  int64_t epoch = 0, chunk = 0, step = 0;
-  double epoch_loss_sum = 0.0;
-  int64_t epoch_micro = 0, epoch_steps = 0;
-  double epoch_seconds = 0.0, total_seconds = 0.0, ema = 0.0;
-  int64_t tokens = 0;
-  std::vector<EpochStats> epochs;
-  std::vector<double> step_losses;
-};
-
-nlohmann::json epoch_json(const EpochStats& e) {
-  return {{"epoch", e.epoch}, {"steps", e.steps}, {"mean_loss", e.mean_loss}, {"train_ppl", e.train_ppl}, {"seconds", e.seconds}};
-}
-
-void save_checkpoint(const std::string& path, LanguageModel& model, torch::optim::Optimizer& optim, const TrainState& st,
-                     const nlohmann::json& extra) {
-  nlohmann::json meta{{"schema", "rbk.lm_checkpoint/1"}, {"model_config", model.config().to_json()}, {"extra", extra},
-                      {"epoch", st.epoch}, {"chunk", st.chunk}, {"step", st.step}, {"epoch_loss_sum", st.epoch_loss_sum},
-                      {"epoch_micro", st.epoch_micro}, {"epoch_steps", st.epoch_steps}, {"epoch_seconds", st.epoch_seconds},
-                      {"total_seconds", st.total_seconds}, {"ema", st.ema}, {"tokens", st.tokens}};
-  meta["epochs"] = nlohmann::json::array();
-  for (const auto& e : st.epochs) meta["epochs"].push_back(epoch_json(e));
-  torch::serialize::OutputArchive ar, ma, oa;
-  model.save(ma);
-  optim.save(oa);
-  ar.write("model", ma);
-  ar.write("optimizer", oa);
-  ar.write("meta", string_tensor(meta.dump()));
-  ar.write("step_losses", torch::tensor(st.step_losses.empty() ? std::vector<double>{} : st.step_losses, torch::kDouble));
-  ar.write("rng_cpu", at::detail::getDefaultCPUGenerator().get_state());
-  std::filesystem::path p(path);
-  if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-  const std::string tmp = path + ".tmp";
-  ar.save_to(tmp);
-  std::filesystem::rename(tmp, path);
-}
-
-void load_checkpoint(const std::string& path, LanguageModel& model, torch::optim::Optimizer& optim, TrainState& st,
-                     torch::Device device) {
-  torch::serialize::InputArchive ar, ma, oa;
-  ar.load_from(path, device);
-  torch::Tensor meta_t, losses, rng;
-  ar.read("meta", meta_t);
-  const auto meta = nlohmann::json::parse(tensor_string(meta_t));
-  if (meta.at("model_config") != model.config().to_json())
-    throw std::runtime_error(path + ": checkpoint model_config differs from the model being trained; delete it or use "
-                             "another checkpoint path");
-  ar.read("model", ma);
-  model.load(ma);
-  ar.read("optimizer", oa);
-  optim.load(oa);
-  ar.read("step_losses", losses);
-  ar.read("rng_cpu", rng);
-  auto gen = at::detail::getDefaultCPUGenerator();
-  gen.set_state(rng.to(torch::kCPU));
-  st.epoch = meta.at("epoch");
-  st.chunk = meta.at("chunk");
-  st.step = meta.at("step");
-  st.epoch_loss_sum = meta.at("epoch_loss_sum");
-  st.epoch_micro = meta.at("epoch_micro");
-  st.epoch_steps = meta.at("epoch_steps");
-  st.epoch_seconds = meta.at("epoch_seconds");
-  st.total_seconds = meta.at("total_seconds");
-  st.ema = meta.at("ema");
-  st.tokens = meta.at("tokens");
-  st.epochs.clear();
-  for (const auto& e : meta.at("epochs"))
-    st.epochs.push_back({e.at("epoch"), e.at("steps"), e.at("mean_loss"), e.at("train_ppl"), e.at("seconds")});
-  auto l = losses.to(torch::kCPU).contiguous();
-  st.step_losses.assign(l.data_ptr<double>(), l.data_ptr<double>() + l.numel());
-}
+int64_t max_known(int64_t a, int64_t b) { return a < 0 ? b : (b < 0 ? a : std::max(a, b)); }
 
 }  // namespace
 
@@ -140,24 +66,35 @@ double scheduled_lr(const TrainOptions& o, int64_t step, int64_t total) {
 // The same arithmetic as torch::nn::utils::clip_grad_norm_ (per-tensor 2-norms, their 2-norm,
 // coefficient max_norm / (norm + 1e-6) clamped at 1, every gradient scaled), minus the final
 // .item() that the C++ version does to return a double: no host sync per step.
-torch::Tensor clip_grad_norm_no_sync(const std::vector<torch::Tensor>& params, double max_norm) {
-  std::vector<torch::Tensor> grads, norms;
+namespace {
+std::vector<torch::Tensor> defined_grads(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> grads;
   for (const auto& p : params)
     if (p.grad().defined()) grads.push_back(p.grad());
-  if (grads.empty()) return torch::zeros({});
+  return grads;
+}
+
+torch::Tensor total_norm_of(const std::vector<torch::Tensor>& grads) {
+  std::vector<torch::Tensor> norms;
   for (const auto& g : grads) norms.push_back(g.data().norm(2.0));
-  const auto total = norms.size() == 1 ? norms[0] : torch::stack(norms).norm(2.0);
+  return norms.size() == 1 ? norms[0] : torch::stack(norms).norm(2.0);
+}
+
+// The total gradient 2-norm without clipping (the divergence rule's gradient check when
+// clip_norm is off).
+torch::Tensor total_grad_norm_no_sync(const std::vector<torch::Tensor>& params) {
+  const auto grads = defined_grads(params);
+  return grads.empty() ? torch::zeros({}) : total_norm_of(grads);
+}
+}  // namespace
+
+torch::Tensor clip_grad_norm_no_sync(const std::vector<torch::Tensor>& params, double max_norm) {
+  auto grads = defined_grads(params);
+  if (grads.empty()) return torch::zeros({});
+  const auto total = total_norm_of(grads);
   const auto coef = torch::clamp(max_norm / (total + 1e-6), c10::nullopt, 1.0);
   for (auto& g : grads) g.data().mul_(coef);
   return total;
-}
-
-torch::Tensor language_model_loss(LanguageModel& model, const torch::Tensor& x, const torch::Tensor& y, bool bf16) {
-  // Forward and loss under autocast, backward outside it (as torch.autocast prescribes).
-  AutocastGuard autocast(bf16);
-  const int64_t V = model.config().vocab_size;
-  auto logits = model.forward(x.contiguous());  // (B, n, V) float32 | bfloat16
-  return torch::nn::functional::cross_entropy(logits.reshape({-1, V}).to(torch::kFloat), y.reshape({-1}));
 }
 
 bool wants_bf16_autocast(const std::string& precision, const torch::Device& device, const std::string& option) {
@@ -169,28 +106,94 @@ bool wants_bf16_autocast(const std::string& precision, const torch::Device& devi
   return true;
 }
 
+nlohmann::json ValidPoint::to_json() const {
+  return {{"step", step}, {"tokens", tokens}, {"valid_loss", valid_loss}, {"valid_ppl", valid_ppl}};
+}
+
 nlohmann::json TrainResult::to_json() const {
-  nlohmann::json j{{"status", status}, {"message", message}, {"steps", steps}, {"seconds", seconds},
-                   {"tokens_per_second", tokens_per_second}};
+  nlohmann::json j{{"status", status},
+                   {"message", message},
+                   {"steps", steps},
+                   {"tokens", tokens},
+                   {"seconds", seconds},
+                   {"eval_seconds", eval_seconds},
+                   {"tokens_per_second", tokens_per_second},
+                   {"divergence", divergence},
+                   {"divergence_step", divergence_step >= 0 ? nlohmann::json(divergence_step) : nlohmann::json(nullptr)},
+                   {"peak_memory", peak_memory.to_json()}};
   j["epochs"] = nlohmann::json::array();
   for (const auto& e : epochs) j["epochs"].push_back(epoch_json(e));
+  j["valid_curve"] = nlohmann::json::array();
+  for (const auto& v : valid_curve) j["valid_curve"].push_back(v.to_json());
   return j;
 }
 
+void validate_train_options(const TrainOptions& o) {
+  auto require = [](bool ok, const std::string& field, const std::string& value, const std::string& expected) {
+    if (!ok) throw std::invalid_argument("train." + field + " = " + value + ": expected " + expected);
+  };
+  auto str = [](auto v) { return std::to_string(v); };
+  require(o.batch_size >= 1, "batch_size", str(o.batch_size), "an integer >= 1");
+  require(o.seq_len >= 1, "seq_len", str(o.seq_len), "an integer >= 1");
+  require(o.grad_accum >= 1, "grad_accum", str(o.grad_accum), "an integer >= 1");
+  require(o.epochs >= 1, "epochs", str(o.epochs), "an integer >= 1");
+  require(o.max_steps >= 0, "max_steps", str(o.max_steps), "an integer >= 0 (0 = no cap)");
+  require(o.schedule == "constant" || o.schedule == "cosine", "schedule", "'" + o.schedule + "'", "constant or cosine");
+  require(o.sync_every >= 0, "sync_every", str(o.sync_every), "an integer >= 0 (0 = auto)");
+  require(o.eval_every >= 0, "eval_every", str(o.eval_every), "an integer >= 0 (0 = no validation during training)");
+  require(o.eval_tokens >= 0, "eval_tokens", str(o.eval_tokens), "an integer >= 0 (0 = the whole validation split)");
+  require(o.eval_every == 0 || o.eval_tokens == 0 || o.eval_tokens >= 2 * o.batch_size, "eval_tokens", str(o.eval_tokens),
+          "0 (all) or at least 2 x train.batch_size = " + str(2 * o.batch_size) + " (one column of every stream)");
+  require(o.loss_chunk_tokens >= 0, "loss_chunk_tokens", str(o.loss_chunk_tokens), "an integer >= 0 (0 = full logits)");
+  require(o.checkpoint_every >= 0, "checkpoint_every", str(o.checkpoint_every), "an integer >= 0");
+  require(o.log_every >= 0, "log_every", str(o.log_every), "an integer >= 0");
+  require(o.spike_factor >= 0, "spike_factor", str(o.spike_factor), "a number >= 0 (0 = off)");
+  try {
+    DivergenceRule{o.divergence_factor, o.divergence_patience}.validate();
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("train.divergence_factor / train.divergence_patience: ") + e.what());
+  }
+}
+
+TokenStream token_stream_prefix(const TokenStream& s, int64_t n) {
+  const int64_t total = s.ids.numel();
+  if (n <= 0 || n >= total) return s;
+  TokenStream p;
+  p.ids = s.ids.narrow(0, 0, n);
+  p.n_bytes = static_cast<int64_t>(std::llround(static_cast<double>(s.n_bytes) * static_cast<double>(n) / static_cast<double>(total)));
+  p.source = s.source + " (first " + std::to_string(n) + " tokens)";
+  return p;
+}
+
 TrainResult train_language_model(LanguageModel& model, const torch::Tensor& train_ids, const TrainOptions& o,
-                                 const nlohmann::json& extra_meta) {
-  if (o.schedule != "constant" && o.schedule != "cosine")
-    throw std::invalid_argument("schedule '" + o.schedule + "': expected constant or cosine");
-  TORCH_CHECK(o.grad_accum >= 1 && o.batch_size >= 1 && o.seq_len >= 1, "train: batch_size, seq_len, grad_accum must be >= 1");
-  TORCH_CHECK(o.sync_every >= 0, "train: sync_every must be >= 0");
+                                 const nlohmann::json& extra_meta, const TokenStream* valid) {
+  validate_train_options(o);
   const bool bf16 = wants_bf16_autocast(o.precision, o.device);
   const int64_t sync_every =
       o.sync_every > 0 ? o.sync_every : (o.device.is_cpu() ? 1 : (o.log_every > 0 ? o.log_every : 50));
   const int64_t V = model.config().vocab_size;
   TORCH_CHECK(train_ids.max().item<int64_t>() < V && train_ids.min().item<int64_t>() >= 0, "train: token ids outside [0, ", V, ")");
+  TokenStream valid_eval;  // the first eval_tokens tokens of the validation split
+  if (o.eval_every > 0) {
+    if (valid == nullptr || !valid->ids.defined() || valid->ids.numel() == 0)
+      throw std::invalid_argument("train.eval_every = " + std::to_string(o.eval_every) +
+                                  " needs a validation stream, and none was given");
+    valid_eval = token_stream_prefix(*valid, o.eval_tokens);
+    if (valid_eval.ids.numel() < 2 * o.batch_size)
+      throw std::invalid_argument("train.eval_tokens = " + std::to_string(o.eval_tokens) + ": the validation prefix has " +
+                                  std::to_string(valid_eval.ids.numel()) + " tokens; expected at least 2 x batch_size = " +
+                                  std::to_string(2 * o.batch_size));
+  }
+  // The loss-rise rule reads the validation curve when there is one, else every step's training
+  // loss; non-finite losses and gradient norms are checked at every step either way.
+  const DivergenceRule rule{o.divergence_factor, o.divergence_patience};
+  DivergenceMonitor monitor(rule);
+  const bool rule_on_valid = o.eval_every > 0;
   const bool resume = !o.checkpoint_path.empty() && std::filesystem::exists(o.checkpoint_path);
   if (!resume) torch::manual_seed(o.seed);
+  const std::string memory_scope = reset_peak_memory(o.device);
   model.to(o.device);
+  model.set_checkpoint_blocks(o.checkpoint_blocks);
   auto grid = batchify(train_ids, o.batch_size).to(o.device);
   const int64_t n_chunks = chunks_per_epoch(grid, o.seq_len);
   TORCH_CHECK(n_chunks >= 1, "train: the train stream gives no full chunk of ", o.seq_len, " tokens per stream (", grid.size(1), " columns)");
@@ -205,6 +208,7 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
   TrainState st;
   if (resume) {
     load_checkpoint(o.checkpoint_path, model, optim, st, o.device);
+    if (!st.divergence_state.is_null()) monitor.load_state(st.divergence_state);
     std::fprintf(stderr, "%sresumed from %s at epoch %lld chunk %lld step %lld\n", o.label.c_str(), o.checkpoint_path.c_str(),
                  (long long)st.epoch + 1, (long long)st.chunk, (long long)st.step);
   }
@@ -216,29 +220,49 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
     if (!metrics) throw std::runtime_error(o.metrics_path + ": cannot open metrics log");
   }
   TrainResult res;
+  res.divergence = rule.to_json();
+  res.divergence["evaluated_on"] = rule_on_valid ? "valid" : "train_step";
+  if (o.spike_factor > 0) res.divergence["legacy_spike_factor"] = o.spike_factor;
   model.train();
   const int64_t tokens_per_chunk = o.batch_size * o.seq_len;
   auto t_start = Clock::now();
-  const double seconds_before = st.total_seconds;
-  const int64_t step_at_start = st.step;
+  const double seconds_before = st.total_seconds, eval_seconds_before = st.eval_seconds;
+  const int64_t step_at_start = st.step, tokens_at_start = st.tokens;
+  auto peak_so_far = [&] {
+    auto p = read_peak_memory(o.device, memory_scope);
+    p.cuda_peak_allocated_bytes = max_known(p.cuda_peak_allocated_bytes, st.peak.cuda_peak_allocated_bytes);
+    p.cpu_peak_rss_bytes = max_known(p.cpu_peak_rss_bytes, st.peak.cpu_peak_rss_bytes);
+    return p;
+  };
   auto finish = [&](const std::string& status, const std::string& msg) {
     res.status = status;
     res.message = msg;
     res.steps = st.step;
+    res.tokens = st.tokens;
     res.epochs = st.epochs;
     res.step_losses = st.step_losses;
+    res.valid_curve = st.valid_curve;
     res.seconds = st.total_seconds;
-    res.tokens_per_second = st.total_seconds > 0 ? static_cast<double>(st.tokens) / st.total_seconds : 0.0;
+    res.eval_seconds = st.eval_seconds;
+    const double train_seconds = st.total_seconds - st.eval_seconds;
+    res.tokens_per_second = train_seconds > 0 ? static_cast<double>(st.tokens) / train_seconds : 0.0;
+    res.peak_memory = peak_so_far();
     return res;
   };
   auto now_seconds = [&] { return seconds_before + std::chrono::duration<double>(Clock::now() - t_start).count(); };
+  auto save = [&](TrainState s) {  // a copy: callers save the position of the next step
+    s.divergence_state = monitor.state_to_json();
+    s.peak = peak_so_far();
+    save_checkpoint(o.checkpoint_path, model, optim, s, extra_meta);
+  };
 
-  // Losses stay on the device until `flush` reads them (every sync_every steps and wherever a
-  // host value is needed). flush replays the host bookkeeping in step order with the same
-  // arithmetic as an immediate read, so the numbers do not depend on sync_every.
+  // Losses and gradient norms stay on the device until `flush` reads them (every sync_every
+  // steps and wherever a host value is needed). flush replays the host bookkeeping in step order
+  // with the same arithmetic as an immediate read, so the numbers do not depend on sync_every.
   struct PendingStep {
     int64_t step = 0, epoch = 0;
     std::vector<torch::Tensor> micro;  // 0-dim float32 losses of the step's micro-batches
+    torch::Tensor grad_norm;           // 0-dim: total 2-norm of the gradients before clipping
   };
   std::vector<PendingStep> pending;
   std::string diverged_msg;
@@ -246,8 +270,10 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
     if (pending.empty()) return true;
     std::vector<torch::Tensor> all;
     for (const auto& p : pending) all.insert(all.end(), p.micro.begin(), p.micro.end());
+    for (const auto& p : pending) all.push_back(p.grad_norm.to(all.front().device(), torch::kFloat));
     const auto host = torch::stack(all).to(torch::kCPU, torch::kDouble).contiguous();
     const double* l = host.data_ptr<double>();
+    const double* norm = l + (host.numel() - static_cast<int64_t>(pending.size()));
     std::vector<PendingStep> steps;
     steps.swap(pending);
     for (const auto& p : steps) {
@@ -258,13 +284,18 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
         st.epoch_loss_sum += *l;
         st.epoch_micro += 1;
       }
-      const bool finite = std::isfinite(step_loss);
-      const bool spike = o.spike_factor > 0 && p.step >= 50 && step_loss > o.spike_factor * st.ema;
-      if (!finite || spike) {
+      const double grad_norm = *norm++;
+      // Divergence step numbers are 1-based optimizer steps: this loss belongs to step p.step + 1.
+      bool bad = monitor.check_finite(p.step + 1, step_loss, grad_norm);
+      if (!bad && !rule_on_valid && rule.factor > 0) bad = monitor.observe(p.step + 1, step_loss);
+      const bool spike = !bad && o.spike_factor > 0 && p.step >= 50 && step_loss > o.spike_factor * st.ema;
+      if (bad || spike) {
         char msg[200];
-        std::snprintf(msg, sizeof msg, "%s at step %lld (epoch %lld): loss %g, EMA %g", finite ? "loss spike" : "non-finite loss",
-                      (long long)p.step, (long long)p.epoch + 1, step_loss, st.ema);
-        diverged_msg = msg;
+        std::snprintf(msg, sizeof msg, "loss spike at step %lld (epoch %lld): loss %g, EMA %g", (long long)p.step,
+                      (long long)p.epoch + 1, step_loss, st.ema);
+        diverged_msg = spike ? std::string(msg)
+                             : "diverged (epoch " + std::to_string(p.epoch + 1) + ") at " + monitor.reason();
+        res.divergence_step = p.step + 1;
         st.step = p.step;
         st.step_losses.push_back(step_loss);
         return false;
@@ -279,6 +310,34 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
     std::fprintf(stderr, "%sdiverged: %s\n", o.label.c_str(), diverged_msg.c_str());
     if (metrics) metrics << nlohmann::json{{"event", "diverged"}, {"step", st.step}, {"message", diverged_msg}}.dump() << "\n";
     return finish("diverged", diverged_msg);
+  };
+  // Validation after optimizer step st.step; false: the divergence rule fired on it.
+  auto validate_now = [&]() -> bool {
+    const auto t0 = Clock::now();
+    // Restore the CPU generator afterwards: a model that draws in eval mode must not shift the
+    // training run's random stream (CUDA draws do not happen in eval mode: dropout is off).
+    auto gen = at::detail::getDefaultCPUGenerator();
+    const auto rng = gen.get_state();
+    // Evaluation always takes the chunked head (it never needs the full logits; the two paths
+    // agree up to fp32 summation order, evaluator.h), with the training chunk when one is set.
+    const int64_t eval_chunk = o.loss_chunk_tokens > 0 ? o.loss_chunk_tokens : kDefaultLossChunkTokens;
+    const auto ev = evaluate_language_model(model, valid_eval, o.batch_size, o.seq_len, o.layout, o.device, o.precision,
+                                            eval_chunk);
+    gen.set_state(rng);
+    const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+    st.eval_seconds += dt;
+    st.valid_curve.push_back({st.step, st.tokens, ev.mean_nll, ev.ppl});
+    std::fprintf(stderr, "%svalid step %lld: loss %.4f PPL %.2f (%lld tokens, %.1f s)\n", o.label.c_str(), (long long)st.step,
+                 ev.mean_nll, ev.ppl, (long long)ev.tokens, dt);
+    if (metrics)
+      metrics << nlohmann::json{{"event", "valid"}, {"step", st.step}, {"tokens", st.tokens}, {"valid_loss", ev.mean_nll},
+                                {"valid_ppl", ev.ppl}, {"valid_tokens", ev.tokens}, {"seconds", dt}}
+                     .dump()
+              << "\n";
+    if (!monitor.observe(st.step, ev.mean_nll)) return true;
+    diverged_msg = "diverged on the validation loss at " + monitor.reason();
+    res.divergence_step = monitor.divergence_step();
+    return false;
   };
   const auto params = model.parameters();
 
@@ -300,21 +359,23 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
           x = x.t();
           y = y.t();
         }
-        const auto loss = language_model_loss(model, x, y, bf16);
+        const auto loss = language_model_loss(model, x, y, bf16, o.loss_chunk_tokens);
         (loss / static_cast<double>(n_micro)).backward();
         ps.micro.push_back(loss.detach());
         st.tokens += tokens_per_chunk;
       }
+      // Clipping scales the gradients in place; the norm before it is what the rule checks.
+      ps.grad_norm = o.clip_norm > 0 ? clip_grad_norm_no_sync(params, o.clip_norm) : total_grad_norm_no_sync(params);
       pending.push_back(std::move(ps));
       const int64_t next = st.step + 1;
       const bool last = st.chunk + o.grad_accum >= n_chunks || (o.max_steps > 0 && next >= o.max_steps);
       const bool want_log = o.log_every > 0 && (next % o.log_every == 0 || last);
+      const bool want_valid = o.eval_every > 0 && next % o.eval_every == 0;
       const bool want_ckpt = !o.checkpoint_path.empty() && o.checkpoint_every > 0 && next % o.checkpoint_every == 0;
       const bool stop = o.stop_after_steps > 0 && next >= o.stop_after_steps;
       // Read the losses before the optimizer step, so a divergence found now leaves the
       // parameters of the last good step.
-      if ((next % sync_every == 0 || last || want_log || want_ckpt || stop) && !flush()) return diverged();
-      if (o.clip_norm > 0) clip_grad_norm_no_sync(params, o.clip_norm);
+      if ((next % sync_every == 0 || last || want_log || want_valid || want_ckpt || stop) && !flush()) return diverged();
       const double lr = scheduled_lr(o, st.step, total_steps);
       for (auto& g : optim.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
       optim.step();
@@ -324,7 +385,8 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
         const double step_loss = st.step_losses.back();
         const double el = now_seconds();
         const double run_el = el - seconds_before;
-        const double tps = run_el > 0 ? static_cast<double>((st.step - step_at_start) * tokens_per_chunk * o.grad_accum) / run_el : 0.0;
+        const double run_train_el = run_el - (st.eval_seconds - eval_seconds_before);
+        const double tps = run_train_el > 0 ? static_cast<double>(st.tokens - tokens_at_start) / run_train_el : 0.0;
         const double eta = st.step > step_at_start ? run_el / static_cast<double>(st.step - step_at_start) *
                                                          static_cast<double>(total_steps - st.step)
                                                    : -1.0;
@@ -336,11 +398,12 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
                          .dump()
                   << "\n";
       }
+      if (want_valid && !validate_now()) return diverged();
       if (want_ckpt || stop) {
         st.chunk += o.grad_accum;  // position of the next step
         st.epoch_seconds = epoch_seconds_before + std::chrono::duration<double>(Clock::now() - t_epoch).count();
         st.total_seconds = now_seconds();
-        if (!o.checkpoint_path.empty()) save_checkpoint(o.checkpoint_path, model, optim, st, extra_meta);
+        if (!o.checkpoint_path.empty()) save(st);
         st.chunk -= o.grad_accum;
         if (stop) return finish("stopped", "stopped after step " + std::to_string(st.step) + " (stop_after_steps)");
       }
@@ -351,7 +414,7 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
       // larger max_steps continues the epoch), report it as such and end.
       st.epoch_seconds = epoch_seconds_before + std::chrono::duration<double>(Clock::now() - t_epoch).count();
       st.total_seconds = now_seconds();
-      if (!o.checkpoint_path.empty()) save_checkpoint(o.checkpoint_path, model, optim, st, extra_meta);
+      if (!o.checkpoint_path.empty()) save(st);
       const double m = st.epoch_micro ? st.epoch_loss_sum / static_cast<double>(st.epoch_micro) : NAN;
       st.epochs.push_back({st.epoch + 1, st.epoch_steps, m, std::exp(m), st.epoch_seconds});
       break;
@@ -371,32 +434,12 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
     if (!o.checkpoint_path.empty()) {
       TrainState next = st;
       next.epoch += 1;
-      save_checkpoint(o.checkpoint_path, model, optim, next, extra_meta);
+      save(next);
     }
   }
   if (!flush()) return diverged();
   st.total_seconds = now_seconds();
   return finish("ok", "");
-}
-
-nlohmann::json read_checkpoint_meta(const std::string& path) {
-  if (!std::filesystem::exists(path)) throw std::runtime_error(path + ": checkpoint not found");
-  torch::serialize::InputArchive ar;
-  ar.load_from(path);
-  torch::Tensor meta_t;
-  ar.read("meta", meta_t);
-  return nlohmann::json::parse(tensor_string(meta_t));
-}
-
-std::shared_ptr<LanguageModel> load_model_from_checkpoint(const std::string& path, torch::Device device) {
-  const auto meta = read_checkpoint_meta(path);
-  auto model = make_language_model(LmConfig::from_json(meta.at("model_config")));
-  torch::serialize::InputArchive ar, ma;
-  ar.load_from(path, device);
-  ar.read("model", ma);
-  model->load(ma);
-  model->to(device);
-  return model;
 }
 
 }  // namespace rbk

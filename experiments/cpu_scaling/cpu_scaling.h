@@ -4,7 +4,10 @@
 #pragma once
 #include "rbk/config.h"
 #include "rbk/experiment.h"
+#include "rbk/lm_model.h"
 #include "rbk/moe.h"
+#include "rbk/options.h"
+#include "rbk/trainer.h"
 #include "rbk/timing.h"
 
 #include <torch/torch.h>
@@ -99,6 +102,14 @@ void run_ratio_repeats(const rbk::Config& cfg, const RowInputs& in, rbk::Experim
                        std::map<std::string, PooledRow>& pooled);
 
 // Stage 3 (lm_training.cpp): short identical LM trainings (C04 accuracy, C09 expert usage).
+// The recipe comes from the model.* and train.* sections (options.h); train.max_steps > 0 bounds
+// every run (0 = no LM training). lm_recipe checks the recipe and every LM derived from it
+// (ConfigError), so run() calls it before any timing.
+struct LmRecipe {
+  rbk::LmConfig model;  // vocab_size 0: set from the tokenizer
+  rbk::TrainOptions train;
+};
+LmRecipe lm_recipe(const rbk::Config& cfg);
 void run_training(const rbk::Config& cfg, rbk::ExperimentOutput& out);
 
 }  // namespace rbk_cpu_scaling

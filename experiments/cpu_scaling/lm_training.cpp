@@ -3,26 +3,18 @@
 // scattering-phase router before and after the same training.
 #include "cpu_scaling.h"
 
-#include "rbk/corpus.h"
 #include "rbk/evaluator.h"
+#include "rbk/lm_data.h"
 #include "rbk/lm_model.h"
-#include "rbk/tokenizer.h"
+#include "rbk/options.h"
 #include "rbk/trainer.h"
 
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
-
-namespace fs = std::filesystem;
 
 namespace rbk_cpu_scaling {
 
 namespace {
-
-std::string resolve_path(const std::string& p) {
-  if (fs::path(p).is_absolute() || fs::exists(p)) return p;
-  return (fs::path(RBK_REPO_DIR) / p).string();
-}
 
 std::vector<double> usage_fraction(const Tensor& counts) {  // (L, E) int64 -> fractions over E
   const Tensor c = counts.sum(0).to(torch::kDouble);
@@ -33,39 +25,29 @@ std::vector<double> usage_fraction(const Tensor& counts) {  // (L, E) int64 -> f
 
 }  // namespace
 
+LmRecipe lm_recipe(const rbk::Config& cfg) {
+  LmRecipe r{rbk::lm_config_from(cfg, "model."), rbk::train_options_from(cfg, "train.", torch::kCPU)};
+  rbk::check_model_and_training(r.model, r.train, "model.", "train.");
+  // Every LM of this experiment derives from r.model by its router, experts or context: check each.
+  rbk::LmConfig sc = r.model;
+  sc.router = "scattering_phase";
+  sc.bk_context = cfg.get_string("c09_bk_context");
+  rbk::check_lm_config(sc, "model.");
+  rbk::LmConfig moe = r.model;
+  moe.router = cfg.get_string("moe_router");
+  rbk::check_lm_config(moe, "model.");
+  return r;
+}
+
 // Short identical training runs (C04) and the router's expert usage (C09).
 void run_training(const rbk::Config& cfg, rbk::ExperimentOutput& out) {
-  const std::string dir = resolve_path(cfg.get_string("data_dir"));
-  if (!fs::is_directory(dir))
-    throw rbk::ConfigError("data_dir '" + cfg.get_string("data_dir") + "' (" + dir +
-                           ") is not a directory; run scripts/fetch_corpus.sh for the default corpus");
-  const auto train_path = rbk::find_split_file(dir, "train");
-  const auto train_text = rbk::read_corpus(train_path, rbk::CorpusFormat::Auto, cfg.get_int("train_max_bytes"));
-  const auto tok = rbk::WordTokenizer::build(train_text.lines, cfg.get_int("vocab_top_k"));
-  const auto train = rbk::load_token_stream(train_path, tok, "", rbk::CorpusFormat::Auto, cfg.get_int("train_max_bytes"));
-  const auto valid = rbk::load_token_stream(rbk::find_split_file(dir, "valid"), tok, "", rbk::CorpusFormat::Auto,
-                                            cfg.get_int("eval_max_bytes"));
-  const int64_t E = cfg.get_int("num_experts");
-
-  rbk::LmConfig base;
-  base.vocab_size = tok.vocab_size();
-  base.d_model = cfg.get_int("lm_d_model");
-  base.n_layers = cfg.get_int("lm_n_layers");
-  base.n_seq = cfg.get_int("lm_n_seq");
-  base.block = "papertime";
-  base.init = "papertime";
-  base.bk_forward = "stable";
-  base.bk_gradient = "exact";
-  base.bk_context = "causal";
-  base.top_k = 1;
-
-  rbk::TrainOptions to;
-  to.batch_size = cfg.get_int("lm_batch");
-  to.seq_len = cfg.get_int("lm_n_seq");
-  to.epochs = 1000;  // bounded by max_steps
-  to.max_steps = cfg.get_int("train_steps");
-  to.lr = cfg.get_real("lr");
-  to.log_every = std::max<int64_t>(1, to.max_steps / 4);
+  const LmRecipe recipe = lm_recipe(cfg);
+  const rbk::LmData data = rbk::load_lm_data(rbk::data_options_from(cfg, "data."), "", rbk::LmSplits::TrainValid);
+  const auto &train = data.train, &valid = data.valid;
+  const int64_t E = recipe.model.num_experts;
+  rbk::LmConfig base = recipe.model;
+  base.vocab_size = data.vocab_size();
+  const rbk::TrainOptions& to = recipe.train;
 
   struct Trained {
     std::shared_ptr<rbk::LanguageModel> model;

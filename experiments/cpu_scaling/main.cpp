@@ -61,10 +61,10 @@
 // fits use the fastest call (on a shared machine the minimum is the closest to the code's own
 // cost) and only rows whose output is finite and non-trivial. A run pins `threads` (1 in the
 // presets, NOTES.md), LibTorch's and OpenBLAS's own pool alike (machine/blas_threads).
-// Stage 3, short training (C04, C09; lm_training.cpp), rbk::train_language_model on `data_dir`
-// (word tokenizer of the train split): paper-time ResNet-BK LMs, stable causal BK-Core (so held-out
+// Stage 3, short training (C04, C09; lm_training.cpp), rbk::train_language_model on `data.data_dir`
+// (rbk::load_lm_data; recipe from the model.* and train.* option sections): paper-time ResNet-BK LMs, stable causal BK-Core (so held-out
 // loss is meaningful, audit §1.7), identical recipe and seeds: MoE (E experts, `moe_router`, top-1)
-// vs dense (E = 1, same active parameters); validation loss = mean NLL (nats/token) on the valid
+// vs dense (E = 1, same active parameters; E = model.num_experts); validation loss = mean NLL (nats/token) on the valid
 // split. For C09 a scattering-phase LM (bidirectional BK-Core, as upstream) is trained with the same
 // recipe and its expert usage on the valid split is counted before and after training (every used
 // slot counts; resonance tokens use two).
@@ -215,8 +215,9 @@ void run(const rbk::Config& cfg, rbk::ExperimentOutput& out) {
   const auto rows = cfg.get_string_list("rows");
   if (cfg.get_int("d_model") % 4 != 0) throw rbk::ConfigError("config key 'd_model' must be a multiple of 4 (4 attention heads)");
   const int64_t B = cfg.get_int("batch");
-  if (cfg.get_int("train_steps") > 0 && cfg.get_int_list("train_seeds").empty())
-    throw rbk::ConfigError("config key 'train_seeds' must list at least one seed when 'train_steps' > 0");
+  const LmRecipe lm = lm_recipe(cfg);  // checked before any timing: a bad option exits 2 at once
+  if (lm.train.max_steps > 0 && cfg.get_int_list("train_seeds").empty())
+    throw rbk::ConfigError("config key 'train_seeds' must list at least one seed when 'train.max_steps' > 0");
   if (const int64_t r = cfg.get_int("timing_repeats"); r > 0 && r < kMinTimingRepeats)
     throw rbk::ConfigError("config key 'timing_repeats' = " + std::to_string(r) + ": expected 0 (no deciding ratios) or >= " +
                            std::to_string(kMinTimingRepeats) + " (a ratio is judged on its interval)");
@@ -411,7 +412,7 @@ void run(const rbk::Config& cfg, rbk::ExperimentOutput& out) {
   out.summary["reference_n"] = kReferenceN;
   out.summary["threads"] = at::get_num_threads();
 
-  if (cfg.get_int("train_steps") > 0) run_training(cfg, out);
+  if (lm.train.max_steps > 0) run_training(cfg, out);
   out.summary["peak_rss_mb"] = peak_rss_mb();
   std::printf("[cpu_scaling] summary %s\n", out.summary.dump().c_str());
 }
@@ -423,9 +424,14 @@ int main(int argc, char** argv) {
                            "one-layer training-step time vs N on the CPU: ResNet-BK layer vs attention (C03), exact vs "
                            "autograd BK-Core gradient (C02), sparse MoE vs dense FFN (C04), scattering vs MLP router (C09)",
                            {}};
+  // The routers options.h knows, less scattering_phase: it routes by G_ii, which these rows do not
+  // compute, and is timed as its own rows (route_scattering_phase, moe_scattering_phase).
+  std::vector<std::string> routers_by_gate;
+  for (const auto& r : rbk::router_choices())
+    if (r != "scattering_phase") routers_by_gate.push_back(r);
   spec.schema.add_int("batch", 1, 1024, "batch B of every timed layer (PoC: 8)")
       .add_int("d_model", 4, 4096, "width D (PoC: 64)")
-      .add_int("num_experts", 1, 64, "experts E of the MoE rows and LMs (PoC: 4)")
+      .add_int("num_experts", 1, 64, "experts E of the timed MoE rows (PoC: 4; the LMs': model.num_experts)")
       .add_int_list("n_list", 2, 1 << 20, "sequence lengths N")
       .add_string_list("rows", all_rows(), "rows to time (see the file comment)")
       .add_int("attention_max_n", 0, 1 << 20, "largest N of the attention rows (memory: B H N^2 floats)")
@@ -438,19 +444,17 @@ int main(int argc, char** argv) {
       .add_real("timing_side_max_s", 0.0, 3600.0,
                 "a side gets as many inner calls (1..timing_inner_repeats) as fit in this many seconds, judged by its first call")
       .add_int("fit_min_n", 1, 1 << 20, "smallest N in the time ~ N^p fits")
-      .add_string("bk_router", {"learned_topk", "switch_top1", "gumbel_hard"}, "MoE router inside the timed ResNet-BK layer")
-      .add_string("moe_router", {"learned_topk", "switch_top1", "gumbel_hard"}, "router of the sparse MoE (C04 rows and LM)")
-      .add_string("data_dir", {}, "corpus directory with train/valid splits (relative: cwd, then repo root)")
-      .add_int("train_max_bytes", 0, int64_t(1) << 40, "read at most this many bytes of the train split (0 = all)")
-      .add_int("eval_max_bytes", 0, int64_t(1) << 40, "read at most this many bytes of the valid split (0 = all)")
-      .add_int("vocab_top_k", 0, 10000000, "word vocabulary: 0 = every train type, K = <unk> + top K-1")
-      .add_int("lm_d_model", 1, 4096, "LM width").add_int("lm_n_layers", 1, 64, "LM blocks")
-      .add_int("lm_n_seq", 2, 65536, "LM sequence length").add_int("lm_batch", 1, 4096, "LM batch")
-      .add_int("train_steps", 0, 10000000, "optimizer steps of each short training run (0 = no training)")
-      .add_real("lr", 1e-6, 1.0, "AdamW learning rate")
+      .add_string("bk_router", routers_by_gate, "MoE router inside the timed ResNet-BK layer")
+      .add_string("moe_router", routers_by_gate, "router of the sparse MoE (C04 rows and LM)")
       .add_int_list("train_seeds", 0, 2147483647, "seeds of the C04 MoE/dense pairs (the first also trains the C09 LM)")
       .add_string("c09_bk_context", {"bidirectional", "causal"}, "BK-Core context of the C09 scattering-router LM (upstream: bidirectional)")
       .add_int("threads", 0, 256, "CPU threads (0 = all cores); 1 for timings of record on a shared machine");
+  // The short LM trainings: data.* (valid split only), model.* (paper-time block, causal stable
+  // BK-Core; num_experts is the MoE and scattering LMs' E, the dense LM has 1), train.* (bounded
+  // by max_steps, 0 = no training).
+  rbk::add_data_options(spec.schema, "data.");
+  rbk::add_lm_config_options(spec.schema, "model.", {{"bk_context", "causal"}});
+  rbk::add_train_options(spec.schema, "train.", {{"epochs", 1000}});
   return rbk::run_experiment(argc, argv, spec, run);
 }
 

@@ -25,6 +25,7 @@
 #include "rbk/experiment.h"
 #include "rbk/lm_model.h"
 #include "rbk/model_sizing.h"
+#include "rbk/options.h"
 #include "rbk/timing.h"
 #include "rbk/torch_compat.h"
 #include "rbk/trainer.h"
@@ -63,22 +64,18 @@ int main(int argc, char** argv) {
                            "Training tokens/s and peak memory of ResNet-BK (bidirectional, causal) and Transformer / "
                            "Mamba / RWKV baselines sized to the same parameter count (issue 7 performance target)",
                            {}};
+  // model.*: the reference ResNet-BK (vocab_size = V of every model, random token ids; n_heads: the
+  // Transformer baseline's heads). train.*: batch_size, seq_len (= model.n_seq here), lr,
+  // weight_decay, beta1, beta2, eps, clip_norm and precision (bf16: CUDA autocast, the target's
+  // configuration) are used; the step loop is this program's, so the trainer's other options are not.
+  rbk::add_lm_config_options(spec.schema, "model.");
+  rbk::add_train_options(spec.schema, "train.");
   spec.schema.add_string_list("variants", kVariants, "models to time")
-      .add_int("vocab_size", 2, 1000000, "vocabulary V of every model (random token ids)")
-      .add_int("n_layers", 1, 64, "blocks L of every model")
-      .add_int("n_seq", 2, 1 << 20, "sequence length N")
-      .add_int("d_model", 1, 8192, "width D of the reference ResNet-BK model")
-      .add_int("num_experts", 1, 64, "MoE experts E of the ResNet-BK model")
-      .add_int("transformer_n_heads", 1, 256, "attention heads of the Transformer")
       .add_real("size_tolerance", 0.0, 1.0, "baselines: |params / reference params - 1| must be <= this")
       .add_int("width_multiple", 1, 512, "baseline widths are searched over multiples of this")
-      .add_int("batch_size", 1, 4096, "sequences per step (the same for every model)")
       .add_int("warmup_steps", 0, 10000, "untimed training steps per model")
       .add_int("timed_steps", 1, 100000, "timed training steps per model")
       .add_int("phase_steps", 0, 100000, "steps after the timed ones with a synchronisation after each phase (0 = none)")
-      .add_string("precision", {"fp32", "bf16"}, "bf16: CUDA autocast (the target's configuration)")
-      .add_real("lr", 1e-6, 1.0, "AdamW learning rate")
-      .add_real("clip_norm", 0.0, 100.0, "gradient clipping (0 = off)")
       .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
       .add_string("device", {"auto", "cpu", "cuda"}, "where to train");
   // GPU-only (issue 16): the target is a CUDA measurement; the cpu preset's toy models only check
@@ -88,26 +85,22 @@ int main(int argc, char** argv) {
 
   return rbk::run_experiment(argc, argv, spec, [](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
     const torch::Device device = rbk::experiment_device(cfg);  // threads: set by run_experiment
-    const std::string precision = cfg.get_string("precision");
-    bool bf16 = false;
-    try {
-      bf16 = rbk::wants_bf16_autocast(precision, device);
-    } catch (const std::invalid_argument& e) {
-      throw rbk::ConfigError(e.what());
-    }
+    rbk::LmConfig ref = rbk::lm_config_from(cfg, "model.");
+    rbk::check_lm_config(ref, "model.", true);  // V comes from the preset here, not a tokenizer
+    const rbk::TrainOptions to = rbk::train_options_from(cfg, "train.", device);
+    rbk::check_model_and_training(ref, to, "model.", "train.");
+    if (to.seq_len != ref.n_seq)
+      throw rbk::ConfigError("train.seq_len = " + std::to_string(to.seq_len) + " differs from model.n_seq = " +
+                             std::to_string(ref.n_seq) + "; this experiment times steps of the full length: set both equal");
+    const std::string precision = to.precision;
+    const bool bf16 = rbk::wants_bf16_autocast(precision, device);
     if (device.is_cuda()) at::globalContext().setAllowTF32CuBLAS(true);
 
-    rbk::LmConfig ref;
-    ref.arch = "resnet_bk";
-    ref.vocab_size = cfg.get_int("vocab_size");
-    ref.n_layers = cfg.get_int("n_layers");
-    ref.n_seq = cfg.get_int("n_seq");
-    ref.d_model = cfg.get_int("d_model");
-    ref.num_experts = cfg.get_int("num_experts");
-    ref.bk_forward = "stable";
-    ref.bk_gradient = "exact";
+    if (ref.arch != "resnet_bk")
+      throw rbk::ConfigError("model.arch = '" + ref.arch + "': the reference of this experiment is resnet_bk (the "
+                             "baselines are sized to it); allowed: resnet_bk");
     const int64_t ref_params = rbk::count_parameters(*rbk::make_language_model(ref));
-    const int64_t B = cfg.get_int("batch_size"), N = cfg.get_int("n_seq");
+    const int64_t B = to.batch_size, N = ref.n_seq;
     const int64_t warmup = cfg.get_int("warmup_steps"), timed = cfg.get_int("timed_steps");
     const int64_t phase_steps = cfg.get_int("phase_steps");
     const bool target_config = device.is_cuda() && bf16 && N == kTargetSeqLen && ref_params >= kTargetParamsLow &&
@@ -135,7 +128,6 @@ int main(int argc, char** argv) {
         if (arch_of(variant) != "resnet_bk") {
           rbk::LmConfig base = ref;
           base.arch = variant;
-          base.n_heads = cfg.get_int("transformer_n_heads");
           try {
             mc = rbk::size_to_parameter_count(base, ref_params, cfg.get_real("size_tolerance"), cfg.get_int("width_multiple"));
           } catch (const std::invalid_argument& e) {
@@ -167,7 +159,10 @@ int main(int argc, char** argv) {
         row["parameters_over_reference"] = static_cast<double>(params) / static_cast<double>(ref_params);
         model->to(device);
         model->train();
-        torch::optim::AdamW optim(model->parameters(), torch::optim::AdamWOptions(cfg.get_real("lr")).weight_decay(0.01));
+        torch::optim::AdamW optim(model->parameters(), torch::optim::AdamWOptions(to.lr)
+                                                                  .weight_decay(to.weight_decay)
+                                                                  .betas({to.beta1, to.beta2})
+                                                                  .eps(to.eps));
         const auto params_list = model->parameters();
         // (steps, B, N + 1) token ids on the device, drawn before any timing.
         const auto ids = torch::randint(mc.vocab_size, {warmup + timed + phase_steps, B, N + 1},
@@ -181,7 +176,7 @@ int main(int argc, char** argv) {
         };
         auto backward = [&] { loss.backward(); };
         auto update = [&] {
-          if (cfg.get_real("clip_norm") > 0) rbk::clip_grad_norm_no_sync(params_list, cfg.get_real("clip_norm"));
+          if (to.clip_norm > 0) rbk::clip_grad_norm_no_sync(params_list, to.clip_norm);
           optim.step();
         };
         auto step = [&](int64_t s) {

@@ -27,6 +27,9 @@
 // transformer_test_ppl / bigram_test_ppl is below 1 - margin can this budget tell a model that
 // learns context from a bigram; otherwise `discriminating` is false with the reason, and the
 // ledger does not judge the architecture comparisons from this run (not measured).
+// Options (options.h): data.* (corpus, tokenizer), model.* (the PoC recipe's defaults below; the
+// variants set model.arch, bk_forward, bk_context and the Transformer's ffn_dim themselves) and
+// train.*; the keys of this experiment stay flat.
 // Presets: smoke = tests/data/sotu_sample, seconds. gpu = the PoC recipe on the full corpus
 // (B 20, lr 1e-3, 3 epochs), 3 seeds. cpu = 400 KB of train, 2 epochs, 3 seeds: the largest budget
 // measured to fit ~8 min on the 2-core CPU machine (5.3 min; 500 KB used 10.3 CPU-minutes).
@@ -40,7 +43,7 @@
 //
 // Summary keys (JSON pointers under /summary; "array" = one value per seed, ordered by seed, null
 // where that seed's run did not finish):
-//   data/{train_file, vocab_size, train_tokens, valid_tokens, test_tokens, train_bytes,
+//   data/{train_file, tokenizer, vocab_size, train_tokens, valid_tokens, test_tokens, train_bytes,
 //         valid_bytes, test_bytes, valid_unk_rate, test_unk_rate}
 //   references/{unigram_train_ppl, unigram_valid_ppl, unigram_test_ppl, bigram_lambda,
 //               bigram_lambda_chosen_on ("valid"), bigram_lambda_sweep ([{lambda, valid_ppl}]),
@@ -70,30 +73,24 @@
 #include "discrimination.h"
 #include "seed_summary.h"
 
-#include "rbk/corpus.h"
 #include "rbk/evaluator.h"
 #include "rbk/experiment.h"
+#include "rbk/lm_data.h"
 #include "rbk/lm_model.h"
-#include "rbk/tokenizer.h"
+#include "rbk/paired_init.h"
+#include "rbk/options.h"
 #include "rbk/torch_compat.h"
 #include "rbk/trainer.h"
 #include "rbk/transformer_lm.h"
 
 #include <chrono>
 #include <cmath>
-#include <filesystem>
 #include <map>
 #include <random>
 
-namespace fs = std::filesystem;
 namespace tp = rbk::train_poc;
 
 namespace {
-
-std::string resolve_path(const std::string& p) {
-  if (fs::path(p).is_absolute() || fs::exists(p)) return p;
-  return (fs::path(RBK_REPO_DIR) / p).string();
-}
 
 // Offset the train stream of `seed` is rotated by: a fixed function of the seed, so a re-run and
 // every variant of the seed see the same order.
@@ -115,9 +112,11 @@ VariantSetup setup_variant(const std::string& variant, const rbk::LmConfig& base
   s.model = base;
   if (variant == "upstream_layout_bug") {
     s.model.bk_forward = cfg.get_string("bug_bk_forward");
+    s.model.bk_context = "bidirectional";
     s.layout = rbk::BatchLayout::UpstreamTimeMajor;
   } else if (variant == "correct_bidirectional") {
     s.model.bk_forward = cfg.get_string("bidirectional_bk_forward");
+    s.model.bk_context = "bidirectional";
     s.held_out_meaningful = false;
   } else if (variant == "correct_causal") {
     s.model.bk_forward = "stable";
@@ -125,44 +124,12 @@ VariantSetup setup_variant(const std::string& variant, const rbk::LmConfig& base
   } else {
     s.is_resnet_bk = false;
     s.model.arch = "transformer";
-    s.model.n_heads = cfg.get_int("n_heads");
     // FFN width that makes a Transformer block as large as a PoC ResNet-BK block.
     const int64_t D = s.model.d_model, E = s.model.num_experts;
     const int64_t bk_block = 2 * D + E * (4 * D * D + 3 * D) + (D * E + E) + (D + 1) + 3 * D;
     s.model.ffn_dim = std::max<int64_t>(1, (bk_block - (4 * D * D + 9 * D) + D) / (2 * D + 1));
   }
   return s;
-}
-
-std::map<std::string, torch::Tensor> initial_parameters(const rbk::LanguageModel& m) {
-  std::map<std::string, torch::Tensor> p;
-  for (const auto& kv : m.named_parameters()) p[kv.key()] = kv.value().detach().clone();
-  return p;
-}
-
-bool same_parameters(const rbk::LanguageModel& m, const std::map<std::string, torch::Tensor>& ref) {
-  const auto params = m.named_parameters();
-  if (params.size() != ref.size()) return false;
-  for (const auto& kv : params) {
-    auto it = ref.find(kv.key());
-    if (it == ref.end() || !it->second.sizes().equals(kv.value().sizes()) || !torch::equal(it->second, kv.value()))
-      return false;
-  }
-  return true;
-}
-
-// Copies every reference parameter whose name and shape match into m; returns the names copied.
-std::vector<std::string> copy_matching_parameters(rbk::LanguageModel& m, const std::map<std::string, torch::Tensor>& ref) {
-  torch::NoGradGuard no_grad;
-  std::vector<std::string> copied;
-  for (auto& kv : m.named_parameters()) {
-    auto it = ref.find(kv.key());
-    if (it != ref.end() && it->second.sizes().equals(kv.value().sizes())) {
-      kv.value().copy_(it->second);
-      copied.push_back(kv.key());
-    }
-  }
-  return copied;
 }
 
 }  // namespace
@@ -172,30 +139,23 @@ int main(int argc, char** argv) {
                            "PoC ResNet-BK LM recipe over several seeds: training PPL per epoch and test PPL (tuning on "
                            "valid), layout bug vs correct bidirectional vs causal vs Transformer, with unigram/bigram "
                            "references and a discrimination check", {}};
-  spec.schema.add_string("data_dir", {}, "directory with <name>.{train,valid,test} splits (relative: cwd, then repo root)")
-      .add_int("train_max_bytes", 0, int64_t(1) << 40, "read at most this many bytes of the train split (0 = all)")
-      .add_int("eval_max_bytes", 0, int64_t(1) << 40, "read at most this many bytes of valid and test (0 = all)")
-      .add_int("vocab_top_k", 0, 10000000, "0: <unk> + every train type (PoC); K: <unk> + top K-1")
-      .add_string_list("variants", {"upstream_layout_bug", "correct_bidirectional", "correct_causal", "transformer"},
-                       "variants to train")
+  // The PoC recipe (seed 004): PoC block, hard-Gumbel router, PyTorch default init, no dropout;
+  // checkpoints every 200 steps when the run has a checkpoint directory.
+  rbk::add_data_options(spec.schema, "data.");
+  rbk::add_lm_config_options(spec.schema, "model.", {{"block", "poc"}, {"router", "gumbel_hard"}, {"init", "torch_default"}});
+  rbk::add_train_options(spec.schema, "train.", {{"checkpoint_every", 200}});
+  spec.schema.add_string_list("variants", {"upstream_layout_bug", "correct_bidirectional", "correct_causal", "transformer"},
+                              "variants to train")
       .add_int("n_seeds", 1, 64, "seeds per variant: seed, seed+1, ... (>= 3 for an interval worth reading)")
       .add_bool("rotate_train_per_seed", "rotate the train stream by a seed-derived offset (same for every variant of a seed)")
       .add_real("discrimination_margin", 0.0, 0.9,
                 "fixed before results: the Transformer's test PPL must be this fraction below the bigram's "
                 "(upper end of its 95% interval over seeds) for the run to tell architectures apart")
-      .add_int("d_model", 1, 4096, "model width D").add_int("n_layers", 1, 64, "blocks L")
-      .add_int("n_seq", 2, 65536, "sequence length N").add_int("batch_size", 1, 4096, "streams B")
-      .add_int("num_experts", 1, 64, "MoE experts E").add_int("n_heads", 1, 64, "Transformer heads")
-      .add_int("epochs", 1, 100, "epochs").add_int("max_steps", 0, 100000000, "cap on steps per variant (0 = none)")
-      .add_real("lr", 1e-6, 1.0, "AdamW learning rate").add_real("weight_decay", 0.0, 1.0, "AdamW weight decay")
-      .add_real("clip_norm", 0.0, 100.0, "gradient clipping (0 = off)")
       .add_string("bug_bk_forward", {"compat_poc", "stable"}, "BK forward of the upstream_layout_bug variant")
       .add_string("bidirectional_bk_forward", {"compat_poc", "stable"}, "BK forward of correct_bidirectional")
       .add_real_list("bigram_lambdas", 0.0, 1.0, "bigram interpolation weights; the best on VALID is used, compared on TEST")
       .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
-      .add_string("device", {"auto", "cpu", "cuda"}, "where to train")
-      .add_string("precision", {"fp32", "bf16"},
-                  "fp32 (the PoC's) or bf16 autocast on CUDA; the bug variant's compat BK forward stays complex128 either way");
+      .add_string("device", {"auto", "cpu", "cuda"}, "where to train (train.precision bf16 needs cuda)");
 
   return rbk::run_experiment(argc, argv, spec, [](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
     const torch::Device device = rbk::experiment_device(cfg);  // threads: set by run_experiment
@@ -203,26 +163,28 @@ int main(int argc, char** argv) {
     if (cfg.get_real_list("bigram_lambdas").empty())
       throw rbk::ConfigError("bigram_lambdas is empty; expected at least one weight in [0, 1]");
 
-    const std::string dir = resolve_path(cfg.get_string("data_dir"));
-    if (!fs::is_directory(dir))
-      throw rbk::ConfigError("data_dir '" + cfg.get_string("data_dir") + "' (" + dir +
-                             ") is not a directory; run scripts/fetch_corpus.sh for the default corpus");
-    const auto train_path = rbk::find_split_file(dir, "train");
-    const auto train_text = rbk::read_corpus(train_path, rbk::CorpusFormat::Auto, cfg.get_int("train_max_bytes"));
-    const auto tok = rbk::WordTokenizer::build(train_text.lines, cfg.get_int("vocab_top_k"));
-    const int64_t V = tok.vocab_size();
+    // Every option is checked before anything is read or written (a bad one exits 2, nothing written).
+    rbk::LmConfig base = rbk::lm_config_from(cfg, "model.");
+    if (base.arch != "resnet_bk")
+      throw rbk::ConfigError("model.arch = '" + base.arch + "': train_poc chooses the architecture per variant (key "
+                             "'variants'; transformer is one of them); allowed: resnet_bk");
+    const rbk::TrainOptions to = rbk::train_options_from(cfg, "train.", device);
+    for (const auto& v : cfg.get_string_list("variants")) {
+      const VariantSetup vs = setup_variant(v, base, cfg);
+      rbk::TrainOptions o = to;
+      o.layout = vs.layout;
+      rbk::check_lm_config(vs.model, "model.");
+      rbk::check_model_and_training(vs.model, o, "model.", "train.");
+    }
+
     const std::string cache = out.checkpoint_dir.empty() ? "" : out.checkpoint_dir + "/token_cache";
-    auto train = rbk::load_token_stream(train_path, tok, cache, rbk::CorpusFormat::Auto, cfg.get_int("train_max_bytes"));
-    auto valid = rbk::load_token_stream(rbk::find_split_file(dir, "valid"), tok, cache, rbk::CorpusFormat::Auto, cfg.get_int("eval_max_bytes"));
-    auto test = rbk::load_token_stream(rbk::find_split_file(dir, "test"), tok, cache, rbk::CorpusFormat::Auto, cfg.get_int("eval_max_bytes"));
-    auto unk_rate = [](const rbk::TokenStream& s) { return s.ids.eq(rbk::WordTokenizer::kUnkId).to(torch::kDouble).mean().item<double>(); };
+    const rbk::LmData data = rbk::load_lm_data(rbk::data_options_from(cfg, "data."), cache);
+    const auto &train = data.train, &valid = data.valid, &test = data.test;
+    const int64_t V = data.vocab_size();
     std::fprintf(stderr, "train_poc: V=%lld, tokens train %lld / valid %lld / test %lld, <unk> rate valid %.4f test %.4f, device %s, threads %d\n",
                  (long long)V, (long long)train.ids.numel(), (long long)valid.ids.numel(), (long long)test.ids.numel(),
-                 unk_rate(valid), unk_rate(test), device.str().c_str(), at::get_num_threads());
-    out.summary["data"] = {{"train_file", train_path}, {"vocab_size", V}, {"train_tokens", train.ids.numel()},
-                           {"valid_tokens", valid.ids.numel()}, {"test_tokens", test.ids.numel()},
-                           {"train_bytes", train.n_bytes}, {"valid_bytes", valid.n_bytes}, {"test_bytes", test.n_bytes},
-                           {"valid_unk_rate", unk_rate(valid)}, {"test_unk_rate", unk_rate(test)}};
+                 data.valid_unk_rate, data.test_unk_rate, device.str().c_str(), at::get_num_threads());
+    out.summary["data"] = data.summary();
 
     tp::SummaryInputs in;
     in.variants = cfg.get_string_list("variants");
@@ -258,34 +220,7 @@ int main(int argc, char** argv) {
                    uni_train.ppl, uni_valid.ppl, uni_test.ppl, best_lambda, bi_train.ppl, bi_valid.ppl, bi_test.ppl);
     }
 
-    rbk::LmConfig base;
     base.vocab_size = V;
-    base.d_model = cfg.get_int("d_model");
-    base.n_layers = cfg.get_int("n_layers");
-    base.n_seq = cfg.get_int("n_seq");
-    base.num_experts = cfg.get_int("num_experts");
-    base.block = "poc";
-    base.router = "gumbel_hard";
-    base.init = "torch_default";
-    base.dropout = 0.0;
-
-    rbk::TrainOptions to;
-    to.batch_size = cfg.get_int("batch_size");
-    to.seq_len = cfg.get_int("n_seq");
-    to.epochs = cfg.get_int("epochs");
-    to.max_steps = cfg.get_int("max_steps");
-    to.lr = cfg.get_real("lr");
-    to.weight_decay = cfg.get_real("weight_decay");
-    to.clip_norm = cfg.get_real("clip_norm");
-    to.schedule = "constant";
-    to.device = device;
-    to.log_every = 50;
-    to.precision = cfg.get_string("precision");
-    try {
-      (void)rbk::wants_bf16_autocast(to.precision, device);
-    } catch (const std::invalid_argument& e) {
-      throw rbk::ConfigError(e.what());
-    }
 
     // The ResNet-BK initialisation every variant of a seed starts from (parameters do not depend on
     // bk_forward / bk_context / layout).
@@ -301,7 +236,7 @@ int main(int argc, char** argv) {
       in.seeds.push_back(seed);
       in.train_rotation.push_back(rotation);
       torch::manual_seed(static_cast<uint64_t>(seed));
-      const auto bk_init = initial_parameters(*rbk::make_language_model(bk_reference));
+      const auto bk_init = rbk::parameter_snapshot(*rbk::make_language_model(bk_reference));
 
       for (const auto& variant : in.variants) {
         const VariantSetup vs = setup_variant(variant, base, cfg);
@@ -312,7 +247,6 @@ int main(int argc, char** argv) {
         const std::string tag = variant + ".seed" + std::to_string(seed);
         if (!out.checkpoint_dir.empty()) {
           o.checkpoint_path = out.checkpoint_dir + "/" + tag + ".pt";
-          o.checkpoint_every = 200;
           o.metrics_path = out.checkpoint_dir + "/" + tag + ".metrics.jsonl";
         }
         nlohmann::json row{{"variant", variant}, {"seed", seed}, {"train_rotation_tokens", rotation},
@@ -323,11 +257,11 @@ int main(int argc, char** argv) {
           torch::manual_seed(static_cast<uint64_t>(seed));
           auto model = rbk::make_language_model(vs.model);
           if (vs.is_resnet_bk) {
-            const bool same = same_parameters(*model, bk_init);
+            const bool same = rbk::same_parameters(*model, bk_init);
             row["same_init_as_bk_reference"] = same;
             in.bk_variants_same_init = in.bk_variants_same_init && same;
           } else {
-            const auto copied = copy_matching_parameters(*model, bk_init);
+            const auto copied = rbk::copy_matching_parameters(*model, bk_init).copied;
             row["params_from_bk_init"] = copied;
             in.transformer_params_from_bk_init = copied;
           }

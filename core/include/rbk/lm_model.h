@@ -3,7 +3,9 @@
 // and a causal Transformer baseline, all built from one LmConfig (also stored in checkpoints).
 //
 // ResNet-BK (upstream-audit §2.1, §2.3): h = tok_emb[x] + pos_emb[0..n-1]; L pre-LN residual
-// blocks h <- h + Block(LN(h)); logits = lm_head(LN_f(h)) with an untied, biased head.
+// blocks h <- h + Block(LN(h)); logits = lm_head(LN_f(h)) with an untied, biased head. The
+// position term follows model.position (position_encoding.h): the learned table (compat), none,
+// or the fixed sinusoidal encoding. Blocks can be checkpointed (set_checkpoint_blocks).
 //  * block "poc":       m = MoE(u); v = Linear(D,1)(m); f = BK(v); out = m + Linear(2,D)(f)
 //  * block "papertime": v = clamp(Linear(D,1)(u), +-3); f = BK(v); m = MoE(u, G);
 //                       out = m + bk_scale * Linear(2,D)(clamp(f, +-10)),  bk_scale init 1
@@ -18,6 +20,7 @@
 #pragma once
 #include "rbk/bk_core_autograd.h"
 #include "rbk/moe.h"
+#include "rbk/position_encoding.h"
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -31,7 +34,11 @@ struct LmConfig {
   int64_t vocab_size = 0;
   int64_t d_model = 64;
   int64_t n_layers = 4;
-  int64_t n_seq = 128;               // position-embedding rows = longest sequence
+  int64_t n_seq = 128;               // longest sequence (rows of the learned position table)
+  // How positions enter the model: "auto" (the architecture's own: the learned table for
+  // resnet_bk and transformer, as the papers' models (compat); none for mamba and rwkv), "learned"
+  // (an n_seq x D table), "none", "sinusoidal" (fixed, no parameters), "rotary" (Transformer only).
+  std::string position = "auto";
   double dropout = 0.0;
   std::string init = "papertime";    // "torch_default" | "papertime"
   // ResNet-BK
@@ -44,6 +51,9 @@ struct LmConfig {
   std::string bk_forward = "stable";
   std::string bk_gradient = "exact";
   std::string bk_context = "bidirectional";
+  // BK-Core's spectral parameter z = bk_z_real + i bk_z_imag (upstream fixes z = 1j); Im z > 0.
+  double bk_z_real = 0.0;
+  double bk_z_imag = 1.0;
   std::string prime_bump = "none";   // "none" | "simple" | "potential"
   double prime_bump_scale = 0.02;
   double prime_bump_epsilon = 1.0;
@@ -59,24 +69,45 @@ struct LmConfig {
   int64_t dt_rank = 0;
   // RWKV-4 (rwkv_lm.h) uses ffn_dim as the channel-mixing hidden width.
 
+  // Built from the model field table (options.h: lm_config_fields, choices, cross-field checks).
   nlohmann::json to_json() const;
-  // Unknown keys or values outside their choices throw std::invalid_argument naming the key.
+  // Missing keys keep their defaults; unknown keys, wrong types, values outside their range or
+  // choices and inconsistent combinations throw std::invalid_argument naming the key(s).
   static LmConfig from_json(const nlohmann::json& j);
   void validate() const;
 };
 
 class LanguageModel : public torch::nn::Module {
  public:
-  // ids: (B, n) int64 with n <= n_seq. Returns logits (B, n, V) float32 (or the autocast dtype).
-  virtual torch::Tensor forward(const torch::Tensor& ids) = 0;
+  // ids: (B, n) int64 with n <= n_seq. Returns logits (B, n, V) float32 (or the autocast dtype):
+  // the head applied to forward_features. Training and evaluation use the chunked head + loss of
+  // lm_loss.h instead, which never holds the (B n x V) logits.
+  virtual torch::Tensor forward(const torch::Tensor& ids) { return apply_head(forward_features(ids)); }
+  // Everything but the head: the final-normed hidden states (B, n, D).
+  virtual torch::Tensor forward_features(const torch::Tensor& ids) = 0;
+  // The head's weight (V, D) (the token embedding where the head is tied) and bias (V), undefined
+  // when the head has none.
+  virtual torch::Tensor head_weight() const = 0;
+  virtual torch::Tensor head_bias() const { return torch::Tensor(); }
+  // h (..., D) -> logits (..., V), exactly as the models computed them before the split: the
+  // biased head through linear, a bias-free or tied head as h @ W^T.
+  torch::Tensor apply_head(const torch::Tensor& h) const {
+    const auto b = head_bias();
+    return b.defined() ? torch::linear(h, head_weight(), b) : torch::matmul(h, head_weight().t());
+  }
   // Expert-usage counts summed over layers, (L, E) int64; empty for models without experts.
   virtual torch::Tensor expert_counts() const { return torch::Tensor(); }
   virtual void reset_expert_counts() {}
   const LmConfig& config() const { return config_; }
+  // Per-block activation checkpointing (block_checkpoint.h; train.checkpoint_blocks): each block
+  // keeps only its input and is recomputed in backward. Off by default; no effect without grad.
+  void set_checkpoint_blocks(bool on) { checkpoint_blocks_ = on; }
+  bool checkpoint_blocks() const { return checkpoint_blocks_; }
 
  protected:
   explicit LanguageModel(LmConfig c) : config_(std::move(c)) {}
   LmConfig config_;
+  bool checkpoint_blocks_ = false;
 };
 
 std::shared_ptr<LanguageModel> make_language_model(const LmConfig& config);
@@ -105,7 +136,9 @@ torch::Tensor resnet_bk_block_forward(ResNetBkBlock& b, const torch::Tensor& h, 
 class ResNetBkLm : public LanguageModel {
  public:
   explicit ResNetBkLm(const LmConfig& config);
-  torch::Tensor forward(const torch::Tensor& ids) override;
+  torch::Tensor forward_features(const torch::Tensor& ids) override;
+  torch::Tensor head_weight() const override { return head_->weight; }
+  torch::Tensor head_bias() const override { return head_->bias; }
   torch::Tensor expert_counts() const override;
   void reset_expert_counts() override;
 
@@ -117,6 +150,7 @@ class ResNetBkLm : public LanguageModel {
   torch::nn::Linear head_{nullptr};
   BkCoreOptions bk_;
   RouterKind router_;
+  PositionMode position_ = PositionMode::Learned;  // pos_emb_ exists only for Learned
 };
 
 }  // namespace rbk

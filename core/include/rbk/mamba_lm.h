@@ -2,7 +2,7 @@
 // 2023, "Mamba", Fig. 3 and §3.4, and the reference module state-spaces/mamba mamba_simple.py,
 // re-implemented here): same LM interface as the ResNet-BK and Transformer LMs.
 //
-// LM: h = tok_emb[x] (no position embedding: the recurrence carries order); n_layers residual
+// LM: h = tok_emb[x] (no position embedding, model.position = none: the recurrence carries order); n_layers residual
 // blocks h <- h + Dropout(Mixer(RMSNorm(h))); logits = head(RMSNorm_f(h)). The head is a biased
 // Linear(D, V) like the other baselines' heads (upstream Mamba ties it to the embedding without a
 // bias; tie_weights = true gives that: logits = h E^T). RMSNorm (Mamba's choice): x / sqrt(mean(x^2)
@@ -69,7 +69,9 @@ TORCH_MODULE(RmsNorm);
 class MambaLm : public LanguageModel {
  public:
   explicit MambaLm(const LmConfig& config);
-  torch::Tensor forward(const torch::Tensor& ids) override;
+  torch::Tensor forward_features(const torch::Tensor& ids) override;
+  torch::Tensor head_weight() const override { return head_ ? head_->weight : tok_emb_->weight; }
+  torch::Tensor head_bias() const override { return head_ ? head_->bias : torch::Tensor(); }
 
  private:
   torch::nn::Embedding tok_emb_{nullptr};

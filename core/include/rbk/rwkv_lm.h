@@ -69,8 +69,10 @@ TORCH_MODULE(RwkvBlock);
 class RwkvLm : public LanguageModel {
  public:
   explicit RwkvLm(const LmConfig& config);
-  // ids: (B, n) int64, n <= n_seq. Returns logits (B, n, V).
-  torch::Tensor forward(const torch::Tensor& ids) override;
+  // ids: (B, n) int64, n <= n_seq. Returns the final-normed features (B, n, C); forward() adds the head.
+  torch::Tensor forward_features(const torch::Tensor& ids) override;
+  torch::Tensor head_weight() const override { return head_ ? head_->weight : tok_emb_->weight; }
+  torch::Tensor head_bias() const override { return head_ ? head_->bias : torch::Tensor(); }
   // Path of every block's WKV (default Auto: the CUDA kernel on the GPU, the reference on the CPU).
   void set_wkv_path(WkvPath path);
   const std::vector<RwkvBlock>& blocks() const { return blocks_; }
