@@ -3,7 +3,12 @@
 
 #include "rbk/torch_compat.h"
 
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <cctype>
 #include <fstream>
+#include <new>
 #include <sstream>
 
 namespace rbk {
@@ -59,6 +64,20 @@ PeakMemory PeakMemory::from_json(const nlohmann::json& j) {
   p.cpu_peak_rss_bytes = bytes("cpu_peak_rss_bytes");
   p.cpu_peak_rss_scope = j.value("cpu_peak_rss_scope", std::string("unavailable"));
   return p;
+}
+
+bool message_says_out_of_memory(const std::string& message) {
+  std::string m = message;
+  std::transform(m.begin(), m.end(), m.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  return m.find("out of memory") != std::string::npos || m.find("can't allocate memory") != std::string::npos ||
+         m.find("not enough memory") != std::string::npos;
+}
+
+bool is_out_of_memory(const std::exception& e) {
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr) return true;
+  if (dynamic_cast<const std::bad_alloc*>(&e) != nullptr) return true;
+  const auto* c = dynamic_cast<const c10::Error*>(&e);
+  return c != nullptr && message_says_out_of_memory(c->what_without_backtrace());
 }
 
 }  // namespace rbk

@@ -1,6 +1,7 @@
 // The sweep runner (sweep.h): runs the selected unfinished cells of a plan through a CellRunner,
 // writes each outcome atomically, resumes, merges shards and writes the per-seed summary.
 #include "rbk/sweep.h"
+#include "rbk/peak_memory.h"
 
 #include "rbk/experiment.h"
 #include "rbk/results.h"
@@ -21,19 +22,6 @@ namespace {
 const std::vector<std::string>& known_statuses() {
   static const std::vector<std::string> s{"ok", "diverged", "oom", "skipped", "error"};
   return s;
-}
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
-// CUDA's allocator says "CUDA out of memory"; the CPU allocator "can't allocate memory" or
-// "not enough memory"; any of them makes the cell "oom", a result rather than a bug.
-bool message_says_out_of_memory(const std::string& what) {
-  const std::string m = lower(what);
-  return m.find("out of memory") != std::string::npos || m.find("can't allocate memory") != std::string::npos ||
-         m.find("not enough memory") != std::string::npos;
 }
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
@@ -171,7 +159,7 @@ SweepRunReport run_sweep(const SweepPlan& plan, const std::string& sweep_dir, co
       outcome = {{"status", "oom"}, {"reason", "std::bad_alloc (host memory exhausted)"}};
     } catch (const std::exception& e) {
       const std::string what = first_line(e.what());
-      outcome = {{"status", message_says_out_of_memory(e.what()) ? "oom" : "error"}, {"reason", what}};
+      outcome = {{"status", is_out_of_memory(e) || message_says_out_of_memory(e.what()) ? "oom" : "error"}, {"reason", what}};
     }
     if (outcome.is_object() && outcome.value("status", "") == "stopped") {
       report.interrupted = true;

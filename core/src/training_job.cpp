@@ -41,16 +41,6 @@ nlohmann::json eval_json(LanguageModel& model, const TokenStream& s, const Train
 std::string job_checkpoint_path(const std::string& out_dir) { return out_dir + "/model.pt"; }
 std::string job_metrics_path(const std::string& out_dir) { return out_dir + "/metrics.jsonl"; }
 
-bool is_out_of_memory(const std::exception& e) {
-  if (dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr) return true;
-  if (dynamic_cast<const std::bad_alloc*>(&e) != nullptr) return true;
-  if (const auto* c = dynamic_cast<const c10::Error*>(&e)) {
-    const std::string m = c->what_without_backtrace();
-    return m.find("out of memory") != std::string::npos || m.find("can't allocate memory") != std::string::npos;
-  }
-  return false;
-}
-
 nlohmann::json run_training_job(const LmData& data, const LmConfig& model_config, const TrainOptions& train,
                                 const std::string& out_dir, const ModelInitHook& after_init) {
   const auto t0 = Clock::now();

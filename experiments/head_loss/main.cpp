@@ -102,15 +102,23 @@ json check_paths_agree(Trainee& plain, Trainee& chunked, const Tensor& batch, in
     ts[i]->optim->zero_grad();
   }
   double worst = 0.0;
+  // Nothing is timed unless both paths computed something: finite losses above zero, every
+  // gradient finite, and some gradient non-zero (a NaN difference would compare as "within").
+  bool finite_nontrivial = std::isfinite(losses[0]) && std::isfinite(losses[1]) && losses[0] > 0 && losses[1] > 0;
+  bool any_nonzero = false;
   for (size_t k = 0; k < grads[0].size(); ++k) {
     if (!grads[0][k].defined() || !grads[1][k].defined()) continue;
+    for (int i = 0; i < 2; ++i) {
+      finite_nontrivial = finite_nontrivial && torch::isfinite(grads[i][k]).all().item<bool>();
+      any_nonzero = any_nonzero || grads[i][k].ne(0).any().item<bool>();
+    }
     const double ref = grads[0][k].norm().item<double>();
     const double diff = (grads[1][k] - grads[0][k]).norm().item<double>();
     if (ref > 0) worst = std::max(worst, diff / ref);
   }
   return {{"loss_plain", losses[0]}, {"loss_chunked", losses[1]},
           {"loss_relative_difference", std::abs(losses[1] - losses[0]) / std::max(1e-30, std::abs(losses[0]))},
-          {"gradient_relative_difference_max", worst}};
+          {"gradient_relative_difference_max", worst}, {"finite_and_nontrivial", finite_nontrivial && any_nonzero}};
 }
 
 // Part 1: plain vs chunked training steps of one architecture, interleaved.
@@ -130,6 +138,12 @@ json training_step_row(const rbk::Config& cfg, rbk::LmConfig mc, const rbk::Trai
                                   torch::TensorOptions().dtype(torch::kInt64).device(device));
   row["check"] = check_paths_agree(plain, chunked, ids[0], N, bf16);
   const double tol = cfg.get_real("check_tolerance");
+  if (!row["check"]["finite_and_nontrivial"].get<bool>()) {
+    row["status"] = "nonfinite_output";
+    row["message"] = "a path's loss or gradients are non-finite or all zero; not timed";
+    std::fprintf(stderr, "%s: NON-FINITE OR TRIVIAL %s\n", mc.arch.c_str(), row["check"].dump().c_str());
+    return row;
+  }
   if (row["check"]["loss_relative_difference"].get<double>() > tol ||
       row["check"]["gradient_relative_difference_max"].get<double>() > tol) {
     row["status"] = "mismatch";
@@ -197,10 +211,13 @@ void head_loss_sweep(const rbk::Config& cfg, const rbk::LmConfig& mc, int64_t T,
     arms.push_back({"in_forward", c, rbk::HeadGradient::InForward});
     arms.push_back({"recompute", c, rbk::HeadGradient::RecomputeInBackward});
   }
-  double plain_median = 0;
+  const double tol = cfg.get_real("check_tolerance");
+  double plain_median = 0, plain_loss = 0;
+  Tensor plain_df;
   for (const auto& a : arms) {
     std::vector<double> secs;
-    for (int64_t r = 0; r <= reps; ++r) {  // the first run warms up and is not kept
+    json check;
+    for (int64_t r = 0; r <= reps; ++r) {  // the first run warms up, is checked and is not kept
       auto f = f0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true), b = b0.clone().requires_grad_(true);
       rbk::synchronize_device(device);
       const auto t0 = Clock::now();
@@ -208,13 +225,35 @@ void head_loss_sweep(const rbk::Config& cfg, const rbk::LmConfig& mc, int64_t T,
                                : rbk::chunked_linear_cross_entropy(f, w, b, y, a.chunk, rbk::LossReduction::Mean, a.schedule);
       loss.backward();
       rbk::synchronize_device(device);
-      if (r > 0) secs.push_back(seconds_since(t0));
+      if (r > 0) {
+        secs.push_back(seconds_since(t0));
+        continue;
+      }
+      // Against the plain arm (the first): the same loss and dL/dfeatures, finite and non-zero.
+      const double l = loss.item<double>();
+      if (a.chunk == 0) {
+        plain_loss = l;
+        plain_df = f.grad().clone();
+      }
+      const double loss_diff = std::abs(l - plain_loss) / std::max(1e-30, std::abs(plain_loss));
+      const double grad_diff = (f.grad() - plain_df).norm().item<double>() / std::max(1e-30, plain_df.norm().item<double>());
+      const bool ok = std::isfinite(l) && l > 0 && torch::isfinite(f.grad()).all().item<bool>() &&
+                      f.grad().ne(0).any().item<bool>() && loss_diff <= tol && grad_diff <= tol;
+      check = {{"loss", l}, {"loss_relative_difference_vs_plain", loss_diff},
+               {"feature_gradient_relative_difference_vs_plain", grad_diff}, {"passed", ok}};
+      if (!ok) break;
+    }
+    if (!check["passed"].get<bool>()) {
+      out.rows.push_back({{"kind", "head_loss"}, {"schedule", a.name}, {"chunk_tokens", a.chunk}, {"check", check},
+                          {"status", "mismatch"}, {"message", "loss or gradient not finite, all zero, or off the plain path; not timed"}});
+      std::fprintf(stderr, "head+loss %-10s chunk %5lld: CHECK FAILED %s\n", a.name.c_str(), (long long)a.chunk, check.dump().c_str());
+      continue;
     }
     const double med = rbk::median(secs);
     if (a.chunk == 0) plain_median = med;
     out.rows.push_back({{"kind", "head_loss"}, {"schedule", a.name}, {"chunk_tokens", a.chunk}, {"tokens", T},
                         {"vocab_size", mc.vocab_size}, {"d_model", mc.d_model}, {"seconds_median", med},
-                        {"speedup_over_plain", plain_median / med}, {"repeats", reps}, {"status", "ok"}});
+                        {"speedup_over_plain", plain_median / med}, {"repeats", reps}, {"check", check}, {"status", "ok"}});
     std::fprintf(stderr, "head+loss %-10s chunk %5lld: %.4f s (x%.2f over plain)\n", a.name.c_str(), (long long)a.chunk,
                  med, plain_median / med);
   }
@@ -249,6 +288,7 @@ void long_memory(const rbk::Config& cfg, const rbk::LmConfig& base, const rbk::T
       const auto peak = rbk::read_peak_memory(device, scope);
       row["step_seconds"] = secs;
       row["loss"] = t.loss.item<double>();
+      if (!std::isfinite(row["loss"].get<double>())) throw std::runtime_error("the step's loss is not finite");
       row["peak"] = peak.to_json();
       row["rss_at_reset_bytes"] = rss0;
       const int64_t step_bytes = device.is_cuda() ? peak.cuda_peak_allocated_bytes
@@ -263,8 +303,7 @@ void long_memory(const rbk::Config& cfg, const rbk::LmConfig& base, const rbk::T
                    (long long)mc.vocab_size, path.c_str(), secs, static_cast<double>(step_bytes) / (1 << 20), scope.c_str());
     } catch (const std::exception& e) {
       const std::string what = e.what();
-      const bool oom = what.find("out of memory") != std::string::npos || what.find("alloc") != std::string::npos;
-      row["status"] = oom ? "oom" : "error";
+      row["status"] = rbk::is_out_of_memory(e) ? "oom" : "error";
       row["message"] = what.substr(0, what.find('\n'));
     }
     out.rows.push_back(row);

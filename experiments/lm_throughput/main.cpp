@@ -23,6 +23,7 @@
 // out-of-memory failure is status "oom". Only the gpu preset on a CUDA device is the target's
 // configuration: summary.is_target_configuration says whether this run was.
 #include "rbk/experiment.h"
+#include "rbk/peak_memory.h"
 #include "rbk/lm_model.h"
 #include "rbk/model_sizing.h"
 #include "rbk/options.h"
@@ -53,9 +54,6 @@ std::string arch_of(const std::string& variant) {
   return variant.rfind("resnet_bk", 0) == 0 ? "resnet_bk" : variant;
 }
 
-bool is_oom(const std::string& what) {
-  return what.find("out of memory") != std::string::npos || what.find("OutOfMemory") != std::string::npos;
-}
 
 }  // namespace
 
@@ -265,7 +263,7 @@ int main(int argc, char** argv) {
                      peak >= 0 ? (std::to_string(peak / (1 << 20)) + " MiB").c_str() : "n/a", final_loss);
       } catch (const std::exception& e) {
         const std::string what = e.what();
-        row["status"] = is_oom(what) ? "oom" : "error";
+        row["status"] = rbk::is_out_of_memory(e) ? "oom" : "error";
         row["message"] = what.substr(0, 2000);
         std::fprintf(stderr, "%s: %s: %s\n", variant.c_str(), row["status"].get<std::string>().c_str(), what.substr(0, 400).c_str());
       }

@@ -35,4 +35,13 @@ int64_t proc_status_bytes(const std::string& field);
 int64_t cpu_peak_rss_bytes();
 int64_t cpu_current_rss_bytes();
 
+// Whether a message is an allocator's: "out of memory" (CUDA), "can't allocate memory" or "not
+// enough memory" (CPU allocator), in any case.
+bool message_says_out_of_memory(const std::string& message);
+// Whether e is an allocator's out-of-memory failure, which runs record as status "oom" (a result,
+// not a bug): c10::OutOfMemoryError (CUDA), std::bad_alloc, or a c10::Error whose message says so
+// (LibTorch 1.13's CUDA and CPU allocators). Other exceptions are not the allocator's, whatever they
+// say; the sweep runner, which receives a runner's exceptions second-hand, also reads their message.
+bool is_out_of_memory(const std::exception& e);
+
 }  // namespace rbk

@@ -46,10 +46,7 @@ nlohmann::json run_training_job(const LmData& data, const LmConfig& model, const
 nlohmann::json run_training_job(const DataOptions& data, const LmConfig& model, const TrainOptions& train,
                                 const std::string& out_dir, const ModelInitHook& after_init = {});
 
-// Whether e is an allocator's out-of-memory failure: c10::OutOfMemoryError (CUDA, LibTorch >= 1.13),
-// a c10::Error whose message says "out of memory" or "can't allocate memory" (CPU allocator), or
-// std::bad_alloc.
-bool is_out_of_memory(const std::exception& e);
+// is_out_of_memory (an allocator's failure, recorded as status "oom") is in peak_memory.h.
 
 // The checkpoint and metrics paths of a job directory.
 std::string job_checkpoint_path(const std::string& out_dir);
