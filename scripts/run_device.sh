@@ -20,6 +20,34 @@
 #   lm_throughput  exp_lm_throughput --preset gpu          (baseline LMs, issue 7)
 #   lm_throughput_fp32  the same in fp32 (no autocast) into lm_throughput/fp32
 #   train_poc      exp_train_poc --preset gpu               (claim C05; needs data/sotu carried)
+#   distributed    data-parallel scaling (issue 23; needs data/sotu carried and a multi-GPU kind):
+#                  rbk_train presets dp_scaling_resnet_bk and dp_scaling_transformer (N = 2048, bf16,
+#                  8 sequences per GPU) on 1 GPU, then on 2 through torchrun (scripts/launch_local.sh
+#                  without it); tokens/s per GPU and the scaling efficiency (2-GPU per-GPU rate / 1-GPU
+#                  rate; target >= 0.9) in $OUT/distributed/scaling.json
+#   long_context   exp_long_context --preset gpu            (claims C12, C19, C21; needs data/sotu and
+#                  data/gpt2 carried). Split over calls: LONG_CONTEXT_ARGS picks the cells, e.g.
+#                  LONG_CONTEXT_ARGS='parts=sweep select=bk_n2048.*,bk_n8192.*' (the command list is in
+#                  experiments/long_context/presets/gpu.json); every call adds its cells to one sweep
+#                  directory that outlives the call (LONG_CONTEXT_SWEEP_DIR, default in the build dir),
+#                  and the last call, LONG_CONTEXT_ARGS=summarize_only=true, writes the full result.
+#   ablations      exp_ablations --preset gpu               (claims C14, C06, C09's PPL part; needs data/sotu
+#                  carried). 25 cells do not fit one call: every call adds cells to one sweep directory
+#                  that outlives the call (ABLATIONS_SWEEP_DIR, default in the build dir; a cell cut by the
+#                  time limit resumes from its checkpoint), and writes the result of the cells finished so
+#                  far; repeat the call until its log says every cell is finished.
+#   act_flops      exp_act_flops --preset gpu               (claims C11, C21's efficiency part; needs data/sotu
+#                  carried); resumable over calls like ablations (ACT_FLOPS_SWEEP_DIR, ACT_FLOPS_ARGS).
+#   memory_search  exp_memory_search --preset gpu           (claims C10, C15, C16, C20, C22): the search at
+#                  8 / 15 / 24 GB (CUDA allocator memory fraction), one fresh process per probe. 24 searches
+#                  do not fit one call: split with MEMORY_SEARCH_ARGS, e.g. 'budgets_gb=8 modes=inference'
+#                  into memory_search/<name> by MEMORY_SEARCH_SUBDIR (the ledger reads memory_search/).
+#   phase1         exp_phase1 --preset gpu                  (claim C18)
+#   quantization   exp_quantization --preset gpu            (claims C13, C21's quantisation part; needs
+#                  data/sotu and data/gpt2 carried): 20 cells (4 models x 5 seeds, each trained then
+#                  quantized in every row) over several calls, resumable like ablations
+#                  (QUANTIZATION_SWEEP_DIR; QUANTIZATION_ARGS, e.g. max_cells=2 per call); repeat the
+#                  call until its log says every cell is finished.
 # BUDGET_S (default 570) bounds the whole call: each stage gets what is left. GPU_TESTS_REGEX
 # restricts the gpu stage to matching tests (ctest -R on the GoogleTest names, e.g. 'BkCuda',
 # 'SelectiveScan|Mamba', 'Wkv': a binary's name such as test_bk_cuda matches nothing).
@@ -100,6 +128,59 @@ for stage in "$@"; do
     lm_throughput) run_exp lm_throughput lm_throughput ;;
     lm_throughput_fp32) run_exp lm_throughput lm_throughput/fp32 train.precision=fp32 ;;
     train_poc) run_exp train_poc train_poc ;;
+    distributed)
+      ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+      for model in resnet_bk transformer; do
+        for n in 1 2; do
+          if [ "$n" -gt "$ngpu" ]; then echo "distributed: $model on $n GPUs: only $ngpu visible, skipped"; continue; fi
+          # Checkpoints (~400 MB) stay in scratch; only the result document comes back.
+          d="/tmp/rbk-distributed/$model-gpus$n"; logf="$OUT/distributed_${model}_gpus$n.log"
+          rm -rf "$d"; mkdir -p "$d" "$OUT/distributed"
+          launcher=()
+          if [ "$n" -gt 1 ]; then
+            if command -v torchrun > /dev/null; then launcher=(torchrun --standalone --nproc-per-node="$n" --no-python)
+            else launcher=(scripts/launch_local.sh --nproc-per-node "$n"); fi
+          fi
+          log "distributed: $model on $n GPU(s): ${launcher[*]:-(single process)}"
+          timeout "$(left 30)" "${launcher[@]}" "$BUILD/tools/rbk_train" --preset "dp_scaling_$model" --out "$d" \
+            train.batch_size=$((8 * n)) > "$logf" 2>&1
+          echo "distributed $model gpus=$n rc=$?"; grep -E "step 40/|failed|error" "$logf" | tail -3
+          cp "$d/rbk_train.dp_scaling_$model.json" "$OUT/distributed/$model-gpus$n.json" 2> /dev/null
+        done
+      done
+      python3 - "$OUT/distributed" <<'PY'
+import json, os, sys
+root = sys.argv[1]
+out = {}
+for model in ("resnet_bk", "transformer"):
+    per_gpu = {}
+    for n in (1, 2):
+        path = os.path.join(root, f"{model}-gpus{n}.json")
+        if os.path.exists(path):
+            doc = json.load(open(path))
+            row = doc["rows"][0]
+            per_gpu[n] = row["tokens_per_second"] / n
+            out.setdefault("context", doc["context"])
+    entry = {"tokens_per_second_per_gpu": {str(k): v for k, v in per_gpu.items()}}
+    if 1 in per_gpu and 2 in per_gpu:
+        entry["scaling_efficiency_2gpu"] = per_gpu[2] / per_gpu[1]
+    out[model] = entry
+    print(f"distributed {model}: tokens/s per GPU {entry['tokens_per_second_per_gpu']}, "
+          f"efficiency {entry.get('scaling_efficiency_2gpu', 'n/a')}")
+json.dump(out, open(os.path.join(root, "scaling.json"), "w"), indent=1)
+PY
+      ;;
+    long_context)
+      run_exp long_context long_context sweep_dir="${LONG_CONTEXT_SWEEP_DIR:-$PWD/$BUILD/long_context_sweep}" \
+        ${LONG_CONTEXT_ARGS:-} ;;
+    ablations)
+      run_exp ablations ablations sweep_dir="${ABLATIONS_SWEEP_DIR:-$PWD/$BUILD/ablations_sweep}" ${ABLATIONS_ARGS:-} ;;
+    act_flops)
+      run_exp act_flops act_flops sweep_dir="${ACT_FLOPS_SWEEP_DIR:-$PWD/$BUILD/act_flops_sweep}" ${ACT_FLOPS_ARGS:-} ;;
+    memory_search) run_exp memory_search "memory_search${MEMORY_SEARCH_SUBDIR:+/$MEMORY_SEARCH_SUBDIR}" ${MEMORY_SEARCH_ARGS:-} ;;
+    phase1) run_exp phase1 phase1 ;;
+    quantization)
+      run_exp quantization quantization sweep_dir="${QUANTIZATION_SWEEP_DIR:-$PWD/$BUILD/quantization_sweep}" ${QUANTIZATION_ARGS:-} ;;
     *) echo "run_device.sh: unknown stage '$stage'" >&2; exit 2 ;;
   esac
 done

@@ -29,8 +29,10 @@ die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 # Debian's LibTorch calls whatever libblas.so.3 the alternatives system points at, and without
 # it that is netlib's reference BLAS (~5 GFLOP/s sgemm on the CPU machine, issue 16); OpenBLAS's
 # higher alternatives priority makes it take over libblas.so.3 and liblapack.so.3 on install.
+# libgloo-dev: the <gloo/...> headers c10d's ProcessGroupGloo.hpp includes (data-parallel training
+# on the CPU, issue 23; without them the build leaves Gloo out and runs single-process only).
 DEBIAN_PACKAGES=(build-essential cmake ninja-build git pkg-config libtorch-dev libhdf5-dev libboost1.81-dev
-                 nlohmann-json3-dev libbenchmark-dev libgtest-dev libopenblas0-pthread
+                 nlohmann-json3-dev libbenchmark-dev libgtest-dev libopenblas0-pthread libgloo-dev
                  python3 python3-numpy python3-matplotlib python3-h5py)
 DEBIAN_BLAS=/usr/lib/x86_64-linux-gnu/libblas.so.3
 

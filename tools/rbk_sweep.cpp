@@ -19,6 +19,15 @@
 // rerun without it continues the cell), --max-cells K returns after K cells.
 // Exit codes: 0 ran (cells may be diverged / oom / skipped, or the run stopped as asked), 1 a cell
 // ended in error, 2 bad preset or arguments (one message naming the key; nothing written).
+//
+// Sharded over processes (issue 23, core/include/rbk/distributed.h): launched by torchrun or
+// scripts/launch_local.sh (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), rank r runs
+// shard r/WORLD_SIZE of the cells (--shard is then refused) on its own device (cuda:LOCAL_RANK on
+// GPUs), all ranks in the same DIR: every cell's files are written by the rank that runs it, the
+// cells are disjoint. When every rank has finished (reported through c10d's TCPStore on rank 0),
+// rank 0 writes summary.json from all the cells' outcomes: the same document as a single-process
+// run. Exit code of rank 0: 1 when any cell of the sweep ended in error.
+#include "rbk/distributed.h"
 #include "rbk/divergence.h"
 #include "rbk/experiment.h"
 #include "rbk/lm_data.h"
@@ -34,6 +43,7 @@
 #include <memory>
 #include <set>
 #include <sstream>
+#include <thread>
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -169,15 +179,9 @@ SweepPreset read_preset(const std::string& path, const std::string& stem) {
 // The part of a training-job record that is a cell's result; metrics are what the per-seed arrays
 // hold (deterministic given the seed), details what varies from run to run (timings, memory).
 json outcome_of_job(const json& rec, const std::string& cell_dir) {
-  const std::string status = rec.at("status");
-  if (status == "stopped") return {{"status", "stopped"}};
-  json out{{"status", status}};
-  if (status != "ok") out["reason"] = rec.value("reason", "");
-  if (status == "diverged") {
-    const json& step = rec.contains("divergence_step") ? rec["divergence_step"] : json(nullptr);
-    out["divergence"] = {{"step", step.is_number_integer() ? step.get<int64_t>() : int64_t(-1)},
-                         {"reason", rec.value("reason", "")}};
-  }
+  json out = rbk::cell_outcome_from_job(rec);
+  const std::string status = out["status"];
+  if (status == "stopped") return out;
   json metrics = json::object();
   if (status == "ok") {
     for (const char* split : {"valid", "test"}) {
@@ -283,6 +287,21 @@ int main(int argc, char** argv) {
     std::cerr << "rbk_sweep: " << e.what() << "\n";
     return kExitBadInput;
   }
+  rbk::LaunchEnv env;
+  try {
+    env = rbk::read_launch_env();
+    if (env.active) {
+      if (preset.selector.shard_count != 1)
+        throw rbk::ConfigError("--shard / the preset's 'shard' cannot be combined with a distributed launch: rank r runs "
+                               "shard r/WORLD_SIZE itself");
+      preset.selector.shard_index = env.rank;
+      preset.selector.shard_count = env.world_size;
+      selected = rbk::select_cells(cells, preset.selector);
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "rbk_sweep: " << e.what() << "\n";
+    return kExitBadInput;
+  }
   if (out.empty()) out = "sweeps/" + preset.plan.name;
   if (list) {
     for (const auto& c : cells)
@@ -291,6 +310,17 @@ int main(int argc, char** argv) {
   }
 
   const rbk::RunContext context = rbk::RunContext::capture(argc, argv, preset.plan.grid.seeds.front());
+  std::shared_ptr<rbk::DistributedContext> dist;  // the store only: cells need no collectives
+  if (env.active) {
+    try {
+      dist = rbk::DistributedContext::connect(env, rbk::DistributedOptions{}, "");
+    } catch (const std::exception& e) {
+      std::cerr << "rbk_sweep: " << e.what() << "\n";
+      return dynamic_cast<const rbk::DistributedConfigError*>(&e) ? kExitBadInput : 1;
+    }
+    std::cerr << "rbk_sweep[rank " << env.rank << "]: " << selected.size() << " of " << cells.size()
+              << " cells (shard " << env.rank << "/" << env.world_size << ")\n";
+  }
   // Data of every selected cell and of its reference cell (paired init), loaded once per distinct
   // data options. A missing corpus directory is a ConfigError raised before anything is written.
   std::map<std::string, std::shared_ptr<rbk::LmData>> data_by_options;
@@ -315,6 +345,10 @@ int main(int argc, char** argv) {
 
   const auto runner = [&](const rbk::SweepCell& cell, const std::string& cell_dir) -> json {
     CellSetup setup = preset.setups.at(cell.id);
+    if (env.active && setup.train.device.is_cuda()) {
+      setup.train.device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
+      rbk::set_current_device(setup.train.device);
+    }
     if (setup.threads > 0) at::set_num_threads(static_cast<int>(setup.threads));
     if (stop_after_steps > 0) setup.train.stop_after_steps = stop_after_steps;
     const rbk::LmData& data = data_of(cell.id);
@@ -338,11 +372,37 @@ int main(int argc, char** argv) {
   options.max_cells = max_cells;
   options.context = context.to_json();
   rbk::SweepRunReport report;
+  const std::string done_key = "rbk/rbk_sweep/done/";
   try {
     report = rbk::run_sweep(preset.plan, out, runner, options);
   } catch (const std::exception& e) {
     std::cerr << "rbk_sweep: " << e.what() << "\n";
+    if (dist) dist->store().set(done_key + std::to_string(env.rank), std::string("failed: ") + e.what());
     return 1;
+  }
+  if (dist) {
+    // Every rank reports; rank 0 waits for all of them (cells take hours: no c10d timeout here; a
+    // rank that dies is ended by the launcher, which ends this one too), then writes the summary
+    // of every cell's outcome: the merge of the ranks' cells.
+    dist->store().set(done_key + std::to_string(env.rank), report.to_json().dump());
+    if (dist->is_writer()) {
+      auto last_note = std::chrono::steady_clock::now();
+      for (int r = 1; r < env.world_size;) {
+        const auto state = dist->store().try_get(done_key + std::to_string(r));
+        if (state) {
+          if (state->rfind("failed: ", 0) == 0) std::cerr << "rbk_sweep: rank " << r << " " << *state << "\n";
+          ++r;
+          continue;
+        }
+        if (std::chrono::steady_clock::now() - last_note > std::chrono::minutes(1)) {
+          std::cerr << "rbk_sweep[rank 0]: waiting for rank " << r << " to finish its cells\n";
+          last_note = std::chrono::steady_clock::now();
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+      rbk::write_sweep_summary(preset.plan, out, context.to_json());
+      selected = cells;  // rank 0 reports on the whole sweep
+    }
   }
   const auto outcomes = rbk::read_cell_outcomes(preset.plan, out);
   int64_t errors = 0;

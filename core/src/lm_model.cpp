@@ -1,7 +1,9 @@
 // ResNet-BK language model (PoC and paper-time forms) and the model factory (see lm_model.h;
 // upstream-audit §2.1, §2.3, §4.2; claim C05).
 #include "rbk/lm_model.h"
+#include "rbk/act.h"
 #include "rbk/block_checkpoint.h"
+#include "rbk/lowrank_resolvent.h"
 #include "rbk/mamba_lm.h"
 #include "rbk/prime_bump.h"
 #include "rbk/rwkv_lm.h"
@@ -31,6 +33,7 @@ std::shared_ptr<LanguageModel> make_language_model(const LmConfig& config) {
 
 ResNetBkLm::ResNetBkLm(const LmConfig& c) : LanguageModel(c) {
   c.validate();
+  check_ablation_and_act_config(c);
   bk_.forward = parse_forward_mode(c.bk_forward);
   bk_.gradient = parse_gradient_mode(c.bk_gradient);
   bk_.context = parse_context(c.bk_context);
@@ -91,7 +94,34 @@ ResNetBkBlock make_resnet_bk_block(torch::nn::Module& owner, const std::string& 
   b.v_proj = owner.register_module(p + "v_proj", torch::nn::Linear(D, 1));
   b.out_proj = owner.register_module(p + "out_proj", torch::nn::Linear(2, D));
   if (b.papertime) b.bk_scale = owner.register_parameter(p + "bk_scale", torch::ones({}));
+  // Ablation and ACT parts: registered only when switched on, after the parts above, so a default
+  // config builds (and draws its random initial weights) exactly as before.
+  if (c.bk_lap) b.lap_s = c.bk_lap_s;
+  const int64_t rank = semiseparable_rank_of(c);
+  if (rank > 0) {
+    // HEAD's initialisation of the factors (upstream-audit §6.1: randn * 0.01); at paper time they
+    // were zero buffers, which makes the structure inert.
+    b.ss_u = owner.register_parameter(p + "ss_u", torch::randn({c.n_seq, rank}) * kSemiseparableInitStd);
+    b.ss_v = owner.register_parameter(p + "ss_v", torch::randn({c.n_seq, rank}) * kSemiseparableInitStd);
+  }
+  if (c.act != "none" && c.act_signal == "learned") b.halt = owner.register_module(p + "halt", torch::nn::Linear(D, 1));
   return b;
+}
+
+torch::Tensor resnet_bk_block_features(const ResNetBkBlock& b, const torch::Tensor& v, const BkCoreOptions& bk) {
+  auto f = bk_core_features(v, bk);  // (B, n, 2)
+  const int64_t n = v.size(1);
+  if (b.ss_u.defined()) {
+    using torch::indexing::Slice;
+    auto corr = semiseparable_diagonal_correction(v, b.ss_u.index({Slice(0, n)}), b.ss_v.index({Slice(0, n)}), bk.z);
+    f = f - torch::stack({torch::real(corr), torch::imag(corr)}, -1).to(f.scalar_type());
+  }
+  if (b.lap_s > 0.0) {
+    auto x = torch::arange(n, v.options().dtype(torch::kFloat64));
+    auto w = torch::pow(1.0 + x * x, -b.lap_s).to(f.scalar_type());  // (n,): <x>^-s on both sides of G
+    f = f * w.view({1, n, 1});
+  }
+  return f;
 }
 
 torch::Tensor resnet_bk_block_forward(ResNetBkBlock& b, const torch::Tensor& h, const BkCoreOptions& bk) {
@@ -104,7 +134,7 @@ torch::Tensor resnet_bk_block_forward(ResNetBkBlock& b, const torch::Tensor& h, 
     return m + b.out_proj->forward(f);
   }
   auto v = b.v_proj->forward(u).squeeze(-1).clamp(-3.0, 3.0);  // (B, n)
-  auto f = bk_core_features(v, bk).to(h.scalar_type());       // (B, n, 2)
+  auto f = resnet_bk_block_features(b, v, bk).to(h.scalar_type());  // (B, n, 2)
   torch::Tensor g;
   if (b.moe->options().router == RouterKind::ScatteringPhase)
     g = torch::complex(f.select(-1, 0).detach(), f.select(-1, 1).detach()).reshape({B * n});
@@ -121,6 +151,11 @@ torch::Tensor ResNetBkLm::forward_features(const torch::Tensor& ids) {
     h = h + pos_emb_->forward(torch::arange(n, ids.options())).unsqueeze(0);
   } else if (position_ == PositionMode::Sinusoidal) {
     h = h + sinusoidal_amplitude(config_) * sinusoidal_positions(n, config_.d_model, h.options()).unsqueeze(0);
+  }
+  if (config_.act != "none") {
+    TORCH_CHECK(!checkpoint_blocks_, "ResNetBkLm: model.act = '", config_.act,
+                "' runs its own block loop; train.checkpoint_blocks must be false");
+    return final_norm_->forward(act_forward_blocks(blocks_, h, bk_, config_, act_));
   }
   for (auto& b : blocks_) {
     // Captures the block by reference: blocks_ never changes after construction, and the model

@@ -2,6 +2,7 @@
 // to a ConfigSchema under a prefix and back from a Config; LmConfig's JSON and validation built
 // from the model table; the cross-field checks; repository-relative paths.
 #include "rbk/options.h"
+#include "rbk/act.h"
 
 #include "rbk/torch_compat.h"
 
@@ -195,6 +196,7 @@ void check_lm_config(const LmConfig& c, const std::string& p, bool require_vocab
                       "; allowed for " + c.arch + ": " + joined(positions));
   try {
     check_position_supported(c);  // the modes' own conditions (Prime-Bump needs the table, rotary an even head)
+    check_ablation_and_act_config(c);  // the ablation switches and ACT keys (act.h), at parse time
   } catch (const std::invalid_argument& e) {
     throw ConfigError(p.empty() ? std::string(e.what()) : "in " + p + "*: " + e.what());
   }

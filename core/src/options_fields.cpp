@@ -125,6 +125,14 @@ const std::vector<std::string>& prime_bump_choices() {
   static const std::vector<std::string> v{"none", "simple", "potential"};
   return v;
 }
+const std::vector<std::string>& act_choices() {
+  static const std::vector<std::string> v{"none", "compat", "skip"};
+  return v;
+}
+const std::vector<std::string>& act_signal_choices() {
+  static const std::vector<std::string> v{"phase", "learned"};
+  return v;
+}
 const std::vector<std::string>& position_choices() {
   static const std::vector<std::string> v{"auto", "learned", "none", "sinusoidal", "rotary"};
   return v;
@@ -195,6 +203,14 @@ const std::vector<OptionField<LmConfig>>& lm_config_fields() {
       string_field("prime_bump", &M::prime_bump, prime_bump_choices(), "Prime-Bump position-table initialisation"),
       real_field("prime_bump_scale", &M::prime_bump_scale, -100, 100, "Prime-Bump scale"),
       real_field("prime_bump_epsilon", &M::prime_bump_epsilon, 1e-12, 1e6, "Prime-Bump potential width epsilon"),
+      bool_field("bk_lap", &M::bk_lap, "LAP weighting of the BK features by (1 + x^2)^-bk_lap_s (papertime block)"),
+      real_field("bk_lap_s", &M::bk_lap_s, 0, 64, "LAP weight exponent s of <x>^-s"),
+      int_field("semiseparable_rank", &M::semiseparable_rank, -1, kMaxWidth,
+                "H = T + U V^T with learned rank-r U, V (0 = off, as upstream's model path; -1 = ceil(log2 n_seq))"),
+      string_field("act", &M::act, act_choices(), "adaptive computation (compat: halting counted, nothing skipped)"),
+      string_field("act_signal", &M::act_signal, act_signal_choices(), "ACT halting signal"),
+      real_field("act_threshold", &M::act_threshold, 1e-6, 1, "ACT cumulative halting probability that halts a token"),
+      int_field("act_min_layers", &M::act_min_layers, 0, 1e4, "ACT: blocks every token runs before it may halt"),
       int_field("n_heads", &M::n_heads, 1, 1e4, "Transformer attention heads (divides d_model)"),
       int_field("ffn_dim", &M::ffn_dim, 1, 1e8, "Transformer FFN / RWKV channel-mixing width"),
       bool_field("tie_weights", &M::tie_weights, "tie head and token embedding (transformer, mamba, rwkv)"),

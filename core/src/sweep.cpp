@@ -34,6 +34,20 @@ bool is_final_status(const std::string& status) {
   return status == "ok" || status == "diverged" || status == "oom" || status == "skipped";
 }
 
+nlohmann::json cell_outcome_from_job(const nlohmann::json& rec) {
+  using json = nlohmann::json;
+  const std::string status = rec.at("status");
+  if (status == "stopped") return {{"status", "stopped"}};
+  json out{{"status", status}};
+  if (status != "ok") out["reason"] = rec.value("reason", "");
+  if (status == "diverged") {
+    const json step = rec.value("divergence_step", json(nullptr));
+    out["divergence"] = {{"step", step.is_number_integer() ? step.get<int64_t>() : int64_t(-1)},
+                         {"reason", rec.value("reason", "")}};
+  }
+  return out;
+}
+
 void check_cell_outcome(const nlohmann::json& o, const std::string& cell_id) {
   const std::string where = "cell " + cell_id + " outcome: ";
   if (!o.is_object() || !o.contains("status") || !o["status"].is_string())

@@ -2,6 +2,7 @@
 // rule and peak memory (see trainer.h; upstream-audit §2.1, §2.4; claim C05, issue 17). The
 // checkpoint file format lives in lm_checkpoint.cpp.
 #include "rbk/trainer.h"
+#include "rbk/distributed.h"
 #include "rbk/lm_loss.h"
 #include "rbk/evaluator.h"
 #include "rbk/results.h"
@@ -168,6 +169,9 @@ TokenStream token_stream_prefix(const TokenStream& s, int64_t n) {
 TrainResult train_language_model(LanguageModel& model, const torch::Tensor& train_ids, const TrainOptions& o,
                                  const nlohmann::json& extra_meta, const TokenStream* valid) {
   validate_train_options(o);
+  // Data parallel (distributed.h): installed by the tools for a launched job, absent otherwise.
+  TrainSync* const sync = active_train_sync();
+  if (sync) check_data_parallel_options(o, sync->world_size());
   const bool bf16 = wants_bf16_autocast(o.precision, o.device);
   const int64_t sync_every =
       o.sync_every > 0 ? o.sync_every : (o.device.is_cpu() ? 1 : (o.log_every > 0 ? o.log_every : 50));
@@ -195,6 +199,7 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
   model.to(o.device);
   model.set_checkpoint_blocks(o.checkpoint_blocks);
   auto grid = batchify(train_ids, o.batch_size).to(o.device);
+  if (sync) grid = sync->local_rows(grid);  // this rank's rows of the global batch
   const int64_t n_chunks = chunks_per_epoch(grid, o.seq_len);
   TORCH_CHECK(n_chunks >= 1, "train: the train stream gives no full chunk of ", o.seq_len, " tokens per stream (", grid.size(1), " columns)");
   const int64_t steps_per_epoch = (n_chunks + o.grad_accum - 1) / o.grad_accum;
@@ -212,8 +217,9 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
     std::fprintf(stderr, "%sresumed from %s at epoch %lld chunk %lld step %lld\n", o.label.c_str(), o.checkpoint_path.c_str(),
                  (long long)st.epoch + 1, (long long)st.chunk, (long long)st.step);
   }
+  if (sync) sync->prepare(model.parameters());
   std::ofstream metrics;
-  if (!o.metrics_path.empty()) {
+  if (!o.metrics_path.empty() && (!sync || sync->is_writer())) {
     std::filesystem::path mp(o.metrics_path);
     if (mp.has_parent_path()) std::filesystem::create_directories(mp.parent_path());
     metrics.open(o.metrics_path, std::ios::app);
@@ -251,6 +257,7 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
   };
   auto now_seconds = [&] { return seconds_before + std::chrono::duration<double>(Clock::now() - t_start).count(); };
   auto save = [&](TrainState s) {  // a copy: callers save the position of the next step
+    if (sync && !sync->is_writer()) return;
     s.divergence_state = monitor.state_to_json();
     s.peak = peak_so_far();
     save_checkpoint(o.checkpoint_path, model, optim, s, extra_meta);
@@ -271,7 +278,9 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
     std::vector<torch::Tensor> all;
     for (const auto& p : pending) all.insert(all.end(), p.micro.begin(), p.micro.end());
     for (const auto& p : pending) all.push_back(p.grad_norm.to(all.front().device(), torch::kFloat));
-    const auto host = torch::stack(all).to(torch::kCPU, torch::kDouble).contiguous();
+    auto stacked = torch::stack(all);
+    if (sync) stacked = sync->average(stacked, pending.front().step);  // every rank: the global means
+    const auto host = stacked.to(torch::kCPU, torch::kDouble).contiguous();
     const double* l = host.data_ptr<double>();
     const double* norm = l + (host.numel() - static_cast<int64_t>(pending.size()));
     std::vector<PendingStep> steps;
@@ -360,10 +369,12 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
           y = y.t();
         }
         const auto loss = language_model_loss(model, x, y, bf16, o.loss_chunk_tokens);
+        if (sync) sync->before_backward(st.step, a + 1 == n_micro);
         (loss / static_cast<double>(n_micro)).backward();
         ps.micro.push_back(loss.detach());
         st.tokens += tokens_per_chunk;
       }
+      if (sync) sync->reduce_gradients(st.step);  // the mean over ranks, before clipping
       // Clipping scales the gradients in place; the norm before it is what the rule checks.
       ps.grad_norm = o.clip_norm > 0 ? clip_grad_norm_no_sync(params, o.clip_norm) : total_grad_norm_no_sync(params);
       pending.push_back(std::move(ps));

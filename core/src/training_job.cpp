@@ -2,6 +2,7 @@
 // issue 17).
 #include "rbk/training_job.h"
 
+#include "rbk/distributed.h"
 #include "rbk/evaluator.h"
 #include "rbk/lm_loss.h"
 #include "rbk/position_encoding.h"
@@ -55,6 +56,30 @@ nlohmann::json run_training_job(const LmData& data, const LmConfig& model_config
   std::shared_ptr<LanguageModel> model;
   TrainResult tr;
   bool trained = false;
+  // Data parallel (distributed.h): the shards of every rank are recorded; a checkpoint resumes
+  // only at the world size that wrote it.
+  TrainSync* const sync = active_train_sync();
+  const int world_size = sync ? sync->world_size() : 1;
+  if (sync) {
+    nlohmann::json shards = nlohmann::json::array();
+    for (int r = 0; r < world_size; ++r) shards.push_back(train_shard(data.train.ids.numel(), o.batch_size, r, world_size).to_json());
+    rec["distributed"] = {{"world_size", world_size}, {"rank", sync->rank()}, {"train_shards", shards}};
+    rec["data"]["shard"] = shards[sync->rank()];
+  }
+  if (std::filesystem::exists(o.checkpoint_path)) {
+    int64_t recorded = 1;
+    try {
+      const auto meta = read_checkpoint_meta(o.checkpoint_path);
+      const auto& extra = meta.value("extra", nlohmann::json::object());
+      if (extra.contains("distributed")) recorded = extra["distributed"].value("world_size", int64_t(1));
+    } catch (const CheckpointError&) {
+      recorded = world_size;  // an unreadable checkpoint is reported by the trainer as before
+    }
+    if (recorded != world_size)
+      throw DistributedConfigError(o.checkpoint_path + " was written by a run with WORLD_SIZE = " + std::to_string(recorded) +
+                                   "; this run has WORLD_SIZE = " + std::to_string(world_size) +
+                                   ": resume with the same number of processes, or train into a fresh directory");
+  }
   try {
     if (c.vocab_size == 0) c.vocab_size = data.vocab_size();
     if (c.vocab_size != data.vocab_size())
@@ -72,6 +97,7 @@ nlohmann::json run_training_job(const LmData& data, const LmConfig& model_config
     nlohmann::json extra{{"tokenizer", data.tokenizer_meta}, {"layout", to_string(o.layout)}, {"batch_size", o.batch_size},
                          {"seq_len", o.seq_len}, {"precision", o.precision}, {"data", data_options_to_json(data.options)},
                          {"train", rec["train"]}};
+    if (sync) extra["distributed"] = {{"world_size", world_size}};
     rec["phase"] = "train";
     tr = train_language_model(*model, data.train.ids, o, extra, &data.valid);
     trained = true;
@@ -82,6 +108,10 @@ nlohmann::json run_training_job(const LmData& data, const LmConfig& model_config
     }
     rec["status"] = tr.status;
     rec["reason"] = tr.status == "ok" ? "" : tr.message;
+  } catch (const DistributedError&) {
+    throw;  // a dead or hung rank ends the whole job: no record, no result (distributed.h)
+  } catch (const DistributedConfigError&) {
+    throw;
   } catch (const std::exception& e) {
     rec["status"] = is_out_of_memory(e) ? "oom" : "error";
     rec["reason"] = exception_message(e);
@@ -107,6 +137,7 @@ nlohmann::json run_training_job(const LmData& data, const LmConfig& model_config
     peak.cpu_peak_rss_bytes = std::max(peak.cpu_peak_rss_bytes, tr.peak_memory.cpu_peak_rss_bytes);
   }
   rec["peak_memory"] = peak.to_json();
+  if (sync) rec["distributed"]["reducer"] = sync->stats();
   if (rec["status"] == "ok") rec.erase("phase");
   rec["seconds"] = std::chrono::duration<double>(Clock::now() - t0).count();
   return rec;

@@ -86,6 +86,31 @@ TEST(ValidationVerdict, MissingResultIsNotYetMeasured) {
   EXPECT_EQ(f.by_id["T04"].corrected.verdict, Verdict::NotYetMeasured);
 }
 
+// A key the result declares not measured at its preset reads as missing with the result's reason;
+// an absent key it does not declare keeps the plain "not in" reason (so a typo is not excused).
+TEST(ValidationVerdict, DeclaredNotMeasuredKeyCarriesItsReason) {
+  const nlohmann::json doc = {
+      {"summary",
+       {{"stable", {{"bk_n128", true}}},
+        {"not_measured", {{{"pattern", "/summary/stable/*_n1048576"}, {"why", "the cpu preset stops at N = 2048"}}}}}}};
+  Rule declared;
+  declared.value = "/summary/stable/bk_n1048576";
+  declared.op = "bool";
+  declared.expect = true;
+  const RuleResult a = evaluate_rule_on_document(declared, doc, "doc.json", 1);
+  EXPECT_EQ(a.outcome, Outcome::Missing);
+  EXPECT_NE(a.reason.find("the cpu preset stops at N = 2048"), std::string::npos) << a.reason;
+  Rule typo = declared;
+  typo.value = "/summary/stable/bk_n1048567";
+  const RuleResult b = evaluate_rule_on_document(typo, doc, "doc.json", 1);
+  EXPECT_EQ(b.outcome, Outcome::Missing);
+  EXPECT_NE(b.reason.find("is not in doc.json"), std::string::npos) << b.reason;
+  EXPECT_FALSE(declared_not_measured(doc, "/summary/stable/bk_n128x").has_value());
+  Rule present = declared;
+  present.value = "/summary/stable/bk_n128";
+  EXPECT_EQ(evaluate_rule_on_document(present, doc, "doc.json", 1).outcome, Outcome::Pass);
+}
+
 TEST(ValidationVerdict, MultiSeedComparison) {
   Fixture f;
   // The committed gpu result is preferred over the cpu files (committed and fresh), which would fail:

@@ -2,6 +2,8 @@
 // Pure: no file, no git; the engine (verdict.cpp) supplies the chosen result document.
 #include "rbk/validation/verdict.h"
 
+#include <fnmatch.h>
+
 #include "value_read.h"
 
 #include <cmath>
@@ -92,13 +94,32 @@ bool compare(double a, const std::string& op, double b) {
 
 }  // namespace detail
 
+std::optional<std::string> declared_not_measured(const json& doc, const std::string& pointer) {
+  const json::json_pointer where_declared("/summary/not_measured");
+  if (!doc.contains(where_declared) || !doc.at(where_declared).is_array()) return std::nullopt;
+  for (const auto& d : doc.at(where_declared)) {
+    if (!d.is_object() || !d.contains("pattern") || !d["pattern"].is_string()) continue;
+    if (::fnmatch(d["pattern"].get<std::string>().c_str(), pointer.c_str(), 0) == 0)
+      return d.contains("why") && d["why"].is_string() ? d["why"].get<std::string>() : std::string("declared not measured");
+  }
+  return std::nullopt;
+}
+
+namespace {
+// The reason of a missing key: the result's own declaration when it has one.
+std::string absent_key_reason(const json& doc, const std::string& pointer, const std::string& where) {
+  if (const auto why = declared_not_measured(doc, pointer)) return "not measured in " + where + ": " + *why;
+  return "key " + pointer + " is not in " + where;
+}
+}  // namespace
+
 RuleResult evaluate_rule_on_document(const Rule& rule, const json& doc, const std::string& where,
                                      std::size_t family_size) {
   RuleResult r;
   const Value v = read_value(doc, rule.value);
   if (v.kind == Value::Absent) {
     r.outcome = Outcome::Missing;
-    r.reason = "key " + rule.value + " is not in " + where;
+    r.reason = absent_key_reason(doc, rule.value, where);
     return r;
   }
   r.measured = describe(v, rule.unit);
@@ -133,7 +154,7 @@ RuleResult evaluate_rule_on_document(const Rule& rule, const json& doc, const st
     const Value w = read_value(doc, rule.other);
     if (w.kind == Value::Absent) {
       r.outcome = Outcome::Missing;
-      r.reason = "key " + rule.other + " is not in " + where;
+      r.reason = absent_key_reason(doc, rule.other, where);
       return r;
     }
     if (v.kind != Value::Sample || w.kind != Value::Sample) {

@@ -57,6 +57,26 @@ struct LmConfig {
   std::string prime_bump = "none";   // "none" | "simple" | "potential"
   double prime_bump_scale = 0.02;
   double prime_bump_epsilon = 1.0;
+  // Ablation switches (exp_ablations, claim C14; upstream-audit §5, §6.1). The defaults leave the
+  // model exactly as without them.
+  // LAP weighting as the papers describe it: the BK features of position x (0-based) become the
+  // diagonal of the weighted resolvent <x>^-s G <x>^-s, i.e. G_xx (1 + x^2)^-s. Upstream applies
+  // its LAP weights only to the explicit Birman-Schwinger kernel, a path its models never take.
+  bool bk_lap = false;
+  double bk_lap_s = 1.0;
+  // Semiseparable H = T + U V^T (U, V learned, n_seq x r): the features are the exact diagonal of
+  // (T + U V^T - z)^-1 (Woodbury over tridiagonal solves, O(N r)). 0 = off (upstream's model path:
+  // U = V = 0, so the structure is inert); -1 = r = max(1, ceil(log2 n_seq)), upstream's rank.
+  int64_t semiseparable_rank = 0;
+  // Adaptive computation (act.h; exp_act_flops, claim C11): "none"; "compat" (upstream's
+  // ACTModule: halting computed and counted, every block still runs on every token); "skip"
+  // (a halted token gets no further block work). Signal: "phase" (upstream: pi tanh(mean_D of the
+  // block output)) or "learned" (a per-block halting unit sigmoid(Linear(D, 1))). A token halts
+  // once its cumulative halting probability reaches act_threshold; never before act_min_layers.
+  std::string act = "none";
+  std::string act_signal = "phase";
+  double act_threshold = 0.99;
+  int64_t act_min_layers = 2;
   // Transformer
   int64_t n_heads = 4;
   int64_t ffn_dim = 256;
@@ -126,12 +146,28 @@ struct ResNetBkBlock {
   torch::nn::Linear v_proj{nullptr}, out_proj{nullptr};
   Moe moe{nullptr};
   torch::Tensor bk_scale;  // papertime only
+  double lap_s = 0.0;      // bk_lap: features weighted by (1 + x^2)^-lap_s; 0 = off
+  torch::Tensor ss_u, ss_v;  // semiseparable factors (n_seq, r) float32; undefined when off
+  torch::nn::Linear halt{nullptr};  // ACT learned halting unit (act_signal = "learned")
 };
-// Builds block parts from c (d_model, block, MoE keys, dropout) and registers them on owner as
-// prefix + {norm, moe, v_proj, out_proj, bk_scale}: the LM's parameter names with prefix "block<l>_".
+// Builds block parts from c (d_model, block, MoE keys, dropout, ablation and ACT keys) and
+// registers them on owner as prefix + {norm, moe, v_proj, out_proj, bk_scale, ss_u, ss_v, halt}
+// (the last three only when switched on): the LM's parameter names with prefix "block<l>_".
 ResNetBkBlock make_resnet_bk_block(torch::nn::Module& owner, const std::string& prefix, const LmConfig& c);
 // h: (B, n, D) float -> the residual branch Block(LN(h)), (B, n, D); the caller adds h.
 torch::Tensor resnet_bk_block_forward(ResNetBkBlock& b, const torch::Tensor& h, const BkCoreOptions& bk);
+// The block's spectral features for potential v (B, n) float: BK-Core's (Re G, Im G) (B, n, 2),
+// with the semiseparable correction and the LAP weights when the block has them.
+torch::Tensor resnet_bk_block_features(const ResNetBkBlock& b, const torch::Tensor& v, const BkCoreOptions& bk);
+
+// Work counters of adaptive computation (act.h), summed since the last reset.
+struct ActCounters {
+  int64_t token_blocks_run = 0;      // (token, block) pairs whose per-token block work was computed
+  int64_t token_blocks_full = 0;     // (token, block) pairs a full-depth pass computes
+  double upstream_weight_sum = 0.0;  // compat: upstream's sum of halting weights ("layers executed")
+  int64_t halted_tokens = 0;         // tokens that halted before the last block
+  int64_t tokens = 0;                // tokens seen
+};
 
 class ResNetBkLm : public LanguageModel {
  public:
@@ -141,6 +177,8 @@ class ResNetBkLm : public LanguageModel {
   torch::Tensor head_bias() const override { return head_->bias; }
   torch::Tensor expert_counts() const override;
   void reset_expert_counts() override;
+  const ActCounters& act_counters() const { return act_; }
+  void reset_act_counters() { act_ = ActCounters{}; }
 
  private:
   void reset_parameters();
@@ -151,6 +189,7 @@ class ResNetBkLm : public LanguageModel {
   BkCoreOptions bk_;
   RouterKind router_;
   PositionMode position_ = PositionMode::Learned;  // pos_emb_ exists only for Learned
+  ActCounters act_;
 };
 
 }  // namespace rbk

@@ -104,6 +104,12 @@ bool is_final_status(const std::string& status);  // ok, diverged, oom, skipped
 // skipped and error have reason; metrics, if present, an object). Throws SweepError.
 void check_cell_outcome(const nlohmann::json& outcome, const std::string& cell_id);
 
+// The status part of a cell outcome from a training job's record (training_job.h): {"status"}
+// for a stopped job (the runner returns it as is: the cell resumes later); otherwise status,
+// reason (every status but ok) and, for a diverged job, divergence {step (-1 when unknown),
+// reason}. Callers add "metrics" and whatever else the cell reports.
+nlohmann::json cell_outcome_from_job(const nlohmann::json& job_record);
+
 // A cell's work. Returns {"status": ..., "metrics": {"valid_ppl": ..., ...}, "reason"?,
 // "divergence"?, anything else}. May throw: an exception becomes an "error" outcome, or "oom"
 // when its message says out of memory.

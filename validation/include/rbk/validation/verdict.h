@@ -59,6 +59,13 @@ struct ClaimVerdict {
   const FaceVerdict& of(const std::string& face) const { return face == kFaceCompat ? compat : corrected; }
 };
 
+// A result that cannot hold a key at its preset (a sweep's cpu preset does not reach N = 1M; the
+// 8 GB budget exists only on the GPU) declares it under /summary/not_measured: an array of
+// {"pattern": a glob (fnmatch) over JSON pointers, "why": text}. Returns the `why` of the first
+// pattern matching `pointer`, or nothing. An absent key that is declared is *not measured* with
+// that reason; an absent key that is not declared is a missing key (a typo, or a stale result).
+std::optional<std::string> declared_not_measured(const nlohmann::json& doc, const std::string& pointer);
+
 // Evaluates the rule alone (not its preconditions) on a document. `where` names the document in
 // messages; `family_size` is the Bonferroni m of a paired_ttest rule.
 RuleResult evaluate_rule_on_document(const Rule& rule, const nlohmann::json& doc, const std::string& where,

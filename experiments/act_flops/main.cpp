@@ -1,0 +1,285 @@
+// exp_act_flops: adaptive computation and FLOPs per token (seed 002 §3.5 and Table 3; claims C11
+// and the efficiency part of C21). Paper: ACT with the scattering phase saves 40 % of FLOPs within
+// 5 % PPL; GFLOPs/token at PPL ~ 30: Mamba 2.8, ResNet-BK 2.1, ResNet-BK + ACT 1.4 (p < 1e-4).
+// upstream-audit §7, §12 #3/#18: the table is a literal, the ACT blocks skip nothing and their
+// "phase" is pi tanh(mean hidden).
+//
+// Arms, trained through the sweep runner (paired init from the bk arm where names and shapes match,
+// the same data order for every arm and seed):
+//   bk      the paper-time ResNet-BK (model.* as given);
+//   bk_act  the same with ACT that really skips halted tokens' block work (act.h: model.act =
+//           act_mode, default "skip"; halting signal act_signal: upstream's "phase" or a "learned" unit);
+//   mamba   Mamba-1 with the same width and depth.
+// After training each model is evaluated on valid with a MatmulFlopCounter alive (flop_count.h):
+// GFLOPs/token = counted matrix-product FLOPs (every executed aten::mm/addmm/bmm/baddbmm, the head
+// included) + the analytic element-wise estimate (its block part scaled by the fraction of
+// (token, block) pairs ACT executed). The analytic matrix-product count is stored beside the
+// counted one (flops/<arm>/matmul_counted_over_analytic; 1 unless ACT skipped work).
+// Compat face: each trained bk model is also evaluated with model.act = "compat" (upstream's
+// ACTModule on the same weights): its output and executed FLOPs equal bk's, and upstream's own
+// reported reduction 1 - (sum of halting weights / (L T)) / L (audit §7) is recorded beside it.
+// The Transformer of the same width and depth (ffn_dim as given) is counted analytically only.
+//
+// Summary keys:
+//   seeds/seed; seeds/{bk,bk_act,mamba}_{ppl,gflops_per_token} (valid PPL; arrays per seed)
+//   seeds/bk_act_executed_fraction; seeds/compat_upstream_reported_reduction;
+//   act_flops_reduction = 1 - mean(bk_act GFLOPs) / mean(bk GFLOPs)
+//   act_relative_ppl_increase = mean(bk_act PPL) / mean(bk PPL) - 1
+//   bk_over_mamba_flops_ratio, bk_over_mamba_ppl_ratio, ppl_matched (|ppl ratio - 1| <= ppl_match_tolerance)
+//   flops/<arm>/{analytic (TokenFlops at the executed fraction), matmul_counted, matmul_counted_over_analytic}
+//   flops/transformer/analytic;  compat/{output_equal_to_bk, executed_fraction}
+#include "rbk/evaluator.h"
+#include "rbk/experiment.h"
+#include "rbk/flop_count.h"
+#include "rbk/lm_data.h"
+#include "rbk/lm_model.h"
+#include "rbk/options.h"
+#include "rbk/results.h"
+#include "rbk/sweep.h"
+#include "rbk/trainer.h"
+#include "rbk/training_job.h"
+
+#include <cmath>
+#include <map>
+#include <optional>
+
+using nlohmann::json;
+
+namespace {
+
+double mean_of(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? NAN : s / static_cast<double>(v.size());
+}
+
+json array_or_null(const std::vector<std::optional<double>>& v) {
+  json a = json::array();
+  for (const auto& x : v) a.push_back(x ? json(*x) : json(nullptr));
+  return a;
+}
+
+struct Measured {
+  double ppl = NAN, gflops = NAN, fraction = 1.0, counted_matmul = NAN, analytic_matmul = NAN;
+  json analytic;
+};
+
+// Evaluates model on valid with the FLOP counter; fraction from the ACT counters when it has any.
+Measured measure(rbk::LanguageModel& model, const rbk::LmData& data, const rbk::TrainOptions& t) {
+  Measured m;
+  auto* bk = dynamic_cast<rbk::ResNetBkLm*>(&model);
+  if (bk) bk->reset_act_counters();
+  model.eval();
+  double counted = 0;
+  rbk::EvalResult ev;
+  {
+    rbk::MatmulFlopCounter counter;
+    ev = rbk::evaluate_language_model(model, data.valid, t.batch_size, t.seq_len, t.layout, t.device, t.precision,
+                                      t.loss_chunk_tokens);
+    counted = counter.flops();
+  }
+  const int64_t scored = std::max<int64_t>(1, ev.tokens);
+  if (bk && bk->act_counters().token_blocks_full > 0)
+    m.fraction = static_cast<double>(bk->act_counters().token_blocks_run) / static_cast<double>(bk->act_counters().token_blocks_full);
+  const auto tf = rbk::analytic_token_flops(model.config(), t.seq_len, m.fraction);
+  m.ppl = ev.ppl;
+  m.counted_matmul = counted / static_cast<double>(scored);
+  m.analytic_matmul = tf.matmul_total();
+  m.gflops = (m.counted_matmul + tf.elementwise_total()) / 1e9;
+  m.analytic = tf.to_json();
+  return m;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  rbk::ExperimentSpec spec{"act_flops", {"C11", "C21"},
+                           "ACT that skips halted tokens vs upstream's compat ACT; FLOPs per token (analytic, counted) "
+                           "of ResNet-BK with and without ACT, Mamba, Transformer; PPL vs GFLOPs/token over seeds", {}};
+  rbk::add_data_options(spec.schema, "data.");
+  rbk::add_lm_config_options(spec.schema, "model.", {{"block", "papertime"}, {"init", "papertime"}});
+  rbk::add_train_options(spec.schema, "train.", json::object());
+  spec.schema.add_string_list("arms", {"bk", "bk_act", "mamba"}, "arms to train (bk first: the paired-init reference)")
+      .add_int("n_seeds", 1, 64, "seeds per arm (>= 5 for the paired t-test)")
+      .add_string("act_mode", {"skip", "compat"}, "model.act of the bk_act arm")
+      .add_string("act_signal", {"phase", "learned"}, "halting signal of the bk_act arm")
+      .add_real("act_threshold", 1e-6, 1.0, "cumulative halting probability that halts a token (upstream 0.99)")
+      .add_int("act_min_layers", 0, 1 << 16, "blocks every token runs (upstream 2)")
+      .add_real("ppl_match_tolerance", 0.0, 10.0, "|PPL_bk / PPL_mamba - 1| up to which the FLOP comparison counts as at equal PPL")
+      .add_string("sweep_dir", {}, "sweep directory ('' = under the run's checkpoint directory)")
+      .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
+      .add_string("device", {"auto", "cpu", "cuda"}, "where to train");
+
+  return rbk::run_experiment(argc, argv, spec, [](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
+    const torch::Device device = rbk::experiment_device(cfg);
+    const rbk::LmConfig base = rbk::lm_config_from(cfg, "model.");
+    if (base.arch != "resnet_bk" || base.block != "papertime")
+      throw rbk::ConfigError("model.arch = '" + base.arch + "', model.block = '" + base.block +
+                             "': the arms are built from the paper-time ResNet-BK; expected resnet_bk / papertime");
+    const rbk::TrainOptions train = rbk::train_options_from(cfg, "train.", device);
+    const auto arms = cfg.get_string_list("arms");
+    if (arms.empty() || arms.front() != "bk") throw rbk::ConfigError("arms: expected 'bk' first (the paired-init reference)");
+
+    const std::string cache = out.checkpoint_dir.empty() ? "" : out.checkpoint_dir + "/token_cache";
+    const rbk::LmData data = rbk::load_lm_data(rbk::data_options_from(cfg, "data."), cache);
+    rbk::LmConfig bk = base;
+    bk.vocab_size = data.vocab_size();
+    std::map<std::string, rbk::LmConfig> models;
+    models["bk"] = bk;
+    auto act = bk;
+    act.act = cfg.get_string("act_mode");
+    act.act_signal = cfg.get_string("act_signal");
+    act.act_threshold = cfg.get_real("act_threshold");
+    act.act_min_layers = cfg.get_int("act_min_layers");
+    models["bk_act"] = act;
+    auto mamba = bk;
+    mamba.arch = "mamba";
+    mamba.position = "auto";
+    models["mamba"] = mamba;
+    auto compat = bk;
+    compat.act = "compat";
+    compat.act_signal = "phase";
+    try {
+      for (auto* c : {&models["bk"], &models["bk_act"], &models["mamba"], &compat}) {
+        c->validate();
+        rbk::make_language_model(*c);  // the model's own cross-field checks
+        rbk::check_model_and_training(*c, train, "model.", "train.");
+      }
+    } catch (const std::invalid_argument& e) {
+      throw rbk::ConfigError(e.what());
+    }
+    out.summary["data"] = data.summary();
+
+    rbk::SweepPlan plan;
+    plan.name = "act_flops";
+    for (const auto& a : arms) plan.grid.arms.push_back({a, {{"model", models.at(a).to_json()}}});
+    for (int64_t k = 0; k < cfg.get_int("n_seeds"); ++k) plan.grid.seeds.push_back(static_cast<uint64_t>(cfg.get_int("seed") + k));
+    plan.base = {{"train", rbk::train_options_to_json(train)}, {"data", rbk::data_options_to_json(data.options)}};
+    plan.divergence_rule = rbk::DivergenceRule{train.divergence_factor, train.divergence_patience}.to_json();
+    const std::string sweep_dir = !cfg.get_string("sweep_dir").empty() ? cfg.get_string("sweep_dir")
+                                  : (out.checkpoint_dir.empty() ? std::string("act_flops_sweep") : out.checkpoint_dir) + "/sweep";
+    rbk::prepare_sweep_dir(plan, sweep_dir);
+    const auto runner = [&](const rbk::SweepCell& cell, const std::string& cell_dir) -> json {
+      rbk::TrainOptions t = train;
+      t.seed = cell.seed;
+      t.label = cell.id + ": ";
+      const auto build_reference = [&]() -> std::shared_ptr<torch::nn::Module> {
+        torch::manual_seed(cell.seed);
+        return rbk::make_language_model(models.at("bk"));
+      };
+      const auto after_init = [&](rbk::LanguageModel& m) {
+        rbk::write_json_atomic(cell_dir + "/paired.json", rbk::apply_paired_init(cell, sweep_dir, m, build_reference));
+      };
+      const json rec = rbk::run_training_job(data, models.at(cell.arm), t, cell_dir, after_init);
+      json o = rbk::cell_outcome_from_job(rec);
+      const std::string status = o["status"];
+      if (status == "stopped") return o;
+      o["metrics"] = json::object();
+      if (status == "ok") {
+        auto model = rbk::load_model_from_checkpoint(rbk::job_checkpoint_path(cell_dir), t.device);
+        const Measured m = measure(*model, data, t);
+        o["metrics"] = {{"ppl", m.ppl}, {"gflops_per_token", m.gflops}, {"executed_fraction", m.fraction},
+                        {"matmul_counted", m.counted_matmul}, {"matmul_analytic", m.analytic_matmul},
+                        {"tokens_per_second", rec.value("tokens_per_second", json(nullptr))}};
+        o["analytic"] = m.analytic;
+        if (cell.arm == "bk") {
+          // Compat face: upstream's ACT on the same weights.
+          torch::manual_seed(cell.seed);
+          auto cm = rbk::make_language_model(compat);
+          {
+            torch::NoGradGuard ng;
+            auto src = model->named_parameters();
+            for (auto& p : cm->named_parameters()) p.value().copy_(src[p.key()]);
+          }
+          cm->to(t.device);
+          const Measured c = measure(*cm, data, t);
+          const auto& ctr = dynamic_cast<rbk::ResNetBkLm&>(*cm).act_counters();
+          const double L = static_cast<double>(compat.n_layers);
+          const double avg_layers = ctr.upstream_weight_sum / (L * static_cast<double>(std::max<int64_t>(1, ctr.tokens)));
+          o["metrics"]["compat_ppl"] = c.ppl;
+          o["metrics"]["compat_gflops_per_token"] = c.gflops;
+          o["metrics"]["compat_executed_fraction"] = c.fraction;
+          o["metrics"]["compat_upstream_reported_reduction"] = 1.0 - avg_layers / L;
+        }
+      }
+      return o;
+    };
+    out.summary["sweep"] = rbk::run_sweep(plan, sweep_dir, runner, rbk::SweepRunOptions{}).to_json();
+    const auto outcomes = rbk::read_cell_outcomes(plan, sweep_dir);
+
+    json& seeds = out.summary["seeds"];
+    seeds["seed"] = plan.grid.seeds;
+    std::map<std::string, std::map<std::string, std::vector<std::optional<double>>>> col;
+    for (const auto& a : arms) {
+      for (auto s : plan.grid.seeds) {
+        const auto it = outcomes.find(a + ".seed" + std::to_string(s));
+        const json o = it == outcomes.end() ? json{{"status", "pending"}} : it->second;
+        const json m = o.value("metrics", json::object());
+        for (const char* k : {"ppl", "gflops_per_token", "executed_fraction", "matmul_counted", "matmul_analytic",
+                              "compat_upstream_reported_reduction", "compat_executed_fraction", "compat_ppl"}) {
+          const json v = m.value(k, json(nullptr));
+          col[a][k].push_back(v.is_number() ? std::optional<double>(v.get<double>()) : std::nullopt);
+        }
+        out.rows.push_back({{"status", o.value("status", "pending") == "ok" ? "ok" : "failed"}, {"arm", a}, {"seed", s},
+                            {"cell_status", o.value("status", "pending")}, {"metrics", m},
+                            {"analytic", o.value("analytic", json(nullptr))}, {"reason", o.value("reason", "")}});
+      }
+      {
+        // The figure's points: one (GFLOPs/token, PPL) pair per finished seed.
+        std::vector<double> px, py;
+        for (size_t i = 0; i < col[a]["ppl"].size(); ++i)
+          if (col[a]["ppl"][i] && col[a]["gflops_per_token"][i]) {
+            px.push_back(*col[a]["gflops_per_token"][i]);
+            py.push_back(*col[a]["ppl"][i]);
+          }
+        if (!px.empty()) {
+          out.arrays.push_back(rbk::make_array("points/" + a + "/gflops_per_token", px, "GFLOP", "per token, per finished seed"));
+          out.arrays.push_back(rbk::make_array("points/" + a + "/valid_ppl", py, "1", "valid PPL, per finished seed"));
+        }
+      }
+      seeds[a + "_ppl"] = array_or_null(col[a]["ppl"]);
+      seeds[a + "_gflops_per_token"] = array_or_null(col[a]["gflops_per_token"]);
+      std::vector<double> cnt, ana;
+      for (size_t i = 0; i < col[a]["matmul_counted"].size(); ++i)
+        if (col[a]["matmul_counted"][i] && col[a]["matmul_analytic"][i]) {
+          cnt.push_back(*col[a]["matmul_counted"][i]);
+          ana.push_back(*col[a]["matmul_analytic"][i]);
+        }
+      if (!cnt.empty())
+        out.summary["flops"][a] = {{"matmul_counted", mean_of(cnt)}, {"matmul_analytic", mean_of(ana)},
+                                   {"matmul_counted_over_analytic", mean_of(cnt) / mean_of(ana)}};
+    }
+    if (col.count("bk_act")) seeds["bk_act_executed_fraction"] = array_or_null(col["bk_act"]["executed_fraction"]);
+    seeds["compat_upstream_reported_reduction"] = array_or_null(col["bk"]["compat_upstream_reported_reduction"]);
+    seeds["compat_executed_fraction"] = array_or_null(col["bk"]["compat_executed_fraction"]);
+    auto present = [&](const std::string& a, const std::string& k) {
+      std::vector<double> v;
+      if (col.count(a))
+        for (const auto& x : col[a][k])
+          if (x) v.push_back(*x);
+      return v;
+    };
+    const auto bk_g = present("bk", "gflops_per_token"), act_g = present("bk_act", "gflops_per_token"),
+               mb_g = present("mamba", "gflops_per_token"), bk_p = present("bk", "ppl"), act_p = present("bk_act", "ppl"),
+               mb_p = present("mamba", "ppl");
+    if (!bk_g.empty() && !act_g.empty()) {
+      out.summary["act_flops_reduction"] = 1.0 - mean_of(act_g) / mean_of(bk_g);
+      out.summary["act_relative_ppl_increase"] = mean_of(act_p) / mean_of(bk_p) - 1.0;
+    }
+    if (!bk_g.empty() && !mb_g.empty()) {
+      const double ppl_ratio = mean_of(bk_p) / mean_of(mb_p);
+      out.summary["bk_over_mamba_flops_ratio"] = mean_of(bk_g) / mean_of(mb_g);
+      out.summary["bk_over_mamba_ppl_ratio"] = ppl_ratio;
+      out.summary["ppl_matched"] = std::fabs(ppl_ratio - 1.0) <= cfg.get_real("ppl_match_tolerance");
+    }
+    const auto cp = present("bk", "compat_ppl");
+    if (!cp.empty()) out.summary["compat"] = {{"output_equal_to_bk", mean_of(cp) == mean_of(bk_p)},
+                                              {"executed_fraction", mean_of(present("bk", "compat_executed_fraction"))},
+                                              {"upstream_reported_reduction", mean_of(present("bk", "compat_upstream_reported_reduction"))}};
+    auto tr = bk;
+    tr.arch = "transformer";
+    out.summary["flops"]["transformer"]["analytic"] = rbk::analytic_token_flops(tr, train.seq_len).to_json();
+    out.summary["n_seeds"] = plan.grid.seeds.size();
+    out.summary["ppl_match_tolerance"] = cfg.get_real("ppl_match_tolerance");
+  });
+}

@@ -1,0 +1,174 @@
+// Unit tests of adaptive computation (act.h) and of the FLOP counts (flop_count.h), claim C11:
+// halted tokens receive no further block work (counted by the executed matrix products, not by the
+// ACT code's own counters alone); compat ACT changes nothing in the output; the analytic
+// matrix-product FLOPs equal the operator count on small cases of every model.
+#include "rbk/act.h"
+#include "rbk/flop_count.h"
+#include "rbk/lm_model.h"
+
+#include <gtest/gtest.h>
+
+namespace {
+
+rbk::LmConfig bk_config() {
+  rbk::LmConfig c;
+  c.vocab_size = 40;
+  c.d_model = 8;
+  c.n_layers = 3;
+  c.n_seq = 12;
+  c.num_experts = 4;
+  c.top_k = 1;
+  c.block = "papertime";
+  c.router = "learned_topk";
+  return c;
+}
+
+// Counted matrix-product FLOPs per token of forward_features (the head is not run).
+double counted_per_token(rbk::LanguageModel& m, const torch::Tensor& ids) {
+  torch::NoGradGuard ng;
+  rbk::MatmulFlopCounter counter;
+  (void)m.forward_features(ids);
+  return counter.flops() / static_cast<double>(ids.numel());
+}
+
+double analytic_without_head(const rbk::LmConfig& c, int64_t n, double fraction = 1.0) {
+  const auto t = rbk::analytic_token_flops(c, n, fraction);
+  return t.matmul_total() - t.matmul.at("head");
+}
+
+}  // namespace
+
+TEST(FlopCount, AnalyticMatmulEqualsOperatorCountResNetBk) {
+  auto c = bk_config();
+  torch::manual_seed(0);
+  auto m = rbk::make_language_model(c);
+  m->eval();
+  auto ids = torch::randint(0, 40, {2, 12});
+  EXPECT_DOUBLE_EQ(counted_per_token(*m, ids), analytic_without_head(c, 12));
+}
+
+TEST(FlopCount, AnalyticMatmulEqualsOperatorCountTransformer) {
+  auto c = bk_config();
+  c.arch = "transformer";
+  c.n_heads = 2;
+  c.ffn_dim = 16;
+  torch::manual_seed(0);
+  auto m = rbk::make_language_model(c);
+  m->eval();
+  auto ids = torch::randint(0, 40, {2, 12});
+  EXPECT_DOUBLE_EQ(counted_per_token(*m, ids), analytic_without_head(c, 12));
+}
+
+TEST(FlopCount, AnalyticMatmulEqualsOperatorCountMamba) {
+  auto c = bk_config();
+  c.arch = "mamba";
+  c.position = "auto";
+  torch::manual_seed(0);
+  auto m = rbk::make_language_model(c);
+  m->eval();
+  auto ids = torch::randint(0, 40, {2, 12});
+  EXPECT_DOUBLE_EQ(counted_per_token(*m, ids), analytic_without_head(c, 12));
+}
+
+TEST(Act, HaltedTokensGetNoFurtherBlockWork) {
+  // Threshold tiny, min_layers 1: every token halts after block 1 (its phase probability is > 0),
+  // so block 2 must execute no matrix product at all: 2 of 3 blocks' per-token work.
+  auto c = bk_config();
+  c.act = "skip";
+  c.act_threshold = 1e-6;
+  c.act_min_layers = 1;
+  torch::manual_seed(1);
+  auto m = rbk::make_language_model(c);
+  m->eval();
+  auto ids = torch::randint(0, 40, {2, 12});
+  const double counted = counted_per_token(*m, ids);
+  EXPECT_DOUBLE_EQ(counted, analytic_without_head(c, 12, 2.0 / 3.0));
+  auto& bk = dynamic_cast<rbk::ResNetBkLm&>(*m);
+  EXPECT_EQ(bk.act_counters().token_blocks_run, 2 * 24);
+  EXPECT_EQ(bk.act_counters().token_blocks_full, 3 * 24);
+  EXPECT_EQ(bk.act_counters().halted_tokens, 24);
+  // The same model with nothing halting does every block's work.
+  auto full = c;
+  full.act_min_layers = 3;
+  torch::manual_seed(1);
+  auto m_full = rbk::make_language_model(full);
+  m_full->eval();
+  EXPECT_DOUBLE_EQ(counted_per_token(*m_full, ids), analytic_without_head(c, 12, 1.0));
+}
+
+TEST(Act, SkipWithNothingHaltedEqualsThePlainModel) {
+  auto plain = bk_config();
+  auto skip = plain;
+  skip.act = "skip";
+  skip.act_min_layers = 3;  // no block may halt
+  torch::manual_seed(2);
+  auto a = rbk::make_language_model(plain);
+  torch::manual_seed(2);
+  auto b = rbk::make_language_model(skip);
+  a->eval();
+  b->eval();
+  auto ids = torch::randint(0, 40, {2, 12});
+  torch::NoGradGuard ng;
+  // Tolerance: the same float32 ops on a gathered copy of the tokens; only summation order in the
+  // Linear kernels may differ.
+  EXPECT_TRUE(torch::allclose(a->forward(ids), b->forward(ids), 1e-5, 1e-6));
+}
+
+TEST(Act, CompatComputesHaltingButChangesNothing) {
+  auto plain = bk_config();
+  auto compat = plain;
+  compat.act = "compat";
+  torch::manual_seed(3);
+  auto a = rbk::make_language_model(plain);
+  torch::manual_seed(3);
+  auto b = rbk::make_language_model(compat);
+  a->eval();
+  b->eval();
+  auto ids = torch::randint(0, 40, {2, 12});
+  torch::NoGradGuard ng;
+  EXPECT_TRUE(torch::equal(a->forward(ids), b->forward(ids)));
+  auto& bk = dynamic_cast<rbk::ResNetBkLm&>(*b);
+  EXPECT_EQ(bk.act_counters().token_blocks_run, bk.act_counters().token_blocks_full);
+  EXPECT_GT(bk.act_counters().upstream_weight_sum, 0.0);  // upstream's halting weights were computed
+  EXPECT_DOUBLE_EQ(counted_per_token(*b, ids), analytic_without_head(compat, 12, 1.0));
+}
+
+TEST(Act, LearnedUnitIsTheOnlyNewParameterAndTrains) {
+  auto plain = bk_config();
+  auto learned = plain;
+  learned.act = "skip";
+  learned.act_signal = "learned";
+  learned.act_min_layers = 0;  // halting after block 0 scales the updates of blocks 1 and 2
+  auto a = rbk::make_language_model(plain);
+  auto b = rbk::make_language_model(learned);
+  EXPECT_EQ(rbk::count_parameters(*b) - rbk::count_parameters(*a), 3 * (8 + 1));
+  b->train();
+  auto ids = torch::randint(0, 40, {2, 12});
+  b->forward(ids).sum().backward();
+  bool halt_grad = false;
+  for (const auto& p : b->named_parameters())
+    if (p.key().find("halt") != std::string::npos && p.value().grad().defined())
+      halt_grad = halt_grad || p.value().grad().abs().sum().item<double>() > 0;
+  EXPECT_TRUE(halt_grad);
+}
+
+TEST(Act, UpstreamHaltingProbabilityRegimes) {
+  // u = (delta + pi) / (2 pi): delta = -0.8 pi -> u = 0.1 < 0.2 -> p = clamp(2 * 0.9) = 1, x (l+1)/L.
+  auto p = rbk::upstream_halting_probability(torch::tensor({-0.8 * M_PI, 0.0, 0.8 * M_PI}), 1, 4, 0);
+  EXPECT_NEAR(p[0].item<double>(), 1.0 * 2.0 / 4.0, 1e-6);
+  EXPECT_NEAR(p[1].item<double>(), 0.5 * 2.0 / 4.0, 1e-6);
+  EXPECT_NEAR(p[2].item<double>(), 0.5 * 0.1 * 2.0 / 4.0, 1e-6);
+  EXPECT_EQ(rbk::upstream_halting_probability(torch::tensor({0.3}), 0, 4, 1)[0].item<double>(), 0.0);
+}
+
+TEST(Act, RejectsInconsistentConfigs) {
+  auto c = bk_config();
+  c.act = "skip";
+  c.block = "poc";
+  c.router = "learned_topk";
+  EXPECT_THROW(rbk::make_language_model(c), std::invalid_argument);
+  auto d = bk_config();
+  d.act_min_layers = 9;
+  d.act = "compat";
+  EXPECT_THROW(rbk::make_language_model(d), std::invalid_argument);
+}

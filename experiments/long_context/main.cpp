@@ -1,0 +1,463 @@
+// exp_long_context: claims C12 (seed 002 Table 1, Fig. 1: "ResNet-BK trains stably to 1M tokens,
+// PPL 28.3 ... 48.7 at 8k ... 1M; Mamba diverges from 128k"), C21.long_context (the paired t-test
+// over seeds behind it) and C19's memory ratio (seeds 000/001 §4.4: 3.2 GB vs 9.8 GB for dense
+// attention at N = 4096). upstream-audit §9.1 / §12 #1: the table rows are literals, no 1M run
+// exists, and the paper-time BK-Core zeroes its features past N ~ 500.
+//
+// Three parts (key "parts"):
+//  sweep   rows x lengths x seeds through the sweep runner (rbk/sweep.h, resumable, cells selectable
+//          and mergeable), each cell one training job (rbk/training_job.h). Rows: bk (causal,
+//          stable BK-Core: the method as described), bk_compat (the authors' code: paper-time
+//          compat forward, hybrid gradient, bidirectional, learned positions; leak: its held-out
+//          PPL is not a language-model number), mamba, transformer, rwkv; each sized to
+//          param_budget parameters (size_to_parameter_count, position tables left out). At every
+//          length: batch = tokens_per_step / N (tokens per optimiser step constant), the same
+//          train.max_steps, schedule, clipping and precision, the same data order per seed, the
+//          same initial weights per seed where names and shapes match (paired design).
+//  probes  passkey retrieval and multi-query associative recall (rbk/context_probes.h): trained at
+//          N, evaluated at N x eval_multipliers and per key depth. A second sweep.
+//  c19     forward time, training tokens/s and peak memory of bk vs the Transformer with dense
+//          (math) attention (and fused SDPA on CUDA) at N = 4096, B = 2, fp32 (and bf16 on CUDA).
+//
+// Summary keys (JSON pointers under /summary), the ones the registry and paper_tables read first:
+//   seeds/<row>_ppl_n<N>           valid PPL at the training length, per seed (null: cell not ok)
+//   stable/<row>_n<N>              bool, rule in stability_rule (absent when not determined)
+//   bk_over_attention_memory_n4096 training-step peak memory, bk / dense attention, fp32
+//   seeds/<row>_ppl_short_n<N>, seeds/<row>_final_train_loss_n<N>, stable_undetermined/...,
+//   cells_by_row/<row>/n<N>/...    status, divergence step, reason, tokens/s, peak memory, wall
+//                                  time, unique training tokens, epochs, parameters (per seed)
+//   memory_fit/<row>               peak memory vs N: linear slope and log-log exponent
+//   probes/<row>/<probe>/n<N>/acc_eval<M>[_depth<pct>], seeds/<row>_<probe>_acc_n<N>_eval<M>
+//   c19/...                        the C19 measurements;  rows/<row>: config, parameters, leak flag
+//   data/..., budget/...           corpus size, tokens per cell, what it limits
+//   sweep_generic                  the sweep runner's own summary (seeds/<arm>_<metric>, cells)
+//
+// Split runs: cells are chosen with select (globs on cell ids) and shard_index / shard_count; with
+// sweep_dir set to a persistent directory every command adds its cells and writes the summary of
+// all cells finished there. Sweep directories of other machines are joined with
+// `rbk_sweep --merge --out DIR A B`, then `exp_long_context ... sweep_dir=DIR` writes the summary.
+#include "long_context_parts.h"
+#include "long_context_summary.h"
+
+#include "rbk/evaluator.h"
+#include "rbk/experiment.h"
+#include "rbk/lm_data.h"
+#include "rbk/model_sizing.h"
+#include "rbk/options.h"
+#include "rbk/position_encoding.h"
+#include "rbk/results.h"
+#include "rbk/sweep.h"
+#include "rbk/trainer.h"
+#include "rbk/training_job.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <set>
+
+namespace lc = rbk::long_context;
+using nlohmann::json;
+
+namespace {
+
+// Metrics (deterministic given the seed) and details (timings, memory) of one training job.
+json cell_outcome(const json& rec, const std::string& row, const rbk::LmData& data, double short_ppl) {
+  json out = rbk::cell_outcome_from_job(rec);
+  const std::string status = out["status"];
+  if (status == "stopped") return out;
+  json metrics = json::object();
+  if (status == "ok") {
+    metrics["valid_ppl"] = rec["valid"].value("ppl", json(nullptr));
+    metrics["test_ppl"] = rec["test"].is_object() ? rec["test"].value("ppl", json(nullptr)) : json(nullptr);
+    metrics["valid_ppl_short"] = std::isfinite(short_ppl) ? json(short_ppl) : json(nullptr);
+    if (rec.contains("step_losses") && !rec["step_losses"].empty()) metrics["final_train_loss"] = rec["step_losses"].back();
+  }
+  if (rec.contains("steps")) metrics["steps"] = rec["steps"];
+  out["metrics"] = metrics;
+  const double corpus = static_cast<double>(data.train.ids.numel());
+  const double tokens = rec.value("tokens", 0.0);
+  const json& pm = rec.contains("peak_memory") ? rec["peak_memory"] : json::object();
+  const json cuda = pm.value("cuda_peak_allocated_bytes", json(nullptr));
+  json details{{"tokens", tokens},
+               {"train_corpus_tokens", corpus},
+               {"unique_train_tokens", std::min(tokens, corpus)},
+               {"epochs", corpus > 0 ? tokens / corpus : 0.0},
+               {"tokens_per_second", rec.value("tokens_per_second", json(nullptr))},
+               {"seconds", rec.value("seconds", json(nullptr))},
+               {"peak_memory_bytes", cuda.is_number() ? cuda : pm.value("cpu_peak_rss_bytes", json(nullptr))},
+               {"peak_memory", pm},
+               {"held_out_meaningful", lc::held_out_meaningful(row)}};
+  if (rec.contains("parameters")) {
+    details["parameters"] = rec["parameters"]["total"];
+    details["parameters_without_position"] = rec["parameters"]["without_position_table"];
+  }
+  for (const char* k : {"valid", "test", "divergence", "valid_curve", "model", "train"})
+    if (rec.contains(k)) details[k] = rec[k];
+  out["details"] = details;
+  return out;
+}
+
+// The select patterns that name cells of this plan; a pattern naming no cell of either plan is a
+// typo (ConfigError naming it), checked by the caller over both plans.
+rbk::SweepSelector selector_for(const rbk::SweepPlan& plan, const rbk::SweepSelector& all, std::set<std::string>& used) {
+  rbk::SweepSelector s = all;
+  s.patterns.clear();
+  const auto cells = rbk::enumerate_cells(plan.grid);
+  for (const auto& p : all.patterns) {
+    rbk::SweepSelector one;
+    one.patterns = {p};
+    for (const auto& c : cells)
+      if (one.selects(c)) {
+        s.patterns.push_back(p);
+        used.insert(p);
+        break;
+      }
+  }
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  rbk::ExperimentSpec spec{"long_context", {"C12", "C19", "C21"},
+                           "long-context sweep (rows x lengths x seeds, batch x N constant), context probes "
+                           "(passkey, associative recall) and C19's N = 4096 memory/time comparison",
+                           {}};
+  rbk::add_data_options(spec.schema, "data.");
+  rbk::add_lm_config_options(spec.schema, "model.");
+  rbk::add_train_options(spec.schema, "train.", {{"epochs", 1000000}});
+  const auto& rows = lc::row_choices();
+  spec.schema.add_string_list("parts", {"sweep", "probes", "c19"}, "what to run")
+      .add_string_list("rows", rows, "sweep rows")
+      .add_int_list("lengths", 16, int64_t(1) << 24, "training lengths N of the sweep")
+      .add_int("tokens_per_step", 16, int64_t(1) << 26, "batch x N of every cell (batch = tokens_per_step / N)")
+      .add_int("n_seeds", 1, 64, "seeds seed, seed+1, ... per (row, N)")
+      .add_int("param_budget", 1000, int64_t(1) << 40, "parameters of every row (position tables left out)")
+      .add_real("size_tolerance", 0.001, 0.5, "relative tolerance of the parameter match")
+      .add_string("bk_position", {"none", "sinusoidal"}, "position mode of the corrected bk row (no table)")
+      .add_string("transformer_position", {"learned", "none", "sinusoidal", "rotary"}, "position mode of the Transformer row")
+      .add_int("short_eval_len", 16, int64_t(1) << 24, "the common short length every cell is also evaluated at")
+      .add_int("attention_max_len", 0, int64_t(1) << 24, "Transformer cells above this N are skipped with the reason (0 = none)")
+      .add_int("compat_max_len", 0, int64_t(1) << 24, "bk_compat cells above this N are skipped with the reason (0 = none)")
+      .add_int("scan_max_len", 0, int64_t(1) << 24, "mamba / rwkv cells above this N are skipped for time, with the projected time (0 = none)")
+      .add_string_list("select", {}, "cell-id globs of this command (\"*\" = all); sweep and probe cells")
+      .add_int("shard_index", 0, 1 << 20, "shard i of shard_count (cell index mod n)")
+      .add_int("shard_count", 1, 1 << 20, "shards")
+      .add_string("sweep_dir", {}, "sweep directory ('' = under the run's checkpoint directory)")
+      .add_bool("summarize_only", "run no cell: write the summary of the cells finished in sweep_dir")
+      .add_string_list("probe.rows", rows, "probe rows")
+      .add_string_list("probe.kinds", {"passkey", "assoc_recall"}, "probes")
+      .add_int_list("probe.train_lengths", 8, int64_t(1) << 24, "probe training lengths")
+      .add_int_list("probe.eval_multipliers", 1, 1024, "evaluated at N x each")
+      .add_real_list("probe.depths", 0.0, 1.0, "passkey depths evaluated one by one")
+      .add_int("probe.steps", 1, 1000000, "probe training steps")
+      .add_int("probe.batch_size", 1, 65536, "probe training batch")
+      .add_int("probe.eval_batch_size", 1, 65536, "sequences per probe evaluation")
+      .add_real("probe.lr", 1e-6, 1.0, "probe AdamW learning rate")
+      .add_int("probe.param_budget", 100, int64_t(1) << 40, "parameters of every probe model")
+      .add_real("probe.size_tolerance", 0.001, 0.5, "relative tolerance of the probe models' parameter match (widths come in steps)")
+      .add_int("probe.n_filler", 1, 1 << 20, "filler tokens")
+      .add_int("probe.n_values", 2, 1 << 20, "value tokens (chance = 1 / n_values)")
+      .add_int("probe.n_keys", 1, 1 << 20, "associative-recall key tokens")
+      .add_int("probe.n_pairs", 1, 1 << 20, "associative-recall pairs")
+      .add_int("probe.n_queries", 1, 1 << 20, "associative-recall queries")
+      .add_int("c19.seq_len", 16, int64_t(1) << 24, "C19 length (4096)")
+      .add_int("c19.batch_size", 1, 4096, "C19 batch (2)")
+      .add_int("c19.repeats", 1, 1000, "timed repeats (median)")
+      .add_string_list("c19.precisions", {"fp32", "bf16"}, "precisions (bf16: CUDA only)")
+      .add_string_list("c19.attention", {"math", "fused"}, "attention kernels (fused: CUDA only)")
+      .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
+      .add_string("device", {"auto", "cpu", "cuda"}, "where to run");
+
+  return rbk::run_experiment(argc, argv, spec, [&](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
+    const torch::Device device = rbk::experiment_device(cfg);
+    const auto parts = cfg.get_string_list("parts");
+    const auto has = [&](const char* p) { return std::find(parts.begin(), parts.end(), p) != parts.end(); };
+    const auto row_names = cfg.get_string_list("rows");
+    const auto lengths = cfg.get_int_list("lengths");
+    const int64_t tokens_per_step = cfg.get_int("tokens_per_step");
+    for (size_t i = 0; i < lengths.size(); ++i) {
+      if (tokens_per_step % lengths[i] != 0)
+        throw rbk::ConfigError("lengths[" + std::to_string(i) + "] = " + std::to_string(lengths[i]) +
+                               ": tokens_per_step = " + std::to_string(tokens_per_step) + " must be a multiple of every length");
+      if (i > 0 && lengths[i] <= lengths[i - 1]) throw rbk::ConfigError("lengths: expected strictly increasing values");
+    }
+    if (has("sweep") && (row_names.empty() || lengths.empty())) throw rbk::ConfigError("rows and lengths must not be empty");
+    const int64_t short_len = cfg.get_int("short_eval_len");
+    if (tokens_per_step % short_len != 0)
+      throw rbk::ConfigError("short_eval_len = " + std::to_string(short_len) + ": must divide tokens_per_step");
+    rbk::LmConfig base = rbk::lm_config_from(cfg, "model.");
+    rbk::TrainOptions train = rbk::train_options_from(cfg, "train.", device);
+    rbk::check_train_options(train, "train.");
+    const std::string bk_position = cfg.get_string("bk_position"), tr_position = cfg.get_string("transformer_position");
+    std::vector<uint64_t> seeds;
+    for (int64_t k = 0; k < cfg.get_int("n_seeds"); ++k) seeds.push_back(static_cast<uint64_t>(cfg.get_int("seed") + k));
+    rbk::SweepSelector selector;
+    selector.patterns = cfg.get_string_list("select");
+    selector.shard_index = cfg.get_int("shard_index");
+    selector.shard_count = cfg.get_int("shard_count");
+    if (selector.shard_index >= selector.shard_count)
+      throw rbk::ConfigError("shard_index = " + std::to_string(selector.shard_index) + ": expected < shard_count");
+    const std::string sweep_root = cfg.get_string("sweep_dir").empty() ? out.checkpoint_dir : cfg.get_string("sweep_dir");
+    const rbk::RunContext context = rbk::RunContext::capture(argc, argv, seeds.front());
+    const bool summarize_only = cfg.get_bool("summarize_only");
+    std::set<std::string> used_patterns;
+
+    // Probe settings are checked up front too (a bad probe option exits 2 before the sweep runs).
+    lc::ProbeSettings ps;
+    ps.rows = cfg.get_string_list("probe.rows");
+    ps.kinds = cfg.get_string_list("probe.kinds");
+    ps.train_lengths = cfg.get_int_list("probe.train_lengths");
+    ps.eval_multipliers = cfg.get_int_list("probe.eval_multipliers");
+    ps.depths = cfg.get_real_list("probe.depths");
+    ps.base.vocab = {cfg.get_int("probe.n_filler"), cfg.get_int("probe.n_values"), cfg.get_int("probe.n_keys")};
+    ps.base.n_pairs = cfg.get_int("probe.n_pairs");
+    ps.base.n_queries = cfg.get_int("probe.n_queries");
+    ps.train.steps = cfg.get_int("probe.steps");
+    ps.train.batch_size = cfg.get_int("probe.batch_size");
+    ps.train.lr = cfg.get_real("probe.lr");
+    ps.train.clip_norm = train.clip_norm;
+    ps.train.precision = train.precision;
+    ps.train.device = device;
+    ps.eval_batch_size = cfg.get_int("probe.eval_batch_size");
+    ps.param_budget = cfg.get_int("probe.param_budget");
+    ps.size_tolerance = cfg.get_real("probe.size_tolerance");
+    ps.attention_max_len = cfg.get_int("attention_max_len");
+    ps.compat_max_len = cfg.get_int("compat_max_len");
+    ps.scan_max_len = cfg.get_int("scan_max_len");
+    ps.bk_position = bk_position;
+    ps.transformer_position = tr_position;
+    ps.base_model = base;
+    if (has("probes")) {
+      if (ps.rows.empty() || ps.kinds.empty() || ps.train_lengths.empty() || ps.eval_multipliers.empty())
+        throw rbk::ConfigError("probe.rows, probe.kinds, probe.train_lengths and probe.eval_multipliers must not be empty");
+      for (const auto& kind : ps.kinds)
+        for (const int64_t n : ps.train_lengths) {
+          rbk::ProbeSpec sp = ps.base;
+          sp.kind = rbk::probe_kind_from_string(kind);
+          sp.seq_len = n;
+          try {
+            sp.validate();
+          } catch (const std::exception& e) {
+            throw rbk::ConfigError(std::string(e.what()) + " (probe." + kind + " at N " + std::to_string(n) + ")");
+          }
+        }
+      for (const auto& row : ps.rows)  // ConfigError naming probe.param_budget when a row cannot be sized
+        lc::sized_row_config(row, base, bk_position, tr_position, ps.base.vocab.size(), ps.param_budget, ps.size_tolerance,
+                             "probe.param_budget");
+    }
+
+    // ---- The language-model sweep -------------------------------------------------------------
+    if (has("sweep") || has("c19")) {
+      const std::string cache = sweep_root + "/token_cache";
+      const rbk::LmData data = rbk::load_lm_data(rbk::data_options_from(cfg, "data."), cache, rbk::LmSplits::TrainValidTest);
+      const int64_t V = data.vocab_size();
+      out.summary["data"] = data.summary();
+      std::map<std::string, rbk::LmConfig> sized;
+      json rows_info = json::object();
+      for (const auto& row : row_names) {
+        sized[row] = lc::sized_row_config(row, base, bk_position, tr_position, V, cfg.get_int("param_budget"),
+                                          cfg.get_real("size_tolerance"), "param_budget");
+        rbk::LmConfig at_max = sized[row];
+        at_max.n_seq = lengths.back();
+        rbk::TrainOptions at_max_train = train;
+        at_max_train.seq_len = lengths.back();
+        at_max_train.batch_size = tokens_per_step / lengths.back();
+        try {
+          rbk::check_model_and_training(at_max, at_max_train, "model.", "train.");
+        } catch (const std::exception& e) {
+          throw rbk::ConfigError("row '" + row + "': " + e.what());
+        }
+        rows_info[row] = {{"model", sized[row].to_json()},
+                          {"parameters_without_position", rbk::estimate_parameter_count(sized[row]) - rbk::position_parameters(sized[row])},
+                          {"position_parameters_at_longest_n", rbk::position_parameters(at_max)},
+                          {"held_out_meaningful", lc::held_out_meaningful(row)},
+                          {"face", std::string(row == "bk_compat" ? "compat" : "corrected")}};
+      }
+      out.summary["rows"] = rows_info;
+      const double corpus = static_cast<double>(data.train.ids.numel());
+      const double cell_tokens = static_cast<double>(tokens_per_step) * static_cast<double>(train.max_steps);
+      out.summary["budget"] = {
+          {"tokens_per_step", tokens_per_step}, {"steps", train.max_steps}, {"tokens_per_cell", cell_tokens},
+          {"train_corpus_tokens", corpus}, {"epochs_per_cell", corpus > 0 ? cell_tokens / corpus : 0.0},
+          {"what_it_limits",
+           "every cell sees tokens_per_cell tokens of a train split of train_corpus_tokens; past one epoch the model "
+           "revisits the same text, and a window longer than the corpus's documents cannot show long-range use: the "
+           "probes measure that instead"}};
+
+      if (has("sweep")) {
+        rbk::SweepPlan plan;
+        plan.name = "long_context";
+        for (const auto& row : row_names)
+          for (const int64_t n : lengths) {
+            const rbk::LmConfig& m = sized.at(row);
+            json o{{"model.arch", m.arch}, {"model.d_model", m.d_model}, {"model.position", m.position},
+                   {"model.n_seq", n}, {"train.seq_len", n}, {"train.batch_size", tokens_per_step / n}};
+            if (m.arch == "resnet_bk")
+              o.update({{"model.bk_forward", m.bk_forward}, {"model.bk_gradient", m.bk_gradient}, {"model.bk_context", m.bk_context}});
+            if (m.arch == "transformer" || m.arch == "rwkv") o["model.ffn_dim"] = m.ffn_dim;
+            plan.grid.arms.push_back({lc::arm_name(row, n), o});
+          }
+        plan.grid.seeds = seeds;
+        plan.base = {{"data", rbk::data_options_to_json(data.options)}, {"model", base.to_json()},
+                     {"train", rbk::train_options_to_json(train)}, {"short_eval_len", short_len},
+                     {"attention_max_len", cfg.get_int("attention_max_len")}, {"compat_max_len", cfg.get_int("compat_max_len")},
+                     {"scan_max_len", cfg.get_int("scan_max_len")}};
+        plan.divergence_rule = rbk::DivergenceRule{train.divergence_factor, train.divergence_patience}.to_json();
+        const std::string dir = sweep_root + "/sweep";
+        rbk::prepare_sweep_dir(plan, dir);
+        const auto cell_model = [&](const rbk::SweepCell& c) {
+          std::string row;
+          int64_t n = 0;
+          lc::parse_arm(c.arm, row, n);
+          rbk::LmConfig m = sized.at(row);
+          m.n_seq = n;
+          return std::make_pair(row, m);
+        };
+        const auto runner = [&](const rbk::SweepCell& cell, const std::string& cell_dir) -> json {
+          auto [row, m] = cell_model(cell);
+          const int64_t n = m.n_seq, batch = tokens_per_step / n;
+          const std::string skip = lc::skip_reason(row, n, batch, m, cfg.get_int("attention_max_len"), cfg.get_int("compat_max_len"),
+                                                   cfg.get_int("scan_max_len"));
+          if (!skip.empty()) {
+            json skipped{{"status", "skipped"}, {"reason", skip}};
+            // Projected time from the same row's longest finished length of this seed, time per token
+            // scaled by N (the skipped rows' scans are sequential in N over a batch of tokens_per_step / N).
+            const auto done = rbk::read_cell_outcomes(plan, dir);
+            for (auto it = lengths.rbegin(); it != lengths.rend(); ++it) {
+              const auto o = done.find(lc::arm_name(row, *it) + ".seed" + std::to_string(cell.seed));
+              if (*it >= n || o == done.end() || o->second["status"] != "ok") continue;
+              const json& tps = o->second["details"]["tokens_per_second"];
+              if (!tps.is_number() || tps.get<double>() <= 0) continue;
+              const double seconds = static_cast<double>(tokens_per_step) * static_cast<double>(train.max_steps) /
+                                     tps.get<double>() * static_cast<double>(n) / static_cast<double>(*it);
+              skipped["projected_seconds"] = seconds;
+              skipped["reason"] = skip + "; projected " + std::to_string(static_cast<int64_t>(seconds)) + " s from " +
+                                  std::to_string(static_cast<int64_t>(tps.get<double>())) + " tok/s measured at N = " +
+                                  std::to_string(*it);
+              break;
+            }
+            return skipped;
+          }
+          rbk::TrainOptions o = train;
+          o.seq_len = n;
+          o.batch_size = batch;
+          o.seed = cell.seed;
+          o.label = cell.id + ": ";
+          const auto build_reference = [&]() -> std::shared_ptr<torch::nn::Module> {
+            rbk::SweepCell ref = cell;
+            for (const auto& c : rbk::enumerate_cells(plan.grid))
+              if (c.id == cell.reference_cell) ref = c;
+            torch::manual_seed(cell.seed);
+            return rbk::make_language_model(cell_model(ref).second);
+          };
+          const auto after_init = [&](rbk::LanguageModel& model) {
+            rbk::write_json_atomic(cell_dir + "/paired.json", rbk::apply_paired_init(cell, dir, model, build_reference));
+          };
+          const json rec = rbk::run_training_job(data, m, o, cell_dir, after_init);
+          double short_ppl = NAN;
+          if (rec.at("status") == "ok") {
+            auto trained = rbk::load_model_from_checkpoint(rbk::job_checkpoint_path(cell_dir), device);
+            short_ppl = rbk::evaluate_language_model(*trained, data.valid, tokens_per_step / short_len, short_len,
+                                                     rbk::BatchLayout::Correct, device, o.precision).ppl;
+          }
+          return cell_outcome(rec, row, data, short_ppl);
+        };
+        rbk::SweepRunOptions ro;
+        ro.selector = selector_for(plan, selector, used_patterns);
+        ro.context = context.to_json();
+        // A selection whose patterns all name probe cells runs no sweep cell.
+        if (!summarize_only && (selector.patterns.empty() || !ro.selector.patterns.empty())) rbk::run_sweep(plan, dir, runner, ro);
+        const auto outcomes = rbk::read_cell_outcomes(plan, dir);
+        const json keyed = lc::keyed_sweep_summary(plan, outcomes, row_names, lengths);
+        for (const auto& [k, v] : keyed.items()) out.summary[k] = v;
+        json generic = rbk::sweep_summary(plan, outcomes);
+        for (json row : generic["cells"]) {
+          row["part"] = "sweep";
+          out.rows.push_back(row);
+        }
+        generic.erase("cells");
+        out.summary["sweep_generic"] = generic;
+        out.summary["lengths"] = lengths;
+        // Arrays for the figure (scripts/make_figures.py): per row, the lengths and the median over
+        // seeds of the valid PPL (NaN where no seed finished ok).
+        for (const auto& row : row_names) {
+          std::vector<double> n, ppl;
+          for (const int64_t N : lengths) {
+            const json& a = out.summary["seeds"][row + "_ppl_n" + std::to_string(N)];
+            std::vector<double> v;
+            for (const auto& x : a)
+              if (x.is_number()) v.push_back(x.get<double>());
+            std::sort(v.begin(), v.end());
+            n.push_back(static_cast<double>(N));
+            ppl.push_back(v.empty() ? NAN : (v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2])));
+          }
+          out.arrays.push_back(rbk::make_array("sweep/" + row + "/n", n, "tokens", "training length N"));
+          out.arrays.push_back(rbk::make_array("sweep/" + row + "/valid_ppl_median", ppl, "PPL", "median over seeds of the valid PPL at N"));
+        }
+        out.summary["sweep_dir"] = dir;
+      }
+
+      if (has("c19")) {
+        lc::C19Settings cs;
+        cs.seq_len = cfg.get_int("c19.seq_len");
+        cs.batch_size = cfg.get_int("c19.batch_size");
+        cs.repeats = cfg.get_int("c19.repeats");
+        cs.precisions = cfg.get_string_list("c19.precisions");
+        cs.attention = cfg.get_string_list("c19.attention");
+        cs.seed = seeds.front();
+        const auto config_of = [&](const std::string& row) {
+          return sized.count(row) ? sized.at(row)
+                                  : lc::sized_row_config(row, base, bk_position, tr_position, V, cfg.get_int("param_budget"),
+                                                         cfg.get_real("size_tolerance"), "param_budget");
+        };
+        // Kept in the sweep directory, so that a summarize_only command (split GPU runs) reports it too.
+        const std::string saved = sweep_root + "/c19.json";
+        if (summarize_only && std::filesystem::exists(saved)) {
+          const json c19 = rbk::read_json_file(saved);
+          for (const auto& r : c19["rows"]) out.rows.push_back(r);
+          for (const auto& [k, v] : c19["summary"].items()) out.summary[k] = v;
+        } else if (!summarize_only) {
+          json c19_rows = json::array(), c19_summary = json::object();
+          lc::measure_c19(cs, config_of("bk"), config_of("transformer"), device, c19_rows, c19_summary);
+          std::filesystem::create_directories(sweep_root);
+          rbk::write_json_atomic(saved, {{"rows", c19_rows}, {"summary", c19_summary}});
+          for (const auto& r : c19_rows) out.rows.push_back(r);
+          for (const auto& [k, v] : c19_summary.items()) out.summary[k] = v;
+        }
+      }
+    }
+
+    // ---- Probes ---------------------------------------------------------------------------------
+    if (has("probes")) {
+      rbk::SweepPlan plan;
+      plan.name = "long_context_probes";
+      plan.grid = lc::probe_grid(ps, seeds);
+      plan.base = {{"probe", ps.base.to_json()}, {"steps", ps.train.steps}, {"batch_size", ps.train.batch_size},
+                   {"lr", ps.train.lr}, {"eval_multipliers", ps.eval_multipliers}, {"depths", ps.depths},
+                   {"eval_batch_size", ps.eval_batch_size}, {"param_budget", ps.param_budget}, {"model", base.to_json()}};
+      plan.divergence_rule = {{"rule", "a non-finite probe loss or gradient"}};
+      const std::string dir = sweep_root + "/probes";
+      rbk::prepare_sweep_dir(plan, dir);
+      rbk::SweepRunOptions ro;
+      ro.selector = selector_for(plan, selector, used_patterns);
+      ro.context = context.to_json();
+      if (!summarize_only && (selector.patterns.empty() || !ro.selector.patterns.empty()))
+        rbk::run_sweep(plan, dir, [&](const rbk::SweepCell& c, const std::string&) { return lc::run_probe_cell(ps, c); }, ro);
+      const auto outcomes = rbk::read_cell_outcomes(plan, dir);
+      const json probes = lc::probe_summary(plan, outcomes);
+      out.summary["probes"] = probes["probes"];
+      for (const auto& [k, v] : probes["seeds"].items()) out.summary["seeds"][k] = v;
+      for (json row : rbk::sweep_summary(plan, outcomes)["cells"]) {
+        row["part"] = "probes";
+        out.rows.push_back(row);
+      }
+      out.summary["probe_settings"] = plan.base;
+    }
+    if (has("sweep") && has("probes"))
+      for (const auto& p : selector.patterns)
+        if (!used_patterns.count(p)) throw rbk::ConfigError("select: pattern '" + p + "' names no cell of the sweep or the probes");
+    if (out.rows.empty()) out.rows.push_back({{"status", "skipped"}, {"reason", "no part selected"}});
+  });
+}
