@@ -40,8 +40,10 @@
 #                  carried); resumable over calls like ablations (ACT_FLOPS_SWEEP_DIR, ACT_FLOPS_ARGS).
 #   memory_search  exp_memory_search --preset gpu           (claims C10, C15, C16, C20, C22): the search at
 #                  8 / 15 / 24 GB (CUDA allocator memory fraction), one fresh process per probe. 24 searches
-#                  do not fit one call: split with MEMORY_SEARCH_ARGS, e.g. 'budgets_gb=8 modes=inference'
-#                  into memory_search/<name> by MEMORY_SEARCH_SUBDIR (the ledger reads memory_search/).
+#                  do not fit one call: every finished probe is kept in $BUILD/memory_search_probes
+#                  (probe_cache_dir), so repeat the call until it writes memory_search.gpu.json; each call
+#                  resumes where the last was killed. MEMORY_SEARCH_ARGS adds overrides; a partial run
+#                  can go to memory_search/<name> by MEMORY_SEARCH_SUBDIR (the ledger reads memory_search/).
 #   phase1         exp_phase1 --preset gpu                  (claim C18)
 #   quantization   exp_quantization --preset gpu            (claims C13, C21's quantisation part; needs
 #                  data/sotu and data/gpt2 carried): 20 cells (4 models x 5 seeds, each trained then
@@ -177,7 +179,9 @@ PY
       run_exp ablations ablations sweep_dir="${ABLATIONS_SWEEP_DIR:-$PWD/$BUILD/ablations_sweep}" ${ABLATIONS_ARGS:-} ;;
     act_flops)
       run_exp act_flops act_flops sweep_dir="${ACT_FLOPS_SWEEP_DIR:-$PWD/$BUILD/act_flops_sweep}" ${ACT_FLOPS_ARGS:-} ;;
-    memory_search) run_exp memory_search "memory_search${MEMORY_SEARCH_SUBDIR:+/$MEMORY_SEARCH_SUBDIR}" ${MEMORY_SEARCH_ARGS:-} ;;
+    memory_search)
+      run_exp memory_search "memory_search${MEMORY_SEARCH_SUBDIR:+/$MEMORY_SEARCH_SUBDIR}" \
+        probe_cache_dir="$PWD/$BUILD/memory_search_probes" ${MEMORY_SEARCH_ARGS:-} ;;
     phase1) run_exp phase1 phase1 ;;
     quantization)
       run_exp quantization quantization sweep_dir="${QUANTIZATION_SWEEP_DIR:-$PWD/$BUILD/quantization_sweep}" ${QUANTIZATION_ARGS:-} ;;

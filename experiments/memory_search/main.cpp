@@ -97,10 +97,30 @@ struct SearchRun {
   std::map<int64_t, json> records;  // d_model -> probe record
 };
 
-json probe_record(const rbk::Config& cfg, const std::string& scratch, json spec, int64_t d, double budget_bytes) {
+// The probe cache (probe_cache_dir): a finished probe's record, keyed by its whole spec, so that a
+// search split over several time-limited calls (the gpu preset's 24 searches do not fit one
+// 10-minute command) resumes where the last call was killed and ends in one result file. The
+// order check's re-probes never read it: they exist to run again in fresh processes.
+std::string probe_cache_path(const rbk::Config& cfg, const json& spec) {
+  const std::string dir = cfg.get_string("probe_cache_dir");
+  if (dir.empty()) return "";
+  return dir + "/" + spec["arch"].get<std::string>() + (spec["training"].get<bool>() ? "-training" : "-inference") + "-b" +
+         std::to_string(spec["budget_bytes"].get<int64_t>()) + "-d" + std::to_string(spec["d_model"].get<int64_t>()) + ".json";
+}
+
+json probe_record(const rbk::Config& cfg, const std::string& scratch, json spec, int64_t d, double budget_bytes,
+                  bool use_cache = true) {
   spec["d_model"] = d;
   spec["n_layers"] = rbk::layers_for_width(d);
   spec["budget_bytes"] = static_cast<int64_t>(budget_bytes);
+  const std::string cached = use_cache ? probe_cache_path(cfg, spec) : "";
+  if (!cached.empty() && std::filesystem::exists(cached)) {
+    json rec = rbk::read_json_file(cached);
+    if (rec.value("spec", json()) == spec) {
+      rec["from_probe_cache"] = true;
+      return rec;
+    }
+  }
   json r = memory_search::run_probe_process(spec, scratch, cfg.get_real("probe_timeout_s"));
   json rec = {{"arch", spec["arch"]}, {"training", spec["training"]}, {"budget_bytes", spec["budget_bytes"]},
               {"d_model", d}, {"n_layers", spec["n_layers"]}, {"result", r}};
@@ -113,6 +133,12 @@ json probe_record(const rbk::Config& cfg, const std::string& scratch, json spec,
     rec["predicted"] = pred;
     const double measured = r.value("peak_bytes", 0.0);
     if (rec["outcome"] == "ok" && measured > 0) rec["prediction_rel_error"] = pred["total"].get<double>() / measured - 1.0;
+  }
+  if (!cached.empty() && (rec["outcome"] == "ok" || rec["outcome"] == "oom")) {  // only verdicts are reused
+    std::filesystem::create_directories(std::filesystem::path(cached).parent_path());
+    json stored = rec;
+    stored["spec"] = spec;
+    rbk::write_json_atomic(cached, stored);
   }
   std::fprintf(stderr, "probe %-13s %-9s budget %6.2f GB d %5lld L %2lld: %-7s params %12lld peak %8.1f MB (%.1f s)\n",
                spec["arch"].get<std::string>().c_str(), spec["training"].get<bool>() ? "training" : "inference",
@@ -179,8 +205,8 @@ void run_searches(const rbk::Config& cfg, const std::string& scratch, json& summ
         }
         if (cfg.get_bool("order_check") && R.largest_fitting > 0 && R.smallest_failing > 0) {
           // Reverse of the search's order: the failing boundary first, then the fitting one.
-          const json fail_again = probe_record(cfg, scratch, spec, R.smallest_failing, budget);
-          const json fit_again = probe_record(cfg, scratch, spec, R.largest_fitting, budget);
+          const json fail_again = probe_record(cfg, scratch, spec, R.smallest_failing, budget, false);
+          const json fit_again = probe_record(cfg, scratch, spec, R.largest_fitting, budget, false);
           const bool same = fail_again["outcome"] != "ok" && fit_again["outcome"] == "ok";
           s["order_check"] = {{"reprobed", {R.smallest_failing, R.largest_fitting}}, {"consistent", same},
                               {"outcomes", {fail_again["outcome"], fit_again["outcome"]}}};
@@ -283,6 +309,8 @@ int main(int argc, char** argv) {
   s.add_int("search.step", 1, 4096, "grid of d_model (multiples of 8 heads x 8)");
   s.add_int("search.hard_upper", 1, 1 << 24, "termination guard of the doubling (reported when reached)");
   s.add_bool("order_check", "re-probe each search's boundary in reverse order in fresh processes");
+  s.add_string("probe_cache_dir", {}, "directory of finished probe records ('' = none): a search split over several "
+               "time-limited calls resumes from it (the order check always re-probes)");
   s.add_int("htt.vocab_size", 2, 10000000, "Tables 10-11 vocabulary (10,000)");
   s.add_int("htt.d_model", 4, 65536, "Tables 10-11 width (512)");
   s.add_int("htt.n_layers", 1, 256, "Tables 10-11 depth (6)");

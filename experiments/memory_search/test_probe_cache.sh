@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The probe cache (probe_cache_dir) lets a search split over time-limited calls end in one result:
+# a second run over the same cache must re-probe nothing (every search probe read from the cache,
+# the order check's re-probes excepted) and find the same largest widths as the first.
+# usage: test_probe_cache.sh <exp_memory_search> <scratch dir>
+set -euo pipefail
+exe=$1
+dir=$2
+rm -rf "$dir" && mkdir -p "$dir"
+args=(--preset smoke parts=search probe_cache_dir="$dir/cache")
+"$exe" "${args[@]}" --out "$dir/first" > "$dir/first.log" 2>&1
+"$exe" "${args[@]}" --out "$dir/second" > "$dir/second.log" 2>&1
+python3 - "$dir/first/memory_search.smoke.json" "$dir/second/memory_search.smoke.json" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+probes = lambda d: [r for r in d["rows"] if r.get("part") == "search_probe"]
+pa, pb = probes(a), probes(b)
+assert pa and len(pa) == len(pb), f"probe counts differ: {len(pa)} vs {len(pb)}"
+assert not any(r.get("from_probe_cache") for r in pa), "the first run read a cache it had not written"
+fresh = [r["d_model"] for r in pb if not r.get("from_probe_cache")]
+assert not fresh, f"the second run re-probed d_model {fresh}"
+def widths(d):
+    return {(b, m, a): v.get("max_d_model") for b, bv in d["summary"].items() if b.startswith("budget_")
+            for m, mv in bv.items() for a, v in mv.items() if isinstance(v, dict)}
+assert widths(a) == widths(b) and widths(a), f"largest widths differ: {widths(a)} vs {widths(b)}"
+print(f"probe cache: {len(pb)} probes reused, largest widths {widths(b)}")
+PY
