@@ -120,17 +120,22 @@ def act_flops(source_dir, sources, out_dir, made):
     doc, h5, shown, commit, note = opened
     summ = doc.get("summary", {})
     fig, ax = plt.subplots(figsize=(7, 4.6))
-    for arm, label in (("bk", "ResNet-BK"), ("bk_act", "ResNet-BK + ACT (skips halted tokens)"), ("mamba", "Mamba")):
+    halting = summ.get("halting_threshold")
+    for arm, label in (("bk", "ResNet-BK"), ("bk_act", "ResNet-BK + ACT (skips halted tokens)"),
+                       ("bk_act_halting", f"ResNet-BK + ACT at threshold {halting}"), ("mamba", "Mamba"),
+                       ("transformer", "Transformer")):
         base = f"points/{arm}"
         if base + "/gflops_per_token" in h5:
             ax.scatter(dataset(h5, base + "/gflops_per_token"), dataset(h5, base + "/valid_ppl"), s=18, label=label)
     h5.close()
     ax.set_xlabel("GFLOPs per token (counted matrix products + analytic element-wise)")
     ax.set_ylabel("valid PPL")
-    red = summ.get("act_flops_reduction")
+    def rounded(v):
+        return v if v is None else round(v, 3)
+    red, hred = summ.get("act_flops_reduction"), summ.get("halting_flops_reduction")
     comp = summ.get("compat", {}).get("executed_fraction")
     ax.set_title(f"paper: Mamba 2.8, BK 2.1, BK+ACT 1.4 GFLOPs at PPL~30; here ACT reduction "
-                 f"{red if red is None else round(red, 3)}, upstream ACT executes {comp}", fontsize=8)
+                 f"{rounded(red)} (at threshold {halting}: {rounded(hred)}), upstream ACT executes {comp}", fontsize=8)
     ax.legend(fontsize=7)
     finish(fig, out_dir, "act_flops_ppl_vs_gflops.png", note, made, shown, commit)
 

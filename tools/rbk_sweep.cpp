@@ -352,18 +352,12 @@ int main(int argc, char** argv) {
     if (setup.threads > 0) at::set_num_threads(static_cast<int>(setup.threads));
     if (stop_after_steps > 0) setup.train.stop_after_steps = stop_after_steps;
     const rbk::LmData& data = data_of(cell.id);
-    const auto build_reference = [&]() -> std::shared_ptr<torch::nn::Module> {
-      rbk::LmConfig reference = preset.setups.at(cell.reference_cell).model;
-      if (reference.vocab_size == 0) reference.vocab_size = data_of(cell.reference_cell).vocab_size();
-      torch::manual_seed(cell.seed);  // as run_training_job seeds its fresh model
-      return rbk::make_language_model(reference);
-    };
-    const auto after_init = [&](rbk::LanguageModel& model) {
-      const json record = rbk::apply_paired_init(cell, out, model, build_reference);
-      rbk::write_json_atomic(cell_dir + "/paired.json", record);
+    rbk::LmConfig reference = preset.setups.at(cell.reference_cell).model;
+    if (reference.vocab_size == 0) reference.vocab_size = data_of(cell.reference_cell).vocab_size();
+    const auto after_init = rbk::paired_init_hook(cell, out, cell_dir, reference, [&](rbk::LanguageModel&, const json& record) {
       std::cerr << cell.id << ": paired init from " << cell.reference_cell << ": " << record["n_copied"]
                 << " parameters copied, " << record["n_not_copied"] << " not\n";
-    };
+    });
     return outcome_of_job(rbk::run_training_job(data, setup.model, setup.train, cell_dir, after_init), cell_dir);
   };
 

@@ -6,6 +6,7 @@
 #include "rbk/evaluator.h"
 #include "rbk/lm_loss.h"
 #include "rbk/position_encoding.h"
+#include "rbk/results.h"
 
 #include <c10/util/Exception.h>
 
@@ -154,6 +155,20 @@ nlohmann::json run_training_job(const DataOptions& data, const LmConfig& model, 
             {"data", data_options_to_json(data)}, {"train", train_options_to_json(train)}, {"model", model.to_json()}};
   }
   return run_training_job(loaded, model, train, out_dir, after_init);
+}
+
+ModelInitHook paired_init_hook(const SweepCell& cell, const std::string& sweep_dir, const std::string& cell_dir,
+                               const LmConfig& reference,
+                               std::function<void(LanguageModel&, nlohmann::json& record)> adjust) {
+  return [cell, sweep_dir, cell_dir, reference, adjust](LanguageModel& model) {
+    const auto build_reference = [&]() -> std::shared_ptr<torch::nn::Module> {
+      torch::manual_seed(cell.seed);  // as run_training_job seeds the reference cell's fresh model
+      return make_language_model(reference);
+    };
+    nlohmann::json record = apply_paired_init(cell, sweep_dir, model, build_reference);
+    if (adjust) adjust(model, record);
+    write_json_atomic(cell_dir + "/paired.json", record);
+  };
 }
 
 }  // namespace rbk

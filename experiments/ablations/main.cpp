@@ -72,10 +72,31 @@ std::map<std::string, int64_t> parameter_shapes(const rbk::LmConfig& c) {
 }
 
 // Per-seed metrics of one cell from its training-job record.
+// Why a finished training's outputs are not to be trusted ("" when they are): a valid PPL that is
+// not a finite number above 1, a non-finite point of the valid curve, or no measured throughput.
+std::string output_check_failure(const json& rec) {
+  const json ppl = rec["valid"].value("ppl", json(nullptr));
+  if (!ppl.is_number() || !std::isfinite(ppl.get<double>()) || ppl.get<double>() <= 1.0)
+    return "valid PPL " + ppl.dump() + " is not a finite number above 1";
+  for (const auto& p : rec.value("valid_curve", json::array()))
+    if (!p.at("valid_loss").is_number() || !std::isfinite(p.at("valid_loss").get<double>()))
+      return "valid loss at step " + p.at("step").dump() + " is not finite";
+  const json tps = rec.value("tokens_per_second", json(nullptr));
+  if (!tps.is_number() || !(tps.get<double>() > 0)) return "tokens/s " + tps.dump() + " is not positive";
+  return "";
+}
+
 json cell_outcome(const json& rec, double target) {
   json out = rbk::cell_outcome_from_job(rec);
-  const std::string status = out["status"];
+  std::string status = out["status"];
   if (status == "stopped") return out;
+  if (status == "ok") {
+    const std::string bad = output_check_failure(rec);
+    if (!bad.empty()) {
+      out["status"] = status = "error";
+      out["reason"] = "output check: " + bad;
+    }
+  }
   std::vector<ab::CurvePoint> curve;
   for (const auto& p : rec.value("valid_curve", json::array())) curve.push_back({p.at("step").get<double>(), p.at("valid_loss").get<double>()});
   json metrics = json::object();
@@ -231,12 +252,8 @@ int main(int argc, char** argv) {
       rbk::TrainOptions t = train;
       t.seed = cell.seed;
       t.label = cell.id + ": ";
-      const auto build_reference = [&]() -> std::shared_ptr<torch::nn::Module> {
-        torch::manual_seed(cell.seed);  // as run_training_job seeds its fresh model
-        return rbk::make_language_model(arm_models.at(reference_arm));
-      };
-      const auto after_init = [&](rbk::LanguageModel& m) {
-        json rec = rbk::apply_paired_init(cell, sweep_dir, m, build_reference);
+      // Prime-Bump is itself an initial-weight change: an arm with it adds its bump to the copied table.
+      const auto add_own_bump = [&](rbk::LanguageModel& m, json& rec) {
         const auto bump = prime_bump_offset(arm_models.at(cell.arm)) - prime_bump_offset(arm_models.at(reference_arm));
         if (bump.abs().max().item<double>() > 0.0) {
           torch::NoGradGuard ng;
@@ -244,8 +261,8 @@ int main(int argc, char** argv) {
             if (p.key() == "pos_emb.weight") p.value().add_(bump);
           rec["prime_bump_added_after_copy"] = true;
         }
-        rbk::write_json_atomic(cell_dir + "/paired.json", rec);
       };
+      const auto after_init = rbk::paired_init_hook(cell, sweep_dir, cell_dir, arm_models.at(reference_arm), add_own_bump);
       return cell_outcome(rbk::run_training_job(data, arm_models.at(cell.arm), t, cell_dir, after_init), target);
     };
     rbk::SweepRunOptions ro;
@@ -257,6 +274,8 @@ int main(int argc, char** argv) {
     json& seeds = out.summary["seeds"];
     seeds["seed"] = plan.grid.seeds;
     std::map<std::string, std::vector<std::optional<double>>> steps;
+    int64_t cells_ok = 0;
+    json failing = json::array();
     for (const auto& a : arms) {
       std::vector<std::optional<double>> ppl, st, tps;
       std::vector<std::string> status;
@@ -281,6 +300,8 @@ int main(int argc, char** argv) {
         out.rows.push_back({{"status", o.value("status", "pending") == "ok" ? "ok" : "failed"}, {"arm", a}, {"seed", s},
                             {"cell_status", o.value("status", "pending")}, {"metrics", m},
                             {"valid_curve", o.value("valid_curve", json::array())}, {"reason", o.value("reason", "")}});
+        if (o.value("status", "") == "ok") ++cells_ok;
+        if (o.value("reason", "").rfind("output check", 0) == 0) failing.push_back(a + ".seed" + std::to_string(s));
       }
       seeds["val_ppl_" + a] = ab::to_json_array(ppl);
       seeds["steps_to_target_" + a] = ab::to_json_array(st);
@@ -325,6 +346,9 @@ int main(int argc, char** argv) {
     os.device_gib = cfg.get_real("oom_device_gib");
     out.summary["semiseparable_memory"] = ab::project_semiseparable_memory(os);
     out.summary["no_semiseparable_oom"] = out.summary["semiseparable_memory"]["oom"];
+    // A cell whose outputs failed the check counts as not stable in stable_fraction; it is listed here.
+    out.summary["checks"] = {{"cells_ok", cells_ok}, {"cells_failing_output_check", failing},
+                             {"outputs_finite_and_nontrivial", cells_ok > 0 && failing.empty()}};
     out.summary["n_seeds"] = plan.grid.seeds.size();
   });
 }

@@ -9,7 +9,16 @@
 //   bk      the paper-time ResNet-BK (model.* as given);
 //   bk_act  the same with ACT that really skips halted tokens' block work (act.h: model.act =
 //           act_mode, default "skip"; halting signal act_signal: upstream's "phase" or a "learned" unit);
-//   mamba   Mamba-1 with the same width and depth.
+//   bk_act_halting  bk_act at halting_threshold instead of act_threshold: at upstream's 0.99 the
+//           phase signal halts no token (the first cpu result: executed fraction 1.0), so this arm
+//           asks what ACT saves, and costs, where it does halt. The phase signal of a hidden state
+//           with mean 0 gives p = 0.5 (l + 1) / L from block act_min_layers on, so at L = 4 and
+//           min 2 layers the cumulative probability after block 3 is 0.375 and a threshold of 0.3
+//           halts such a token before block 4: then at most 1 of 4 blocks is skipped, and no
+//           threshold can save more than (L - act_min_layers - 1) / L of the block work;
+//   mamba   Mamba-1 with the same width and depth;
+//   transformer  the causal Transformer of the same width and depth (ffn_dim, n_heads as given):
+//           a trained point of PPL against GFLOPs/token beside its analytic count.
 // After training each model is evaluated on valid with a MatmulFlopCounter alive (flop_count.h):
 // GFLOPs/token = counted matrix-product FLOPs (every executed aten::mm/addmm/bmm/baddbmm, the head
 // included) + the analytic element-wise estimate (its block part scaled by the fraction of
@@ -18,13 +27,18 @@
 // Compat face: each trained bk model is also evaluated with model.act = "compat" (upstream's
 // ACTModule on the same weights): its output and executed FLOPs equal bk's, and upstream's own
 // reported reduction 1 - (sum of halting weights / (L T)) / L (audit §7) is recorded beside it.
-// The Transformer of the same width and depth (ffn_dim as given) is counted analytically only.
+// flops/transformer/analytic is kept even when the transformer arm is not run.
 //
 // Summary keys:
-//   seeds/seed; seeds/{bk,bk_act,mamba}_{ppl,gflops_per_token} (valid PPL; arrays per seed)
+//   seeds/seed; seeds/<arm>_{ppl,gflops_per_token} (valid PPL; arrays per seed, every arm run)
 //   seeds/bk_act_executed_fraction; seeds/compat_upstream_reported_reduction;
 //   act_flops_reduction = 1 - mean(bk_act GFLOPs) / mean(bk GFLOPs)
 //   act_relative_ppl_increase = mean(bk_act PPL) / mean(bk PPL) - 1
+//   seeds/bk_act_halting_{ppl,gflops_per_token,executed_fraction}; halting_flops_reduction,
+//   halting_relative_ppl_increase (the same two ratios for bk_act_halting); halting_max_block_saving
+//   checks: every finished cell's outputs are finite and non-trivial (valid PPL in (1, inf),
+//   GFLOPs/token > 0, the counted matrix products within 1e-6 of the analytic count where all of
+//   the block work ran); a cell failing them is an "error" cell with the reason and is not in the arrays.
 //   bk_over_mamba_flops_ratio, bk_over_mamba_ppl_ratio, ppl_matched (|ppl ratio - 1| <= ppl_match_tolerance)
 //   flops/<arm>/{analytic (TokenFlops at the executed fraction), matmul_counted, matmul_counted_over_analytic}
 //   flops/transformer/analytic;  compat/{output_equal_to_bk, executed_fraction}
@@ -61,6 +75,7 @@ json array_or_null(const std::vector<std::optional<double>>& v) {
 
 struct Measured {
   double ppl = NAN, gflops = NAN, fraction = 1.0, counted_matmul = NAN, analytic_matmul = NAN;
+  double vocab = 0;
   json analytic;
 };
 
@@ -83,11 +98,30 @@ Measured measure(rbk::LanguageModel& model, const rbk::LmData& data, const rbk::
     m.fraction = static_cast<double>(bk->act_counters().token_blocks_run) / static_cast<double>(bk->act_counters().token_blocks_full);
   const auto tf = rbk::analytic_token_flops(model.config(), t.seq_len, m.fraction);
   m.ppl = ev.ppl;
+  m.vocab = static_cast<double>(model.config().vocab_size);
   m.counted_matmul = counted / static_cast<double>(scored);
   m.analytic_matmul = tf.matmul_total();
   m.gflops = (m.counted_matmul + tf.elementwise_total()) / 1e9;
   m.analytic = tf.to_json();
   return m;
+}
+
+// Why a finished cell's measurement is not to be trusted ("" when it is): a PPL that is not a
+// number above 1, no FLOPs, or a counted matrix-product total off the analytic one although the
+// model ran all of its block work (then the two count the same operators, flop_count.h, except
+// the head's bias: the chunked loss folds it into the head GEMM as one more column, lm_loss.cpp,
+// 2 V FLOPs per token that the analytic count books as element-wise).
+// The count check applies where the unit test act_flops.act_and_flops has verified the analytic
+// model on operators (ResNet-BK, Mamba); for the Transformer the counted/analytic ratio is reported
+// (flops/transformer) and the counted FLOPs are what its GFLOPs/token uses.
+std::string output_check_failure(const Measured& m, bool check_count) {
+  if (!std::isfinite(m.ppl) || m.ppl <= 1.0) return "valid PPL " + std::to_string(m.ppl) + " is not a finite number above 1";
+  if (!std::isfinite(m.gflops) || m.gflops <= 0.0) return "GFLOPs/token " + std::to_string(m.gflops) + " is not positive";
+  const double diff = m.counted_matmul - m.analytic_matmul, tol = 1e-6 * m.analytic_matmul;
+  if (check_count && m.fraction == 1.0 && !(std::fabs(diff) <= tol) && !(std::fabs(diff - 2.0 * m.vocab) <= tol))
+    return "counted matrix-product FLOPs differ from the analytic count by " + std::to_string(diff) +
+           " per token (neither 0 nor the head bias column's 2 V)";
+  return "";
 }
 
 }  // namespace
@@ -99,11 +133,12 @@ int main(int argc, char** argv) {
   rbk::add_data_options(spec.schema, "data.");
   rbk::add_lm_config_options(spec.schema, "model.", {{"block", "papertime"}, {"init", "papertime"}});
   rbk::add_train_options(spec.schema, "train.", json::object());
-  spec.schema.add_string_list("arms", {"bk", "bk_act", "mamba"}, "arms to train (bk first: the paired-init reference)")
+  spec.schema.add_string_list("arms", {"bk", "bk_act", "bk_act_halting", "mamba", "transformer"}, "arms to train (bk first: the paired-init reference)")
       .add_int("n_seeds", 1, 64, "seeds per arm (>= 5 for the paired t-test)")
       .add_string("act_mode", {"skip", "compat"}, "model.act of the bk_act arm")
       .add_string("act_signal", {"phase", "learned"}, "halting signal of the bk_act arm")
       .add_real("act_threshold", 1e-6, 1.0, "cumulative halting probability that halts a token (upstream 0.99)")
+      .add_real("halting_threshold", 1e-6, 1.0, "act_threshold of the bk_act_halting arm (one at which tokens halt)")
       .add_int("act_min_layers", 0, 1 << 16, "blocks every token runs (upstream 2)")
       .add_real("ppl_match_tolerance", 0.0, 10.0, "|PPL_bk / PPL_mamba - 1| up to which the FLOP comparison counts as at equal PPL")
       .add_string("sweep_dir", {}, "sweep directory ('' = under the run's checkpoint directory)")
@@ -132,15 +167,22 @@ int main(int argc, char** argv) {
     act.act_threshold = cfg.get_real("act_threshold");
     act.act_min_layers = cfg.get_int("act_min_layers");
     models["bk_act"] = act;
+    auto halting = act;
+    halting.act_threshold = cfg.get_real("halting_threshold");
+    models["bk_act_halting"] = halting;
     auto mamba = bk;
     mamba.arch = "mamba";
     mamba.position = "auto";
     models["mamba"] = mamba;
+    auto transformer = bk;
+    transformer.arch = "transformer";
+    transformer.position = "auto";
+    models["transformer"] = transformer;
     auto compat = bk;
     compat.act = "compat";
     compat.act_signal = "phase";
     try {
-      for (auto* c : {&models["bk"], &models["bk_act"], &models["mamba"], &compat}) {
+      for (auto* c : {&models["bk"], &models["bk_act"], &models["bk_act_halting"], &models["mamba"], &models["transformer"], &compat}) {
         c->validate();
         rbk::make_language_model(*c);  // the model's own cross-field checks
         rbk::check_model_and_training(*c, train, "model.", "train.");
@@ -163,14 +205,8 @@ int main(int argc, char** argv) {
       rbk::TrainOptions t = train;
       t.seed = cell.seed;
       t.label = cell.id + ": ";
-      const auto build_reference = [&]() -> std::shared_ptr<torch::nn::Module> {
-        torch::manual_seed(cell.seed);
-        return rbk::make_language_model(models.at("bk"));
-      };
-      const auto after_init = [&](rbk::LanguageModel& m) {
-        rbk::write_json_atomic(cell_dir + "/paired.json", rbk::apply_paired_init(cell, sweep_dir, m, build_reference));
-      };
-      const json rec = rbk::run_training_job(data, models.at(cell.arm), t, cell_dir, after_init);
+      const json rec = rbk::run_training_job(data, models.at(cell.arm), t, cell_dir,
+                                             rbk::paired_init_hook(cell, sweep_dir, cell_dir, models.at("bk")));
       json o = rbk::cell_outcome_from_job(rec);
       const std::string status = o["status"];
       if (status == "stopped") return o;
@@ -178,6 +214,8 @@ int main(int argc, char** argv) {
       if (status == "ok") {
         auto model = rbk::load_model_from_checkpoint(rbk::job_checkpoint_path(cell_dir), t.device);
         const Measured m = measure(*model, data, t);
+        const std::string bad = output_check_failure(m, cell.arm != "transformer");
+        if (!bad.empty()) return json{{"status", "error"}, {"reason", "output check: " + bad}, {"metrics", json::object()}};
         o["metrics"] = {{"ppl", m.ppl}, {"gflops_per_token", m.gflops}, {"executed_fraction", m.fraction},
                         {"matmul_counted", m.counted_matmul}, {"matmul_analytic", m.analytic_matmul},
                         {"tokens_per_second", rec.value("tokens_per_second", json(nullptr))}};
@@ -210,6 +248,8 @@ int main(int argc, char** argv) {
     json& seeds = out.summary["seeds"];
     seeds["seed"] = plan.grid.seeds;
     std::map<std::string, std::map<std::string, std::vector<std::optional<double>>>> col;
+    int64_t cells_ok = 0;
+    json failing = json::array();
     for (const auto& a : arms) {
       for (auto s : plan.grid.seeds) {
         const auto it = outcomes.find(a + ".seed" + std::to_string(s));
@@ -223,6 +263,8 @@ int main(int argc, char** argv) {
         out.rows.push_back({{"status", o.value("status", "pending") == "ok" ? "ok" : "failed"}, {"arm", a}, {"seed", s},
                             {"cell_status", o.value("status", "pending")}, {"metrics", m},
                             {"analytic", o.value("analytic", json(nullptr))}, {"reason", o.value("reason", "")}});
+        if (o.value("status", "") == "ok") ++cells_ok;
+        if (o.value("reason", "").rfind("output check", 0) == 0) failing.push_back(a + ".seed" + std::to_string(s));
       }
       {
         // The figure's points: one (GFLOPs/token, PPL) pair per finished seed.
@@ -249,7 +291,8 @@ int main(int argc, char** argv) {
         out.summary["flops"][a] = {{"matmul_counted", mean_of(cnt)}, {"matmul_analytic", mean_of(ana)},
                                    {"matmul_counted_over_analytic", mean_of(cnt) / mean_of(ana)}};
     }
-    if (col.count("bk_act")) seeds["bk_act_executed_fraction"] = array_or_null(col["bk_act"]["executed_fraction"]);
+    for (const char* a : {"bk_act", "bk_act_halting"})
+      if (col.count(a)) seeds[std::string(a) + "_executed_fraction"] = array_or_null(col[a]["executed_fraction"]);
     seeds["compat_upstream_reported_reduction"] = array_or_null(col["bk"]["compat_upstream_reported_reduction"]);
     seeds["compat_executed_fraction"] = array_or_null(col["bk"]["compat_executed_fraction"]);
     auto present = [&](const std::string& a, const std::string& k) {
@@ -266,6 +309,14 @@ int main(int argc, char** argv) {
       out.summary["act_flops_reduction"] = 1.0 - mean_of(act_g) / mean_of(bk_g);
       out.summary["act_relative_ppl_increase"] = mean_of(act_p) / mean_of(bk_p) - 1.0;
     }
+    const auto halt_g = present("bk_act_halting", "gflops_per_token"), halt_p = present("bk_act_halting", "ppl");
+    if (!bk_g.empty() && !halt_g.empty()) {
+      out.summary["halting_flops_reduction"] = 1.0 - mean_of(halt_g) / mean_of(bk_g);
+      out.summary["halting_relative_ppl_increase"] = mean_of(halt_p) / mean_of(bk_p) - 1.0;
+      out.summary["halting_threshold"] = cfg.get_real("halting_threshold");
+    }
+    out.summary["halting_max_block_saving"] =
+        std::max<double>(0.0, static_cast<double>(bk.n_layers - cfg.get_int("act_min_layers") - 1)) / static_cast<double>(bk.n_layers);
     if (!bk_g.empty() && !mb_g.empty()) {
       const double ppl_ratio = mean_of(bk_p) / mean_of(mb_p);
       out.summary["bk_over_mamba_flops_ratio"] = mean_of(bk_g) / mean_of(mb_g);
@@ -276,9 +327,9 @@ int main(int argc, char** argv) {
     if (!cp.empty()) out.summary["compat"] = {{"output_equal_to_bk", mean_of(cp) == mean_of(bk_p)},
                                               {"executed_fraction", mean_of(present("bk", "compat_executed_fraction"))},
                                               {"upstream_reported_reduction", mean_of(present("bk", "compat_upstream_reported_reduction"))}};
-    auto tr = bk;
-    tr.arch = "transformer";
-    out.summary["flops"]["transformer"]["analytic"] = rbk::analytic_token_flops(tr, train.seq_len).to_json();
+    out.summary["flops"]["transformer"]["analytic"] = rbk::analytic_token_flops(transformer, train.seq_len).to_json();
+    out.summary["checks"] = {{"cells_ok", cells_ok}, {"cells_failing_output_check", failing},
+                             {"outputs_finite_and_nontrivial", cells_ok > 0 && failing.empty()}};
     out.summary["n_seeds"] = plan.grid.seeds.size();
     out.summary["ppl_match_tolerance"] = cfg.get_real("ppl_match_tolerance");
   });

@@ -77,7 +77,8 @@ bool least_squares(const std::vector<double>& x, const std::vector<double>& y, d
   if (!(sxx > 0)) return false;
   b = sxy / sxx;
   a = my - b * mx;
-  r2 = syy > 0 ? (sxy * sxy) / (sxx * syy) : 1.0;
+  // A constant y has no variance to explain: r2 is undefined (NaN, JSON null), not a perfect 1.
+  r2 = syy > 0 ? (sxy * sxy) / (sxx * syy) : std::numeric_limits<double>::quiet_NaN();
   return true;
 }
 
@@ -141,6 +142,7 @@ json keyed_sweep_summary(const SweepPlan& plan, const std::map<std::string, json
       by_row = json::object(), fits = json::object();
   for (const auto& row : rows) {
     std::vector<double> fit_n, fit_bytes;
+    int64_t not_per_cell = 0;  // cells whose peak is not their own (the process's since its start)
     for (const int64_t N : lengths) {
       const std::string arm = arm_name(row, N);
       if (!ids.count(arm)) continue;  // not part of this grid
@@ -169,8 +171,12 @@ json keyed_sweep_summary(const SweepPlan& plan, const std::map<std::string, json
         cell["reason"].push_back(o && o->contains("reason") ? (*o)["reason"] : json(nullptr));
         const json details = o && o->contains("details") ? (*o)["details"] : json::object();
         for (const char* k : detail_keys) cell[k].push_back(number_or_null(details, k));
-        if (details.contains("peak_memory_bytes") && details["peak_memory_bytes"].is_number())
-          mem.push_back(details["peak_memory_bytes"].get<double>());
+        if (details.contains("peak_memory_bytes") && details["peak_memory_bytes"].is_number()) {
+          if (details.value("peak_memory_per_cell", true))
+            mem.push_back(details["peak_memory_bytes"].get<double>());
+          else
+            ++not_per_cell;
+        }
       }
       seeds[row + "_ppl_n" + std::to_string(N)] = ppl;
       seeds[row + "_ppl_short_n" + std::to_string(N)] = ppl_short;
@@ -196,6 +202,13 @@ json keyed_sweep_summary(const SweepPlan& plan, const std::map<std::string, json
       }
     }
     fits[row] = fit_memory_slope(fit_n, fit_bytes).to_json();
+    if (not_per_cell > 0)
+      fits[row]["cells_without_per_cell_peak"] = not_per_cell;
+    if (fit_n.size() < 2)
+      fits[row]["why_no_fit"] = not_per_cell > 0
+                                    ? "the cells' peak memory is not per cell (the process's resident-set peak since its "
+                                      "start: the reset of /proc/self/clear_refs was refused), so it cannot be fitted against N"
+                                    : "fewer than two lengths with a measured peak";
     fits[row]["n"] = fit_n;
     fits[row]["median_peak_bytes"] = fit_bytes;
   }

@@ -27,7 +27,9 @@ bool parse_probe_arm(const std::string& arm, std::string& row, std::string& prob
 // Least-squares fit of peak memory against N for one row: bytes = intercept + slope N, and the
 // log-log exponent (d log bytes / d log N: ~0 when memory does not grow with N at a constant
 // B x N, ~1 when it grows linearly, e.g. attention scores at B x N constant). Needs >= 2 distinct N
-// with finite positive bytes; otherwise `points` < 2 and the numbers are NaN (JSON null).
+// with finite positive bytes; otherwise `points` < 2 and the numbers are NaN (JSON null). r2 is
+// NaN when the bytes are constant (nothing to explain). The keyed summary fits only per-cell
+// peaks (details.peak_memory_per_cell) and says why_no_fit when fewer than two remain.
 struct MemoryFit {
   int64_t points = 0;
   double intercept_bytes = 0.0;

@@ -87,6 +87,9 @@ json cell_outcome(const json& rec, const std::string& row, const rbk::LmData& da
                {"seconds", rec.value("seconds", json(nullptr))},
                {"peak_memory_bytes", cuda.is_number() ? cuda : pm.value("cpu_peak_rss_bytes", json(nullptr))},
                {"peak_memory", pm},
+               // Only a peak taken over this cell alone can be fitted against N: the CUDA allocator's, or
+               // the process's resident-set peak after a successful reset (peak_memory.h).
+               {"peak_memory_per_cell", cuda.is_number() || pm.value("cpu_peak_rss_scope", "") == "since_reset"},
                {"held_out_meaningful", lc::held_out_meaningful(row)}};
   if (rec.contains("parameters")) {
     details["parameters"] = rec["parameters"]["total"];
@@ -345,17 +348,11 @@ int main(int argc, char** argv) {
           o.batch_size = batch;
           o.seed = cell.seed;
           o.label = cell.id + ": ";
-          const auto build_reference = [&]() -> std::shared_ptr<torch::nn::Module> {
-            rbk::SweepCell ref = cell;
-            for (const auto& c : rbk::enumerate_cells(plan.grid))
-              if (c.id == cell.reference_cell) ref = c;
-            torch::manual_seed(cell.seed);
-            return rbk::make_language_model(cell_model(ref).second);
-          };
-          const auto after_init = [&](rbk::LanguageModel& model) {
-            rbk::write_json_atomic(cell_dir + "/paired.json", rbk::apply_paired_init(cell, dir, model, build_reference));
-          };
-          const json rec = rbk::run_training_job(data, m, o, cell_dir, after_init);
+          rbk::SweepCell ref = cell;
+          for (const auto& c : rbk::enumerate_cells(plan.grid))
+            if (c.id == cell.reference_cell) ref = c;
+          const json rec = rbk::run_training_job(data, m, o, cell_dir,
+                                                 rbk::paired_init_hook(cell, dir, cell_dir, cell_model(ref).second));
           double short_ppl = NAN;
           if (rec.at("status") == "ok") {
             auto trained = rbk::load_model_from_checkpoint(rbk::job_checkpoint_path(cell_dir), device);

@@ -198,7 +198,11 @@ TEST(MemoryFit, RecoversSlopeAndExponent) {
   EXPECT_NEAR(fl.bytes_per_token, 250.0, 1e-6);
   EXPECT_NEAR(fl.intercept_bytes, 3e6, 1e-3);
   EXPECT_NEAR(fl.r2, 1.0, 1e-12);
-  EXPECT_NEAR(lc::fit_memory_slope(n, flat).loglog_exponent, 0.0, 1e-12);
+  const auto ff = lc::fit_memory_slope(n, flat);
+  EXPECT_NEAR(ff.loglog_exponent, 0.0, 1e-12);
+  EXPECT_NEAR(ff.bytes_per_token, 0.0, 1e-12);
+  EXPECT_TRUE(std::isnan(ff.r2));  // a constant has no variance to explain: no r2, never a perfect 1
+  EXPECT_TRUE(ff.to_json()["r2"].is_null());
   EXPECT_NEAR(lc::fit_memory_slope(n, quadratic).loglog_exponent, 2.0, 1e-9);
   // Non-finite and non-positive points are left out; one distinct N cannot be fitted.
   const auto one = lc::fit_memory_slope({256, 256, 1024}, {1e6, 2e6, NAN});
@@ -250,7 +254,9 @@ json fake_runner(const rbk::SweepCell& cell, const std::string&) {
   const double ppl = 30.0 + std::log2(static_cast<double>(n)) + 0.1 * static_cast<double>(cell.seed) + (row == "mamba" ? 1.0 + 0.05 * static_cast<double>(cell.seed * cell.seed) : 0.0);
   return {{"status", "ok"},
           {"metrics", {{"valid_ppl", ppl}, {"valid_ppl_short", ppl + 2}, {"final_train_loss", std::log(ppl)}}},
-          {"details", {{"peak_memory_bytes", 1e8 + 10.0 * static_cast<double>(n)}, {"tokens_per_second", 1000.0}}}};
+          {"details", {{"peak_memory_bytes", 1e8 + 10.0 * static_cast<double>(n)}, {"tokens_per_second", 1000.0},
+                       // Mamba's cells report a process-wide peak (as on a CPU whose reset is refused).
+                       {"peak_memory_per_cell", row != "mamba"}}}};
 }
 
 struct TempDir {
@@ -298,6 +304,9 @@ TEST(KeyedSummary, MergedSplitSweepsEqualTheSingleRun) {
   EXPECT_EQ(single["cells_by_row"]["bk"]["n1048576"]["divergence_step"][1], 7);
   // Memory fit over the medians: exactly 10 bytes per token in the fake runner.
   EXPECT_NEAR(single["memory_fit"]["bk"]["bytes_per_token"].get<double>(), 10.0, 1e-6);
+  // A peak that is not the cell's own is never fitted: no slope, and the reason.
+  EXPECT_TRUE(single["memory_fit"]["mamba"]["bytes_per_token"].is_null());
+  EXPECT_NE(single["memory_fit"]["mamba"].value("why_no_fit", "").find("not per cell"), std::string::npos);
 
   // A selection that ran only some seeds: those not run are left out of the stability flag.
   const json partial = run_into(plan, (tmp.path / "partial").string(), {"bk_n8192.seed0"});

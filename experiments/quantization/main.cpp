@@ -292,14 +292,8 @@ int main(int argc, char** argv) {
       rbk::TrainOptions o = train;
       o.seed = cell.seed;
       o.label = cell.id + ": ";
-      const auto build_reference = [&]() -> std::shared_ptr<torch::nn::Module> {
-        torch::manual_seed(cell.seed);
-        return rbk::make_language_model(models.at("bk"));
-      };
-      const auto after_init = [&](rbk::LanguageModel& model) {
-        rbk::write_json_atomic(cell_dir + "/paired.json", rbk::apply_paired_init(cell, sweep_dir, model, build_reference));
-      };
-      const json job = rbk::run_training_job(data, models.at(cell.arm), o, cell_dir, after_init);
+      const json job = rbk::run_training_job(data, models.at(cell.arm), o, cell_dir,
+                                             rbk::paired_init_hook(cell, sweep_dir, cell_dir, models.at("bk")));
       json outcome = rbk::cell_outcome_from_job(job);
       if (outcome["status"] != "ok") return outcome;
       std::fprintf(stderr, "%s: trained (valid PPL %.3f); quantization rows:\n", cell.id.c_str(), job["valid"]["ppl"].get<double>());

@@ -22,6 +22,7 @@
 #include "rbk/lm_data.h"
 #include "rbk/lm_model.h"
 #include "rbk/options.h"
+#include "rbk/sweep.h"
 #include "rbk/trainer.h"
 
 #include <nlohmann/json.hpp>
@@ -45,6 +46,15 @@ nlohmann::json run_training_job(const LmData& data, const LmConfig& model, const
 // (missing directory, malformed corpus) is an "error" record.
 nlohmann::json run_training_job(const DataOptions& data, const LmConfig& model, const TrainOptions& train,
                                 const std::string& out_dir, const ModelInitHook& after_init = {});
+
+// The after-init hook of one cell of a paired LM sweep (apply_paired_init, sweep.h). When the
+// seed's shared init is missing it is built from `reference` seeded with cell.seed, exactly as
+// this job seeds its own fresh model. `adjust` (optional) then changes the copied weights (an arm
+// whose own initialisation differs from the reference's, e.g. Prime-Bump) and notes it in the
+// record; the record goes to cell_dir/paired.json.
+ModelInitHook paired_init_hook(const SweepCell& cell, const std::string& sweep_dir, const std::string& cell_dir,
+                               const LmConfig& reference,
+                               std::function<void(LanguageModel&, nlohmann::json& record)> adjust = {});
 
 // is_out_of_memory (an allocator's failure, recorded as status "oom") is in peak_memory.h.
 
