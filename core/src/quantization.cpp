@@ -123,8 +123,8 @@ std::vector<QuantTarget> select_quant_targets(LanguageModel& model, const std::s
     } else if (name == "head.weight") {
       kind = "head";
     } else if (arch == "mamba" && (name.find("mixer.dt_proj.weight") != std::string::npos ||
-                                   name.size() >= 6 && name.compare(name.size() - 6, 6, ".A_log") == 0 ||
-                                   name.size() >= 2 && name.compare(name.size() - 2, 2, ".D") == 0)) {
+                                   (name.size() >= 6 && name.compare(name.size() - 6, 6, ".A_log") == 0) ||
+                                   (name.size() >= 2 && name.compare(name.size() - 2, 2, ".D") == 0))) {
       kind = "core";
     } else if (arch == "resnet_bk" && (std::regex_match(name, std::regex("block[0-9]+_(v_proj|out_proj)\\.weight")))) {
       kind = "core";
@@ -213,7 +213,7 @@ torch::Tensor gptq_quantize(const torch::Tensor& w, const torch::Tensor& hessian
                             const GptqOptions& options) {
   using torch::indexing::Slice;
   TORCH_CHECK(w.dim() == 2, "gptq_quantize: weight must be (out, in), got ", w.sizes());
-  const int64_t rows = w.size(0), cols = w.size(1);
+  const int64_t cols = w.size(1);
   TORCH_CHECK(hessian.dim() == 2 && hessian.size(0) == cols && hessian.size(1) == cols,
               "gptq_quantize: hessian must be (in, in) = (", cols, ", ", cols, "), got ", hessian.sizes());
   TORCH_CHECK(group_size == 0 || cols % group_size == 0, "gptq_quantize: group size ", group_size, " does not divide ", cols);

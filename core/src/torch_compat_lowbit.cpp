@@ -14,6 +14,11 @@
 #else
 #define RBK_HAS_INT_MM 0
 #endif
+#if defined(TORCH_VERSION_MAJOR) && (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5))
+#define RBK_HAS_INT4PACK_MM 1
+#else
+#define RBK_HAS_INT4PACK_MM 0
+#endif
 
 namespace rbk {
 
@@ -27,11 +32,37 @@ std::string int8_matmul_unavailable_reason(torch::Device device) {
 #endif
 }
 
-std::string int4_matmul_status() {
-  return "not wired: _convert_weight_to_int4pack / _weight_int4pack_mm changed signature between LibTorch 2.2 and 2.5 "
-         "and cannot be compiled and checked against the fake-quantized output on this machine (LibTorch " +
-         std::string(TORCH_VERSION) + ")";
+std::string int4_matmul_unavailable_reason(torch::Device device) {
+#if RBK_HAS_INT4PACK_MM
+  if (!device.is_cuda()) return "at::_weight_int4pack_mm is timed on CUDA only; this run is on " + device.str();
+  return "";
+#else
+  (void)device;
+  return "at::_weight_int4pack_mm with uint8 packing needs LibTorch >= 2.5; this build has " + std::string(TORCH_VERSION);
+#endif
 }
+
+namespace {
+
+// Median wall milliseconds of f over `repeats` calls, each between two device synchronisations.
+[[maybe_unused]] double median_cuda_ms(const std::function<void()>& f, int repeats) {
+  std::vector<double> t;
+  for (int r = 0; r < std::max(1, repeats); ++r) {
+#if RBK_HAS_INT_MM
+    torch::cuda::synchronize();
+#endif
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+#if RBK_HAS_INT_MM
+    torch::cuda::synchronize();
+#endif
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+}  // namespace
 
 nlohmann::json time_int8_matmul(const torch::Tensor& x, const torch::Tensor& w, int repeats) {
   nlohmann::json out{{"M", x.size(0)}, {"K", x.size(1)}, {"N", w.size(0)}};
@@ -65,18 +96,7 @@ nlohmann::json time_int8_matmul(const torch::Tensor& x, const torch::Tensor& w, 
     out.update({{"status", "mismatch"}, {"reason", "the _int_mm output differs from the fake-quantized reference"}});
     return out;
   }
-  const auto median_ms = [&](const std::function<void()>& f) {
-    std::vector<double> t;
-    for (int r = 0; r < std::max(1, repeats); ++r) {
-      torch::cuda::synchronize();
-      const auto t0 = std::chrono::steady_clock::now();
-      f();
-      torch::cuda::synchronize();
-      t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    }
-    std::sort(t.begin(), t.end());
-    return t[t.size() / 2];
-  };
+  const auto median_ms = [&](const std::function<void()>& f) { return median_cuda_ms(f, repeats); };
   const bool tf32 = at::globalContext().allowTF32CuBLAS();
   at::globalContext().setAllowTF32CuBLAS(false);
   auto wf = w.t().contiguous();
@@ -86,6 +106,74 @@ nlohmann::json time_int8_matmul(const torch::Tensor& x, const torch::Tensor& w, 
   out.update({{"status", "ok"}, {"int8_ms_median", ms_int8}, {"fp32_ms_median", ms_fp32}, {"repeats", repeats}});
   return out;
 #else
+  (void)repeats;
+  return out;
+#endif
+}
+
+nlohmann::json time_int4_matmul(const torch::Tensor& x, const torch::Tensor& w, int64_t group_size, int repeats) {
+  const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
+  nlohmann::json out{{"M", M}, {"K", K}, {"N", N}, {"group_size", group_size}};
+  const std::string why = int4_matmul_unavailable_reason(x.device());
+  if (!why.empty()) {
+    out.update({{"status", "skipped"}, {"reason", why}});
+    return out;
+  }
+  const bool group_ok = group_size == 32 || group_size == 64 || group_size == 128 || group_size == 256;
+  if (!group_ok || K % group_size != 0 || K % 32 != 0 || N % 8 != 0) {
+    out.update({{"status", "skipped"},
+                {"reason", "_weight_int4pack_mm needs a group size in {32, 64, 128, 256} dividing K, K a multiple of 32 "
+                           "and N a multiple of 8"}});
+    return out;
+  }
+#if RBK_HAS_INT4PACK_MM
+  torch::NoGradGuard no_grad;
+  const int64_t inner_k_tiles = K % 128 == 0 ? 8 : (K % 64 == 0 ? 4 : 2);
+  // The kernel's grid: per (row, group) min and step, q = round((w - min) / s) in [0, 15]; the kernel
+  // computes (q - 8) s + z with z = min + 8 s, both read as bf16.
+  const auto wg = w.to(torch::kFloat).reshape({N, K / group_size, group_size});
+  const auto lo = std::get<0>(wg.min(-1, true));
+  const auto hi = std::get<0>(wg.max(-1, true));
+  const auto step = (hi - lo).clamp_min(1e-6) / 15.0;
+  const auto q = torch::clamp(torch::round((wg - lo) / step), 0, 15).to(torch::kInt32).reshape({N, K});
+  const auto step_bf = step.to(torch::kBFloat16), zero_bf = (lo + 8.0 * step).to(torch::kBFloat16);
+  const auto w_deq = ((q.reshape({N, K / group_size, group_size}).to(torch::kFloat) - 8.0) * step_bf.to(torch::kFloat) +
+                      zero_bf.to(torch::kFloat))
+                         .reshape({N, K});
+  using torch::indexing::None;
+  using torch::indexing::Slice;
+  const auto packed_bytes = (q.index({Slice(), Slice(0, None, 2)}).bitwise_left_shift(4) | q.index({Slice(), Slice(1, None, 2)}))
+                                .to(torch::kUInt8)
+                                .contiguous();
+  const auto packed = at::_convert_weight_to_int4pack(packed_bytes, inner_k_tiles);
+  const auto scales_and_zeros = torch::stack({step_bf.reshape({N, K / group_size}), zero_bf.reshape({N, K / group_size})}, 2)
+                                    .transpose(0, 1)
+                                    .contiguous();  // (K / group, N, 2)
+  const auto xb = x.to(torch::kBFloat16).contiguous();
+  const bool tf32 = at::globalContext().allowTF32CuBLAS();
+  at::globalContext().setAllowTF32CuBLAS(false);
+  const auto y = at::_weight_int4pack_mm(xb, packed, group_size, scales_and_zeros);
+  const auto ref = xb.to(torch::kFloat).matmul(w_deq.t());
+  // bf16 output (8 significant bits: <= 2^-9 of the max per element) and bf16 dequantized weights
+  // inside the kernel (2^-9 per weight, of random sign over K terms); a packing or grid error is of
+  // the order of the output itself.
+  constexpr double kInt4RelTolerance = 1e-2;
+  const double ref_max = ref.abs().max().item<double>();
+  const double rel = (y.to(torch::kFloat) - ref).abs().max().item<double>() / std::max(ref_max, 1e-30);
+  out.update({{"inner_k_tiles", inner_k_tiles}, {"dequantized_rel_error", rel}, {"tolerance", kInt4RelTolerance}});
+  if (!(rel <= kInt4RelTolerance)) {
+    at::globalContext().setAllowTF32CuBLAS(tf32);
+    out.update({{"status", "mismatch"}, {"reason", "the _weight_int4pack_mm output differs from the dequantized reference"}});
+    return out;
+  }
+  const auto wb = w.to(torch::kBFloat16).t().contiguous();
+  const double ms_int4 = median_cuda_ms([&] { (void)at::_weight_int4pack_mm(xb, packed, group_size, scales_and_zeros); }, repeats);
+  const double ms_bf16 = median_cuda_ms([&] { (void)xb.matmul(wb); }, repeats);
+  at::globalContext().setAllowTF32CuBLAS(tf32);
+  out.update({{"status", "ok"}, {"int4_ms_median", ms_int4}, {"bf16_ms_median", ms_bf16}, {"repeats", repeats}});
+  return out;
+#else
+  (void)repeats;
   return out;
 #endif
 }

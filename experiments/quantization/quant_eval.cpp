@@ -101,8 +101,9 @@ nlohmann::json evaluate_quantization_rows(const std::string& ckpt, const LmData&
       if (r["key"] == key) put(alias, r);
   }
 
-  // Real INT8 matmul (CUDA, LibTorch >= 2.1): one representative layer, checked before timed.
-  nlohmann::json lowbit{{"int4", {{"status", "skipped"}, {"reason", int4_matmul_status()}}}};
+  // Real INT8 and INT4 matmuls (CUDA; LibTorch >= 2.1 / 2.5): one representative layer, checked
+  // before timed; INT4 at group 128 where K allows it, else 64, else 32.
+  nlohmann::json lowbit = nlohmann::json::object();
   {
     const auto targets = select_quant_targets(*reference, "linear");
     torch::Tensor widest;
@@ -112,6 +113,9 @@ nlohmann::json evaluate_quantization_rows(const std::string& ckpt, const LmData&
       torch::NoGradGuard no_grad;
       auto x = torch::randn({setup.batch_size * setup.seq_len, widest.size(1)}, widest.options());
       lowbit["int8"] = time_int8_matmul(x, widest.detach(), setup.lowbit_repeats);
+      const int64_t K = widest.size(1);
+      const int64_t group = K % 128 == 0 ? 128 : (K % 64 == 0 ? 64 : 32);
+      lowbit["int4"] = time_int4_matmul(x, widest.detach(), group, setup.lowbit_repeats);
     }
   }
   return {{"metrics", metrics},

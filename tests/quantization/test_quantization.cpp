@@ -2,6 +2,7 @@
 // step), GPTQ must beat RTN on its calibration data, and the FP32 row is compared bit for bit.
 #include "rbk/evaluator.h"
 #include "rbk/quantization.h"
+#include "rbk/torch_compat_lowbit.h"
 
 #include <gtest/gtest.h>
 
@@ -230,6 +231,17 @@ TEST(Quantization, GptqOnAWholeModelCalibratesEveryStage) {
   EXPECT_EQ(rep.quantized_tensors, 8);
   // bits: 4 per element + one 16-bit scale per 8 elements = 6.
   EXPECT_DOUBLE_EQ(rep.bits_per_quantized_weight, 6.0);
+}
+
+// The real low-bit matmuls run on CUDA only (tests/quantization/test_lowbit_cuda.cpp checks them
+// there); on the CPU both say "skipped" and why, and nothing is timed.
+TEST(LowbitMatmul, SkippedWithTheReasonOnTheCpu) {
+  const auto x = torch::randn({32, 256});
+  const auto w = torch::randn({128, 256});
+  for (const auto& r : {rbk::time_int8_matmul(x, w, 1), rbk::time_int4_matmul(x, w, 128, 1)}) {
+    EXPECT_EQ(r.at("status"), "skipped") << r.dump();
+    EXPECT_FALSE(r.value("reason", "").empty()) << r.dump();
+  }
 }
 
 }  // namespace
