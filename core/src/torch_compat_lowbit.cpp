@@ -14,8 +14,14 @@
 #else
 #define RBK_HAS_INT_MM 0
 #endif
-#if defined(TORCH_VERSION_MAJOR) && (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5))
+// The INT4 pair from LibTorch 2.5 (uint8 packing input), and only where this build still ships
+// both operators' headers: a later LibTorch that dropped or renamed them compiles the "skipped"
+// path instead of breaking the build.
+#if defined(TORCH_VERSION_MAJOR) && (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5)) && \
+    __has_include(<ATen/ops/_weight_int4pack_mm.h>) && __has_include(<ATen/ops/_convert_weight_to_int4pack.h>)
 #define RBK_HAS_INT4PACK_MM 1
+#include <ATen/ops/_convert_weight_to_int4pack.h>
+#include <ATen/ops/_weight_int4pack_mm.h>
 #else
 #define RBK_HAS_INT4PACK_MM 0
 #endif
@@ -38,7 +44,8 @@ std::string int4_matmul_unavailable_reason(torch::Device device) {
   return "";
 #else
   (void)device;
-  return "at::_weight_int4pack_mm with uint8 packing needs LibTorch >= 2.5; this build has " + std::string(TORCH_VERSION);
+  return "at::_weight_int4pack_mm with uint8 packing needs LibTorch >= 2.5 with its operator headers; this build has " +
+         std::string(TORCH_VERSION);
 #endif
 }
 
