@@ -268,7 +268,7 @@ void run(const rbk::Config& cfg, rbk::ExperimentOutput& out) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  rbk::ExperimentSpec spec{"bk_numerics", {"C01"}, "BK-Core accuracy, overflow and O(N) scaling per forward mode", {}};
+  rbk::ExperimentSpec spec{"bk_numerics", {"C01", "C02", "C03"}, "BK-Core accuracy, overflow and O(N) scaling per forward mode", {}};
   spec.schema.add_int("batch", 1, 1024, "rows B of each (B, N) call")
       .add_int("n_log2_min", 1, 24, "smallest N = 2^k")
       .add_int("n_log2_max", 1, 24, "largest N = 2^k")
