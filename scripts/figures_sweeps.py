@@ -112,6 +112,14 @@ def ablations(source_dir, sources, out_dir, made):
     finish(fig, out_dir, "ablations_curves_and_ppl.png", note, made, shown, commit)
 
 
+def scatter_arm_points(ax, h5, labels, x_key, y_key, **style):
+    """One scatter series per (arm, label) whose points/<arm>/<x_key> the result holds (a point per seed)."""
+    for arm, label in labels:
+        base = f"points/{arm}"
+        if f"{base}/{x_key}" in h5:
+            ax.scatter(dataset(h5, f"{base}/{x_key}"), dataset(h5, f"{base}/{y_key}"), label=label, **style)
+
+
 def act_flops(source_dir, sources, out_dir, made):
     """C11 / C21: valid PPL against GFLOPs per token, one point per seed and model."""
     opened = open_result(source_dir, sources, "act_flops", made)
@@ -121,12 +129,10 @@ def act_flops(source_dir, sources, out_dir, made):
     summ = doc.get("summary", {})
     fig, ax = plt.subplots(figsize=(7, 4.6))
     halting = summ.get("halting_threshold")
-    for arm, label in (("bk", "ResNet-BK"), ("bk_act", "ResNet-BK + ACT (skips halted tokens)"),
-                       ("bk_act_halting", f"ResNet-BK + ACT at threshold {halting}"), ("mamba", "Mamba"),
-                       ("transformer", "Transformer")):
-        base = f"points/{arm}"
-        if base + "/gflops_per_token" in h5:
-            ax.scatter(dataset(h5, base + "/gflops_per_token"), dataset(h5, base + "/valid_ppl"), s=18, label=label)
+    labels = (("bk", "ResNet-BK"), ("bk_act", "ResNet-BK + ACT (skips halted tokens)"),
+              ("bk_act_halting", f"ResNet-BK + ACT at threshold {halting}"), ("mamba", "Mamba"),
+              ("transformer", "Transformer"))
+    scatter_arm_points(ax, h5, labels, "gflops_per_token", "valid_ppl", s=18)
     h5.close()
     ax.set_xlabel("GFLOPs per token (counted matrix products + analytic element-wise)")
     ax.set_ylabel("valid PPL")
@@ -150,11 +156,7 @@ def quantization(source_dir, sources, out_dir, made):
     fig, ax = plt.subplots(figsize=(7, 4.6))
     labels = (("bk", "ResNet-BK (corrected, causal)"), ("bk_compat", "ResNet-BK (authors' build, bidirectional)"),
               ("mamba", "Mamba"), ("transformer", "Transformer"))
-    for arm, label in labels:
-        base = f"points/{arm}"
-        if base + "/bits_per_weight" in h5:
-            ax.scatter(dataset(h5, base + "/bits_per_weight"), dataset(h5, base + "/test_ppl"), s=16, alpha=0.7,
-                       label=label)
+    scatter_arm_points(ax, h5, labels, "bits_per_weight", "test_ppl", s=16, alpha=0.7)
     h5.close()
     ax.set_xscale("log", base=2)
     ax.set_xlabel("storage bits per quantized weight (scales included; Linear layers, fp16/bf16: every weight)")
