@@ -1,12 +1,11 @@
-// Version-guarded INT8 matmul timing (torch_compat_lowbit.h).
+// Version-guarded INT8 and INT4 matmul timing (torch_compat_lowbit.h).
 #include "rbk/torch_compat_lowbit.h"
 
 #include "rbk/quantization.h"
+#include "rbk/timing.h"
 
 #include <algorithm>
-#include <chrono>
 #include <functional>
-#include <vector>
 
 #if defined(TORCH_VERSION_MAJOR) && (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1))
 #define RBK_HAS_INT_MM 1
@@ -51,22 +50,21 @@ std::string int4_matmul_unavailable_reason(torch::Device device) {
 
 namespace {
 
-// Median wall milliseconds of f over `repeats` calls, each between two device synchronisations.
+// Median wall milliseconds of f over `repeats` calls, each ending with a device synchronisation
+// (timing.h's time_repeated times the host clock), after the work queued before it has finished.
 [[maybe_unused]] double median_cuda_ms(const std::function<void()>& f, int repeats) {
-  std::vector<double> t;
-  for (int r = 0; r < std::max(1, repeats); ++r) {
 #if RBK_HAS_INT_MM
-    torch::cuda::synchronize();
+  torch::cuda::synchronize();
 #endif
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
+  return 1e3 * time_repeated(
+                   [&] {
+                     f();
 #if RBK_HAS_INT_MM
-    torch::cuda::synchronize();
+                     torch::cuda::synchronize();
 #endif
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+                   },
+                   0, std::max(1, repeats))
+                   .median_s;
 }
 
 }  // namespace
