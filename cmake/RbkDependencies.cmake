@@ -9,7 +9,7 @@ include(CheckLanguage)
 option(RBK_ENABLE_CUDA "Compile CUDA kernels when nvcc is found" ON)
 if(RBK_ENABLE_CUDA)
   if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
-    set(CMAKE_CUDA_ARCHITECTURES 90)   # H100; the only GPU this project is measured on
+    set(CMAKE_CUDA_ARCHITECTURES 90)   # Hopper (H100, H200): the GPUs this project is measured on
   endif()
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)

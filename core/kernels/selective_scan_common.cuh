@@ -20,10 +20,10 @@ __device__ __forceinline__ void softplus_sigmoid_f(float x, float& sp, float& sg
 
 constexpr float kLog2e = 1.4426950408889634f;
 
-// The chunk-parallel backward's per-(batch, channel, chunk) arrays behind the dB/dC partials in the
-// workspace (layout: rbk/kernels/selective_scan_launch.h), each indexed ((b Dm + d) nck + k) [N + n],
-// then the block ticket counter (kSsVariantRuns only; its launcher resets it and the carries before
-// each backward).
+// The runs backward's per-(batch, channel, chunk) arrays behind the dB/dC partials in the workspace
+// (layout: rbk/kernels/selective_scan_launch.h), each indexed ((b Dm + d) nck + k) [N + n], then
+// the block ticket counter (its launcher resets it and the carries before each backward). dtsum is
+// unused since the chunk-parallel variants were removed; kept so the layout did not change.
 struct ChunkWorkspace {
   float *carry, *dtsum, *dA, *dD, *dbias;
   unsigned* ticket;
@@ -35,7 +35,7 @@ __host__ __device__ inline ChunkWorkspace chunk_workspace(const SelectiveScanPar
           reinterpret_cast<unsigned*>(w + bdk * (2 * N + 3))};
 }
 
-// Backward pass (c) of the runs variant (kSsVariantRuns; selective_scan_runs.cu): du, ddelta, dz,
+// Backward pass (c) of the runs variant (SsVariant::Runs; selective_scan_runs.cu): du, ddelta, dz,
 // the dB/dC partials and the per-chunk dA, dD, ddelta_bias partials; pass (d) and the dB/dC
 // reduction follow in the caller.
 cudaError_t launch_selective_scan_bwd_runs(const SelectiveScanParams& p, cudaStream_t stream);

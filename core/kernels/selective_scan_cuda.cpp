@@ -113,7 +113,7 @@ SelectiveScanTensors selective_scan_rig_tensors(const std::vector<Tensor>& input
   return t;
 }
 
-SelectiveScanParams selective_scan_params(const SelectiveScanTensors& t, bool delta_softplus, int variant) {
+SelectiveScanParams selective_scan_params(const SelectiveScanTensors& t, bool delta_softplus, SsVariant variant) {
   SelectiveScanParams p;
   p.batch = t.u.size(0);
   p.dim = t.u.size(1);

@@ -1,4 +1,4 @@
-// Mamba-1 selective scan, the "runs" variant (kSsVariantRuns, the default; issue 7's 2x target):
+// Mamba-1 selective scan, the "runs" variant (SsVariant::Runs, the default; issue 7's 2x target):
 // its forward (at the end of this file: one channel per lane, sequential over L) and its backward
 // pass (c). Same maths and outputs as the forward and bwd_chunk in selective_scan.cu (formulas in
 // its file comment), another thread layout for the backward:
@@ -317,8 +317,7 @@ __global__ void __launch_bounds__(kRunThreads, kRunMinBlocks) selective_scan_bwd
   // ---- phase R: each run's adjoint carry out of its first step, from 0 at its last: carry <-
   // a_t (carry + C_t gy_t) in reverse time (see bwd_chunk). Recomputing a_t here, with the forward
   // combine between the two loops, measured faster than sharing a_t with phase F in one loop
-  // followed by both combine chains (fwd + bwd 3.78 vs 3.86 ms at the target point, commits 0d01838
-  // and c549b3a; notes/baseline_kernels.md). ----
+  // followed by both combine chains (notes/baseline_kernels.md, v4 table). ----
 #pragma unroll 1
   for (int n = 0; n < N; ++n) {
     const float Al = s.A[n][lane] * kLog2e;

@@ -2,6 +2,7 @@
 #include "rbk/mamba_lm.h"
 
 #include "rbk/block_checkpoint.h"
+#include "rbk/position_encoding.h"
 
 #include <cmath>
 

@@ -3,6 +3,7 @@
 // from the model table; the cross-field checks; repository-relative paths.
 #include "rbk/options.h"
 #include "rbk/act.h"
+#include "rbk/position_encoding.h"
 
 #include "rbk/torch_compat.h"
 

@@ -2,6 +2,7 @@
 #include "rbk/rwkv_lm.h"
 
 #include "rbk/block_checkpoint.h"
+#include "rbk/position_encoding.h"
 
 #include <algorithm>
 #include <cmath>

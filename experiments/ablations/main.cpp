@@ -41,7 +41,7 @@
 #include "rbk/evaluator.h"
 #include "rbk/experiment.h"
 #include "rbk/lm_data.h"
-#include "rbk/lm_model.h"
+#include "rbk/resnet_bk_lm.h"
 #include "rbk/lowrank_resolvent.h"
 #include "rbk/options.h"
 #include "rbk/prime_bump.h"

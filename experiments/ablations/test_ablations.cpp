@@ -6,7 +6,7 @@
 #include "router_memory.h"
 
 #include "rbk/bk_core_autograd.h"
-#include "rbk/lm_model.h"
+#include "rbk/resnet_bk_lm.h"
 #include "rbk/lowrank_resolvent.h"
 
 #include <gtest/gtest.h>

@@ -46,7 +46,7 @@
 #include "rbk/experiment.h"
 #include "rbk/flop_count.h"
 #include "rbk/lm_data.h"
-#include "rbk/lm_model.h"
+#include "rbk/resnet_bk_lm.h"
 #include "rbk/options.h"
 #include "rbk/results.h"
 #include "rbk/sweep.h"

@@ -4,7 +4,7 @@
 // matrix-product FLOPs equal the operator count on small cases of every model.
 #include "rbk/act.h"
 #include "rbk/flop_count.h"
-#include "rbk/lm_model.h"
+#include "rbk/resnet_bk_lm.h"
 
 #include <gtest/gtest.h>
 

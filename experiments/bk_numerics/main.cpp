@@ -43,6 +43,7 @@
 #include "rbk/bk_core.h"
 #include "rbk/experiment.h"
 #include "rbk/timing.h"
+#include "rbk/tensor_metrics.h"
 
 #include <cmath>
 #include <cstdio>
@@ -100,8 +101,6 @@ double max_rel_error(const Tensor& got, const Tensor& ref) {
   return ((g - ref).abs() / ref.abs()).max().item<double>();
 }
 
-double cosine(const Tensor& a, const Tensor& b) { return ((a * b).sum() / (a.norm() * b.norm())).item<double>(); }
-
 nlohmann::json gradient_checks(const rbk::Config& cfg) {
   const int64_t n = cfg.get_int("grad_n"), draws = cfg.get_int("grad_draws");
   double cos_pt = 0, cos_head = 0, cos_diag = 0, fd_err = 0;
@@ -112,10 +111,10 @@ nlohmann::json gradient_checks(const rbk::Config& cfg) {
     const Tensor exact = rbk::resolvent_diagonal_vjp_exact(rbk::laplacian_with_potential(v), {0, 1}, g, BkContext::Bidirectional);
     const Tensor G = rbk::resolvent_diagonal(rbk::laplacian_with_potential(v.to(torch::kFloat)), {0, 1},
                                              BkForwardMode::CompatPapertime);
-    cos_pt += cosine(rbk::hybrid_gradient(G, gf, rbk::BkGradientMode::PapertimeHybrid).to(torch::kDouble), exact);
-    cos_head += cosine(rbk::hybrid_gradient(G, gf, rbk::BkGradientMode::HeadHybrid).to(torch::kDouble), exact);
+    cos_pt += rbk::cosine_similarity(rbk::hybrid_gradient(G, gf, rbk::BkGradientMode::PapertimeHybrid).to(torch::kDouble), exact);
+    cos_head += rbk::cosine_similarity(rbk::hybrid_gradient(G, gf, rbk::BkGradientMode::HeadHybrid).to(torch::kDouble), exact);
     const Tensor Gd = G.to(torch::kComplexDouble);
-    cos_diag += cosine(-torch::real(torch::conj(g) * Gd * Gd), exact);
+    cos_diag += rbk::cosine_similarity(-torch::real(torch::conj(g) * Gd * Gd), exact);
     if (d == 0) {  // one finite-difference check of the exact gradient per run
       Tensor fd = torch::empty_like(v);
       auto loss = [&](const Tensor& vv) {

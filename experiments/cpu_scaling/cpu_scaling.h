@@ -4,11 +4,12 @@
 #pragma once
 #include "rbk/config.h"
 #include "rbk/experiment.h"
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 #include "rbk/moe.h"
 #include "rbk/options.h"
 #include "rbk/trainer.h"
 #include "rbk/timing.h"
+#include "rbk/tensor_metrics.h"
 
 #include <torch/torch.h>
 
@@ -29,8 +30,6 @@ const std::vector<std::string>& all_rows();
 std::string family_of(const std::string& row);
 nlohmann::json number_or_null(double x);
 bool all_finite(const Tensor& t);
-double cosine(const Tensor& a, const Tensor& b);
-double rel_l2(const Tensor& a, const Tensor& ref);
 
 // The random inputs of one N, shared by every row built from them so that the two sides of a
 // ratio see the same tokens.

@@ -5,7 +5,7 @@
 
 #include "rbk/evaluator.h"
 #include "rbk/lm_data.h"
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 #include "rbk/options.h"
 #include "rbk/trainer.h"
 

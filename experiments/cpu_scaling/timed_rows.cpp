@@ -5,7 +5,7 @@
 
 #include "rbk/bk_core.h"
 #include "rbk/bk_core_autograd.h"
-#include "rbk/lm_model.h"
+#include "rbk/resnet_bk_lm.h"
 #include "rbk/torch_compat.h"
 
 #include <cmath>
@@ -32,16 +32,6 @@ std::string family_of(const std::string& row) {
 nlohmann::json number_or_null(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); }
 
 bool all_finite(const Tensor& t) { return !t.defined() || torch::isfinite(t).all().item<bool>(); }
-
-double cosine(const Tensor& a, const Tensor& b) {
-  const Tensor x = a.to(torch::kDouble).flatten(), y = b.to(torch::kDouble).flatten();
-  return ((x * y).sum() / (x.norm() * y.norm())).item<double>();
-}
-
-double rel_l2(const Tensor& a, const Tensor& ref) {
-  const Tensor x = a.to(torch::kDouble), y = ref.to(torch::kDouble);
-  return ((x - y).norm() / y.norm()).item<double>();
-}
 
 RowInputs make_row_inputs(int64_t B, int64_t N, int64_t D) {
   RowInputs in;
@@ -251,8 +241,8 @@ bool make_timed_row(const std::string& row, const RowInputs& in, const rbk::Conf
       (rbk::bk_core_features(v64, {}) * r2.to(torch::kDouble)).sum().div(double(T)).backward();
       m.extra["time_forward_min_s"] = tf.min_s;
       m.extra["time_forward_median_s"] = tf.median_s;
-      m.extra["cosine_vs_exact_fp64"] = number_or_null(cosine(grad, v64.grad()));
-      m.extra["rel_l2_vs_exact_fp64"] = number_or_null(rel_l2(grad, v64.grad()));
+      m.extra["cosine_vs_exact_fp64"] = number_or_null(rbk::cosine_similarity(grad, v64.grad()));
+      m.extra["rel_l2_vs_exact_fp64"] = number_or_null(rbk::relative_l2_error(grad, v64.grad()));
       m.extra["bk_gradient"] = rbk::to_string(o.gradient);
     };
     return true;

@@ -21,7 +21,7 @@
 // once before timing.
 #include "rbk/experiment.h"
 #include "rbk/lm_loss.h"
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 #include "rbk/options.h"
 #include "rbk/peak_memory.h"
 #include "rbk/timing.h"

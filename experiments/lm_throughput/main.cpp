@@ -24,7 +24,7 @@
 // configuration: summary.is_target_configuration says whether this run was.
 #include "rbk/experiment.h"
 #include "rbk/peak_memory.h"
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 #include "rbk/model_sizing.h"
 #include "rbk/options.h"
 #include "rbk/timing.h"

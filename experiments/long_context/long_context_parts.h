@@ -3,7 +3,7 @@
 #pragma once
 #include "rbk/config.h"
 #include "rbk/context_probes.h"
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 #include "rbk/sweep.h"
 
 #include <nlohmann/json.hpp>

@@ -2,7 +2,7 @@
 #include "probe.h"
 
 #include "rbk/lm_loss.h"
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 #include "rbk/memory_model.h"
 #include "rbk/peak_memory.h"
 #include "rbk/phase1_model.h"

@@ -2,7 +2,7 @@
 #include "structure.h"
 
 #include "probe.h"
-#include "rbk/lm_model.h"
+#include "rbk/resnet_bk_lm.h"
 #include "rbk/memory_model.h"
 #include "rbk/model_sizing.h"
 #include "rbk/phase1_model.h"

@@ -12,7 +12,7 @@
 //              property, reported as the ratio PPL / V); the main vocabulary's value in the summary.
 #include "rbk/experiment.h"
 #include "rbk/lm_loss.h"
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 #include "rbk/peak_memory.h"
 #include "rbk/phase1_model.h"
 #include "rbk/timing.h"

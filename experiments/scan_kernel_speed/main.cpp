@@ -8,8 +8,8 @@
 //                    a small shape: relative L2 error of out and of every gradient;
 //   copy_bandwidth   cudaMemcpyAsync device-to-device of copy_bytes, counted as read + write bytes
 //                    (rbk::cuda::measure_copy_bandwidth_gbps, the same ceiling as exp_kernel_speed);
-//   scan_cuda        the raw launchers of every kernel variant (row keys `variant`: "chunked",
-//                    "hybrid", "sequential" (the first kernel), "lean", "runs", and `default`: whether
+//   scan_cuda        the raw launchers of both kernel variants (row keys `variant`: "sequential"
+//                    (the first kernel), "runs", and `default`: whether
 //                    the entry point runs it at this shape on this GPU) side by side
 //                    at (batch, dim, len, dstate) and over sweep_len, CUDA event timing (median of
 //                    `repeats`), after checking the outputs are finite and non-trivial;
@@ -29,19 +29,15 @@
 //   (A, D, delta_bias and their gradients are O(Dm N): ignored.) This kernel moves more: the forward
 //   also writes the chunk states (4 Bt Dm ceil(L/64) N), the backward reads them, re-reads u, delta,
 //   B once more to replay each chunk (8 E + 4 S, 7/8 of the tiles), and writes then reads the per-block
-//   dB/dC partials (2 x 8 Bt ceil(Dm/32) N L). The chunked variant moves on top of that: the
-//   forward's chunk-local pass re-reads u, delta, B (8 E + 4 S), the backward's local-adjoint pass
-//   re-reads u, delta, z, dout, B, C (16 E + 8 S), plus its per-chunk workspace; the hybrid variant
-//   (sequential forward, chunked backward) all of it but the forward's extra pass; the lean variants
-//   move the hybrid variant's bytes (it differs only in registers and arithmetic); the runs variant
-//   moves the minimal bytes, the chunk states and partials and its per-chunk workspace (no replay
+//   dB/dC partials (2 x 8 Bt ceil(Dm/32) N L). The runs variant moves the minimal bytes, the chunk states and partials and its per-chunk workspace (no replay
 //   re-reads, no local-adjoint pass). Predicted time = bytes / measured copy bandwidth;
 //   the target is measured / predicted(minimal bytes) <= 2 for forward + backward.
 //
 // Summary keys: default_variant (what the entry point runs here); unprefixed fwd_us, fwd_bwd_us,
 //   fwd_GBps, fwd_bwd_GBps, ratio_fwd, ratio_fwd_bwd, ratio_fwd_bwd_kernel_bytes are the default's,
-//   and the same keys prefixed chunked_, hybrid_, sequential_ (the first kernel), lean_, runs_ are
-//   each variant's; chunked_ / hybrid_ / lean_ / runs_speedup_fwd_bwd_vs_sequential;
+//   and the same keys prefixed sequential_ (the first kernel) and runs_ are each variant's;
+//   runs_speedup_fwd_bwd_vs_sequential (the removed chunked, hybrid and lean variants had theirs:
+//   notes/baseline_kernels.md);
 //   batch, dim, len, dstate; copy_bandwidth_GBps; fwd_us, fwd_bwd_us (medians);
 //   fwd_GBps, fwd_bwd_GBps (minimal bytes / time); predicted_fwd_us, predicted_fwd_bwd_us (minimal
 //   bytes at copy bandwidth); ratio_fwd, ratio_fwd_bwd (measured / predicted); bytes_kernel_fwd_bwd
@@ -53,6 +49,7 @@
 //   upstream_mamba_lengths_not_built (+ _why); when not built: upstream_mamba (why not).
 #include "rbk/experiment.h"
 #include "rbk/selective_scan.h"
+#include "rbk/tensor_metrics.h"
 #include "rbk/torch_compat.h"
 
 #if defined(RBK_WITH_CUDA_KERNELS)
@@ -82,7 +79,6 @@ using json = nlohmann::json;
 
 struct Bytes {
   double fwd_min, fwd_bwd_min, fwd_kernel, fwd_bwd_kernel;  // kernel: the sequential variant's traffic
-  double fwd_bwd_kernel_chunked, fwd_bwd_kernel_hybrid;    // the chunked and hybrid variants' traffic
   double fwd_bwd_kernel_runs;                               // the runs variant's traffic
 };
 
@@ -95,11 +91,9 @@ Bytes bytes_model(int64_t Bt, int64_t Dm, int64_t L, int64_t N) {
   b.fwd_bwd_min = b.fwd_min + 28 * E + 16 * S;
   b.fwd_kernel = b.fwd_min + states;
   b.fwd_bwd_kernel = b.fwd_kernel + 28 * E + 16 * S + states + (8 * E + 4 * S) * 7.0 / 8.0 + 2 * partials;
-  // Chunked backward: local-adjoint pass (16 E + 8 S) and the per-chunk workspace (carry, step-size
-  // sum, dA, dD, ddelta_bias partials: Bt Dm nck (2 N + 3) floats, written and read twice at most).
+  // The runs backward's per-chunk workspace (carry, an unused slot, dA, dD, ddelta_bias partials:
+  // Bt Dm nck (2 N + 3) floats, written and read twice at most).
   const double chunk_ws = 4.0 * Bt * Dm * std::ceil(static_cast<double>(L) / rbk::kSelectiveScanKernelChunk) * (2 * N + 3) * 4;
-  b.fwd_bwd_kernel_hybrid = b.fwd_bwd_kernel + (16 * E + 8 * S) + chunk_ws;
-  b.fwd_bwd_kernel_chunked = b.fwd_bwd_kernel_hybrid + (8 * E + 4 * S);  // + the forward's chunk-local pass
   // Runs variant: the minimal bytes, the chunk states (written and read), the backward's dB/dC
   // partials (written and read) and its per-chunk workspace (chunk_ws covers the carries' reset, write
   // and read and the dA, dD, ddelta_bias partials); its backward reads u, delta, z, dout once.
@@ -128,11 +122,6 @@ std::vector<Tensor> run_scan(const std::vector<Tensor>& in, const Tensor& w, tor
   return r;
 }
 
-double rel_l2(const Tensor& a, const Tensor& b) {
-  const Tensor x = a.to(torch::kDouble), y = b.to(torch::kDouble);
-  return ((x - y).norm() / y.norm().clamp_min(1e-300)).item<double>();
-}
-
 // An accuracy check's inputs (fp64, CPU), the weights of its loss sum(out w), and the outputs and
 // gradients of the fp64 and fp32 references (in kOutNames' order).
 struct CheckCase {
@@ -153,10 +142,10 @@ CheckCase make_check_case(int64_t cb, int64_t cd, int64_t cl, int64_t N) {
 double record_check_errors(json& row, const CheckCase& c, const std::vector<Tensor>& kernel, const char* label) {
   double worst_ratio = 0.0;
   for (int i = 0; i < 9; ++i) {
-    const double e32 = rel_l2(c.f32[i], c.ref[i]);
+    const double e32 = rbk::relative_l2_error(c.f32[i], c.ref[i]);
     row[std::string("fp32_reference_rel_err_") + kOutNames[i]] = e32;
     if (kernel.empty()) continue;
-    const double ek = rel_l2(kernel[i], c.ref[i]);
+    const double ek = rbk::relative_l2_error(kernel[i], c.ref[i]);
     row[std::string("kernel_rel_err_") + kOutNames[i]] = ek;
     worst_ratio = std::max(worst_ratio, ek / std::max(e32, 1e-12));
     std::fprintf(stderr, "[scan_kernel_speed] %s %-10s kernel %.2e  fp32 reference %.2e\n", label, kOutNames[i], ek, e32);
@@ -201,7 +190,7 @@ void check_outputs(std::initializer_list<Tensor> outputs, const char* what) {
 struct Rig {
   rbk::cuda::SelectiveScanTensors t;
   rbk::cuda::SelectiveScanParams p;
-  Rig(int64_t Bt, int64_t Dm, int64_t L, int64_t N, int variant) {
+  Rig(int64_t Bt, int64_t Dm, int64_t L, int64_t N, rbk::cuda::SsVariant variant) {
     const auto o = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat);
     t = rbk::cuda::selective_scan_rig_tensors(draw(Bt, Dm, L, N, o), torch::randn({Bt, Dm, L}, o), torch::kCUDA, NAN);
     p = rbk::cuda::selective_scan_params(t, /*delta_softplus=*/true, variant);
@@ -349,18 +338,16 @@ int main(int argc, char** argv) {
       std::vector<int64_t> lens = cfg.get_int_list("sweep_len");
       if (std::find(lens.begin(), lens.end(), L) == lens.end()) lens.push_back(L);
       // Every variant at every length, side by side; the unprefixed summary keys and sweep arrays
-      // are the default's (the variant kSsVariantAuto resolves to at (batch, dim, len) on this GPU).
+      // are the default's (the variant SsVariant::Auto resolves to at (batch, dim, len) on this GPU).
+      using rbk::cuda::SsVariant;
       struct Variant {
-        int id;
+        SsVariant id;
         const char* name;
       };
-      const Variant variants[] = {{rbk::cuda::kSsVariantChunked, "chunked"},
-                                  {rbk::cuda::kSsVariantHybrid, "hybrid"},
-                                  {rbk::cuda::kSsVariantSequential, "sequential"},
-                                  {rbk::cuda::kSsVariantLean, "lean"},
-                                  {rbk::cuda::kSsVariantRuns, "runs"}};
-      constexpr int kNumVariants = 5;
-      constexpr int kSequentialIndex = 2;  // the speedups are relative to the first kernel
+      auto variant = [](SsVariant v) { return Variant{v, rbk::cuda::selective_scan_variant_name(v)}; };
+      const Variant variants[] = {variant(SsVariant::Sequential), variant(SsVariant::Runs)};
+      constexpr int kNumVariants = 2;
+      constexpr int kSequentialIndex = 0;  // the speedups are relative to the first kernel
       std::vector<double> a_len, a_fwd, a_fb, a_ratio, a_var_fwd[kNumVariants], a_var_fb[kNumVariants];
       double target_fb_us[kNumVariants] = {};
       for (const int64_t l : lens) {
@@ -369,7 +356,7 @@ int main(int argc, char** argv) {
         probe.dim = Dm;
         probe.len = l;
         probe.dstate = N;
-        const int default_id = rbk::cuda::selective_scan_resolve_variant(probe);
+        const SsVariant default_id = rbk::cuda::selective_scan_resolve_variant(probe);
         a_len.push_back(static_cast<double>(l));
         a_fwd.push_back(NAN);
         a_fb.push_back(NAN);
@@ -387,10 +374,7 @@ int main(int argc, char** argv) {
             const auto timed = check_and_time(rig, warmup, repeats, stream);  // no structured binding: put() captures them
             const rbk::TimingStats &tf = timed.first, &tfb = timed.second;
             const Bytes b = bytes_model(Bt, Dm, l, N);
-            const double kb = var.id == rbk::cuda::kSsVariantSequential    ? b.fwd_bwd_kernel
-                              : var.id == rbk::cuda::kSsVariantChunked     ? b.fwd_bwd_kernel_chunked
-                              : var.id == rbk::cuda::kSsVariantRuns        ? b.fwd_bwd_kernel_runs
-                                                                           : b.fwd_bwd_kernel_hybrid;  // hybrid, lean
+            const double kb = var.id == SsVariant::Sequential ? b.fwd_bwd_kernel : b.fwd_bwd_kernel_runs;
             const double pf = b.fwd_min / (copy_gbps * 1e9), pfb = b.fwd_bwd_min / (copy_gbps * 1e9);
             row.update(timed_row(var.name, is_default, Bt, Dm, l, N, copy_gbps, tf, tfb));
             row.update({{"bytes_kernel_fwd_bwd", kb}, {"fwd_bwd_kernel_bytes_GBps", kb / tfb.median_s / 1e9},
@@ -539,7 +523,7 @@ int main(int argc, char** argv) {
           const int rr = static_cast<int>(cfg.get_int("ref_repeats"));
           const auto tf = rbk::cuda::time_cuda_events([&] { torch::NoGradGuard ng; call(false); }, 1, rr, stream);
           const auto tfb = rbk::cuda::time_cuda_events([&] { call(true); }, 1, rr, stream);
-          Rig rig(Bt, Dm, rl, N, rbk::cuda::kSsVariantAuto);
+          Rig rig(Bt, Dm, rl, N, rbk::cuda::SsVariant::Auto);
           const auto kf = rbk::cuda::time_cuda_events([&] { rig.fwd(); rig.bwd(); }, warmup, repeats, stream);
           row.update({{"status", "ok"}, {"fwd", timing_json(tf)}, {"fwd_bwd", timing_json(tfb)},
                       {"kernel_fwd_bwd", timing_json(kf)}, {"speedup_kernel_vs_reference_fwd_bwd", tfb.median_s / kf.median_s}});

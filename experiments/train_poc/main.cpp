@@ -76,7 +76,7 @@
 #include "rbk/evaluator.h"
 #include "rbk/experiment.h"
 #include "rbk/lm_data.h"
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 #include "rbk/paired_init.h"
 #include "rbk/options.h"
 #include "rbk/torch_compat.h"

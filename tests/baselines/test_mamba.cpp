@@ -3,11 +3,12 @@
 // and of the whole LM, shapes, the closed-form parameter count, the paper initialisation, the
 // LmConfig JSON round trip with arch "mamba", and a short training smoke on the sample corpus.
 #include "rbk/corpus.h"
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 #include "rbk/mamba_lm.h"
 #include "rbk/selective_scan.h"
 #include "rbk/tokenizer.h"
 #include "rbk/trainer.h"
+#include "rbk/tensor_metrics.h"
 
 #include <gtest/gtest.h>
 
@@ -94,11 +95,6 @@ Tensor naive_scan(const ScanInputs& s, bool softplus) {
   return out;
 }
 
-double rel_err(const Tensor& a, const Tensor& b) {
-  const Tensor x = a.to(torch::kDouble), y = b.to(torch::kDouble);
-  return ((x - y).norm() / y.norm().clamp_min(1e-300)).item<double>();
-}
-
 TEST(SelectiveScanReference, MatchesScalarLoopEveryOption) {
   const uint64_t seed = fresh_seed();
   torch::manual_seed(seed);
@@ -108,7 +104,7 @@ TEST(SelectiveScanReference, MatchesScalarLoopEveryOption) {
         const ScanInputs s = draw(2, 3, 7, 5, torch::kDouble, with_dz, with_bias);
         const Tensor got = rbk::selective_scan_reference(s.u, s.delta, s.A, s.B, s.C, s.D, s.z, s.bias, softplus);
         const Tensor ref = naive_scan(s, softplus);
-        const double e = rel_err(got, ref);
+        const double e = rbk::relative_l2_error(got, ref);
         std::printf("seed %llu D/z %d bias %d softplus %d: rel err %.3e\n", (unsigned long long)seed, with_dz, with_bias,
                     softplus, e);
         ASSERT_EQ(got.sizes(), ref.sizes());
@@ -124,7 +120,7 @@ TEST(SelectiveScanReference, ClosedFormAtLengthOne) {
   const Tensor cb = (s.C * s.B).sum(1, true);  // (Bt, 1, 1)
   const Tensor want = (dt * cb * s.u + s.D.view({1, -1, 1}) * s.u) * torch::silu(s.z);
   const Tensor got = rbk::selective_scan_reference(s.u, s.delta, s.A, s.B, s.C, s.D, s.z, s.bias, true);
-  EXPECT_LT(rel_err(got, want), kFp64LoopTol);
+  EXPECT_LT(rbk::relative_l2_error(got, want), kFp64LoopTol);
 }
 
 TEST(SelectiveScanReference, Fp32AndBf16InputsRunInFp32) {
@@ -135,12 +131,12 @@ TEST(SelectiveScanReference, Fp32AndBf16InputsRunInFp32) {
                                                    s.B.to(torch::kFloat), s.C.to(torch::kFloat), s.D.to(torch::kFloat),
                                                    s.z.to(torch::kFloat), s.bias.to(torch::kFloat), true);
   EXPECT_EQ(f32.scalar_type(), torch::kFloat);
-  EXPECT_LT(rel_err(f32, ref), 1e-5);  // fp32 rounding over 9 steps
+  EXPECT_LT(rbk::relative_l2_error(f32, ref), 1e-5);  // fp32 rounding over 9 steps
   const Tensor b16 = rbk::selective_scan_reference(s.u.to(torch::kBFloat16), s.delta.to(torch::kBFloat16), s.A.to(torch::kFloat),
                                                    s.B.to(torch::kBFloat16), s.C.to(torch::kBFloat16), s.D.to(torch::kFloat),
                                                    s.z.to(torch::kBFloat16), s.bias.to(torch::kFloat), true);
   EXPECT_EQ(b16.scalar_type(), torch::kBFloat16);
-  EXPECT_LT(rel_err(b16, ref), 5e-2);  // bf16 inputs/outputs: 8-bit mantissa
+  EXPECT_LT(rbk::relative_l2_error(b16, ref), 5e-2);  // bf16 inputs/outputs: 8-bit mantissa
 }
 
 TEST(SelectiveScanReference, GradientsMatchCentralDifferencesEveryInput) {
@@ -315,7 +311,7 @@ TEST(MambaLm, RmsNormMatchesFormula) {
   const Tensor x = torch::randn({3, 5, 6});
   const Tensor x64 = x.to(torch::kDouble);
   const Tensor want = x64 / torch::sqrt(x64.pow(2).mean(-1, true) + 1e-5) * n->weight.to(torch::kDouble);
-  EXPECT_LT(rel_err(n->forward(x), want), 1e-6);
+  EXPECT_LT(rbk::relative_l2_error(n->forward(x), want), 1e-6);
 }
 
 TEST(MambaLm, ConfigJsonRoundTrip) {

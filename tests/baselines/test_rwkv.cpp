@@ -4,10 +4,11 @@
 // the block and of the whole LM, shapes, closed-form parameter counts, the config round trip, the
 // RWKV-4 initialisation ramps and a short training smoke. Every case draws fresh inputs (seed
 // printed), prints its errors, then asserts.
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 #include "rbk/rwkv_lm.h"
 #include "rbk/trainer.h"
 #include "rbk/wkv.h"
+#include "rbk/tensor_metrics.h"
 
 #include <gtest/gtest.h>
 
@@ -40,11 +41,6 @@ Inputs draw(int64_t B, int64_t T, int64_t C, double k_scale, const char* what) {
   const auto o = torch::kDouble;
   return {torch::randn({C}, o) * 0.8, torch::randn({C}, o) * 0.5, torch::randn({B, T, C}, o) * k_scale,
           torch::randn({B, T, C}, o), torch::randn({B, T, C}, o)};
-}
-
-double rel_err(const Tensor& got, const Tensor& ref) {
-  const Tensor g = got.to(torch::kDouble), r = ref.to(torch::kDouble);
-  return (g - r).norm().item<double>() / std::max(r.norm().item<double>(), 1e-300);
 }
 
 // Forward and the four gradients of L = sum(y * g), all returned in float64.
@@ -97,13 +93,13 @@ TEST(WkvReference, StableFormMatchesNaiveFormula) {
     if (k_scale == 25.0) k = k.clamp(-60.0, 60.0);  // exp(60 + ...) is still comfortable in fp64
     const Tensor stable = rbk::wkv_reference(in.td, in.tf, k, in.v);
     const Tensor naive = rbk::wkv_naive(in.td, in.tf, k, in.v);
-    const double e = rel_err(stable, naive);
+    const double e = rbk::relative_l2_error(stable, naive);
     std::printf("  stable vs naive fp64: rel err %.3e\n", e);
     EXPECT_LT(e, kNaiveTol) << "k_scale " << k_scale;
   }
   // T = 1 and T = 0 shapes.
   const auto in = draw(3, 1, 4, 1.0, "naive T=1");
-  EXPECT_LT(rel_err(rbk::wkv_reference(in.td, in.tf, in.k, in.v), in.v), 1e-15) << "y_0 = v_0";
+  EXPECT_LT(rbk::relative_l2_error(rbk::wkv_reference(in.td, in.tf, in.k, in.v), in.v), 1e-15) << "y_0 = v_0";
   EXPECT_EQ(rbk::wkv_reference(in.td, in.tf, in.k.narrow(1, 0, 0), in.v.narrow(1, 0, 0)).sizes(),
             torch::IntArrayRef({3, 0, 4}));
 }
@@ -115,7 +111,7 @@ TEST(WkvReference, LargeKeysStayFinite) {
     // Adding a constant to every k cancels between numerator and denominator.
     for (auto dt : {torch::kDouble, torch::kFloat}) {
       const Tensor y = rbk::wkv_reference(in.td.to(dt), in.tf.to(dt), (in.k + shift).to(dt), in.v.to(dt));
-      const double e = rel_err(y, base);
+      const double e = rbk::relative_l2_error(y, base);
       std::printf("  k + %g (%s): finite=%d, rel err vs unshifted fp64 %.3e\n", shift,
                   dt == torch::kDouble ? "fp64" : "fp32", (int)torch::isfinite(y).all().item<bool>(), e);
       EXPECT_TRUE(torch::isfinite(y).all().item<bool>());
@@ -126,7 +122,7 @@ TEST(WkvReference, LargeKeysStayFinite) {
   }
   // Mixed signs at +-80: the naive fp64 sum still fits, fp32 would overflow without the max trick.
   const Tensor k80 = 80.0 * torch::sign(in.k) + in.k;
-  EXPECT_LT(rel_err(rbk::wkv_reference(in.td, in.tf, k80, in.v), rbk::wkv_naive(in.td, in.tf, k80, in.v)), kNaiveTol);
+  EXPECT_LT(rbk::relative_l2_error(rbk::wkv_reference(in.td, in.tf, k80, in.v), rbk::wkv_naive(in.td, in.tf, k80, in.v)), kNaiveTol);
   // Gradients stay finite at k ~ 500 in fp32, on both paths.
   Inputs big = in;
   big.k = in.k * 5.0 + 500.0;
@@ -185,8 +181,8 @@ TEST(WkvKernelArithmetic, HostRunMatchesReferenceForwardAndEveryGradient) {
     const auto ref32 = parts(run(in, torch::kFloat, rbk::WkvPath::Reference));
     const auto host32 = parts(run(in, torch::kFloat, rbk::WkvPath::Kernel));
     for (size_t i = 0; i < 5; ++i) {
-      const double e64 = rel_err(host64[i], ref64[i]);
-      const double e_ref = rel_err(ref32[i], oracle[i]), e_host = rel_err(host32[i], oracle[i]);
+      const double e64 = rbk::relative_l2_error(host64[i], ref64[i]);
+      const double e_ref = rbk::relative_l2_error(ref32[i], oracle[i]), e_host = rbk::relative_l2_error(host32[i], oracle[i]);
       const double bound = kFp32Factor * e_ref + kFp32Floor;
       std::printf("  %-15s fp64 host vs ref %.2e | fp32 ref %.2e, host kernel %.2e (bound %.2e)\n", kNames[i], e64,
                   e_ref, e_host, bound);
@@ -290,7 +286,7 @@ TEST(RwkvLm, ShapesFiniteGradientsAndBothWkvPaths) {
   const Tensor a = m->forward(ids);
   m->set_wkv_path(rbk::WkvPath::Kernel);
   const Tensor b = m->forward(ids);
-  const double e = rel_err(b, a);
+  const double e = rbk::relative_l2_error(b, a);
   std::printf("  LM logits, kernel path vs reference path (fp32): rel err %.3e\n", e);
   EXPECT_LT(e, 1e-5);  // fp32 logits through two blocks: a few ulps per op
 }

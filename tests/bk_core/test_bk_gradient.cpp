@@ -4,6 +4,7 @@
 #include "reference/bk_core_oracle.h"
 #include "rbk/bk_core.h"
 #include "rbk/bk_core_autograd.h"
+#include "rbk/tensor_metrics.h"
 
 #include <gtest/gtest.h>
 
@@ -27,11 +28,6 @@ constexpr double kFdStep = 1e-5;
 Tensor random_complex(int64_t B, int64_t N) {
   return torch::complex(torch::randn({B, N}, torch::kDouble), torch::randn({B, N}, torch::kDouble));
 }
-double rel_err(const Tensor& a, const Tensor& b) { return ((a - b).norm() / b.norm()).item<double>(); }
-double cosine(const Tensor& a, const Tensor& b) {
-  return ((a * b).sum() / (a.norm() * b.norm())).item<double>();
-}
-
 // L = sum_i Re(conj(g_i) G_i) = sum g_r Re G + g_i Im G
 double loss_of(const Tensor& v, const Tensor& g, const c10::complex<double> z, BkContext ctx) {
   const Tensor G = resolvent_diagonal(laplacian_with_potential(v), z, BkForwardMode::Stable, ctx);
@@ -53,7 +49,7 @@ TEST(BkGradient, ExactMatchesFiniteDifferences) {
         vm[0][j] -= kFdStep;
         fd[0][j] = (loss_of(vp, g, z, ctx) - loss_of(vm, g, z, ctx)) / (2 * kFdStep);
       }
-      const double e = rel_err(exact, fd);
+      const double e = rbk::relative_l2_error(exact, fd);
       std::printf("%s N=%lld exact vs central differences rel err %.3e (<= %.0e)\n", to_string(ctx).c_str(),
                   (long long)n, e, kVjpVsFiniteDiffRel);
       EXPECT_LE(e, kVjpVsFiniteDiffRel);
@@ -69,7 +65,7 @@ TEST(BkGradient, ExactMatchesDenseOracle) {
       const c10::complex<double> z(-0.5, 0.4);
       const Tridiagonal h = laplacian_with_potential(torch::rand({2, n}, torch::kDouble) * 6 - 3);
       const Tensor g = random_complex(2, n);
-      const double e = rel_err(resolvent_diagonal_vjp_exact(h, z, g, ctx), reference::resolvent_diagonal_vjp_dense(h, z, g, ctx));
+      const double e = rbk::relative_l2_error(resolvent_diagonal_vjp_exact(h, z, g, ctx), reference::resolvent_diagonal_vjp_dense(h, z, g, ctx));
       std::printf("%s N=%lld exact vs dense oracle rel err %.3e (<= %.0e)\n", to_string(ctx).c_str(), (long long)n, e,
                   kVjpVsDenseRel);
       EXPECT_LE(e, kVjpVsDenseRel);
@@ -86,7 +82,7 @@ TEST(BkGradient, ExactMatchesAutogradThroughDenseOracle) {
   const Tensor G = reference::resolvent_diagonal_dense(laplacian_with_potential(v), z, BkContext::Bidirectional);
   torch::real(torch::conj(g) * G).sum().backward();
   const Tensor exact = resolvent_diagonal_vjp_exact(laplacian_with_potential(v.detach()), z, g, BkContext::Bidirectional);
-  const double e = rel_err(exact, v.grad());
+  const double e = rbk::relative_l2_error(exact, v.grad());
   std::printf("exact vs autograd through dense inverse: rel err %.3e\n", e);
   EXPECT_LE(e, kVjpVsDenseRel);
 }
@@ -99,7 +95,7 @@ TEST(BkGradient, ExactFp32IsAccurateAtLongN) {
   const Tensor ref = resolvent_diagonal_vjp_exact(laplacian_with_potential(v), {0, 1}, g, BkContext::Bidirectional);
   const Tensor got = resolvent_diagonal_vjp_exact(laplacian_with_potential(v.to(torch::kFloat)), {0, 1},
                                                   g.to(torch::kComplexFloat), BkContext::Bidirectional);
-  const double e = rel_err(got.to(torch::kDouble), ref);
+  const double e = rbk::relative_l2_error(got.to(torch::kDouble), ref);
   std::printf("fp32 exact VJP at N=2^16: rel L2 err vs fp64 %.3e\n", e);
   EXPECT_TRUE(torch::isfinite(got).all().item<bool>());
   EXPECT_LE(e, 1e-5);  // same contraction argument as the forward
@@ -119,10 +115,10 @@ TEST(BkGradient, HybridCosinesReproduceAudit) {
     const Tensor g = torch::view_as_complex(gf.contiguous());
     const Tensor exact = resolvent_diagonal_vjp_exact(laplacian_with_potential(v), {0, 1}, g, BkContext::Bidirectional);
     const Tensor G = resolvent_diagonal(laplacian_with_potential(v.to(torch::kFloat)), {0, 1}, BkForwardMode::CompatPapertime);
-    pt.push_back(cosine(hybrid_gradient(G, gf, BkGradientMode::PapertimeHybrid).to(torch::kDouble), exact));
-    head.push_back(cosine(hybrid_gradient(G, gf, BkGradientMode::HeadHybrid).to(torch::kDouble), exact));
+    pt.push_back(rbk::cosine_similarity(hybrid_gradient(G, gf, BkGradientMode::PapertimeHybrid).to(torch::kDouble), exact));
+    head.push_back(rbk::cosine_similarity(hybrid_gradient(G, gf, BkGradientMode::HeadHybrid).to(torch::kDouble), exact));
     const Tensor Gd = G.to(torch::kComplexDouble);
-    diag.push_back(cosine(-torch::real(torch::conj(g) * Gd * Gd), exact));
+    diag.push_back(rbk::cosine_similarity(-torch::real(torch::conj(g) * Gd * Gd), exact));
   }
   auto summary = [](std::vector<double> x, const char* name, double audit) {
     std::sort(x.begin(), x.end());
@@ -163,7 +159,7 @@ TEST(BkAutograd, WrapperGradientsMatchTheirDefinitions) {
     (f * w).sum().backward();
     const Tensor ref = resolvent_diagonal_vjp_exact(laplacian_with_potential(v.detach()), {0, 1},
                                                     torch::view_as_complex(w.contiguous()), ctx);
-    const double e = rel_err(v.grad(), ref);
+    const double e = rbk::relative_l2_error(v.grad(), ref);
     std::printf("wrapper exact %s: rel err %.3e\n", to_string(ctx).c_str(), e);
     EXPECT_LE(e, 1e-14);
   }
@@ -196,12 +192,12 @@ TEST(BkGradient, AutogradModeMatchesStableForwardAndExactVjp) {
       const Tensor f = bk_core_features(v, o);
       ASSERT_EQ(f.sizes(), (std::vector<int64_t>{3, n, 2}));
       const Tensor G = resolvent_diagonal(laplacian_with_potential(v.detach()), {0, 1}, BkForwardMode::Stable, ctx);
-      const double ef = rel_err(f.detach(), torch::view_as_real(G));
+      const double ef = rbk::relative_l2_error(f.detach(), torch::view_as_real(G));
       const Tensor w = torch::randn({3, n, 2}, torch::kDouble);
       (f * w).sum().backward();
       const Tensor ref = resolvent_diagonal_vjp_exact(laplacian_with_potential(v.detach()), {0, 1},
                                                       torch::view_as_complex(w.contiguous()), ctx);
-      const double eg = rel_err(v.grad(), ref);
+      const double eg = rbk::relative_l2_error(v.grad(), ref);
       std::printf("autograd mode N=%lld %s: forward rel err %.3e, gradient rel err %.3e\n", (long long)n,
                   to_string(ctx).c_str(), ef, eg);
       EXPECT_LE(ef, kDifferentiableVsStableRel);

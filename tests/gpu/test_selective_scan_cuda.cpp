@@ -5,12 +5,13 @@
 // L = 1, Dm not a multiple of the block's 32 channels, Bt in {1, 3}, N in {4, 5, 8, 16}, with and
 // without z / D, delta_bias and softplus. Every kernel variant (SelectiveScanParams::variant) is
 // held to the same rule: the default through the entry point (glue + autograd Function), and the
-// sequential, chunked, hybrid and lean variants through the raw launchers. Outputs of the raw launchers are
+// sequential and runs variants through the raw launchers. Outputs of the raw launchers are
 // poisoned with NaN and checked fully written. Fresh inputs every run (seed printed); diffs are
 // printed, then asserted.
 // Skips where no CUDA device is visible (and where this build has no CUDA kernels).
 #include "rbk/mamba_lm.h"
 #include "rbk/selective_scan.h"
+#include "rbk/tensor_metrics.h"
 #include "rbk/torch_compat.h"
 
 #if defined(RBK_WITH_CUDA_KERNELS)
@@ -48,11 +49,6 @@ constexpr double kGradFloor = 1e-5;
 // bf16 inputs: the reference sees the same bf16-rounded values, so only fp32 arithmetic and the
 // bf16 rounding of the output (8-bit mantissa, 2^-9 ~ 2e-3 relative) differ.
 constexpr double kBf16OutTol = 4e-3;
-
-double rel_l2(const Tensor& got, const Tensor& ref) {
-  const Tensor g = got.to(torch::kCPU, torch::kDouble), r = ref.to(torch::kCPU, torch::kDouble);
-  return ((g - r).norm() / r.norm().clamp_min(1e-300)).item<double>();
-}
 
 bool have_device() { return rbk::cuda_available(); }
 
@@ -93,22 +89,16 @@ std::vector<Tensor> draw(const Case& c) {
 const char* kNames[8] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias"};
 
 // Which kernels a case runs: the default through rbk::selective_scan, or one variant's raw launchers.
-// The raw paths' values are the kSsVariant* constants of rbk/kernels/selective_scan_launch.h.
+// The raw paths' values are those of rbk::cuda::SsVariant (rbk/kernels/selective_scan_launch.h).
 enum Path : int {
   kEntryPointDefault = 0,
   kRawSequential = 1,
-  kRawChunked = 2,
-  kRawHybrid = 3,
-  kRawLean = 4,
   kRawRuns = 5
 };
 const char* path_name(int path) {
   switch (path) {
     case kEntryPointDefault: return "entry_default";
     case kRawSequential: return "variant_sequential";
-    case kRawChunked: return "variant_chunked";
-    case kRawHybrid: return "variant_hybrid";
-    case kRawLean: return "variant_lean";
     default: return "variant_runs";
   }
 }
@@ -131,13 +121,15 @@ std::vector<Tensor> run(const std::vector<Tensor>& in, const Tensor& w, const Ca
 // variant's raw launchers with dout = w; the per-batch-row partials of dA, dD, ddelta_bias are
 // summed over Bt as the glue does. Every output (and the workspace) is NaN-poisoned first, so an
 // element the kernels miss shows up as non-finite.
-std::vector<Tensor> run_launchers(const std::vector<Tensor>& in, const Tensor& w, const Case& c, int variant) {
+std::vector<Tensor> run_launchers(const std::vector<Tensor>& in, const Tensor& w, const Case& c,
+                                  rbk::cuda::SsVariant variant) {
   rbk::cuda::SelectiveScanTensors t = rbk::cuda::selective_scan_rig_tensors(in, w, torch::kCUDA, NAN);
   const rbk::cuda::SelectiveScanParams p = rbk::cuda::selective_scan_params(t, c.softplus, variant);
   const cudaStream_t s = at::cuda::getCurrentCUDAStream();
-  EXPECT_EQ(rbk::cuda::launch_selective_scan_forward(p, s), cudaSuccess) << path_name(variant);
-  EXPECT_EQ(rbk::cuda::launch_selective_scan_backward(p, s), cudaSuccess) << path_name(variant);
-  EXPECT_EQ(cudaStreamSynchronize(s), cudaSuccess) << path_name(variant);
+  const char* name = rbk::cuda::selective_scan_variant_name(variant);
+  EXPECT_EQ(rbk::cuda::launch_selective_scan_forward(p, s), cudaSuccess) << name;
+  EXPECT_EQ(rbk::cuda::launch_selective_scan_backward(p, s), cudaSuccess) << name;
+  EXPECT_EQ(cudaStreamSynchronize(s), cudaSuccess) << name;
   const int64_t bad_states = (~torch::isfinite(t.chunk_states)).sum().item<int64_t>();
   EXPECT_EQ(bad_states, 0) << "chunk_states not fully written";
   return {t.out.cpu(),
@@ -172,11 +164,11 @@ TEST_P(SelectiveScanKernel, ForwardAndEveryGradientMatchFp64) {
     ker = run(in, w, c, torch::kFloat, torch::kCUDA, rbk::SelectiveScanImpl::Kernel);
   } else {
 #if defined(RBK_WITH_CUDA_KERNELS)
-    static_assert(kRawSequential == rbk::cuda::kSsVariantSequential && kRawChunked == rbk::cuda::kSsVariantChunked &&
-                  kRawHybrid == rbk::cuda::kSsVariantHybrid && kRawLean == rbk::cuda::kSsVariantLean &&
-                      kRawRuns == rbk::cuda::kSsVariantRuns,
+    using rbk::cuda::SsVariant;
+    static_assert(kRawSequential == static_cast<int>(SsVariant::Sequential) &&
+                      kRawRuns == static_cast<int>(SsVariant::Runs),
                   "raw paths are variant ids");
-    ker = run_launchers(in, w, c, path);
+    ker = run_launchers(in, w, c, static_cast<SsVariant>(path));
 #endif
   }
   std::printf("%s %s seed %llu\n", case_name(c).c_str(), path_name(path), (unsigned long long)seed);
@@ -187,8 +179,8 @@ TEST_P(SelectiveScanKernel, ForwardAndEveryGradientMatchFp64) {
     }
     ASSERT_TRUE(ker[i].defined()) << (i ? kNames[i - 1] : "out");
     ASSERT_EQ(ker[i].sizes(), ref[i].sizes());
-    const double ek = rel_l2(ker[i], ref[i]), e32 = rel_l2(f32[i], ref[i]);
-    const double tol = kErrFactor * e32 + (i == 0 ? kOutFloor : kGradFloor);
+    const double ek = rbk::relative_l2_error(ker[i], ref[i]), e32 = rbk::relative_l2_error(f32[i], ref[i]);
+    const double tol = rbk::error_bound_from_fp32_reference(e32, kErrFactor, i == 0 ? kOutFloor : kGradFloor);
     std::printf("  %-10s kernel rel err %.3e   fp32 reference %.3e   tol %.3e\n", i ? kNames[i - 1] : "out", ek, e32, tol);
     EXPECT_TRUE(torch::isfinite(ker[i]).all().item<bool>()) << (i ? kNames[i - 1] : "out");
     EXPECT_LE(ek, tol) << (i ? kNames[i - 1] : "out");
@@ -205,7 +197,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{2, 40, 129, 5, true, true, false},      // N not a power of 2, raw delta
                       Case{1, 96, 2048, 16, true, true, true},     // 16 chunks, a long adjoint
                       Case{3, 20, 17, 16, false, false, false}),   // nothing optional
-                       ::testing::Values(kEntryPointDefault, kRawSequential, kRawChunked, kRawHybrid, kRawLean, kRawRuns)),
+                       ::testing::Values(kEntryPointDefault, kRawSequential, kRawRuns)),
     [](const ::testing::TestParamInfo<std::tuple<Case, int>>& i) {
       return case_name(std::get<0>(i.param)) + "_" + path_name(std::get<1>(i.param));
     });
@@ -224,7 +216,7 @@ TEST(SelectiveScanCudaBf16, Bf16InputsComputeInFp32) {
   }
   const Tensor out = rbk::selective_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], true, rbk::SelectiveScanImpl::Kernel);
   const Tensor ref = rbk::selective_scan_reference(x64[0], x64[1], x64[2], x64[3], x64[4], x64[5], x64[6], x64[7], true);
-  const double e = rel_l2(out, ref);
+  const double e = rbk::relative_l2_error(out, ref);
   std::printf("bf16 inputs: out dtype %s, rel err vs fp64 on the same inputs %.3e (tol %.1e)\n",
               std::string(c10::toString(out.scalar_type())).c_str(), e, kBf16OutTol);
   EXPECT_EQ(out.scalar_type(), torch::kBFloat16);
@@ -236,8 +228,8 @@ TEST(SelectiveScanCudaBf16, Bf16InputsComputeInFp32) {
 // launch), including the per-batch-row partials the glue sums.
 TEST(SelectiveScanCudaLaunch, EveryOutputFullyWritten) {
   if (!have_device()) GTEST_SKIP() << "no CUDA device";
-  for (const int variant : {rbk::cuda::kSsVariantAuto, rbk::cuda::kSsVariantSequential, rbk::cuda::kSsVariantChunked,
-                            rbk::cuda::kSsVariantHybrid, rbk::cuda::kSsVariantLean, rbk::cuda::kSsVariantRuns})
+  using rbk::cuda::SsVariant;
+  for (const SsVariant variant : {SsVariant::Auto, SsVariant::Sequential, SsVariant::Runs})
   for (const Case& c : {Case{3, 45, 300, 16, true, true, true}, Case{1, 7, 1, 5, true, true, false},
                         Case{2, 33, 1000, 8, true, true, true}}) {
     torch::manual_seed(fresh_seed());
@@ -247,9 +239,9 @@ TEST(SelectiveScanCudaLaunch, EveryOutputFullyWritten) {
     const rbk::cuda::SelectiveScanParams p = rbk::cuda::selective_scan_params(t, c.softplus, variant);
     const cudaStream_t s = at::cuda::getCurrentCUDAStream();
     // Explicit variants run as asked; the default is the runs variant.
-    const int resolved = rbk::cuda::selective_scan_resolve_variant(p);
-    if (variant == rbk::cuda::kSsVariantAuto)
-      EXPECT_EQ(resolved, rbk::cuda::kSsVariantRuns);
+    const SsVariant resolved = rbk::cuda::selective_scan_resolve_variant(p);
+    if (variant == SsVariant::Auto)
+      EXPECT_EQ(resolved, SsVariant::Runs);
     else
       EXPECT_EQ(resolved, variant);
     ASSERT_EQ(rbk::cuda::launch_selective_scan_forward(p, s), cudaSuccess);
@@ -263,16 +255,18 @@ TEST(SelectiveScanCudaLaunch, EveryOutputFullyWritten) {
     for (const auto& [name, written] : outs) {
       // Count, not mean: a mean of ones on the GPU can round to 1 - 2^-53.
       const int64_t bad_count = (~torch::isfinite(written)).sum().item<int64_t>();
-      std::printf("variant %d %s %-16s non-finite elements %lld of %lld\n", variant, case_name(c).c_str(), name,
+      std::printf("variant %s %s %-16s non-finite elements %lld of %lld\n",
+                  rbk::cuda::selective_scan_variant_name(variant), case_name(c).c_str(), name,
                   (long long)bad_count, (long long)written.numel());
-      EXPECT_EQ(bad_count, 0) << name << " not fully written (variant " << variant << ")";
+      EXPECT_EQ(bad_count, 0) << name << " not fully written (variant "
+                              << rbk::cuda::selective_scan_variant_name(variant) << ")";
     }
     // Invalid launches are refused, not run.
     rbk::cuda::SelectiveScanParams bad = p;
     bad.dstate = rbk::cuda::kSsMaxState + 1;
     EXPECT_NE(rbk::cuda::launch_selective_scan_forward(bad, s), cudaSuccess);
     bad = p;
-    bad.variant = 7;  // no such variant
+    bad.variant = static_cast<SsVariant>(7);  // no such variant
     EXPECT_NE(rbk::cuda::launch_selective_scan_forward(bad, s), cudaSuccess);
     EXPECT_NE(rbk::cuda::launch_selective_scan_backward(bad, s), cudaSuccess);
   }
@@ -300,12 +294,12 @@ TEST(SelectiveScanCudaModel, MambaBlockKernelMatchesReferenceOnGpu) {
   const Tensor yk = ker->forward(x), yr = ref->forward(x);
   (yk * yk).sum().backward();
   (yr * yr).sum().backward();
-  const double ey = rel_l2(yk, yr);
+  const double ey = rbk::relative_l2_error(yk, yr);
   std::printf("MambaBlock on GPU, kernel vs reference scan: out %.3e\n", ey);
   EXPECT_LE(ey, 1e-5);  // both fp32: only the scan's summation order differs
   auto pk = ker->named_parameters(), pr = ref->named_parameters();
   for (size_t i = 0; i < pk.size(); ++i) {
-    const double e = rel_l2(pk[i].value().grad(), pr[i].value().grad());
+    const double e = rbk::relative_l2_error(pk[i].value().grad(), pr[i].value().grad());
     std::printf("  grad %-16s %.3e\n", pk[i].key().c_str(), e);
     EXPECT_LE(e, 1e-4) << pk[i].key();  // fp32 vs fp32 through several layers of matmuls
   }

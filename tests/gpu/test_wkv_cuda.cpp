@@ -6,6 +6,7 @@
 // was written, prints its errors, then asserts. Skips where no CUDA device is visible.
 #include "rbk/rwkv_lm.h"
 #include "rbk/wkv.h"
+#include "rbk/tensor_metrics.h"
 
 #if defined(RBK_HAVE_CUDA_KERNEL_LIB)
 #include "rbk/kernels/wkv_launch.h"
@@ -59,11 +60,6 @@ Inputs draw(int64_t B, int64_t T, int64_t C, double k_scale, double k_shift = 0.
   return in;
 }
 
-double rel_err(const Tensor& got, const Tensor& ref) {
-  const Tensor g = got.to(torch::kDouble).cpu(), r = ref.to(torch::kDouble).cpu();
-  return (g - r).norm().item<double>() / std::max(r.norm().item<double>(), 1e-300);
-}
-
 // y and the four gradients of L = sum(y * g), through autograd of the reference on the CPU.
 std::vector<Tensor> reference(const Inputs& in, torch::ScalarType dt) {
   auto leaf = [dt](const Tensor& t) { return t.to(dt).detach().requires_grad_(true); };
@@ -82,17 +78,17 @@ const char* kNames[5] = {"y", "dL/dtime_decay", "dL/dtime_first", "dL/dk", "dL/d
 void judge(const std::string& label, const std::vector<Tensor>& got, const std::vector<Tensor>& ref32,
            const std::vector<Tensor>& oracle) {
   for (size_t i = 0; i < 5; ++i) {
-    const double e_ref = rel_err(ref32[i], oracle[i]), e_got = rel_err(got[i], oracle[i]);
-    const double bound = kFactor * e_ref + kFloor;
+    const double e_ref = rbk::relative_l2_error(ref32[i], oracle[i]), e_got = rbk::relative_l2_error(got[i], oracle[i]);
+    const double bound = rbk::error_bound_from_fp32_reference(e_ref, kFactor, kFloor);
     const int64_t bad = got[i].numel() - torch::isfinite(got[i]).sum().item<int64_t>();
     std::printf("  %s %-15s kernel rel err %.3e | fp32 reference %.3e | bound %.3e | non-finite %lld\n",
                 label.c_str(), kNames[i], e_got, e_ref, bound, (long long)bad);
   }
   for (size_t i = 0; i < 5; ++i) {
-    const double e_ref = rel_err(ref32[i], oracle[i]), e_got = rel_err(got[i], oracle[i]);
+    const double e_ref = rbk::relative_l2_error(ref32[i], oracle[i]), e_got = rbk::relative_l2_error(got[i], oracle[i]);
     EXPECT_EQ(got[i].numel() - torch::isfinite(got[i]).sum().item<int64_t>(), 0)
         << label << " " << kNames[i] << ": unwritten (NaN-poisoned) or non-finite elements";
-    EXPECT_LE(e_got, kFactor * e_ref + kFloor) << label << " " << kNames[i];
+    EXPECT_LE(e_got, rbk::error_bound_from_fp32_reference(e_ref, kFactor, kFloor)) << label << " " << kNames[i];
   }
 }
 
@@ -236,14 +232,14 @@ TEST(WkvCudaEntryPoint, Bf16IsComputedInFp32AndFp64UsesTheReference) {
   const auto got = run_entry_point(inb, torch::kBFloat16, rbk::WkvPath::Auto);
   const auto oracle = reference(inb, torch::kDouble);
   for (size_t i = 0; i < 5; ++i) {
-    const double e = rel_err(got[i], oracle[i]);
+    const double e = rbk::relative_l2_error(got[i], oracle[i]);
     std::printf("  bf16 seed=%llu %-15s rel err %.3e (tol %.1e)\n", (unsigned long long)in.seed, kNames[i], e, kBf16Tol);
     EXPECT_LE(e, kBf16Tol) << kNames[i];
   }
   // fp64 CUDA: Auto runs the LibTorch reference on the GPU (the kernel is fp32 only).
   const auto g64 = run_entry_point(in, torch::kDouble, rbk::WkvPath::Auto);
   const auto o64 = reference(in, torch::kDouble);
-  for (size_t i = 0; i < 5; ++i) EXPECT_LT(rel_err(g64[i], o64[i]), 1e-11) << kNames[i];
+  for (size_t i = 0; i < 5; ++i) EXPECT_LT(rbk::relative_l2_error(g64[i], o64[i]), 1e-11) << kNames[i];
   EXPECT_THROW(run_entry_point(in, torch::kDouble, rbk::WkvPath::Kernel), c10::Error);
 }
 
@@ -266,7 +262,7 @@ TEST(WkvCudaEntryPoint, RwkvLmOnTheGpuMatchesTheCpu) {
   const Tensor cpu = m->forward(ids);
   m->to(torch::kCUDA);
   const Tensor gpu = m->forward(ids.to(torch::kCUDA)).cpu();
-  const double e = rel_err(gpu, cpu);
+  const double e = rbk::relative_l2_error(gpu, cpu);
   std::printf("  RwkvLm logits GPU (kernel) vs CPU (reference), seed=%llu: rel err %.3e\n", (unsigned long long)seed, e);
   // fp32 end to end, two blocks of GEMMs and the WKV: ~1e-6; 1e-4 still catches any real mismatch
   // (a wrong WKV moves the logits by O(1)) and tolerates GPU GEMM reassociation.

@@ -1,7 +1,7 @@
 // Model configuration shared by the language-model unit tests: a ResNet-BK / Transformer small
 // enough that forward + backward take milliseconds on the CPU.
 #pragma once
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 
 #include <string>
 

@@ -2,7 +2,7 @@
 // and restores CUDA autocast's state (nesting included) and leaves CPU forwards bit-identical
 // (CPU autocast is never enabled by it); bf16 off CUDA is an error naming the option.
 #include "rbk/evaluator.h"
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 #include "rbk/torch_compat.h"
 #include "rbk/trainer.h"
 

@@ -4,7 +4,7 @@
 // against an fp64 reference), side effects (expert counts, the caller's random stream) are those
 // of a plain step, and the step's peak resident memory drops.
 #include "rbk/block_checkpoint.h"
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 #include "rbk/peak_memory.h"
 
 #include <gtest/gtest.h>

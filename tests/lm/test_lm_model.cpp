@@ -1,7 +1,7 @@
 // Language models (claim C05; upstream-audit §2.1, §2.3, §3, §4.2, §9.4): exact parameter counts
 // against the audit's formulas, the whole-model causality probe, forward/backward of every option,
 // and the routers' gradient behaviour (learned top-1's gate gets no gradient, upstream's bug).
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 #include "rbk/moe.h"
 #include "rbk/transformer_lm.h"
 

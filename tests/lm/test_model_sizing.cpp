@@ -2,7 +2,7 @@
 // within 5%): the affine-in-(V, N) count against direct counts and the Transformer's closed form,
 // the width search against the ResNet-BK "Small" model (seeds 000/001: 32,500,084 parameters),
 // and its error when no width fits. Mamba and RWKV cases skip until their LMs are built in.
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 #include "rbk/model_sizing.h"
 #include "rbk/transformer_lm.h"
 

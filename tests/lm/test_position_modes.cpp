@@ -3,7 +3,7 @@
 // the table, the fixed encodings against their formulas, and what each mode does to a model:
 // positions absent (none) leave a symmetry intact that learned, sinusoidal and rotary break, and
 // every Transformer mode stays causal.
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 #include "rbk/model_sizing.h"
 #include "rbk/position_encoding.h"
 

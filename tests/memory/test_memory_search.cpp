@@ -1,7 +1,7 @@
 // The memory search (memory_model.h) on synthetic memory functions, and the analytic memory
 // model against the measured CPU allocation of a small training run (claims C15, C22).
 #include "rbk/lm_loss.h"
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 #include "rbk/memory_model.h"
 #include "rbk/peak_memory.h"
 #include "rbk/torch_compat.h"

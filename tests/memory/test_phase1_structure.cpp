@@ -3,7 +3,7 @@
 // the dense matrix (claims C10, C16, C18).
 #include "rbk/ar_ssm.h"
 #include "rbk/htt_embedding.h"
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 #include "rbk/phase1_model.h"
 #include "rbk/semiseparable.h"
 

@@ -18,7 +18,7 @@
 // A token halts at block l when cum + p >= act_threshold (upstream 0.99); its weight is then
 // 1 - cum (the remainder), else p.
 #pragma once
-#include "rbk/lm_model.h"
+#include "rbk/resnet_bk_lm.h"
 
 #include <torch/torch.h>
 #include <vector>

@@ -16,7 +16,7 @@
 // Token layout of the probe vocabulary (ProbeVocabulary): [0, n_filler) filler, then the key mark,
 // the query mark, n_values value tokens and (MQAR) n_keys key tokens.
 #pragma once
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>

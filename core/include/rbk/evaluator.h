@@ -5,7 +5,7 @@
 #pragma once
 #include "rbk/corpus.h"
 #include "rbk/lm_loss.h"
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 #include "rbk/trainer.h"
 
 #include <nlohmann/json.hpp>

@@ -9,7 +9,7 @@
 // The matrix-product part of the analytic count equals the counted one exactly (tests); the
 // element-wise part is not counted by operators (many small ops with no agreed FLOP value).
 #pragma once
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 
 #include <nlohmann/json.hpp>
 

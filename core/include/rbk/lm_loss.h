@@ -19,7 +19,7 @@
 // precise than autocast's bf16 GEMM). Autocast is switched off inside. Results equal the plain path
 // up to floating-point summation order (tests/lm/test_lm_loss.cpp states the tolerances).
 #pragma once
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 
 #include <torch/torch.h>
 

@@ -10,7 +10,7 @@
 // Upstream's own "Woodbury" (audit §5.1) replaces A^-1 by diag(G_tri) first, which is not the
 // diagonal of (T + U V^T - z)^-1; with its U = V = 0 the correction is zero either way.
 #pragma once
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 
 #include <c10/util/complex.h>
 #include <torch/torch.h>

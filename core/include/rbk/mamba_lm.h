@@ -23,7 +23,7 @@
 // Parameters stay fp32; under autocast the activations reaching the scan may be bf16 and the scan
 // promotes them (selective_scan.h).
 #pragma once
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 #include "rbk/selective_scan.h"
 
 namespace rbk {

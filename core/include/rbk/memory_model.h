@@ -92,7 +92,7 @@ struct MemoryEstimate {
 MemoryEstimate estimate_probe_memory(const MemoryProbeShape& s);
 
 // Saved-for-backward activation elements per token per block, from the tensors each block's
-// forward keeps (counted from the code of transformer_lm.cpp, lm_model.cpp/moe.cpp, ar_ssm.cpp,
+// forward keeps (counted from the code of transformer_lm.cpp, resnet_bk_lm.cpp/moe.cpp, ar_ssm.cpp,
 // phase1_model.cpp); exposed for the report.
 double activation_elements_per_token_per_block(const MemoryProbeShape& s);
 

@@ -2,7 +2,7 @@
 // ResNet-BK configuration's parameter count within 5%"), so throughput and quality comparisons of
 // ResNet-BK, Transformer, Mamba and RWKV LMs are made at equal size.
 #pragma once
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 
 #include <cstdint>
 

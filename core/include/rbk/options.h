@@ -11,7 +11,7 @@
 #pragma once
 #include "rbk/bk_core_autograd.h"
 #include "rbk/config.h"
-#include "rbk/lm_model.h"
+#include "rbk/lm_config.h"
 #include "rbk/position_encoding.h"
 #include "rbk/trainer.h"
 

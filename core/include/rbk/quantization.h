@@ -34,7 +34,7 @@
 //   all                 linear_core + embeddings + head
 // A row is "<format>@<tensor set>", e.g. "int4_g128@linear".
 #pragma once
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>

@@ -1,5 +1,5 @@
 // RWKV-4 language model, a baseline of the LM comparison (issue 7; claim C05 family), with the
-// LanguageModel interface of the ResNet-BK LM (lm_model.h), so the same trainer and evaluator run it.
+// LanguageModel interface (language_model.h) of the ResNet-BK LM, so the same trainer and evaluator run it.
 // Structure as BlinkDL/RWKV-LM RWKV-v4 (src/model.py), written from scratch:
 //   x = LN0(tok_emb[ids])                       (LN0 belongs to layer 0; no position embedding)
 //   per block: x = x + TimeMix(LN1(x));  x = x + ChannelMix(LN2(x))
@@ -24,7 +24,7 @@
 // RWKV-4 code); no ffnPre variant; dropout (config.dropout) on each residual branch's output (upstream
 // RWKV-4 has none; 0 by default); the channel-mix width is config.ffn_dim (RWKV-4: 4 d_model).
 #pragma once
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 #include "rbk/wkv.h"
 
 #include <torch/torch.h>

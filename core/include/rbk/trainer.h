@@ -13,7 +13,7 @@
 #include "rbk/corpus.h"
 #include "rbk/divergence.h"
 #include "rbk/lm_loss.h"
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 #include "rbk/peak_memory.h"
 #include "rbk/torch_compat.h"
 

@@ -20,7 +20,7 @@
 //   tokens_per_second, train_seconds (all segments), seconds (this call), peak_memory
 #pragma once
 #include "rbk/lm_data.h"
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
 #include "rbk/options.h"
 #include "rbk/sweep.h"
 #include "rbk/trainer.h"

@@ -7,7 +7,8 @@
 // rbk::causal_attention (torch_compat.h): scaled_dot_product_attention where LibTorch has it
 // (flash attention on the GPU), an explicit masked softmax otherwise.
 #pragma once
-#include "rbk/lm_model.h"
+#include "rbk/language_model.h"
+#include "rbk/position_encoding.h"
 
 namespace rbk {
 

@@ -45,7 +45,7 @@ struct SelectiveScanTensors {
 // Shapes from u (Bt, Dm, L) and A (Dm, N); pointers from every defined tensor. No checks here:
 // the entry points above check their inputs before calling it.
 SelectiveScanParams selective_scan_params(const SelectiveScanTensors& t, bool delta_softplus,
-                                          int variant = kSsVariantAuto);
+                                          SsVariant variant = SsVariant::Auto);
 
 // A raw-launcher rig (gpu tests, exp_scan_kernel_speed): `inputs` = {u, delta, A, B, C, D, z,
 // delta_bias} (D, z, delta_bias may be undefined), cast to contiguous float32 on `device`; dout as

@@ -1,35 +1,14 @@
-// ResNet-BK language model (PoC and paper-time forms) and the model factory (see lm_model.h;
-// upstream-audit §2.1, §2.3, §4.2; claim C05).
-#include "rbk/lm_model.h"
+// ResNet-BK language model, PoC and paper-time forms (see resnet_bk_lm.h; upstream-audit §2.1,
+// §2.3, §4.2; claim C05).
+#include "rbk/resnet_bk_lm.h"
 #include "rbk/act.h"
 #include "rbk/block_checkpoint.h"
 #include "rbk/lowrank_resolvent.h"
-#include "rbk/mamba_lm.h"
 #include "rbk/prime_bump.h"
-#include "rbk/rwkv_lm.h"
-#include "rbk/transformer_lm.h"
 
 #include <stdexcept>
 
 namespace rbk {
-
-// LmConfig::to_json, from_json and validate are built from the model field table in options.cpp.
-
-int64_t count_parameters(const torch::nn::Module& m) {
-  int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
-}
-
-std::shared_ptr<LanguageModel> make_language_model(const LmConfig& config) {
-  config.validate();
-  if (config.arch == "transformer") return std::make_shared<TransformerLm>(config);
-  if (config.arch == "mamba") return make_mamba_lm(config);
-  if (config.arch == "rwkv") return make_rwkv_lm(config);
-  if (config.arch != "resnet_bk")
-    throw std::invalid_argument("model config 'arch' = '" + config.arch + "': not built into this library");
-  return std::make_shared<ResNetBkLm>(config);
-}
 
 ResNetBkLm::ResNetBkLm(const LmConfig& c) : LanguageModel(c) {
   c.validate();
@@ -47,18 +26,6 @@ ResNetBkLm::ResNetBkLm(const LmConfig& c) : LanguageModel(c) {
   final_norm_ = register_module("final_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({D})));
   head_ = register_module("head", torch::nn::Linear(D, c.vocab_size));
   reset_parameters();
-}
-
-void init_papertime_weights(torch::nn::Module& model, torch::nn::Embedding& tok_emb, torch::nn::Embedding& pos_emb) {
-  torch::NoGradGuard ng;
-  torch::nn::init::normal_(tok_emb->weight, 0.0, 0.02);
-  if (!pos_emb.is_empty()) torch::nn::init::normal_(pos_emb->weight, 0.0, 0.02);  // empty: no learned table
-  for (auto& m : model.modules(false)) {
-    if (auto* lin = m->as<torch::nn::Linear>()) {
-      torch::nn::init::xavier_uniform_(lin->weight);
-      if (lin->bias.defined()) lin->bias.zero_();
-    }
-  }
 }
 
 void ResNetBkLm::reset_parameters() {

@@ -1,0 +1,29 @@
+#!/bin/sh
+# scripts/ptx_identity.py on small hand-written PTX files: a copy with other register and label
+# numbers and another anonymous-namespace hash is identical (exit 0); one changed instruction, or a
+# kernel with no counterpart, is a difference (exit 1); a file with no kernel is bad input (exit 2).
+set -u
+tool="$1"; dir="$2"
+rm -rf "$dir" && mkdir -p "$dir" || exit 1
+kernel() {  # kernel <hash> <reg-base> <label> <op> <name>
+  printf '.entry _ZN3rbk4cuda%s_GLOBAL__N__%s_9_demo_cu_0abc1234%s(\n\t.param .u64 p\n)\n{\n\t.loc 1 2 3\n\tmov.f32 \t%%f%s, 0f00000000;\n\t%s.f32 \t%%f%s, %%f%s, %%f%s;\n$L__BB%s_1:\n\tbra.uni \t$L__BB%s_1;\n}\n' \
+    27 "$1" "$5" "$2" "$4" "$(($2 + 1))" "$2" "$2" "$3" "$3"
+}
+kernel 1111 10 0 add 6kernelv > "$dir/before.ptx"
+kernel 2222 40 7 add 6kernelv > "$dir/renumbered.ptx"
+kernel 1111 10 0 mul 6kernelv > "$dir/changed.ptx"
+kernel 1111 10 0 add 5otherv > "$dir/renamed.ptx"
+echo "no kernels here" > "$dir/empty.ptx"
+fail=0
+expect() {  # expect <rc> <args...>
+  want=$1; shift
+  python3 "$tool" "$@" > "$dir/out.txt" 2>&1; got=$?
+  if [ "$got" -ne "$want" ]; then echo "FAIL: ptx_identity $* gave exit $got, expected $want"; cat "$dir/out.txt"; fail=1
+  else echo "ok: ptx_identity $* -> exit $got"; fi
+}
+expect 0 "$dir/before.ptx" "$dir/renumbered.ptx"
+expect 1 "$dir/before.ptx" "$dir/changed.ptx"
+expect 1 "$dir/before.ptx" "$dir/renamed.ptx"
+expect 0 "$dir/before.ptx" "$dir/renamed.ptx" --map '6kernelv=5otherv'
+expect 2 "$dir/before.ptx" "$dir/empty.ptx"
+exit $fail
