@@ -12,6 +12,28 @@ set(_rbk_c10d_probe "#include \"${_rbk_c10d_src}\"
 int main() { return rbk::c10d_backend_compiled(\"gloo\") ? 0 : 1; }
 ")
 
+# try_compile re-creates imported targets in a scratch project, where CMake 4 fails on link-interface
+# entries that Torch's config defines only in ours (protobuf::libprotobuf, with the GPU machine's
+# wheel): the probe links the Torch libraries' files instead of its targets.
+set(_rbk_c10d_probe_libs "")
+foreach(_lib IN LISTS TORCH_LIBRARIES ITEMS torch_cpu torch_cuda c10 c10_cuda)
+  if(TARGET ${_lib})
+    get_target_property(_loc ${_lib} IMPORTED_LOCATION)
+    get_target_property(_configs ${_lib} IMPORTED_CONFIGURATIONS)
+    foreach(_config IN LISTS _configs)
+      if(NOT _loc)
+        get_target_property(_loc ${_lib} IMPORTED_LOCATION_${_config})
+      endif()
+    endforeach()
+    if(_loc)  # interface targets (torch_library) are left out: torch_cpu & co. are listed above
+      list(APPEND _rbk_c10d_probe_libs ${_loc})
+    endif()
+  elseif(EXISTS "${_lib}" OR _lib MATCHES "^-")
+    list(APPEND _rbk_c10d_probe_libs ${_lib})
+  endif()
+endforeach()
+list(REMOVE_DUPLICATES _rbk_c10d_probe_libs)
+
 function(_rbk_probe_c10d backend header result)
   find_path(_rbk_c10d_hdr_${backend} NAMES ${header} PATHS ${TORCH_INCLUDE_DIRS} /usr/include NO_DEFAULT_PATH)
   if(NOT _rbk_c10d_hdr_${backend})
@@ -23,7 +45,7 @@ function(_rbk_probe_c10d backend header result)
   set(CMAKE_REQUIRED_QUIET ON)
   set(CMAKE_REQUIRED_INCLUDES ${TORCH_INCLUDE_DIRS} ${_rbk_c10d_hdr_${backend}} ${CMAKE_CURRENT_SOURCE_DIR}/include)
   set(CMAKE_REQUIRED_DEFINITIONS -DRBK_HAVE_C10D_${B}=1 -DUSE_C10D_${B})
-  set(CMAKE_REQUIRED_LIBRARIES ${TORCH_LIBRARIES})
+  set(CMAKE_REQUIRED_LIBRARIES ${_rbk_c10d_probe_libs})
   # The cached answer is keyed by the file's hash: an edit of the file probes again.
   file(MD5 ${_rbk_c10d_src} _hash)
   string(SUBSTRING ${_hash} 0 12 _hash)
