@@ -8,6 +8,7 @@
 
 #include <torch/csrc/distributed/c10d/Store.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/Types.hpp>  // AllreduceOptions, BroadcastOptions, ReduceOp (not reached without a backend header on 2.x)
 #include <torch/csrc/distributed/c10d/Work.hpp>
 #ifdef RBK_HAVE_C10D_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
