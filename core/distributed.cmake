@@ -16,6 +16,7 @@ int main() { return rbk::c10d_backend_compiled(\"gloo\") ? 0 : 1; }
 # entries that Torch's config defines only in ours (protobuf::libprotobuf, with the GPU machine's
 # wheel): the probe links the Torch libraries' files instead of its targets.
 set(_rbk_c10d_probe_libs "")
+set(_rbk_c10d_probe_includes ${CUDAToolkit_INCLUDE_DIRS})
 foreach(_lib IN LISTS TORCH_LIBRARIES ITEMS torch_cpu torch_cuda c10 c10_cuda)
   if(TARGET ${_lib})
     get_target_property(_loc ${_lib} IMPORTED_LOCATION)
@@ -28,11 +29,20 @@ foreach(_lib IN LISTS TORCH_LIBRARIES ITEMS torch_cpu torch_cuda c10 c10_cuda)
     if(_loc)  # interface targets (torch_library) are left out: torch_cpu & co. are listed above
       list(APPEND _rbk_c10d_probe_libs ${_loc})
     endif()
+    # Their include directories too (the CUDA toolkit's, for ProcessGroupNCCL.hpp), which the
+    # targets gave the probe before; generator expressions cannot be evaluated here.
+    get_target_property(_incs ${_lib} INTERFACE_INCLUDE_DIRECTORIES)
+    foreach(_inc IN LISTS _incs)
+      if(_inc AND NOT _inc MATCHES "\\$<")
+        list(APPEND _rbk_c10d_probe_includes ${_inc})
+      endif()
+    endforeach()
   elseif(EXISTS "${_lib}" OR _lib MATCHES "^-")
     list(APPEND _rbk_c10d_probe_libs ${_lib})
   endif()
 endforeach()
 list(REMOVE_DUPLICATES _rbk_c10d_probe_libs)
+list(REMOVE_DUPLICATES _rbk_c10d_probe_includes)
 
 function(_rbk_probe_c10d backend header result)
   find_path(_rbk_c10d_hdr_${backend} NAMES ${header} PATHS ${TORCH_INCLUDE_DIRS} /usr/include NO_DEFAULT_PATH)
@@ -43,7 +53,8 @@ function(_rbk_probe_c10d backend header result)
   endif()
   string(TOUPPER ${backend} B)
   set(CMAKE_REQUIRED_QUIET ON)
-  set(CMAKE_REQUIRED_INCLUDES ${TORCH_INCLUDE_DIRS} ${_rbk_c10d_hdr_${backend}} ${CMAKE_CURRENT_SOURCE_DIR}/include)
+  set(CMAKE_REQUIRED_INCLUDES ${TORCH_INCLUDE_DIRS} ${_rbk_c10d_probe_includes} ${_rbk_c10d_hdr_${backend}}
+                              ${CMAKE_CURRENT_SOURCE_DIR}/include)
   set(CMAKE_REQUIRED_DEFINITIONS -DRBK_HAVE_C10D_${B}=1 -DUSE_C10D_${B})
   set(CMAKE_REQUIRED_LIBRARIES ${_rbk_c10d_probe_libs})
   # The cached answer is keyed by the file's hash: an edit of the file probes again.
