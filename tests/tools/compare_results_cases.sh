@@ -13,13 +13,7 @@ sed 's/"step_time_s": 0.5/"step_time_s": 0.7/; s/"peak_rss_bytes": 100/"peak_rss
   "$dir/old.json" > "$dir/retimed.json"
 sed 's/"valid_ppl": 116.8/"valid_ppl": 116.9/' "$dir/old.json" > "$dir/changed.json"
 echo '{"not": "a result"}' > "$dir/other.json"
-fail=0
-expect() {  # expect <rc> <args...>
-  want=$1; shift
-  python3 "$tool" "$@" > "$dir/out.txt" 2>&1; got=$?
-  if [ "$got" -ne "$want" ]; then echo "FAIL: compare_results $* gave exit $got, expected $want"; cat "$dir/out.txt"; fail=1
-  else echo "ok: compare_results $* -> exit $got: $(tail -1 "$dir/out.txt")"; fi
-}
+. "$(dirname "$0")/expect_exit.sh"
 expect 0 "$dir/retimed.json" "$dir/old.json"
 expect 1 "$dir/changed.json" "$dir/old.json"
 expect 2 "$dir/other.json" "$dir/old.json"

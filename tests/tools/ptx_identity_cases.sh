@@ -14,13 +14,7 @@ kernel 2222 40 7 add 6kernelv > "$dir/renumbered.ptx"
 kernel 1111 10 0 mul 6kernelv > "$dir/changed.ptx"
 kernel 1111 10 0 add 5otherv > "$dir/renamed.ptx"
 echo "no kernels here" > "$dir/empty.ptx"
-fail=0
-expect() {  # expect <rc> <args...>
-  want=$1; shift
-  python3 "$tool" "$@" > "$dir/out.txt" 2>&1; got=$?
-  if [ "$got" -ne "$want" ]; then echo "FAIL: ptx_identity $* gave exit $got, expected $want"; cat "$dir/out.txt"; fail=1
-  else echo "ok: ptx_identity $* -> exit $got"; fi
-}
+. "$(dirname "$0")/expect_exit.sh"
 expect 0 "$dir/before.ptx" "$dir/renumbered.ptx"
 expect 1 "$dir/before.ptx" "$dir/changed.ptx"
 expect 1 "$dir/before.ptx" "$dir/renamed.ptx"
