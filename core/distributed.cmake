@@ -1,12 +1,12 @@
-# c10d for data-parallel training and sharded sweeps (issue 23; core/include/rbk/distributed.h).
-# core/src/torch_compat_distributed.cpp is the only file that includes c10d's headers. Each
+# c10d for data-parallel training and sharded sweeps (issue 23; core/training/include/rbk/distributed.h).
+# core/harness/torch_compat_distributed.cpp is the only file that includes c10d's headers. Each
 # backend is switched on (RBK_HAVE_C10D_<B> + USE_C10D_<B>, for that file only) when this LibTorch
 # ships its headers AND that very file compiles and links with them: Debian's LibTorch 1.13 needs
 # libgloo-dev for <gloo/...> (scripts/setup.sh installs it); the GPU wheel's 2.11 may or may not
 # carry gloo's headers and nccl.h. A backend that fails the probe is left out: programs then run
 # single-process and a distributed launch asking for it gets a clear error, never a broken build.
 include(CheckCXXSourceCompiles)
-set(_rbk_c10d_src ${CMAKE_CURRENT_SOURCE_DIR}/src/torch_compat_distributed.cpp)
+set(_rbk_c10d_src ${CMAKE_CURRENT_SOURCE_DIR}/harness/torch_compat_distributed.cpp)
 # The probe compiles and links the real file (included, so no copy of it can drift).
 set(_rbk_c10d_probe "#include \"${_rbk_c10d_src}\"
 int main() { return rbk::c10d_backend_compiled(\"gloo\") ? 0 : 1; }
@@ -54,7 +54,7 @@ function(_rbk_probe_c10d backend header result)
   string(TOUPPER ${backend} B)
   set(CMAKE_REQUIRED_QUIET ON)
   set(CMAKE_REQUIRED_INCLUDES ${TORCH_INCLUDE_DIRS} ${_rbk_c10d_probe_includes} ${_rbk_c10d_hdr_${backend}}
-                              ${CMAKE_CURRENT_SOURCE_DIR}/include)
+                              ${RBK_CORE_INCLUDE_DIRS})
   set(CMAKE_REQUIRED_DEFINITIONS -DRBK_HAVE_C10D_${B}=1 -DUSE_C10D_${B})
   set(CMAKE_REQUIRED_LIBRARIES ${_rbk_c10d_probe_libs})
   # The cached answer is keyed by the file's hash: an edit of the file probes again.

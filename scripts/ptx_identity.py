@@ -4,7 +4,7 @@
 A change that only moves, renames or deletes kernel code (issue 18's file splits and removals) can
 be checked without a GPU: compile the file before and after to PTX with the build's flags, e.g.
 
-    nvcc -ptx -arch=sm_90 -std=c++17 -O3 --expt-relaxed-constexpr -Icore/include -Icore/kernels \\
+    nvcc -ptx -arch=sm_90 -std=c++17 -O3 --expt-relaxed-constexpr -Icore/kernels/include -Icore/kernels \\
          core/kernels/selective_scan.cu -o after.ptx
 
 and run this script on the two files. Each kernel of AFTER is matched to a kernel of BEFORE by

@@ -19,7 +19,9 @@
 #                  data/upstream/mamba` on a machine with network, then carry data/upstream)
 #   lm_throughput  exp_lm_throughput --preset gpu          (baseline LMs, issue 7)
 #   lm_throughput_fp32  the same in fp32 (no autocast) into lm_throughput/fp32
-#   train_poc      exp_train_poc --preset gpu               (claim C05; needs data/sotu carried)
+#   train_poc      exp_train_poc --preset gpu               (claim C05; needs data/sotu carried). A run cut
+#                  by the time limit resumes in the next call on the same warm machine (its output
+#                  and checkpoints stay in $BUILD/train_poc_run); TRAIN_POC_ARGS adds overrides.
 #   distributed    data-parallel scaling (issue 23; needs data/sotu carried and a multi-GPU kind):
 #                  rbk_train presets dp_scaling_resnet_bk and dp_scaling_transformer (N = 2048, bf16,
 #                  8 sequences per GPU) on 1 GPU, then on 2 through torchrun (scripts/launch_local.sh
@@ -50,6 +52,15 @@
 #                  quantized in every row) over several calls, resumable like ablations
 #                  (QUANTIZATION_SWEEP_DIR; QUANTIZATION_ARGS, e.g. max_cells=2 per call); repeat the
 #                  call until its log says every cell is finished.
+# Sweeps across sessions: a machine's build dir (and the sweep directories in it) is lost when the
+# machine goes back, and one session's device time does not finish the long sweeps. So every call
+# ends by packing the finished cells of every sweep directory in $BUILD (outcomes, plans, per-cell
+# arrays; no *.pt: checkpoints and paired-init files are large, and the init files are rebuilt from
+# the seed when missing) into $OUT/sweeps.tar.gz, labelled with this call's commit (cells carried
+# in were checked to have run the same code). SWEEPS_IN=<path of such a tarball in the tree sent>
+# unpacks it into $BUILD first. Carry cells only to a commit whose experiment sources are the same
+# as the one that ran them (scripts/sweep_carry_check.py checks it against the registry before the
+# call); the plan check of the sweep runner refuses a changed preset.
 # BUDGET_S (default 570) bounds the whole call: each stage gets what is left. GPU_TESTS_REGEX
 # restricts the gpu stage to matching tests (ctest -R on the GoogleTest names, e.g. 'BkCuda',
 # 'SelectiveScan|Mamba', 'Wkv': a binary's name such as test_bk_cuda matches nothing).
@@ -83,6 +94,12 @@ run_exp() {  # run_exp name dir extra-args...: exp_<name> --preset gpu [key=valu
   echo "exp_$name rc=$?"
   grep -v "^$" "$logf" | tail -15
 }
+SWEEP_DIRS="long_context_sweep ablations_sweep act_flops_sweep quantization_sweep memory_search_probes"
+if [ -n "${SWEEPS_IN:-}" ]; then
+  [ -f "$SWEEPS_IN" ] || { echo "run_device.sh: SWEEPS_IN='$SWEEPS_IN' is not a file" >&2; exit 2; }
+  mkdir -p "$BUILD" && tar -xzf "$SWEEPS_IN" -C "$BUILD" || { echo "run_device.sh: cannot unpack SWEEPS_IN='$SWEEPS_IN'" >&2; exit 2; }
+  log "unpacked $SWEEPS_IN (cells run at $(cat "$BUILD/sweeps_commit" 2>/dev/null || echo unknown)): $(find "$BUILD" -name outcome.json | wc -l) cell outcomes"
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv,noheader || true
 for stage in "$@"; do
   case $stage in
@@ -129,7 +146,11 @@ for stage in "$@"; do
     scan_speed) run_exp scan_kernel_speed scan_kernel_speed ;;
     lm_throughput) run_exp lm_throughput lm_throughput ;;
     lm_throughput_fp32) run_exp lm_throughput lm_throughput/fp32 train.precision=fp32 ;;
-    train_poc) run_exp train_poc train_poc ;;
+    train_poc)
+      # Its output directory (with the per-variant checkpoints a cut run resumes from) lives in the
+      # build dir, so calls on one warm machine continue one run; the result and log come back.
+      run_exp train_poc train_poc --out "$PWD/$BUILD/train_poc_run" ${TRAIN_POC_ARGS:-}
+      cp "$BUILD"/train_poc_run/train_poc.gpu.* "$OUT/train_poc/" 2>/dev/null || echo "train_poc: no result yet (resume with another call)" ;;
     distributed)
       ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
       for model in resnet_bk transformer; do
@@ -189,4 +210,12 @@ PY
   esac
 done
 log done
+(
+  cd "$BUILD" 2>/dev/null || exit 0
+  present=$(for d in $SWEEP_DIRS; do [ -d "$d" ] && echo "$d"; done)
+  [ -n "$present" ] || exit 0
+  echo "$RBK_GIT_COMMIT" > sweeps_commit
+  tar -czf "$OUT/sweeps.tar.gz" --exclude='*.pt' sweeps_commit $present
+  echo "sweeps.tar.gz: $(tar -tzf "$OUT/sweeps.tar.gz" | grep -c 'outcome.json$') cell outcomes, $(du -h "$OUT/sweeps.tar.gz" | cut -f1)"
+)
 cd "$OUT" && ls *.log > /dev/null 2>&1 && tar -czf logs.tar.gz *.log && rm -f *.log

@@ -20,7 +20,7 @@
 // Exit codes: 0 ran (cells may be diverged / oom / skipped, or the run stopped as asked), 1 a cell
 // ended in error, 2 bad preset or arguments (one message naming the key; nothing written).
 //
-// Sharded over processes (issue 23, core/include/rbk/distributed.h): launched by torchrun or
+// Sharded over processes (issue 23, core/training/include/rbk/distributed.h): launched by torchrun or
 // scripts/launch_local.sh (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), rank r runs
 // shard r/WORLD_SIZE of the cells (--shard is then refused) on its own device (cuda:LOCAL_RANK on
 // GPUs), all ranks in the same DIR: every cell's files are written by the rank that runs it, the

@@ -13,7 +13,7 @@
 // Exit codes: 0 trained (the row's status may still be diverged / oom), 1 failed, 2 bad
 // configuration or data (nothing written).
 //
-// Data parallel (issue 23, core/include/rbk/distributed.h): launched by torchrun or
+// Data parallel (issue 23, core/training/include/rbk/distributed.h): launched by torchrun or
 // scripts/launch_local.sh (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), every rank runs
 // this program; train.batch_size is the global batch, split over the ranks; dist.backend
 // (gloo | nccl | auto), dist.timeout_s (c10d's), dist.bucket_mib and dist.overlap set the

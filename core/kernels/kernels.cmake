@@ -8,8 +8,14 @@ add_library(rbk_cuda_kernels STATIC ${RBK_KERNEL_DIR}/bk_stable_scan.cu ${RBK_KE
 target_sources(rbk_cuda_kernels PRIVATE ${RBK_KERNEL_DIR}/wkv.cu)
 # Mamba-1 selective scan (issue 7, baselines).
 target_sources(rbk_cuda_kernels PRIVATE ${RBK_KERNEL_DIR}/selective_scan.cu ${RBK_KERNEL_DIR}/selective_scan_runs.cu)
-target_include_directories(rbk_cuda_kernels PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include)
+# Every area's headers, as rbk_core has them (cuda_event_timer.h reads rbk/timing.h).
+target_include_directories(rbk_cuda_kernels PUBLIC ${RBK_CORE_INCLUDE_DIRS})
 target_link_libraries(rbk_cuda_kernels PUBLIC CUDA::cudart)
+# The two macros, each defined here and nowhere else:
+#   RBK_HAVE_CUDA_KERNEL_LIB  the raw launchers are linked (any target linking this library; the
+#                             CPU machine has it too, where nvcc exists and Torch has no CUDA);
+#   RBK_WITH_CUDA_KERNELS     rbk_core itself dispatches to them (Torch with CUDA, below).
+target_compile_definitions(rbk_cuda_kernels INTERFACE RBK_HAVE_CUDA_KERNEL_LIB=1)
 # Every number these kernels produce may reach a table: IEEE division/sqrt, no fast math.
 # -lineinfo keeps compute-sanitizer and ncu reports readable at no run-time cost.
 set_target_properties(rbk_cuda_kernels PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}"

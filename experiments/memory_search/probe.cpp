@@ -116,6 +116,12 @@ int run_probe_child(const std::string& spec_path, const std::string& result_path
   if (!device.is_cuda()) {
     const auto a = torch::randn({512, 512});
     (void)torch::matmul(a, a).sum().item<float>();
+  } else {
+    // LibTorch 2.x initialises the CUDA caching allocator lazily, on the first device tensor:
+    // before it, setMemoryFraction throws "Allocator not initialized" and the peak-stat calls
+    // "Invalid device argument" (every probe of the first gpu run, 9e02061, died so). One tiny
+    // tensor brings up the context and the allocator, which belong to the runtime the budget excludes.
+    (void)torch::empty({1}, torch::TensorOptions().device(device));
   }
   result["start_rss_bytes"] = rbk::cpu_current_rss_bytes();
   result["start_data_bytes"] = rbk::proc_status_bytes("VmData");

@@ -1,4 +1,4 @@
-// Data-parallel training over c10d (issue 23; core/include/rbk/distributed.h), on the CPU with Gloo:
+// Data-parallel training over c10d (issue 23; core/training/include/rbk/distributed.h), on the CPU with Gloo:
 //  * launch variables: none = single process; partial or malformed = one error naming them;
 //  * the per-rank shards of the train stream are disjoint and cover what one process reads;
 //  * rbk_train on 2 processes (launched by scripts/launch_local.sh, as a user would) with the same

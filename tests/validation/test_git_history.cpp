@@ -5,6 +5,8 @@
 //   C3  "demo: faster loop" changes both experiments' sources     -> every C1 result is stale
 //   C4  "registry: D01.x needs x >= 2; D01.y added"               -> changed / added after C1
 //   C5  mixed.cpu.json made at C4 (wrong tree hash, git_dirty=false from env)
+//   C6  "mixed: move main.cpp unchanged" (an exact rename inside a declared directory)
+//   C7  "other: move a.cpp with an edit" (experiments/other -> experiments/other2, not registered)
 // and the same tree copied without .git (every git answer "unknown", nothing crashes).
 #include "rbk/validation/git_repo.h"
 #include "rbk/validation/registry.h"
@@ -80,7 +82,7 @@ std::string result(const std::string& experiment, const std::string& preset, con
 
 struct FixtureRepo {
   fs::path dir;
-  std::string c1, c3, c4, tree1;
+  std::string c1, c3, c4, c6, tree1;
   FixtureRepo() {
     char tmpl[] = "/tmp/rbk_git_fixture_XXXXXX";
     dir = ::mkdtemp(tmpl);
@@ -89,6 +91,7 @@ struct FixtureRepo {
     write(dir / "validation/claims_registry.json", registry(false).dump(1));
     write(dir / "experiments/demo/main.cpp", "int main() { return 0; }\n");
     write(dir / "experiments/mixed/main.cpp", "int main() { return 0; }\n");
+    write(dir / "experiments/other/a.cpp", "int a() { return 0; }\n");
     run(g + "add -A && " + g + "commit -q -m 'C1: registry and sources'");
     c1 = run(g + "rev-parse HEAD");
     tree1 = run(g + "rev-parse HEAD^{tree}");
@@ -105,6 +108,13 @@ struct FixtureRepo {
     c4 = run(g + "rev-parse HEAD");
     write(dir / "results/mixed/mixed.cpu.json", result("mixed", "cpu", c4, std::string(40, '0'), 1.2));
     run(g + "add -A && " + g + "commit -q -m 'C5: mixed cpu result at C4'");
+    fs::create_directories(dir / "experiments/mixed/src");
+    run(g + "mv experiments/mixed/main.cpp experiments/mixed/src/main.cpp && " + g + "commit -q -m 'mixed: move main.cpp unchanged'");
+    c6 = run(g + "rev-parse --short HEAD");
+    fs::create_directories(dir / "experiments/other2");
+    run(g + "mv experiments/other/a.cpp experiments/other2/a.cpp");
+    write(dir / "experiments/other2/a.cpp", "int a() { return 1; }\n");
+    run(g + "add -A && " + g + "commit -q -m 'other: move a.cpp with an edit'");
   }
   ~FixtureRepo() {
     std::error_code ec;
@@ -120,6 +130,53 @@ TEST(ValidationGit, ShellQuoting) {
   const GitRepo none("/nonexistent/rbk/dir");
   EXPECT_FALSE(none.available());
   EXPECT_FALSE(none.commit_exists("abcdef0"));
+}
+
+// Staleness compares content, not commit lists: a file moved without a byte changed is the same
+// code (C6), a moved and edited one is not (C7). Without the exact-rename detection the first
+// expectation fails (C6 touches experiments/mixed).
+TEST(ValidationGit, MovedUnchangedSourceIsNotAChange) {
+  if (std::system("git --version >/dev/null 2>&1") != 0) GTEST_SKIP() << "git is not installed";
+  FixtureRepo repo;
+  const GitRepo git(repo.dir.string());
+  const auto touched = git.commits_since(repo.c4, {"experiments/mixed"});
+  ASSERT_TRUE(touched.has_value());
+  ASSERT_EQ(touched->size(), 1u);
+  EXPECT_EQ((*touched)[0].hash, repo.c6);
+  const std::vector<std::string> declared_then = {"experiments/mixed"};
+  const auto moved = git.changed_sources_since(repo.c4, {"experiments/mixed"}, &declared_then);
+  ASSERT_TRUE(moved.has_value());
+  EXPECT_TRUE(moved->empty()) << (*moved)[0];
+  // The same bytes arriving from a path that was not a source then (or when the old list is not
+  // known) are new code for this experiment.
+  const std::vector<std::string> elsewhere = {"experiments/elsewhere"};
+  const auto moved_in = git.changed_sources_since(repo.c4, {"experiments/mixed"}, &elsewhere);
+  ASSERT_TRUE(moved_in.has_value());
+  ASSERT_EQ(moved_in->size(), 1u);
+  EXPECT_NE((*moved_in)[0].find("moved in experiments/mixed/main.cpp"), std::string::npos) << (*moved_in)[0];
+  const auto unknown_then = git.changed_sources_since(repo.c4, {"experiments/mixed"});
+  ASSERT_TRUE(unknown_then.has_value());
+  EXPECT_EQ(unknown_then->size(), 1u);
+  const auto since_c1 = git.changed_sources_since(repo.c1, {"experiments/mixed"}, &declared_then);
+  ASSERT_TRUE(since_c1.has_value());
+  // C3's edit before C6's move: not an exact rename, so the old path is gone and the new one added.
+  EXPECT_EQ(since_c1->size(), 2u);
+  const std::vector<std::string> other_then = {"experiments/other"};
+  const auto edited = git.changed_sources_since(repo.c4, {"experiments/other2"}, &other_then);
+  ASSERT_TRUE(edited.has_value());
+  ASSERT_EQ(edited->size(), 1u);
+  EXPECT_NE((*edited)[0].find("experiments/other2/a.cpp"), std::string::npos) << (*edited)[0];
+  const auto left = git.changed_sources_since(repo.c4, {"experiments/other"});
+  ASSERT_TRUE(left.has_value());
+  EXPECT_EQ(left->size(), 1u);
+  EXPECT_FALSE(git.changed_sources_since("0123456789abcdef", {"experiments/mixed"}).has_value());
+
+  // The store reads the sources declared then from the registry at the result's commit.
+  ResultStore store(repo.dir.string(), "", load_registry((repo.dir / "validation/claims_registry.json").string()));
+  const ResultSource& mixed = store.get("mixed");
+  ASSERT_TRUE(mixed.stale.has_value());
+  EXPECT_FALSE(*mixed.stale) << mixed.stale_text();
+  EXPECT_TRUE(mixed.stale_commits.empty());
 }
 
 TEST(ValidationGit, StaleChoiceRuleHistoryAndProvenance) {

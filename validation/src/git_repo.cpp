@@ -96,6 +96,57 @@ std::optional<std::vector<GitCommitLine>> GitRepo::commits_since(const std::stri
   return lines;
 }
 
+namespace {
+
+bool under_any(const std::string& path, const std::vector<std::string>& roots) {
+  for (const auto& r : roots) {
+    if (path == r) return true;
+    const bool dir_prefix = path.size() > r.size() && path.compare(0, r.size(), r) == 0 &&
+                            (r.back() == '/' || path[r.size()] == '/');
+    if (dir_prefix) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::optional<std::vector<std::string>> GitRepo::changed_sources_since(const std::string& commit,
+                                                                       const std::vector<std::string>& paths,
+                                                                       const std::vector<std::string>* declared_then) const {
+  if (!commit_exists(commit)) return std::nullopt;
+  // No pathspec: rename detection needs both sides of a move in the diff.
+  const auto out = run({"diff", "--name-status", "--no-ext-diff", "-M100%", commit, "HEAD"});
+  if (!out) return std::nullopt;
+  std::vector<std::string> changed;
+  std::size_t start = 0;
+  while (start < out->size()) {
+    std::size_t end = out->find('\n', start);
+    if (end == std::string::npos) end = out->size();
+    const std::string line = out->substr(start, end - start);
+    start = end + 1;
+    // "<status>\t<path>" or, for renames and copies, "<status><score>\t<old>\t<new>".
+    const std::size_t t1 = line.find('\t');
+    if (line.empty() || t1 == std::string::npos) continue;
+    const std::string status = line.substr(0, t1);
+    const std::size_t t2 = line.find('\t', t1 + 1);
+    const std::string first = line.substr(t1 + 1, t2 == std::string::npos ? std::string::npos : t2 - t1 - 1);
+    const std::string second = t2 == std::string::npos ? "" : line.substr(t2 + 1);
+    if (status == "R100") {
+      const bool was_source = declared_then != nullptr && under_any(first, *declared_then);
+      if (under_any(second, paths)) {
+        if (was_source) continue;  // a source then, a source now, the same bytes: the same code
+        changed.push_back("moved in " + first + " -> " + second + " (not a source at " + commit.substr(0, 10) + ")");
+      } else if (under_any(first, paths)) {
+        changed.push_back("moved out " + first + " -> " + second);
+      }
+      continue;
+    }
+    const std::string path = second.empty() ? first : second;
+    if (under_any(path, paths) || (!second.empty() && under_any(first, paths))) changed.push_back(status + " " + path);
+  }
+  return changed;
+}
+
 std::optional<std::string> GitRepo::show_file(const std::string& commit, const std::string& path) const {
   if (!commit_exists(commit) || path.empty()) return std::nullopt;
   return run({"show", commit + ":" + path});

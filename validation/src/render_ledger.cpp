@@ -83,8 +83,10 @@ std::string render_claims_markdown(const Registry& registry, const std::vector<C
   }
 
   o << "\n## Stale results\n\n";
-  o << "A result is stale when a commit after the one it records touches a source path its experiment declares "
-       "(registry `experiments`); its claims are judged on it all the same, and say so.\n\n";
+  o << "A result is stale when a source its experiment declares (registry `experiments`) differs from the "
+       "same source at the commit the result records (a file moved without a byte changed, git's exact rename, "
+       "from a source declared then to one declared now, is the same code); the commits touching those sources since are listed. Its claims are judged on it "
+       "all the same, and say so.\n\n";
   bool any = false;
   for (const auto& kv : store.sources()) {
     const ResultSource& s = kv.second;

@@ -92,6 +92,21 @@ std::string shorten(const std::string& commit) { return commit.substr(0, 10); }
 
 }  // namespace
 
+// The experiment's declared sources in the registry as it was at <commit>;
+// nullopt where that registry is absent or does not parse: moves then count as changes.
+std::optional<std::vector<std::string>> ResultStore::declared_sources_at(const std::string& commit,
+                                                                         const std::string& experiment) const {
+  const auto text = git_.show_file(commit, registry_in_repo_);
+  if (!text) return std::nullopt;
+  const json doc = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  const json::json_pointer ptr("/experiments/" + experiment + "/sources");
+  if (!doc.is_object() || !doc.contains(ptr) || !doc.at(ptr).is_array()) return std::nullopt;
+  std::vector<std::string> out;
+  for (const auto& v : doc.at(ptr))
+    if (v.is_string()) out.push_back(v.get<std::string>());
+  return out;
+}
+
 std::string ResultSource::stale_text() const {
   if (!stale) return "staleness unknown (" + stale_unknown_reason + ")";
   if (!*stale) return "not stale";
@@ -111,7 +126,9 @@ ResultStore::ResultStore(std::string source_dir, std::string build_dir, std::vec
       git_(source_dir_) {}
 
 ResultStore::ResultStore(std::string source_dir, std::string build_dir, const Registry& registry)
-    : ResultStore(std::move(source_dir), std::move(build_dir), registry.preset_preference, registry.experiments) {}
+    : ResultStore(std::move(source_dir), std::move(build_dir), registry.preset_preference, registry.experiments) {
+  if (std::string in_repo = git_.path_in_repo(registry.path); !in_repo.empty()) registry_in_repo_ = std::move(in_repo);
+}
 
 const ResultSource& ResultStore::get(const std::string& experiment) {
   auto it = cache_.find(experiment);
@@ -157,12 +174,16 @@ ResultSource ResultStore::load(const std::string& experiment) const {
       c.stale_commits = k.stale_commits;
       c.stale_unknown_reason = k.stale_unknown_reason;
     } else {
-      const auto since = git_.commits_since(c.git_commit, info->second.sources);
-      if (!since) {
+      // Stale = the declared sources differ from those at the result's commit (files moved
+      // unchanged do not count); the commits touching them since are listed as the evidence.
+      const auto then = declared_sources_at(c.git_commit, experiment);
+      const auto changed = git_.changed_sources_since(c.git_commit, info->second.sources, then ? &*then : nullptr);
+      const auto since = changed ? git_.commits_since(c.git_commit, info->second.sources) : std::nullopt;
+      if (!changed || !since) {
         c.stale_unknown_reason = "commit " + shorten(c.git_commit) + " is not in this repository";
       } else {
-        c.stale = !since->empty();
-        c.stale_commits = *since;
+        c.stale = !changed->empty();
+        if (*c.stale) c.stale_commits = *since;
       }
       by_commit[c.git_commit] = c;
     }

@@ -41,6 +41,16 @@ class GitRepo {
   // the commit is unknown or git fails.
   std::optional<std::vector<GitCommitLine>> commits_since(const std::string& commit,
                                                           const std::vector<std::string>& paths) const;
+  // The declared sources whose content differs between <commit> and HEAD: "<status> <path>" per
+  // file (git diff --name-status with exact rename detection, -M100%). A path matches a declared
+  // source when it equals it or lies under it (a directory). A file moved without a byte changed
+  // from a path that was a source at <commit> (declared_then: the registry's list as it was
+  // there) to one that is a source now is not a change: the code it holds is the code the result
+  // ran. Without declared_then every move into the sources counts as a change. nullopt when the
+  // commit is unknown or git fails.
+  std::optional<std::vector<std::string>> changed_sources_since(
+      const std::string& commit, const std::vector<std::string>& paths,
+      const std::vector<std::string>* declared_then = nullptr) const;
   // The content of path (relative to dir) at commit; nullopt when it did not exist there.
   std::optional<std::string> show_file(const std::string& commit, const std::string& path) const;
   // Path relative to the work tree's top level, or "" when it lies outside it.

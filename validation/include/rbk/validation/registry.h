@@ -104,8 +104,8 @@ struct ClaimPart {
   nlohmann::json raw;            // the part object as registered
 };
 
-// An experiment the rules name: the source paths its results depend on. A result whose commit
-// predates a commit touching one of them is stale.
+// An experiment the rules name: the source paths its results depend on. A result is stale when
+// one of them differs from the same source at the result's commit (GitRepo::changed_sources_since).
 struct ExperimentInfo {
   std::vector<std::string> sources;  // paths relative to the repository root
   bool gpu_only = false;

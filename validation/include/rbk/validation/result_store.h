@@ -80,10 +80,15 @@ class ResultStore {
 
  private:
   ResultSource load(const std::string& experiment) const;
+  std::optional<std::vector<std::string>> declared_sources_at(const std::string& commit,
+                                                              const std::string& experiment) const;
   std::string source_dir_, build_dir_;
   std::vector<std::string> preference_;
   std::map<std::string, ExperimentInfo> experiments_;
   GitRepo git_;
+  // Where the registry lives in the repository, to read it as it was at a result's commit (the
+  // sources declared then); the standard path where the store was built without a registry.
+  std::string registry_in_repo_ = "validation/claims_registry.json";
   std::map<std::string, ResultSource> cache_;
 };
 

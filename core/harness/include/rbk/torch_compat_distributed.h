@@ -3,7 +3,7 @@
 // headers: TCPStore (rendezvous and small key/value records) and the Gloo (CPU) / NCCL (CUDA)
 // process groups' all-reduce and broadcast. LibTorch 1.13 (Debian) and 2.11 (the GPU wheel) differ
 // in c10d's class layout (ProcessGroup vs Backend, options structs); the differences live in
-// core/src/torch_compat_distributed.cpp only, which CMake compiles with USE_C10D_GLOO /
+// core/harness/torch_compat_distributed.cpp only, which CMake compiles with USE_C10D_GLOO /
 // USE_C10D_NCCL where a probe found the headers and they compiled and linked
 // (core/distributed.cmake). Without them every call here throws a clear error.
 #pragma once
