@@ -7,7 +7,8 @@ add_library(rbk_cuda_kernels STATIC ${RBK_KERNEL_DIR}/bk_stable_scan.cu ${RBK_KE
 # RWKV-4 WKV kernel (issue 7, RWKV baseline).
 target_sources(rbk_cuda_kernels PRIVATE ${RBK_KERNEL_DIR}/wkv.cu)
 # Mamba-1 selective scan (issue 7, baselines).
-target_sources(rbk_cuda_kernels PRIVATE ${RBK_KERNEL_DIR}/selective_scan.cu ${RBK_KERNEL_DIR}/selective_scan_runs.cu)
+target_sources(rbk_cuda_kernels PRIVATE ${RBK_KERNEL_DIR}/selective_scan.cu
+                                       ${RBK_KERNEL_DIR}/selective_scan_runs_fwd.cu ${RBK_KERNEL_DIR}/selective_scan_runs_bwd.cu)
 # Every area's headers, as rbk_core has them (cuda_event_timer.h reads rbk/timing.h).
 target_include_directories(rbk_cuda_kernels PUBLIC ${RBK_CORE_INCLUDE_DIRS})
 target_link_libraries(rbk_cuda_kernels PUBLIC CUDA::cudart)

@@ -21,7 +21,7 @@
 //
 // Variants (rbk/kernels/selective_scan_launch.h): this file's sequential variant walks all of L in
 // one block per (batch row, 32 channels), storing h at every chunk start for its backward, which
-// walks the chunks right to left. The runs variant (the default) is in selective_scan_runs.cu (one
+// walks the chunks right to left. The runs variant (the default) is in selective_scan_runs_{fwd,bwd}.cu (one
 // channel per lane: a single-pass forward, and a backward whose chunks are chained by a
 // look-back); this file's launchers dispatch to it and run the reductions after its backward.
 // Three chunk-parallel variants (chunked, hybrid, lean) lived here until 2026-12-05 (issue 18:

@@ -1,5 +1,5 @@
-// Internal to the selective-scan kernels (selective_scan.cu, selective_scan_runs.cu): the element
-// functions and the backward workspace layout both files use. Not a public header.
+// Internal to the selective-scan kernels (selective_scan.cu, selective_scan_runs_{fwd,bwd}.cu): the
+// element functions and the backward workspace layout they all use. Not a public header.
 #pragma once
 #include "rbk/kernels/selective_scan_launch.h"
 
@@ -35,11 +35,11 @@ __host__ __device__ inline ChunkWorkspace chunk_workspace(const SelectiveScanPar
           reinterpret_cast<unsigned*>(w + bdk * (2 * N + 3))};
 }
 
-// Backward pass (c) of the runs variant (SsVariant::Runs; selective_scan_runs.cu): du, ddelta, dz,
+// Backward pass (c) of the runs variant (SsVariant::Runs; selective_scan_runs_bwd.cu): du, ddelta, dz,
 // the dB/dC partials and the per-chunk dA, dD, ddelta_bias partials; pass (d) and the dB/dC
 // reduction follow in the caller.
 cudaError_t launch_selective_scan_bwd_runs(const SelectiveScanParams& p, cudaStream_t stream);
-// Forward of the runs variant (selective_scan_runs.cu): out and chunk_states.
+// Forward of the runs variant (selective_scan_runs_fwd.cu): out and chunk_states.
 cudaError_t launch_selective_scan_fwd_lanes(const SelectiveScanParams& p, cudaStream_t stream);
 
 }  // namespace rbk::cuda::ss_detail

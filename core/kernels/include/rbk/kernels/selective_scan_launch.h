@@ -19,7 +19,7 @@
 //     summed over blocks by a second kernel: no atomics, so the gradients are deterministic. dA,
 //     dD, ddelta_bias are written per batch row (Bt, Dm, N), (Bt, Dm), (Bt, Dm) and summed over Bt
 //     by the caller.
-//   SsVariant::Runs (selective_scan_runs.cu). Forward: one pass over L, one channel per lane and
+//   SsVariant::Runs (selective_scan_runs_{fwd,bwd}.cu). Forward: one pass over L, one channel per lane and
 //     4 warps of 4 states each. Backward: a block is one chunk of 32 channels, one channel per
 //     lane, 8 warps each owning a run of 8 steps; each thread loops over the states, so sums over
 //     states stay in registers and only dB/dC need a cross-lane sum (through shared memory). Chunks
