@@ -124,9 +124,7 @@ std::string output_check_failure(const Measured& m, bool check_count) {
   return "";
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+rbk::ExperimentSpec act_flops_spec() {
   rbk::ExperimentSpec spec{"act_flops", {"C11", "C21"},
                            "ACT that skips halted tokens vs upstream's compat ACT; FLOPs per token (analytic, counted) "
                            "of ResNet-BK with and without ACT, Mamba, Transformer; PPL vs GFLOPs/token over seeds", {}};
@@ -145,7 +143,216 @@ int main(int argc, char** argv) {
       .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
       .add_string("device", {"auto", "cpu", "cuda"}, "where to train");
 
-  return rbk::run_experiment(argc, argv, spec, [](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
+  return spec;
+}
+
+// ---- plan: options read and every arm's model checked before anything is trained -----------------
+
+struct ActPlan {
+  rbk::TrainOptions train;
+  std::vector<std::string> arms;
+  std::map<std::string, rbk::LmConfig> models;  // every arm's model; "bk" is the paired-init reference
+  rbk::LmConfig compat;                          // upstream's ACT on the bk arm's weights (compat face)
+  int64_t act_min_layers = 0;
+  double halting_threshold = 0, ppl_match_tolerance = 0;
+};
+
+ActPlan plan_act_flops(const rbk::Config& cfg, const rbk::LmConfig& base, const rbk::TrainOptions& train,
+                       const rbk::LmData& data) {
+  ActPlan p;
+  p.train = train;
+  p.arms = cfg.get_string_list("arms");
+  p.act_min_layers = cfg.get_int("act_min_layers");
+  p.halting_threshold = cfg.get_real("halting_threshold");
+  p.ppl_match_tolerance = cfg.get_real("ppl_match_tolerance");
+  rbk::LmConfig bk = base;
+  bk.vocab_size = data.vocab_size();
+  auto& models = p.models;
+  models["bk"] = bk;
+  auto act = bk;
+  act.act = cfg.get_string("act_mode");
+  act.act_signal = cfg.get_string("act_signal");
+  act.act_threshold = cfg.get_real("act_threshold");
+  act.act_min_layers = p.act_min_layers;
+  models["bk_act"] = act;
+  auto halting = act;
+  halting.act_threshold = p.halting_threshold;
+  models["bk_act_halting"] = halting;
+  auto mamba = bk;
+  mamba.arch = "mamba";
+  mamba.position = "auto";
+  models["mamba"] = mamba;
+  auto transformer = bk;
+  transformer.arch = "transformer";
+  transformer.position = "auto";
+  models["transformer"] = transformer;
+  p.compat = bk;
+  p.compat.act = "compat";
+  p.compat.act_signal = "phase";
+  try {
+    for (auto* c : {&models["bk"], &models["bk_act"], &models["bk_act_halting"], &models["mamba"], &models["transformer"], &p.compat}) {
+      c->validate();
+      rbk::make_language_model(*c);  // the model's own cross-field checks
+      rbk::check_model_and_training(*c, train, "model.", "train.");
+    }
+  } catch (const std::invalid_argument& e) {
+    throw rbk::ConfigError(e.what());
+  }
+  return p;
+}
+
+rbk::SweepPlan plan_sweep(const rbk::Config& cfg, const ActPlan& p, const rbk::LmData& data) {
+  rbk::SweepPlan plan;
+  plan.name = "act_flops";
+  for (const auto& a : p.arms) plan.grid.arms.push_back({a, {{"model", p.models.at(a).to_json()}}});
+  for (int64_t k = 0; k < cfg.get_int("n_seeds"); ++k) plan.grid.seeds.push_back(static_cast<uint64_t>(cfg.get_int("seed") + k));
+  plan.base = {{"train", rbk::train_options_to_json(p.train)}, {"data", rbk::data_options_to_json(data.options)}};
+  plan.divergence_rule = rbk::DivergenceRule{p.train.divergence_factor, p.train.divergence_patience}.to_json();
+  return plan;
+}
+
+// ---- measure: one (arm, seed) trained, then counted on valid; the bk arm also under upstream's ACT ----
+
+json measure_cell(const ActPlan& p, const rbk::LmData& data, const std::string& sweep_dir, const rbk::SweepCell& cell,
+                  const std::string& cell_dir) {
+  rbk::TrainOptions t = p.train;
+  t.seed = cell.seed;
+  t.label = cell.id + ": ";
+  const json rec = rbk::run_training_job(data, p.models.at(cell.arm), t, cell_dir,
+                                         rbk::paired_init_hook(cell, sweep_dir, cell_dir, p.models.at("bk")));
+  json o = rbk::cell_outcome_from_job(rec);
+  const std::string status = o["status"];
+  if (status == "stopped") return o;
+  o["metrics"] = json::object();
+  if (status != "ok") return o;
+  auto model = rbk::load_model_from_checkpoint(rbk::job_checkpoint_path(cell_dir), t.device);
+  const Measured m = measure(*model, data, t);
+  const std::string bad = output_check_failure(m, cell.arm != "transformer");
+  if (!bad.empty()) return json{{"status", "error"}, {"reason", "output check: " + bad}, {"metrics", json::object()}};
+  o["metrics"] = {{"ppl", m.ppl}, {"gflops_per_token", m.gflops}, {"executed_fraction", m.fraction},
+                  {"matmul_counted", m.counted_matmul}, {"matmul_analytic", m.analytic_matmul},
+                  {"tokens_per_second", rec.value("tokens_per_second", json(nullptr))}};
+  o["analytic"] = m.analytic;
+  if (cell.arm == "bk") {
+    // Compat face: upstream's ACT on the same weights.
+    torch::manual_seed(cell.seed);
+    auto cm = rbk::make_language_model(p.compat);
+    {
+      torch::NoGradGuard ng;
+      auto src = model->named_parameters();
+      for (auto& q : cm->named_parameters()) q.value().copy_(src[q.key()]);
+    }
+    cm->to(t.device);
+    const Measured c = measure(*cm, data, t);
+    const auto& ctr = dynamic_cast<rbk::ResNetBkLm&>(*cm).act_counters();
+    const double L = static_cast<double>(p.compat.n_layers);
+    const double avg_layers = ctr.upstream_weight_sum / (L * static_cast<double>(std::max<int64_t>(1, ctr.tokens)));
+    o["metrics"]["compat_ppl"] = c.ppl;
+    o["metrics"]["compat_gflops_per_token"] = c.gflops;
+    o["metrics"]["compat_executed_fraction"] = c.fraction;
+    o["metrics"]["compat_upstream_reported_reduction"] = 1.0 - avg_layers / L;
+  }
+  return o;
+}
+
+// ---- summarise: rows and per-seed arrays, the ratios the claims read, checks, figure points -------
+
+void summarise(const ActPlan& p, const rbk::SweepPlan& plan, const std::map<std::string, json>& outcomes,
+               rbk::ExperimentOutput& out) {
+  json& seeds = out.summary["seeds"];
+  seeds["seed"] = plan.grid.seeds;
+  std::map<std::string, std::map<std::string, std::vector<std::optional<double>>>> col;
+  int64_t cells_ok = 0;
+  json failing = json::array();
+  for (const auto& a : p.arms) {
+    for (auto s : plan.grid.seeds) {
+      const auto it = outcomes.find(a + ".seed" + std::to_string(s));
+      const json o = it == outcomes.end() ? json{{"status", "pending"}} : it->second;
+      const json m = o.value("metrics", json::object());
+      for (const char* k : {"ppl", "gflops_per_token", "executed_fraction", "matmul_counted", "matmul_analytic",
+                            "compat_upstream_reported_reduction", "compat_executed_fraction", "compat_ppl"}) {
+        const json v = m.value(k, json(nullptr));
+        col[a][k].push_back(v.is_number() ? std::optional<double>(v.get<double>()) : std::nullopt);
+      }
+      out.rows.push_back({{"status", o.value("status", "pending") == "ok" ? "ok" : "failed"}, {"arm", a}, {"seed", s},
+                          {"cell_status", o.value("status", "pending")}, {"metrics", m},
+                          {"analytic", o.value("analytic", json(nullptr))}, {"reason", o.value("reason", "")}});
+      if (o.value("status", "") == "ok") ++cells_ok;
+      if (o.value("reason", "").rfind("output check", 0) == 0) failing.push_back(a + ".seed" + std::to_string(s));
+    }
+    {
+      // The figure's points: one (GFLOPs/token, PPL) pair per finished seed.
+      std::vector<double> px, py;
+      for (size_t i = 0; i < col[a]["ppl"].size(); ++i)
+        if (col[a]["ppl"][i] && col[a]["gflops_per_token"][i]) {
+          px.push_back(*col[a]["gflops_per_token"][i]);
+          py.push_back(*col[a]["ppl"][i]);
+        }
+      if (!px.empty()) {
+        out.arrays.push_back(rbk::make_array("points/" + a + "/gflops_per_token", px, "GFLOP", "per token, per finished seed"));
+        out.arrays.push_back(rbk::make_array("points/" + a + "/valid_ppl", py, "1", "valid PPL, per finished seed"));
+      }
+    }
+    seeds[a + "_ppl"] = array_or_null(col[a]["ppl"]);
+    seeds[a + "_gflops_per_token"] = array_or_null(col[a]["gflops_per_token"]);
+    std::vector<double> cnt, ana;
+    for (size_t i = 0; i < col[a]["matmul_counted"].size(); ++i)
+      if (col[a]["matmul_counted"][i] && col[a]["matmul_analytic"][i]) {
+        cnt.push_back(*col[a]["matmul_counted"][i]);
+        ana.push_back(*col[a]["matmul_analytic"][i]);
+      }
+    if (!cnt.empty())
+      out.summary["flops"][a] = {{"matmul_counted", mean_of(cnt)}, {"matmul_analytic", mean_of(ana)},
+                                 {"matmul_counted_over_analytic", mean_of(cnt) / mean_of(ana)}};
+  }
+  for (const char* a : {"bk_act", "bk_act_halting"})
+    if (col.count(a)) seeds[std::string(a) + "_executed_fraction"] = array_or_null(col[a]["executed_fraction"]);
+  seeds["compat_upstream_reported_reduction"] = array_or_null(col["bk"]["compat_upstream_reported_reduction"]);
+  seeds["compat_executed_fraction"] = array_or_null(col["bk"]["compat_executed_fraction"]);
+  auto present = [&](const std::string& a, const std::string& k) {
+    std::vector<double> v;
+    if (col.count(a))
+      for (const auto& x : col[a][k])
+        if (x) v.push_back(*x);
+    return v;
+  };
+  const auto bk_g = present("bk", "gflops_per_token"), act_g = present("bk_act", "gflops_per_token"),
+             mb_g = present("mamba", "gflops_per_token"), bk_p = present("bk", "ppl"), act_p = present("bk_act", "ppl"),
+             mb_p = present("mamba", "ppl");
+  if (!bk_g.empty() && !act_g.empty()) {
+    out.summary["act_flops_reduction"] = 1.0 - mean_of(act_g) / mean_of(bk_g);
+    out.summary["act_relative_ppl_increase"] = mean_of(act_p) / mean_of(bk_p) - 1.0;
+  }
+  const auto halt_g = present("bk_act_halting", "gflops_per_token"), halt_p = present("bk_act_halting", "ppl");
+  if (!bk_g.empty() && !halt_g.empty()) {
+    out.summary["halting_flops_reduction"] = 1.0 - mean_of(halt_g) / mean_of(bk_g);
+    out.summary["halting_relative_ppl_increase"] = mean_of(halt_p) / mean_of(bk_p) - 1.0;
+    out.summary["halting_threshold"] = p.halting_threshold;
+  }
+  const rbk::LmConfig& bk = p.models.at("bk");
+  out.summary["halting_max_block_saving"] =
+      std::max<double>(0.0, static_cast<double>(bk.n_layers - p.act_min_layers - 1)) / static_cast<double>(bk.n_layers);
+  if (!bk_g.empty() && !mb_g.empty()) {
+    const double ppl_ratio = mean_of(bk_p) / mean_of(mb_p);
+    out.summary["bk_over_mamba_flops_ratio"] = mean_of(bk_g) / mean_of(mb_g);
+    out.summary["bk_over_mamba_ppl_ratio"] = ppl_ratio;
+    out.summary["ppl_matched"] = std::fabs(ppl_ratio - 1.0) <= p.ppl_match_tolerance;
+  }
+  const auto cp = present("bk", "compat_ppl");
+  if (!cp.empty()) out.summary["compat"] = {{"output_equal_to_bk", mean_of(cp) == mean_of(bk_p)},
+                                            {"executed_fraction", mean_of(present("bk", "compat_executed_fraction"))},
+                                            {"upstream_reported_reduction", mean_of(present("bk", "compat_upstream_reported_reduction"))}};
+  out.summary["flops"]["transformer"]["analytic"] = rbk::analytic_token_flops(p.models.at("transformer"), p.train.seq_len).to_json();
+  out.summary["checks"] = {{"cells_ok", cells_ok}, {"cells_failing_output_check", failing},
+                           {"outputs_finite_and_nontrivial", cells_ok > 0 && failing.empty()}};
+  out.summary["n_seeds"] = plan.grid.seeds.size();
+  out.summary["ppl_match_tolerance"] = p.ppl_match_tolerance;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return rbk::run_experiment(argc, argv, act_flops_spec(), [](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
     const torch::Device device = rbk::experiment_device(cfg);
     const rbk::LmConfig base = rbk::lm_config_from(cfg, "model.");
     if (base.arch != "resnet_bk" || base.block != "papertime")
@@ -154,183 +361,21 @@ int main(int argc, char** argv) {
     const rbk::TrainOptions train = rbk::train_options_from(cfg, "train.", device);
     const auto arms = cfg.get_string_list("arms");
     if (arms.empty() || arms.front() != "bk") throw rbk::ConfigError("arms: expected 'bk' first (the paired-init reference)");
-
     const std::string cache = out.checkpoint_dir.empty() ? "" : out.checkpoint_dir + "/token_cache";
     const rbk::LmData data = rbk::load_lm_data(rbk::data_options_from(cfg, "data."), cache);
-    rbk::LmConfig bk = base;
-    bk.vocab_size = data.vocab_size();
-    std::map<std::string, rbk::LmConfig> models;
-    models["bk"] = bk;
-    auto act = bk;
-    act.act = cfg.get_string("act_mode");
-    act.act_signal = cfg.get_string("act_signal");
-    act.act_threshold = cfg.get_real("act_threshold");
-    act.act_min_layers = cfg.get_int("act_min_layers");
-    models["bk_act"] = act;
-    auto halting = act;
-    halting.act_threshold = cfg.get_real("halting_threshold");
-    models["bk_act_halting"] = halting;
-    auto mamba = bk;
-    mamba.arch = "mamba";
-    mamba.position = "auto";
-    models["mamba"] = mamba;
-    auto transformer = bk;
-    transformer.arch = "transformer";
-    transformer.position = "auto";
-    models["transformer"] = transformer;
-    auto compat = bk;
-    compat.act = "compat";
-    compat.act_signal = "phase";
-    try {
-      for (auto* c : {&models["bk"], &models["bk_act"], &models["bk_act_halting"], &models["mamba"], &models["transformer"], &compat}) {
-        c->validate();
-        rbk::make_language_model(*c);  // the model's own cross-field checks
-        rbk::check_model_and_training(*c, train, "model.", "train.");
-      }
-    } catch (const std::invalid_argument& e) {
-      throw rbk::ConfigError(e.what());
-    }
+    const ActPlan p = plan_act_flops(cfg, base, train, data);
     out.summary["data"] = data.summary();
 
-    rbk::SweepPlan plan;
-    plan.name = "act_flops";
-    for (const auto& a : arms) plan.grid.arms.push_back({a, {{"model", models.at(a).to_json()}}});
-    for (int64_t k = 0; k < cfg.get_int("n_seeds"); ++k) plan.grid.seeds.push_back(static_cast<uint64_t>(cfg.get_int("seed") + k));
-    plan.base = {{"train", rbk::train_options_to_json(train)}, {"data", rbk::data_options_to_json(data.options)}};
-    plan.divergence_rule = rbk::DivergenceRule{train.divergence_factor, train.divergence_patience}.to_json();
+    const rbk::SweepPlan plan = plan_sweep(cfg, p, data);
     const std::string sweep_dir = !cfg.get_string("sweep_dir").empty() ? cfg.get_string("sweep_dir")
                                   : (out.checkpoint_dir.empty() ? std::string("act_flops_sweep") : out.checkpoint_dir) + "/sweep";
     rbk::prepare_sweep_dir(plan, sweep_dir);
-    const auto runner = [&](const rbk::SweepCell& cell, const std::string& cell_dir) -> json {
-      rbk::TrainOptions t = train;
-      t.seed = cell.seed;
-      t.label = cell.id + ": ";
-      const json rec = rbk::run_training_job(data, models.at(cell.arm), t, cell_dir,
-                                             rbk::paired_init_hook(cell, sweep_dir, cell_dir, models.at("bk")));
-      json o = rbk::cell_outcome_from_job(rec);
-      const std::string status = o["status"];
-      if (status == "stopped") return o;
-      o["metrics"] = json::object();
-      if (status == "ok") {
-        auto model = rbk::load_model_from_checkpoint(rbk::job_checkpoint_path(cell_dir), t.device);
-        const Measured m = measure(*model, data, t);
-        const std::string bad = output_check_failure(m, cell.arm != "transformer");
-        if (!bad.empty()) return json{{"status", "error"}, {"reason", "output check: " + bad}, {"metrics", json::object()}};
-        o["metrics"] = {{"ppl", m.ppl}, {"gflops_per_token", m.gflops}, {"executed_fraction", m.fraction},
-                        {"matmul_counted", m.counted_matmul}, {"matmul_analytic", m.analytic_matmul},
-                        {"tokens_per_second", rec.value("tokens_per_second", json(nullptr))}};
-        o["analytic"] = m.analytic;
-        if (cell.arm == "bk") {
-          // Compat face: upstream's ACT on the same weights.
-          torch::manual_seed(cell.seed);
-          auto cm = rbk::make_language_model(compat);
-          {
-            torch::NoGradGuard ng;
-            auto src = model->named_parameters();
-            for (auto& p : cm->named_parameters()) p.value().copy_(src[p.key()]);
-          }
-          cm->to(t.device);
-          const Measured c = measure(*cm, data, t);
-          const auto& ctr = dynamic_cast<rbk::ResNetBkLm&>(*cm).act_counters();
-          const double L = static_cast<double>(compat.n_layers);
-          const double avg_layers = ctr.upstream_weight_sum / (L * static_cast<double>(std::max<int64_t>(1, ctr.tokens)));
-          o["metrics"]["compat_ppl"] = c.ppl;
-          o["metrics"]["compat_gflops_per_token"] = c.gflops;
-          o["metrics"]["compat_executed_fraction"] = c.fraction;
-          o["metrics"]["compat_upstream_reported_reduction"] = 1.0 - avg_layers / L;
-        }
-      }
-      return o;
-    };
-    out.summary["sweep"] = rbk::run_sweep(plan, sweep_dir, runner, rbk::SweepRunOptions{}).to_json();
-    const auto outcomes = rbk::read_cell_outcomes(plan, sweep_dir);
-
-    json& seeds = out.summary["seeds"];
-    seeds["seed"] = plan.grid.seeds;
-    std::map<std::string, std::map<std::string, std::vector<std::optional<double>>>> col;
-    int64_t cells_ok = 0;
-    json failing = json::array();
-    for (const auto& a : arms) {
-      for (auto s : plan.grid.seeds) {
-        const auto it = outcomes.find(a + ".seed" + std::to_string(s));
-        const json o = it == outcomes.end() ? json{{"status", "pending"}} : it->second;
-        const json m = o.value("metrics", json::object());
-        for (const char* k : {"ppl", "gflops_per_token", "executed_fraction", "matmul_counted", "matmul_analytic",
-                              "compat_upstream_reported_reduction", "compat_executed_fraction", "compat_ppl"}) {
-          const json v = m.value(k, json(nullptr));
-          col[a][k].push_back(v.is_number() ? std::optional<double>(v.get<double>()) : std::nullopt);
-        }
-        out.rows.push_back({{"status", o.value("status", "pending") == "ok" ? "ok" : "failed"}, {"arm", a}, {"seed", s},
-                            {"cell_status", o.value("status", "pending")}, {"metrics", m},
-                            {"analytic", o.value("analytic", json(nullptr))}, {"reason", o.value("reason", "")}});
-        if (o.value("status", "") == "ok") ++cells_ok;
-        if (o.value("reason", "").rfind("output check", 0) == 0) failing.push_back(a + ".seed" + std::to_string(s));
-      }
-      {
-        // The figure's points: one (GFLOPs/token, PPL) pair per finished seed.
-        std::vector<double> px, py;
-        for (size_t i = 0; i < col[a]["ppl"].size(); ++i)
-          if (col[a]["ppl"][i] && col[a]["gflops_per_token"][i]) {
-            px.push_back(*col[a]["gflops_per_token"][i]);
-            py.push_back(*col[a]["ppl"][i]);
-          }
-        if (!px.empty()) {
-          out.arrays.push_back(rbk::make_array("points/" + a + "/gflops_per_token", px, "GFLOP", "per token, per finished seed"));
-          out.arrays.push_back(rbk::make_array("points/" + a + "/valid_ppl", py, "1", "valid PPL, per finished seed"));
-        }
-      }
-      seeds[a + "_ppl"] = array_or_null(col[a]["ppl"]);
-      seeds[a + "_gflops_per_token"] = array_or_null(col[a]["gflops_per_token"]);
-      std::vector<double> cnt, ana;
-      for (size_t i = 0; i < col[a]["matmul_counted"].size(); ++i)
-        if (col[a]["matmul_counted"][i] && col[a]["matmul_analytic"][i]) {
-          cnt.push_back(*col[a]["matmul_counted"][i]);
-          ana.push_back(*col[a]["matmul_analytic"][i]);
-        }
-      if (!cnt.empty())
-        out.summary["flops"][a] = {{"matmul_counted", mean_of(cnt)}, {"matmul_analytic", mean_of(ana)},
-                                   {"matmul_counted_over_analytic", mean_of(cnt) / mean_of(ana)}};
-    }
-    for (const char* a : {"bk_act", "bk_act_halting"})
-      if (col.count(a)) seeds[std::string(a) + "_executed_fraction"] = array_or_null(col[a]["executed_fraction"]);
-    seeds["compat_upstream_reported_reduction"] = array_or_null(col["bk"]["compat_upstream_reported_reduction"]);
-    seeds["compat_executed_fraction"] = array_or_null(col["bk"]["compat_executed_fraction"]);
-    auto present = [&](const std::string& a, const std::string& k) {
-      std::vector<double> v;
-      if (col.count(a))
-        for (const auto& x : col[a][k])
-          if (x) v.push_back(*x);
-      return v;
-    };
-    const auto bk_g = present("bk", "gflops_per_token"), act_g = present("bk_act", "gflops_per_token"),
-               mb_g = present("mamba", "gflops_per_token"), bk_p = present("bk", "ppl"), act_p = present("bk_act", "ppl"),
-               mb_p = present("mamba", "ppl");
-    if (!bk_g.empty() && !act_g.empty()) {
-      out.summary["act_flops_reduction"] = 1.0 - mean_of(act_g) / mean_of(bk_g);
-      out.summary["act_relative_ppl_increase"] = mean_of(act_p) / mean_of(bk_p) - 1.0;
-    }
-    const auto halt_g = present("bk_act_halting", "gflops_per_token"), halt_p = present("bk_act_halting", "ppl");
-    if (!bk_g.empty() && !halt_g.empty()) {
-      out.summary["halting_flops_reduction"] = 1.0 - mean_of(halt_g) / mean_of(bk_g);
-      out.summary["halting_relative_ppl_increase"] = mean_of(halt_p) / mean_of(bk_p) - 1.0;
-      out.summary["halting_threshold"] = cfg.get_real("halting_threshold");
-    }
-    out.summary["halting_max_block_saving"] =
-        std::max<double>(0.0, static_cast<double>(bk.n_layers - cfg.get_int("act_min_layers") - 1)) / static_cast<double>(bk.n_layers);
-    if (!bk_g.empty() && !mb_g.empty()) {
-      const double ppl_ratio = mean_of(bk_p) / mean_of(mb_p);
-      out.summary["bk_over_mamba_flops_ratio"] = mean_of(bk_g) / mean_of(mb_g);
-      out.summary["bk_over_mamba_ppl_ratio"] = ppl_ratio;
-      out.summary["ppl_matched"] = std::fabs(ppl_ratio - 1.0) <= cfg.get_real("ppl_match_tolerance");
-    }
-    const auto cp = present("bk", "compat_ppl");
-    if (!cp.empty()) out.summary["compat"] = {{"output_equal_to_bk", mean_of(cp) == mean_of(bk_p)},
-                                              {"executed_fraction", mean_of(present("bk", "compat_executed_fraction"))},
-                                              {"upstream_reported_reduction", mean_of(present("bk", "compat_upstream_reported_reduction"))}};
-    out.summary["flops"]["transformer"]["analytic"] = rbk::analytic_token_flops(transformer, train.seq_len).to_json();
-    out.summary["checks"] = {{"cells_ok", cells_ok}, {"cells_failing_output_check", failing},
-                             {"outputs_finite_and_nontrivial", cells_ok > 0 && failing.empty()}};
-    out.summary["n_seeds"] = plan.grid.seeds.size();
-    out.summary["ppl_match_tolerance"] = cfg.get_real("ppl_match_tolerance");
+    out.summary["sweep"] = rbk::run_sweep(plan, sweep_dir,
+                                          [&](const rbk::SweepCell& cell, const std::string& cell_dir) {
+                                            return measure_cell(p, data, sweep_dir, cell, cell_dir);
+                                          },
+                                          rbk::SweepRunOptions{})
+                               .to_json();
+    summarise(p, plan, rbk::read_cell_outcomes(plan, sweep_dir), out);
   });
 }

@@ -106,9 +106,7 @@ json ratio_per_seed(const json& num, const json& den) {
   return out;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+rbk::ExperimentSpec quantization_spec() {
   rbk::ExperimentSpec spec{"quantization", {"C13", "C21"},
                            "post-training quantization (FP16/BF16, INT8 RTN, INT4 RTN per channel and per group, GPTQ, "
                            "W8A8, upstream's schemes) of parameter-matched ResNet-BK (corrected and compat), Mamba and "
@@ -161,219 +159,272 @@ int main(int argc, char** argv) {
       .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
       .add_string("device", {"auto", "cpu", "cuda"}, "where to train and evaluate");
 
-  return rbk::run_experiment(argc, argv, spec, [](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
-    const torch::Device device = rbk::experiment_device(cfg);
-    const auto rows = parse_rows(cfg.get_string_list("rows"));
-    qe::PrimaryRows primary;
-    primary.alias_to_row = {{"fp32", "fp32@linear"},
+  return spec;
+}
+
+// ---- plan: every option read and checked before anything is trained ------------------------------
+
+// What both modes share: the rows, the names the claims read, the evaluation and training setup.
+struct QuantPlan {
+  torch::Device device = torch::kCPU;
+  std::vector<rbk::QuantRowSpec> rows;
+  qe::PrimaryRows primary;
+  qe::EvalSetup setup;
+  rbk::LmConfig base;
+  rbk::TrainOptions train;
+  rbk::DataOptions data_options;
+  std::string cache;
+};
+
+QuantPlan plan_quantization(const rbk::Config& cfg, const rbk::ExperimentOutput& out) {
+  QuantPlan q;
+  q.device = rbk::experiment_device(cfg);
+  q.rows = parse_rows(cfg.get_string_list("rows"));
+  q.primary.alias_to_row = {{"fp32", "fp32@linear"},
                             {"fp16", "fp16@all"},
                             {"bf16", "bf16@all"},
                             {"int8", "int8@linear"},
                             {"int4", cfg.get_string("int4_primary")},
                             {"int8_upstream", "upstream_int8_dynamic@every_linear"},
                             {"int4_upstream", "upstream_int4_fake@every_linear"}};
-    for (const auto& [alias, row_text] : primary.alias_to_row) {
-      rbk::QuantRowSpec p;
-      try {
-        p = rbk::QuantRowSpec::parse(row_text);
-      } catch (const rbk::QuantizationError& e) {
-        throw rbk::ConfigError(std::string("int4_primary: ") + e.what());
-      }
-      bool found = false;
-      for (const auto& r : rows) found = found || r.key() == p.key();
-      if (!found) throw rbk::ConfigError("rows: the '" + alias + "' key needs the row '" + row_text + "' in rows");
-      if (alias == "int4" && p.format.bits != 4)
-        throw rbk::ConfigError("int4_primary = '" + row_text + "': expected an INT4 format (int4_channel, int4_g<k>, int4_gptq_*)");
+  for (const auto& [alias, row_text] : q.primary.alias_to_row) {
+    rbk::QuantRowSpec p;
+    try {
+      p = rbk::QuantRowSpec::parse(row_text);
+    } catch (const rbk::QuantizationError& e) {
+      throw rbk::ConfigError(std::string("int4_primary: ") + e.what());
     }
-    qe::EvalSetup setup;
-    setup.device = device;
-    setup.calibration_tokens = cfg.get_int("calibration_tokens");
-    setup.gptq.damping = cfg.get_real("gptq_damping");
-    setup.gptq.block_size = cfg.get_int("gptq_block_size");
-    setup.lowbit_repeats = static_cast<int>(cfg.get_int("lowbit_repeats"));
-    const rbk::LmConfig base = rbk::lm_config_from(cfg, "model.");
-    rbk::TrainOptions train = rbk::train_options_from(cfg, "train.", device);
-    setup.batch_size = train.batch_size;
-    setup.seq_len = train.seq_len;
-    const rbk::DataOptions data_options = rbk::data_options_from(cfg, "data.");
-    const std::string cache = out.checkpoint_dir + "/token_cache";
+    bool found = false;
+    for (const auto& r : q.rows) found = found || r.key() == p.key();
+    if (!found) throw rbk::ConfigError("rows: the '" + alias + "' key needs the row '" + row_text + "' in rows");
+    if (alias == "int4" && p.format.bits != 4)
+      throw rbk::ConfigError("int4_primary = '" + row_text + "': expected an INT4 format (int4_channel, int4_g<k>, int4_gptq_*)");
+  }
+  q.setup.device = q.device;
+  q.setup.calibration_tokens = cfg.get_int("calibration_tokens");
+  q.setup.gptq.damping = cfg.get_real("gptq_damping");
+  q.setup.gptq.block_size = cfg.get_int("gptq_block_size");
+  q.setup.lowbit_repeats = static_cast<int>(cfg.get_int("lowbit_repeats"));
+  q.base = rbk::lm_config_from(cfg, "model.");
+  q.train = rbk::train_options_from(cfg, "train.", q.device);
+  q.setup.batch_size = q.train.batch_size;
+  q.setup.seq_len = q.train.seq_len;
+  q.data_options = rbk::data_options_from(cfg, "data.");
+  q.cache = out.checkpoint_dir + "/token_cache";
+  return q;
+}
 
-    // ---- Mode 1: one given checkpoint ------------------------------------------------------------
-    if (!cfg.get_string("checkpoint").empty()) {
-      const std::string ckpt = cfg.get_string("checkpoint");
-      json meta;
-      try {
-        meta = rbk::read_checkpoint_meta(ckpt);
-      } catch (const rbk::CheckpointError& e) {
-        throw rbk::ConfigError(std::string("checkpoint: ") + e.what());
+// The arms sized to bk's parameter count and checked against every row.
+struct ArmPlan {
+  std::vector<std::string> arms;
+  std::map<std::string, rbk::LmConfig> models;
+  json parameters = json::object(), model_json = json::object();
+};
+
+ArmPlan plan_arms(const rbk::Config& cfg, const QuantPlan& q, const std::vector<std::string>& arms, const rbk::LmData& data) {
+  ArmPlan a;
+  a.arms = arms;
+  rbk::LmConfig bk = arm_config("bk", q.base);
+  bk.vocab_size = data.vocab_size();
+  const int64_t budget = rbk::count_parameters(*rbk::make_language_model(bk));
+  for (const auto& arm : arms) {
+    rbk::LmConfig c = arm_config(arm, bk);
+    if (arm == "mamba" && cfg.get_int("mamba_n_layers") > 0) c.n_layers = cfg.get_int("mamba_n_layers");
+    try {
+      if (c.arch != "resnet_bk") c = rbk::size_to_parameter_count(c, budget, cfg.get_real("sizing_tolerance"), cfg.get_int("width_multiple"));
+      rbk::check_lm_config(c, "model.", true);
+      rbk::check_model_and_training(c, q.train, "model.", "train.");
+    } catch (const rbk::ConfigError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw rbk::ConfigError("arm '" + arm + "': " + e.what());
+    }
+    auto m = rbk::make_language_model(c);
+    check_rows_against(q.rows, *m, arm);
+    a.parameters[arm] = rbk::count_parameters(*m);
+    a.model_json[arm] = c.to_json();
+    a.models[arm] = c;
+    std::fprintf(stderr, "quantization: arm %-12s d_model %lld, %lld parameters (budget %lld)\n", arm.c_str(),
+                 (long long)c.d_model, (long long)a.parameters[arm].get<int64_t>(), (long long)budget);
+  }
+  return a;
+}
+
+rbk::SweepPlan plan_sweep(const rbk::Config& cfg, const QuantPlan& q, const ArmPlan& a) {
+  rbk::SweepPlan plan;
+  plan.name = "quantization";
+  for (const auto& arm : a.arms) {
+    json ov = json::object();
+    const json mj = a.models.at(arm).to_json();
+    for (const auto& [k, v] : mj.items()) ov["model." + k] = v;
+    plan.grid.arms.push_back({arm, ov});
+  }
+  for (int64_t k = 0; k < cfg.get_int("n_seeds"); ++k) plan.grid.seeds.push_back(static_cast<uint64_t>(cfg.get_int("seed") + k));
+  json row_texts = json::array();
+  for (const auto& r : q.rows) row_texts.push_back(r.format.name + "@" + r.tensor_set);
+  plan.base = {{"data", rbk::data_options_to_json(q.data_options)}, {"train", rbk::train_options_to_json(q.train)},
+               {"rows", row_texts}, {"primary", q.primary.alias_to_row}, {"calibration_tokens", q.setup.calibration_tokens},
+               {"gptq", {{"damping", q.setup.gptq.damping}, {"block_size", q.setup.gptq.block_size}}}};
+  plan.divergence_rule = rbk::DivergenceRule{q.train.divergence_factor, q.train.divergence_patience}.to_json();
+  return plan;
+}
+
+// ---- measure: one given checkpoint (mode 1), or one cell of the sweep (mode 2) ----------------------
+
+void measure_checkpoint(const std::string& ckpt, const QuantPlan& q, rbk::ExperimentOutput& out) {
+  json meta;
+  try {
+    meta = rbk::read_checkpoint_meta(ckpt);
+  } catch (const rbk::CheckpointError& e) {
+    throw rbk::ConfigError(std::string("checkpoint: ") + e.what());
+  }
+  const std::string arch = meta.at("model_config").value("arch", std::string("resnet_bk"));
+  if (arch != q.base.arch)
+    throw rbk::ConfigError("checkpoint = '" + ckpt + "' holds a '" + arch + "' model but model.arch = '" + q.base.arch +
+                           "'; expected the same architecture");
+  const rbk::LmData data = rbk::load_lm_data(q.data_options, q.cache, rbk::LmSplits::TrainValidTest);
+  const int64_t V = meta.at("model_config").value("vocab_size", int64_t(0));
+  if (V != data.vocab_size())
+    throw rbk::ConfigError("checkpoint vocabulary " + std::to_string(V) + " differs from data.* vocabulary " +
+                           std::to_string(data.vocab_size()) + "; give the data options it was trained with");
+  auto probe = rbk::load_model_from_checkpoint(ckpt, torch::kCPU);
+  check_rows_against(q.rows, *probe, arch);
+  const json r = qe::evaluate_quantization_rows(ckpt, data, q.rows, q.primary, q.setup);
+  for (auto row : r["rows"]) {
+    row["checkpoint"] = ckpt;
+    out.rows.push_back(row);
+  }
+  out.summary = {{"checkpoint", ckpt}, {"arch", arch}, {"metrics", r["metrics"]}, {"checks", r["checks"]},
+                 {"lowbit", r["lowbit"]}, {"data", data.summary()}};
+}
+
+// Trains one (arm, seed) and evaluates every row of its checkpoint, inside the cell so that a
+// killed run resumes. The first finished cell's real low-bit timings are kept in `lowbit`.
+json measure_cell(const QuantPlan& q, const ArmPlan& a, const rbk::LmData& data, const std::string& sweep_dir,
+                  const rbk::SweepCell& cell, const std::string& cell_dir, json& lowbit) {
+  rbk::TrainOptions o = q.train;
+  o.seed = cell.seed;
+  o.label = cell.id + ": ";
+  const json job = rbk::run_training_job(data, a.models.at(cell.arm), o, cell_dir,
+                                         rbk::paired_init_hook(cell, sweep_dir, cell_dir, a.models.at("bk")));
+  json outcome = rbk::cell_outcome_from_job(job);
+  if (outcome["status"] != "ok") return outcome;
+  std::fprintf(stderr, "%s: trained (valid PPL %.3f); quantization rows:\n", cell.id.c_str(), job["valid"]["ppl"].get<double>());
+  json r = qe::evaluate_quantization_rows(rbk::job_checkpoint_path(cell_dir), data, q.rows, q.primary, q.setup);
+  json metrics = r["metrics"];
+  metrics["valid_ppl"] = job["valid"]["ppl"];
+  metrics["test_ppl"] = job["test"]["ppl"];
+  metrics["fp32_row_equal"] = r["checks"]["fp32_row_equals_unquantized"].get<bool>() ? 1 : 0;
+  metrics["steps"] = job.value("steps", json(0));
+  if (lowbit.is_null()) lowbit = r["lowbit"];
+  json details = job;
+  details.erase("step_losses");
+  outcome["metrics"] = metrics;
+  outcome["details"] = {{"training", details}, {"rows", r["rows"]}, {"lowbit", r["lowbit"]}};
+  return outcome;
+}
+
+// ---- summarise: per-seed arrays, the ratios the claims read, checks, figure points ------------------
+
+void summarise(const QuantPlan& q, const ArmPlan& a, const rbk::SweepPlan& plan, const std::string& sweep_dir,
+               const rbk::SweepRunReport& report, const json& lowbit, const rbk::LmData& data, rbk::ExperimentOutput& out) {
+  const auto outcomes = rbk::read_cell_outcomes(plan, sweep_dir);
+  json summary = rbk::sweep_summary(plan, outcomes);
+  json& seeds = summary["seeds"];
+  std::vector<std::string> keys;
+  for (const auto& r : q.rows) keys.push_back(r.key());
+  for (const auto& al : q.primary.alias_to_row) keys.push_back(al.first);
+  for (const auto& k : keys) {
+    const auto get = [&](const std::string& arm) { return seeds.value(arm + "_ppl_" + k, json::array()); };
+    if (seeds.contains("bk_ppl_" + k)) {
+      if (seeds.contains("mamba_ppl_" + k)) seeds["mamba_over_bk_ppl_" + k] = ratio_per_seed(get("mamba"), get("bk"));
+      if (seeds.contains("transformer_ppl_" + k)) seeds["transformer_over_bk_ppl_" + k] = ratio_per_seed(get("transformer"), get("bk"));
+    }
+    if (seeds.contains("bk_compat_ppl_" + k) && seeds.contains("mamba_ppl_" + k))
+      seeds["mamba_over_bk_compat_ppl_" + k] = ratio_per_seed(get("mamba"), get("bk_compat"));
+  }
+  bool fp32_equal = true;
+  int64_t n_ok_cells = 0;
+  for (const auto& [id, o] : outcomes) {
+    if (o.value("status", "") != "ok") continue;
+    ++n_ok_cells;
+    fp32_equal = fp32_equal && o["metrics"].value("fp32_row_equal", 0) == 1;
+  }
+  int64_t n_seeds_ok = 0;
+  for (size_t s = 0; s < plan.grid.seeds.size(); ++s) {
+    bool all = true;
+    for (const auto& arm : a.arms) all = all && seeds[arm + "_status"][s] == "ok";
+    n_seeds_ok += all ? 1 : 0;
+  }
+  summary["sweep"] = report.to_json();
+  summary["checks"] = {{"fp32_row_equals_unquantized", n_ok_cells > 0 && fp32_equal}, {"ok_cells", n_ok_cells}};
+  summary["n_seeds_ok"] = n_seeds_ok;
+  summary["primary_rows"] = q.primary.alias_to_row;
+  summary["parameters"] = a.parameters;
+  summary["models"] = a.model_json;
+  summary["lowbit"] = lowbit.is_null() ? json({{"status", "no cell finished"}}) : lowbit;
+  summary["data"] = data.summary();
+  summary["held_out_meaningful"] = {{"bk", true}, {"bk_compat", false}, {"mamba", true}, {"transformer", true}};
+  // Figure data (scripts/make_figures.py): per arm, one point per finished seed and row of the
+  // table's kind (Linear layers, and the fp16/bf16 casts of every weight).
+  for (const auto& arm : a.arms) {
+    std::vector<double> bits, ppl, seed_of;
+    for (const auto& [id, o] : outcomes) {
+      if (o.value("status", "") != "ok" || o.value("arm", json("")).get<std::string>() != arm) continue;
+      const json& m = o["metrics"];
+      for (const auto& r : q.rows) {
+        if (r.tensor_set != "linear" && !(r.tensor_set == "all" && r.format.bits == 16)) continue;
+        const std::string k = r.key();
+        if (!m.contains("ppl_" + k) || !m["ppl_" + k].is_number()) continue;
+        bits.push_back(m["bits_per_weight_" + k].get<double>());
+        ppl.push_back(m["ppl_" + k].get<double>());
+        seed_of.push_back(o.value("seed", json(0)).get<double>());
       }
-      const std::string arch = meta.at("model_config").value("arch", std::string("resnet_bk"));
-      if (arch != base.arch)
-        throw rbk::ConfigError("checkpoint = '" + ckpt + "' holds a '" + arch + "' model but model.arch = '" + base.arch +
-                               "'; expected the same architecture");
-      const rbk::LmData data = rbk::load_lm_data(data_options, cache, rbk::LmSplits::TrainValidTest);
-      const int64_t V = meta.at("model_config").value("vocab_size", int64_t(0));
-      if (V != data.vocab_size())
-        throw rbk::ConfigError("checkpoint vocabulary " + std::to_string(V) + " differs from data.* vocabulary " +
-                               std::to_string(data.vocab_size()) + "; give the data options it was trained with");
-      auto probe = rbk::load_model_from_checkpoint(ckpt, torch::kCPU);
-      check_rows_against(rows, *probe, arch);
-      const json r = qe::evaluate_quantization_rows(ckpt, data, rows, primary, setup);
-      for (auto row : r["rows"]) {
-        row["checkpoint"] = ckpt;
-        out.rows.push_back(row);
-      }
-      out.summary = {{"checkpoint", ckpt}, {"arch", arch}, {"metrics", r["metrics"]}, {"checks", r["checks"]},
-                     {"lowbit", r["lowbit"]}, {"data", data.summary()}};
+    }
+    out.arrays.push_back(rbk::make_array("points/" + arm + "/bits_per_weight", bits, "bits",
+                                         "storage bits per quantized weight (scales included) of each row"));
+    out.arrays.push_back(rbk::make_array("points/" + arm + "/test_ppl", ppl, "", "test PPL of that row"));
+    out.arrays.push_back(rbk::make_array("points/" + arm + "/seed", seed_of, "", "training seed of that point"));
+  }
+  for (const auto& row : summary["cells"]) out.rows.push_back(row);
+  summary.erase("cells");
+  out.summary = summary;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return rbk::run_experiment(argc, argv, quantization_spec(), [](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
+    const QuantPlan q = plan_quantization(cfg, out);
+    if (!cfg.get_string("checkpoint").empty()) {  // mode 1: one given checkpoint
+      measure_checkpoint(cfg.get_string("checkpoint"), q, out);
       return;
     }
-
-    // ---- Mode 2: train the arms over seeds, quantize every cell ---------------------------------
+    // Mode 2: train the arms over seeds, quantize every cell.
     const auto arms = cfg.get_string_list("arms");
     if (arms.empty() || arms.front() != "bk")
       throw rbk::ConfigError("arms: the first arm must be 'bk' (the reference: paired init and parameter budget)");
-    const rbk::LmData data = rbk::load_lm_data(data_options, cache, rbk::LmSplits::TrainValidTest);
-    rbk::LmConfig bk = arm_config("bk", base);
-    bk.vocab_size = data.vocab_size();
-    const int64_t budget = rbk::count_parameters(*rbk::make_language_model(bk));
-    std::map<std::string, rbk::LmConfig> models;
-    json parameters = json::object(), model_json = json::object();
-    for (const auto& arm : arms) {
-      rbk::LmConfig c = arm_config(arm, bk);
-      if (arm == "mamba" && cfg.get_int("mamba_n_layers") > 0) c.n_layers = cfg.get_int("mamba_n_layers");
-      try {
-        if (c.arch != "resnet_bk") c = rbk::size_to_parameter_count(c, budget, cfg.get_real("sizing_tolerance"), cfg.get_int("width_multiple"));
-        rbk::check_lm_config(c, "model.", true);
-        rbk::check_model_and_training(c, train, "model.", "train.");
-      } catch (const rbk::ConfigError&) {
-        throw;
-      } catch (const std::exception& e) {
-        throw rbk::ConfigError("arm '" + arm + "': " + e.what());
-      }
-      auto m = rbk::make_language_model(c);
-      check_rows_against(rows, *m, arm);
-      parameters[arm] = rbk::count_parameters(*m);
-      model_json[arm] = c.to_json();
-      models[arm] = c;
-      std::fprintf(stderr, "quantization: arm %-12s d_model %lld, %lld parameters (budget %lld)\n", arm.c_str(),
-                   (long long)c.d_model, (long long)parameters[arm].get<int64_t>(), (long long)budget);
-    }
-
+    const rbk::LmData data = rbk::load_lm_data(q.data_options, q.cache, rbk::LmSplits::TrainValidTest);
+    const ArmPlan a = plan_arms(cfg, q, arms, data);
     if (cfg.get_bool("plan_only")) {
       out.rows.push_back({{"status", "ok"}, {"plan_only", true}});
-      out.summary = {{"plan_only", true}, {"parameters", parameters}, {"models", model_json}, {"data", data.summary()}};
+      out.summary = {{"plan_only", true}, {"parameters", a.parameters}, {"models", a.model_json}, {"data", data.summary()}};
       return;
     }
-
-    rbk::SweepPlan plan;
-    plan.name = "quantization";
-    for (const auto& arm : arms) {
-      json ov = json::object();
-      const json mj = models[arm].to_json();
-      for (const auto& [k, v] : mj.items()) ov["model." + k] = v;
-      plan.grid.arms.push_back({arm, ov});
-    }
-    for (int64_t k = 0; k < cfg.get_int("n_seeds"); ++k) plan.grid.seeds.push_back(static_cast<uint64_t>(cfg.get_int("seed") + k));
-    json row_texts = json::array();
-    for (const auto& r : rows) row_texts.push_back(r.format.name + "@" + r.tensor_set);
-    plan.base = {{"data", rbk::data_options_to_json(data_options)}, {"train", rbk::train_options_to_json(train)},
-                 {"rows", row_texts}, {"primary", primary.alias_to_row}, {"calibration_tokens", setup.calibration_tokens},
-                 {"gptq", {{"damping", setup.gptq.damping}, {"block_size", setup.gptq.block_size}}}};
-    plan.divergence_rule = rbk::DivergenceRule{train.divergence_factor, train.divergence_patience}.to_json();
+    const rbk::SweepPlan plan = plan_sweep(cfg, q, a);
     const std::string sweep_dir = cfg.get_string("sweep_dir").empty() ? out.checkpoint_dir + "/sweep" : cfg.get_string("sweep_dir");
     try {
       rbk::prepare_sweep_dir(plan, sweep_dir);
     } catch (const rbk::SweepError& e) {
       throw rbk::ConfigError(e.what());
     }
-
     json lowbit;
-    const auto runner = [&](const rbk::SweepCell& cell, const std::string& cell_dir) -> json {
-      rbk::TrainOptions o = train;
-      o.seed = cell.seed;
-      o.label = cell.id + ": ";
-      const json job = rbk::run_training_job(data, models.at(cell.arm), o, cell_dir,
-                                             rbk::paired_init_hook(cell, sweep_dir, cell_dir, models.at("bk")));
-      json outcome = rbk::cell_outcome_from_job(job);
-      if (outcome["status"] != "ok") return outcome;
-      std::fprintf(stderr, "%s: trained (valid PPL %.3f); quantization rows:\n", cell.id.c_str(), job["valid"]["ppl"].get<double>());
-      json q = qe::evaluate_quantization_rows(rbk::job_checkpoint_path(cell_dir), data, rows, primary, setup);
-      json metrics = q["metrics"];
-      metrics["valid_ppl"] = job["valid"]["ppl"];
-      metrics["test_ppl"] = job["test"]["ppl"];
-      metrics["fp32_row_equal"] = q["checks"]["fp32_row_equals_unquantized"].get<bool>() ? 1 : 0;
-      metrics["steps"] = job.value("steps", json(0));
-      if (lowbit.is_null()) lowbit = q["lowbit"];
-      json details = job;
-      details.erase("step_losses");
-      outcome["metrics"] = metrics;
-      outcome["details"] = {{"training", details}, {"rows", q["rows"]}, {"lowbit", q["lowbit"]}};
-      return outcome;
-    };
     rbk::SweepRunOptions options;
     options.max_cells = cfg.get_int("max_cells");
-    const auto report = rbk::run_sweep(plan, sweep_dir, runner, options);
-
-    const auto outcomes = rbk::read_cell_outcomes(plan, sweep_dir);
-    json summary = rbk::sweep_summary(plan, outcomes);
-    json& seeds = summary["seeds"];
-    std::vector<std::string> keys;
-    for (const auto& r : rows) keys.push_back(r.key());
-    for (const auto& a : primary.alias_to_row) keys.push_back(a.first);
-    for (const auto& k : keys) {
-      const auto get = [&](const std::string& arm) { return seeds.value(arm + "_ppl_" + k, json::array()); };
-      if (seeds.contains("bk_ppl_" + k)) {
-        if (seeds.contains("mamba_ppl_" + k)) seeds["mamba_over_bk_ppl_" + k] = ratio_per_seed(get("mamba"), get("bk"));
-        if (seeds.contains("transformer_ppl_" + k)) seeds["transformer_over_bk_ppl_" + k] = ratio_per_seed(get("transformer"), get("bk"));
-      }
-      if (seeds.contains("bk_compat_ppl_" + k) && seeds.contains("mamba_ppl_" + k))
-        seeds["mamba_over_bk_compat_ppl_" + k] = ratio_per_seed(get("mamba"), get("bk_compat"));
-    }
-    bool fp32_equal = true;
-    int64_t n_ok_cells = 0;
-    for (const auto& [id, o] : outcomes) {
-      if (o.value("status", "") != "ok") continue;
-      ++n_ok_cells;
-      fp32_equal = fp32_equal && o["metrics"].value("fp32_row_equal", 0) == 1;
-    }
-    int64_t n_seeds_ok = 0;
-    for (size_t s = 0; s < plan.grid.seeds.size(); ++s) {
-      bool all = true;
-      for (const auto& arm : arms) all = all && seeds[arm + "_status"][s] == "ok";
-      n_seeds_ok += all ? 1 : 0;
-    }
-    summary["sweep"] = report.to_json();
-    summary["checks"] = {{"fp32_row_equals_unquantized", n_ok_cells > 0 && fp32_equal}, {"ok_cells", n_ok_cells}};
-    summary["n_seeds_ok"] = n_seeds_ok;
-    summary["primary_rows"] = primary.alias_to_row;
-    summary["parameters"] = parameters;
-    summary["models"] = model_json;
-    summary["lowbit"] = lowbit.is_null() ? json({{"status", "no cell finished"}}) : lowbit;
-    summary["data"] = data.summary();
-    summary["held_out_meaningful"] = {{"bk", true}, {"bk_compat", false}, {"mamba", true}, {"transformer", true}};
-    // Figure data (scripts/make_figures.py): per arm, one point per finished seed and row of the
-    // table's kind (Linear layers, and the fp16/bf16 casts of every weight).
-    for (const auto& arm : arms) {
-      std::vector<double> bits, ppl, seed_of;
-      for (const auto& [id, o] : outcomes) {
-        if (o.value("status", "") != "ok" || o.value("arm", json("")).get<std::string>() != arm) continue;
-        const json& m = o["metrics"];
-        for (const auto& r : rows) {
-          if (r.tensor_set != "linear" && !(r.tensor_set == "all" && r.format.bits == 16)) continue;
-          const std::string k = r.key();
-          if (!m.contains("ppl_" + k) || !m["ppl_" + k].is_number()) continue;
-          bits.push_back(m["bits_per_weight_" + k].get<double>());
-          ppl.push_back(m["ppl_" + k].get<double>());
-          seed_of.push_back(o.value("seed", json(0)).get<double>());
-        }
-      }
-      out.arrays.push_back(rbk::make_array("points/" + arm + "/bits_per_weight", bits, "bits",
-                                           "storage bits per quantized weight (scales included) of each row"));
-      out.arrays.push_back(rbk::make_array("points/" + arm + "/test_ppl", ppl, "", "test PPL of that row"));
-      out.arrays.push_back(rbk::make_array("points/" + arm + "/seed", seed_of, "", "training seed of that point"));
-    }
-    for (const auto& row : summary["cells"]) out.rows.push_back(row);
-    summary.erase("cells");
-    out.summary = summary;
+    const auto report = rbk::run_sweep(
+        plan, sweep_dir,
+        [&](const rbk::SweepCell& cell, const std::string& cell_dir) { return measure_cell(q, a, data, sweep_dir, cell, cell_dir, lowbit); },
+        options);
+    summarise(q, a, plan, sweep_dir, report, lowbit, data, out);
   });
 }
