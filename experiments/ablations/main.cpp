@@ -129,9 +129,7 @@ torch::Tensor prime_bump_offset(const rbk::LmConfig& c) {
 
 std::optional<double> opt_of(const json& v) { return v.is_number() ? std::optional<double>(v.get<double>()) : std::nullopt; }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+rbk::ExperimentSpec ablations_spec() {
   rbk::ExperimentSpec spec{"ablations", {"C14", "C06", "C09"},
                            "ablation table: full model vs each component removed (Prime-Bump, scattering router, LAP, "
                            "semiseparable), paired seeds; router speed; dense-resolvent memory", {}};
@@ -159,7 +157,222 @@ int main(int argc, char** argv) {
       .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
       .add_string("device", {"auto", "cpu", "cuda"}, "where to train");
 
-  return rbk::run_experiment(argc, argv, spec, [](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
+  return spec;
+}
+
+// ---- plan: the arms' models, the convergence target and what each switch changes, before training ----
+
+struct AblationPlan {
+  rbk::TrainOptions train;
+  std::vector<std::string> arms;                 // "full" first
+  std::vector<ab::Component> comps;
+  rbk::LmConfig model;                           // model.* with the data's vocabulary
+  std::map<std::string, rbk::LmConfig> arm_models;
+  double target = 0;                             // the convergence target's valid loss
+};
+
+// The switches of the full model; each arm removes one (ablation_summary.h).
+std::vector<ab::Component> full_model_components(const rbk::Config& cfg) {
+  return ab::components({{"prime_bump", cfg.get_string("full_prime_bump")}, {"router", cfg.get_string("full_router")},
+                         {"bk_lap", cfg.get_bool("full_bk_lap")}, {"semiseparable_rank", cfg.get_int("full_semiseparable_rank")}});
+}
+
+AblationPlan plan_ablations(const rbk::LmConfig& base, const rbk::TrainOptions& train, const std::vector<std::string>& arms,
+                            const std::vector<ab::Component>& comps, const rbk::LmData& data) {
+  AblationPlan p;
+  p.train = train;
+  p.arms = arms;
+  p.comps = comps;
+  p.model = base;
+  p.model.vocab_size = data.vocab_size();
+  for (const auto& a : arms) {
+    json ov;
+    try {
+      ov = ab::arm_overrides(a, p.comps);
+    } catch (const std::invalid_argument& e) {
+      throw rbk::ConfigError(e.what());
+    }
+    p.arm_models[a] = arm_model(p.model, ov);
+    rbk::check_model_and_training(p.arm_models[a], train, "model.", "train.");
+  }
+  return p;
+}
+
+// The convergence target, from the data alone (before any arm is trained); sets p.target.
+json plan_target(const rbk::Config& cfg, const rbk::LmData& data, AblationPlan& p) {
+  rbk::TokenStream target_tokens = data.valid;
+  if (p.train.eval_tokens > 0 && p.train.eval_tokens < data.valid.ids.numel())
+    target_tokens.ids = data.valid.ids.narrow(0, 0, p.train.eval_tokens);
+  const double unigram_loss = rbk::unigram_reference(data.train.ids, target_tokens, data.vocab_size()).mean_nll;
+  p.target = unigram_loss - cfg.get_real("target_margin_nats");
+  std::fprintf(stderr, "ablations: V=%lld, target valid loss %.4f (unigram %.4f - %.2f)\n", (long long)data.vocab_size(),
+               p.target, unigram_loss, cfg.get_real("target_margin_nats"));
+  return {{"rule", "valid loss <= add-one unigram loss on the same validation tokens - margin"},
+          {"unigram_valid_loss", unigram_loss}, {"margin_nats", cfg.get_real("target_margin_nats")},
+          {"valid_loss", p.target}, {"eval_tokens", target_tokens.ids.numel()}};
+}
+
+// Parameters of every arm against the full arm: each switch adds or removes only its own.
+json parameter_changes(const AblationPlan& p) {
+  json out = json::object();
+  const auto full_params = parameter_shapes(p.arm_models.at("full"));
+  for (const auto& a : p.arms) {
+    const auto shapes = parameter_shapes(p.arm_models.at(a));
+    json added = json::object(), removed = json::object();
+    int64_t total = 0;
+    for (const auto& [k, n] : shapes) {
+      total += n;
+      if (!full_params.count(k)) added[k] = n;
+    }
+    for (const auto& [k, n] : full_params)
+      if (!shapes.count(k)) removed[k] = n;
+    out[a] = {{"total", total}, {"added_vs_full", added}, {"removed_vs_full", removed}};
+  }
+  return out;
+}
+
+// What each removal does to upstream's own model, and a computed check of the inert semiseparable.
+json upstream_notes(const AblationPlan& p) {
+  json out = json::object();
+  for (const auto& c : p.comps) out[c.arm] = {{"changes_upstream_model", c.changes_upstream_model}, {"note", c.upstream_note}};
+  // Upstream's inert semiseparable: zero factors leave BK-Core's G unchanged (computed, not assumed).
+  torch::NoGradGuard ng;
+  auto v = torch::rand({2, 32}, torch::kFloat64) * 6.0 - 3.0;
+  auto zeros = torch::zeros({32, 5}, torch::kFloat64);
+  out["semiseparable_zero_factors_max_abs_diff"] =
+      rbk::semiseparable_diagonal_correction(v, zeros, zeros, {0.0, 1.0}).abs().max().item<double>();
+  return out;
+}
+
+// The sweep: arms x seeds. The paired-init reference is the arm without Prime-Bump when it is
+// trained: Prime-Bump IS an initial-weight change, so the shared weights must be bump-free and each
+// arm adds its own bump after copying them (otherwise the copy would erase the difference measured).
+rbk::SweepPlan plan_sweep(const rbk::Config& cfg, const AblationPlan& p, const rbk::LmData& data) {
+  rbk::SweepPlan plan;
+  plan.name = "ablations";
+  std::vector<std::string> grid_arms = p.arms;
+  const auto npb = std::find(grid_arms.begin(), grid_arms.end(), "no_prime_bump");
+  if (npb != grid_arms.end()) std::rotate(grid_arms.begin(), npb, npb + 1);
+  for (const auto& a : grid_arms) plan.grid.arms.push_back({a, ab::arm_overrides(a, p.comps)});
+  for (int64_t k = 0; k < cfg.get_int("n_seeds"); ++k) plan.grid.seeds.push_back(static_cast<uint64_t>(cfg.get_int("seed") + k));
+  plan.base = {{"model", p.model.to_json()}, {"train", rbk::train_options_to_json(p.train)},
+               {"data", rbk::data_options_to_json(data.options)}, {"target_valid_loss", p.target}};
+  plan.divergence_rule = rbk::DivergenceRule{p.train.divergence_factor, p.train.divergence_patience}.to_json();
+  return plan;
+}
+
+// ---- measure: one (arm, seed) trained from the paired initial weights --------------------------------
+
+json measure_cell(const AblationPlan& p, const rbk::LmData& data, const std::string& reference_arm,
+                  const std::string& sweep_dir, const rbk::SweepCell& cell, const std::string& cell_dir) {
+  rbk::TrainOptions t = p.train;
+  t.seed = cell.seed;
+  t.label = cell.id + ": ";
+  // Prime-Bump is itself an initial-weight change: an arm with it adds its bump to the copied table.
+  const auto add_own_bump = [&](rbk::LanguageModel& m, json& rec) {
+    const auto bump = prime_bump_offset(p.arm_models.at(cell.arm)) - prime_bump_offset(p.arm_models.at(reference_arm));
+    if (bump.abs().max().item<double>() > 0.0) {
+      torch::NoGradGuard ng;
+      for (auto& q : m.named_parameters())
+        if (q.key() == "pos_emb.weight") q.value().add_(bump);
+      rec["prime_bump_added_after_copy"] = true;
+    }
+  };
+  const auto after_init = rbk::paired_init_hook(cell, sweep_dir, cell_dir, p.arm_models.at(reference_arm), add_own_bump);
+  return cell_outcome(rbk::run_training_job(data, p.arm_models.at(cell.arm), t, cell_dir, after_init), p.target);
+}
+
+// Router speed (C09) at the model's width and experts, and the dense-resolvent memory (C14).
+void measure_router_and_memory(const rbk::Config& cfg, const AblationPlan& p, rbk::ExperimentOutput& out) {
+  ab::RouterTimingSpec rs;
+  rs.tokens = cfg.get_int("router_tokens");
+  rs.d_model = p.model.d_model;
+  rs.num_experts = p.model.num_experts;
+  rs.top_k = p.model.top_k;
+  rs.repeats = cfg.get_int("router_repeats");
+  rs.seed = static_cast<uint64_t>(cfg.get_int("seed"));
+  out.summary["router_speed"] = ab::time_routers(rs);
+  ab::OomSpec os;
+  os.n = cfg.get_int("oom_n");
+  os.batch = cfg.get_int("oom_batch");
+  os.n_layers = cfg.get_int("oom_layers");
+  os.device_gib = cfg.get_real("oom_device_gib");
+  out.summary["semiseparable_memory"] = ab::project_semiseparable_memory(os);
+  out.summary["no_semiseparable_oom"] = out.summary["semiseparable_memory"]["oom"];
+}
+
+// ---- summarise: rows, per-arm per-seed arrays under the registry's names, ratios, checks ---------
+
+void summarise(const AblationPlan& p, const rbk::SweepPlan& plan, const std::map<std::string, json>& outcomes,
+               rbk::ExperimentOutput& out) {
+  json& seeds = out.summary["seeds"];
+  seeds["seed"] = plan.grid.seeds;
+  std::map<std::string, std::vector<std::optional<double>>> steps;
+  int64_t cells_ok = 0;
+  json failing = json::array();
+  for (const auto& a : p.arms) {
+    std::vector<std::optional<double>> ppl, st, tps;
+    std::vector<std::string> status;
+    for (auto s : plan.grid.seeds) {
+      const auto it = outcomes.find(a + ".seed" + std::to_string(s));
+      const json o = it == outcomes.end() ? json{{"status", "pending"}} : it->second;
+      const json m = o.value("metrics", json::object());
+      status.push_back(o.value("status", "pending"));
+      ppl.push_back(opt_of(m.value("val_ppl", json(nullptr))));
+      st.push_back(opt_of(m.value("steps_to_target", json(nullptr))));
+      tps.push_back(opt_of(m.value("tokens_per_second", json(nullptr))));
+      std::vector<double> curve_step, curve_loss;
+      for (const auto& pt : o.value("valid_curve", json::array())) {
+        curve_step.push_back(pt.at("step").get<double>());
+        curve_loss.push_back(pt.at("valid_loss").get<double>());
+      }
+      const std::string cell = "valid_curve/" + a + "/seed" + std::to_string(s);
+      if (!curve_step.empty()) {
+        out.arrays.push_back(rbk::make_array(cell + "/step", curve_step, "steps", "optimizer steps at each validation"));
+        out.arrays.push_back(rbk::make_array(cell + "/valid_loss", curve_loss, "nats", "valid loss (first eval_tokens)"));
+      }
+      out.rows.push_back({{"status", o.value("status", "pending") == "ok" ? "ok" : "failed"}, {"arm", a}, {"seed", s},
+                          {"cell_status", o.value("status", "pending")}, {"metrics", m},
+                          {"valid_curve", o.value("valid_curve", json::array())}, {"reason", o.value("reason", "")}});
+      if (o.value("status", "") == "ok") ++cells_ok;
+      if (o.value("reason", "").rfind("output check", 0) == 0) failing.push_back(a + ".seed" + std::to_string(s));
+    }
+    seeds["val_ppl_" + a] = ab::to_json_array(ppl);
+    seeds["steps_to_target_" + a] = ab::to_json_array(st);
+    seeds["tokens_per_second_" + a] = ab::to_json_array(tps);
+    seeds["status_" + a] = status;
+    steps[a] = st;
+    const auto sf = ab::stable_fraction(status);
+    out.summary["stable_fraction"][a] = sf ? json(*sf) : json(nullptr);
+    double sum = 0;
+    int n = 0;
+    for (const auto& x : ppl)
+      if (x) { sum += *x; ++n; }
+    out.summary["mean_val_ppl"][a] = n ? json(sum / n) : json(nullptr);
+  }
+  for (const auto& a : p.arms) {
+    const auto cs = ab::mean_ratio(steps.at("full"), steps.at(a));
+    out.summary["convergence_speed"][a] = cs ? json(*cs) : json(nullptr);
+  }
+  if (steps.count("no_prime_bump")) {
+    std::vector<std::optional<double>> r;
+    for (size_t i = 0; i < plan.grid.seeds.size(); ++i) {
+      const auto& f = steps.at("full")[i];
+      const auto& g = steps.at("no_prime_bump")[i];
+      r.push_back(f && g && *f > 0 ? std::optional<double>(*g / *f) : std::nullopt);
+    }
+    seeds["prime_bump_convergence_speedup"] = ab::to_json_array(r);
+  }
+  // A cell whose outputs failed the check counts as not stable in stable_fraction; it is listed here.
+  out.summary["checks"] = {{"cells_ok", cells_ok}, {"cells_failing_output_check", failing},
+                           {"outputs_finite_and_nontrivial", cells_ok > 0 && failing.empty()}};
+  out.summary["n_seeds"] = plan.grid.seeds.size();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return rbk::run_experiment(argc, argv, ablations_spec(), [](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
     const torch::Device device = rbk::experiment_device(cfg);
     const rbk::LmConfig base = rbk::lm_config_from(cfg, "model.");
     if (base.arch != "resnet_bk" || base.block != "papertime")
@@ -172,183 +385,28 @@ int main(int argc, char** argv) {
     const auto arms = cfg.get_string_list("arms");
     if (arms.empty() || arms.front() != "full")
       throw rbk::ConfigError("arms: expected 'full' first (the denominator of every ratio)");
-    const json full_values{{"prime_bump", cfg.get_string("full_prime_bump")}, {"router", cfg.get_string("full_router")},
-                           {"bk_lap", cfg.get_bool("full_bk_lap")}, {"semiseparable_rank", cfg.get_int("full_semiseparable_rank")}};
-    const auto comps = ab::components(full_values);
-
+    const auto comps = full_model_components(cfg);
     const std::string cache = out.checkpoint_dir.empty() ? "" : out.checkpoint_dir + "/token_cache";
     const rbk::LmData data = rbk::load_lm_data(rbk::data_options_from(cfg, "data."), cache);
-    rbk::LmConfig model = base;
-    model.vocab_size = data.vocab_size();
-    std::map<std::string, rbk::LmConfig> arm_models;
-    for (const auto& a : arms) {
-      json ov;
-      try {
-        ov = ab::arm_overrides(a, comps);
-      } catch (const std::invalid_argument& e) {
-        throw rbk::ConfigError(e.what());
-      }
-      arm_models[a] = arm_model(model, ov);
-      rbk::check_model_and_training(arm_models[a], train, "model.", "train.");
-    }
+    AblationPlan p = plan_ablations(base, train, arms, comps, data);
     out.summary["data"] = data.summary();
+    out.summary["target"] = plan_target(cfg, data, p);
+    out.summary["parameters"] = parameter_changes(p);
+    out.summary["upstream"] = upstream_notes(p);
 
-    // The convergence target, from the data alone (before any arm is trained).
-    rbk::TokenStream target_tokens = data.valid;
-    if (train.eval_tokens > 0 && train.eval_tokens < data.valid.ids.numel())
-      target_tokens.ids = data.valid.ids.narrow(0, 0, train.eval_tokens);
-    const double unigram_loss = rbk::unigram_reference(data.train.ids, target_tokens, data.vocab_size()).mean_nll;
-    const double target = unigram_loss - cfg.get_real("target_margin_nats");
-    out.summary["target"] = {{"rule", "valid loss <= add-one unigram loss on the same validation tokens - margin"},
-                             {"unigram_valid_loss", unigram_loss}, {"margin_nats", cfg.get_real("target_margin_nats")},
-                             {"valid_loss", target}, {"eval_tokens", target_tokens.ids.numel()}};
-    std::fprintf(stderr, "ablations: V=%lld, target valid loss %.4f (unigram %.4f - %.2f)\n", (long long)data.vocab_size(),
-                 target, unigram_loss, cfg.get_real("target_margin_nats"));
-
-    // Parameters of every arm against the full arm: each switch adds or removes only its own.
-    const auto full_params = parameter_shapes(arm_models.at("full"));
-    for (const auto& a : arms) {
-      const auto p = parameter_shapes(arm_models.at(a));
-      json added = json::object(), removed = json::object();
-      int64_t total = 0;
-      for (const auto& [k, n] : p) {
-        total += n;
-        if (!full_params.count(k)) added[k] = n;
-      }
-      for (const auto& [k, n] : full_params)
-        if (!p.count(k)) removed[k] = n;
-      out.summary["parameters"][a] = {{"total", total}, {"added_vs_full", added}, {"removed_vs_full", removed}};
-    }
-    for (const auto& c : comps)
-      out.summary["upstream"][c.arm] = {{"changes_upstream_model", c.changes_upstream_model}, {"note", c.upstream_note}};
-    {
-      // Upstream's inert semiseparable: zero factors leave BK-Core's G unchanged (computed, not assumed).
-      torch::NoGradGuard ng;
-      auto v = torch::rand({2, 32}, torch::kFloat64) * 6.0 - 3.0;
-      auto zeros = torch::zeros({32, 5}, torch::kFloat64);
-      const double d = rbk::semiseparable_diagonal_correction(v, zeros, zeros, {0.0, 1.0}).abs().max().item<double>();
-      out.summary["upstream"]["semiseparable_zero_factors_max_abs_diff"] = d;
-    }
-
-    // The sweep: arms x seeds, resumable under the run's checkpoint directory.
-    // The paired-init reference is the arm without Prime-Bump when it is trained: Prime-Bump IS an
-    // initial-weight change, so the shared weights must be bump-free and each arm adds its own bump
-    // after copying them (otherwise the copy would erase the difference being measured).
-    rbk::SweepPlan plan;
-    plan.name = "ablations";
-    std::vector<std::string> grid_arms = arms;
-    const auto npb = std::find(grid_arms.begin(), grid_arms.end(), "no_prime_bump");
-    if (npb != grid_arms.end()) std::rotate(grid_arms.begin(), npb, npb + 1);
-    for (const auto& a : grid_arms) plan.grid.arms.push_back({a, ab::arm_overrides(a, comps)});
-    const std::string reference_arm = grid_arms.front();
-    for (int64_t k = 0; k < cfg.get_int("n_seeds"); ++k) plan.grid.seeds.push_back(static_cast<uint64_t>(cfg.get_int("seed") + k));
-    plan.base = {{"model", model.to_json()}, {"train", rbk::train_options_to_json(train)},
-                 {"data", rbk::data_options_to_json(data.options)}, {"target_valid_loss", target}};
-    plan.divergence_rule = rbk::DivergenceRule{train.divergence_factor, train.divergence_patience}.to_json();
+    const rbk::SweepPlan plan = plan_sweep(cfg, p, data);
+    const std::string reference_arm = plan.grid.arms.front().name;
     const std::string sweep_dir = !cfg.get_string("sweep_dir").empty() ? cfg.get_string("sweep_dir")
                                   : (out.checkpoint_dir.empty() ? std::string("ablations_sweep") : out.checkpoint_dir) + "/sweep";
     rbk::prepare_sweep_dir(plan, sweep_dir);
-    const auto runner = [&](const rbk::SweepCell& cell, const std::string& cell_dir) -> json {
-      rbk::TrainOptions t = train;
-      t.seed = cell.seed;
-      t.label = cell.id + ": ";
-      // Prime-Bump is itself an initial-weight change: an arm with it adds its bump to the copied table.
-      const auto add_own_bump = [&](rbk::LanguageModel& m, json& rec) {
-        const auto bump = prime_bump_offset(arm_models.at(cell.arm)) - prime_bump_offset(arm_models.at(reference_arm));
-        if (bump.abs().max().item<double>() > 0.0) {
-          torch::NoGradGuard ng;
-          for (auto& p : m.named_parameters())
-            if (p.key() == "pos_emb.weight") p.value().add_(bump);
-          rec["prime_bump_added_after_copy"] = true;
-        }
-      };
-      const auto after_init = rbk::paired_init_hook(cell, sweep_dir, cell_dir, arm_models.at(reference_arm), add_own_bump);
-      return cell_outcome(rbk::run_training_job(data, arm_models.at(cell.arm), t, cell_dir, after_init), target);
-    };
-    rbk::SweepRunOptions ro;
-    const auto report = rbk::run_sweep(plan, sweep_dir, runner, ro);
+    const auto report = rbk::run_sweep(
+        plan, sweep_dir,
+        [&](const rbk::SweepCell& cell, const std::string& cell_dir) {
+          return measure_cell(p, data, reference_arm, sweep_dir, cell, cell_dir);
+        },
+        rbk::SweepRunOptions{});
     out.summary["sweep"] = report.to_json();
-    const auto outcomes = rbk::read_cell_outcomes(plan, sweep_dir);
-
-    // Per-arm, per-seed arrays under the registry's names.
-    json& seeds = out.summary["seeds"];
-    seeds["seed"] = plan.grid.seeds;
-    std::map<std::string, std::vector<std::optional<double>>> steps;
-    int64_t cells_ok = 0;
-    json failing = json::array();
-    for (const auto& a : arms) {
-      std::vector<std::optional<double>> ppl, st, tps;
-      std::vector<std::string> status;
-      for (auto s : plan.grid.seeds) {
-        const auto it = outcomes.find(a + ".seed" + std::to_string(s));
-        const json o = it == outcomes.end() ? json{{"status", "pending"}} : it->second;
-        const json m = o.value("metrics", json::object());
-        status.push_back(o.value("status", "pending"));
-        ppl.push_back(opt_of(m.value("val_ppl", json(nullptr))));
-        st.push_back(opt_of(m.value("steps_to_target", json(nullptr))));
-        tps.push_back(opt_of(m.value("tokens_per_second", json(nullptr))));
-        std::vector<double> curve_step, curve_loss;
-        for (const auto& pt : o.value("valid_curve", json::array())) {
-          curve_step.push_back(pt.at("step").get<double>());
-          curve_loss.push_back(pt.at("valid_loss").get<double>());
-        }
-        const std::string cell = "valid_curve/" + a + "/seed" + std::to_string(s);
-        if (!curve_step.empty()) {
-          out.arrays.push_back(rbk::make_array(cell + "/step", curve_step, "steps", "optimizer steps at each validation"));
-          out.arrays.push_back(rbk::make_array(cell + "/valid_loss", curve_loss, "nats", "valid loss (first eval_tokens)"));
-        }
-        out.rows.push_back({{"status", o.value("status", "pending") == "ok" ? "ok" : "failed"}, {"arm", a}, {"seed", s},
-                            {"cell_status", o.value("status", "pending")}, {"metrics", m},
-                            {"valid_curve", o.value("valid_curve", json::array())}, {"reason", o.value("reason", "")}});
-        if (o.value("status", "") == "ok") ++cells_ok;
-        if (o.value("reason", "").rfind("output check", 0) == 0) failing.push_back(a + ".seed" + std::to_string(s));
-      }
-      seeds["val_ppl_" + a] = ab::to_json_array(ppl);
-      seeds["steps_to_target_" + a] = ab::to_json_array(st);
-      seeds["tokens_per_second_" + a] = ab::to_json_array(tps);
-      seeds["status_" + a] = status;
-      steps[a] = st;
-      const auto sf = ab::stable_fraction(status);
-      out.summary["stable_fraction"][a] = sf ? json(*sf) : json(nullptr);
-      double sum = 0;
-      int n = 0;
-      for (const auto& p : ppl)
-        if (p) { sum += *p; ++n; }
-      out.summary["mean_val_ppl"][a] = n ? json(sum / n) : json(nullptr);
-    }
-    for (const auto& a : arms) {
-      const auto cs = ab::mean_ratio(steps.at("full"), steps.at(a));
-      out.summary["convergence_speed"][a] = cs ? json(*cs) : json(nullptr);
-    }
-    if (steps.count("no_prime_bump")) {
-      std::vector<std::optional<double>> r;
-      for (size_t i = 0; i < plan.grid.seeds.size(); ++i) {
-        const auto& f = steps.at("full")[i];
-        const auto& g = steps.at("no_prime_bump")[i];
-        r.push_back(f && g && *f > 0 ? std::optional<double>(*g / *f) : std::nullopt);
-      }
-      seeds["prime_bump_convergence_speedup"] = ab::to_json_array(r);
-    }
-
-    // Router speed (C09) at the model's width and experts, and the dense-resolvent memory (C14).
-    ab::RouterTimingSpec rs;
-    rs.tokens = cfg.get_int("router_tokens");
-    rs.d_model = model.d_model;
-    rs.num_experts = model.num_experts;
-    rs.top_k = model.top_k;
-    rs.repeats = cfg.get_int("router_repeats");
-    rs.seed = static_cast<uint64_t>(cfg.get_int("seed"));
-    out.summary["router_speed"] = ab::time_routers(rs);
-    ab::OomSpec os;
-    os.n = cfg.get_int("oom_n");
-    os.batch = cfg.get_int("oom_batch");
-    os.n_layers = cfg.get_int("oom_layers");
-    os.device_gib = cfg.get_real("oom_device_gib");
-    out.summary["semiseparable_memory"] = ab::project_semiseparable_memory(os);
-    out.summary["no_semiseparable_oom"] = out.summary["semiseparable_memory"]["oom"];
-    // A cell whose outputs failed the check counts as not stable in stable_fraction; it is listed here.
-    out.summary["checks"] = {{"cells_ok", cells_ok}, {"cells_failing_output_check", failing},
-                             {"outputs_finite_and_nontrivial", cells_ok > 0 && failing.empty()}};
-    out.summary["n_seeds"] = plan.grid.seeds.size();
+    summarise(p, plan, rbk::read_cell_outcomes(plan, sweep_dir), out);
+    measure_router_and_memory(cfg, p, out);
   });
 }
