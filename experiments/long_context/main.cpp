@@ -120,9 +120,7 @@ rbk::SweepSelector selector_for(const rbk::SweepPlan& plan, const rbk::SweepSele
   return s;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+rbk::ExperimentSpec long_context_spec() {
   rbk::ExperimentSpec spec{"long_context", {"C12", "C19", "C21"},
                            "long-context sweep (rows x lengths x seeds, batch x N constant), context probes "
                            "(passkey, associative recall) and C19's N = 4096 memory/time comparison",
@@ -173,288 +171,363 @@ int main(int argc, char** argv) {
       .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
       .add_string("device", {"auto", "cpu", "cuda"}, "where to run");
 
-  return rbk::run_experiment(argc, argv, spec, [&](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
-    const torch::Device device = rbk::experiment_device(cfg);
-    const auto parts = cfg.get_string_list("parts");
-    const auto has = [&](const char* p) { return std::find(parts.begin(), parts.end(), p) != parts.end(); };
-    const auto row_names = cfg.get_string_list("rows");
-    const auto lengths = cfg.get_int_list("lengths");
-    const int64_t tokens_per_step = cfg.get_int("tokens_per_step");
-    for (size_t i = 0; i < lengths.size(); ++i) {
-      if (tokens_per_step % lengths[i] != 0)
-        throw rbk::ConfigError("lengths[" + std::to_string(i) + "] = " + std::to_string(lengths[i]) +
-                               ": tokens_per_step = " + std::to_string(tokens_per_step) + " must be a multiple of every length");
-      if (i > 0 && lengths[i] <= lengths[i - 1]) throw rbk::ConfigError("lengths: expected strictly increasing values");
-    }
-    if (has("sweep") && (row_names.empty() || lengths.empty())) throw rbk::ConfigError("rows and lengths must not be empty");
-    const int64_t short_len = cfg.get_int("short_eval_len");
-    if (tokens_per_step % short_len != 0)
-      throw rbk::ConfigError("short_eval_len = " + std::to_string(short_len) + ": must divide tokens_per_step");
-    rbk::LmConfig base = rbk::lm_config_from(cfg, "model.");
-    rbk::TrainOptions train = rbk::train_options_from(cfg, "train.", device);
-    rbk::check_train_options(train, "train.");
-    const std::string bk_position = cfg.get_string("bk_position"), tr_position = cfg.get_string("transformer_position");
-    std::vector<uint64_t> seeds;
-    for (int64_t k = 0; k < cfg.get_int("n_seeds"); ++k) seeds.push_back(static_cast<uint64_t>(cfg.get_int("seed") + k));
-    rbk::SweepSelector selector;
-    selector.patterns = cfg.get_string_list("select");
-    selector.shard_index = cfg.get_int("shard_index");
-    selector.shard_count = cfg.get_int("shard_count");
-    if (selector.shard_index >= selector.shard_count)
-      throw rbk::ConfigError("shard_index = " + std::to_string(selector.shard_index) + ": expected < shard_count");
-    const std::string sweep_root = cfg.get_string("sweep_dir").empty() ? out.checkpoint_dir : cfg.get_string("sweep_dir");
-    const rbk::RunContext context = rbk::RunContext::capture(argc, argv, seeds.front());
-    const bool summarize_only = cfg.get_bool("summarize_only");
-    std::set<std::string> used_patterns;
+  return spec;
+}
 
-    // Probe settings are checked up front too (a bad probe option exits 2 before the sweep runs).
-    lc::ProbeSettings ps;
-    ps.rows = cfg.get_string_list("probe.rows");
-    ps.kinds = cfg.get_string_list("probe.kinds");
-    ps.train_lengths = cfg.get_int_list("probe.train_lengths");
-    ps.eval_multipliers = cfg.get_int_list("probe.eval_multipliers");
-    ps.depths = cfg.get_real_list("probe.depths");
-    ps.base.vocab = {cfg.get_int("probe.n_filler"), cfg.get_int("probe.n_values"), cfg.get_int("probe.n_keys")};
-    ps.base.n_pairs = cfg.get_int("probe.n_pairs");
-    ps.base.n_queries = cfg.get_int("probe.n_queries");
-    ps.train.steps = cfg.get_int("probe.steps");
-    ps.train.batch_size = cfg.get_int("probe.batch_size");
-    ps.train.lr = cfg.get_real("probe.lr");
-    ps.train.clip_norm = train.clip_norm;
-    ps.train.precision = train.precision;
-    ps.train.device = device;
-    ps.eval_batch_size = cfg.get_int("probe.eval_batch_size");
-    ps.param_budget = cfg.get_int("probe.param_budget");
-    ps.size_tolerance = cfg.get_real("probe.size_tolerance");
-    ps.attention_max_len = cfg.get_int("attention_max_len");
-    ps.compat_max_len = cfg.get_int("compat_max_len");
-    ps.scan_max_len = cfg.get_int("scan_max_len");
-    ps.bk_position = bk_position;
-    ps.transformer_position = tr_position;
-    ps.base_model = base;
-    if (has("probes")) {
-      if (ps.rows.empty() || ps.kinds.empty() || ps.train_lengths.empty() || ps.eval_multipliers.empty())
-        throw rbk::ConfigError("probe.rows, probe.kinds, probe.train_lengths and probe.eval_multipliers must not be empty");
-      for (const auto& kind : ps.kinds)
-        for (const int64_t n : ps.train_lengths) {
-          rbk::ProbeSpec sp = ps.base;
-          sp.kind = rbk::probe_kind_from_string(kind);
-          sp.seq_len = n;
-          try {
-            sp.validate();
-          } catch (const std::exception& e) {
-            throw rbk::ConfigError(std::string(e.what()) + " (probe." + kind + " at N " + std::to_string(n) + ")");
-          }
-        }
-      for (const auto& row : ps.rows)  // ConfigError naming probe.param_budget when a row cannot be sized
-        lc::sized_row_config(row, base, bk_position, tr_position, ps.base.vocab.size(), ps.param_budget, ps.size_tolerance,
-                             "probe.param_budget");
-    }
+// ---- plan: every option read and checked before anything is read or written ------------------------
 
-    // ---- The language-model sweep -------------------------------------------------------------
-    if (has("sweep") || has("c19")) {
-      const std::string cache = sweep_root + "/token_cache";
-      const rbk::LmData data = rbk::load_lm_data(rbk::data_options_from(cfg, "data."), cache, rbk::LmSplits::TrainValidTest);
-      const int64_t V = data.vocab_size();
-      out.summary["data"] = data.summary();
-      std::map<std::string, rbk::LmConfig> sized;
-      json rows_info = json::object();
-      for (const auto& row : row_names) {
-        sized[row] = lc::sized_row_config(row, base, bk_position, tr_position, V, cfg.get_int("param_budget"),
-                                          cfg.get_real("size_tolerance"), "param_budget");
-        rbk::LmConfig at_max = sized[row];
-        at_max.n_seq = lengths.back();
-        rbk::TrainOptions at_max_train = train;
-        at_max_train.seq_len = lengths.back();
-        at_max_train.batch_size = tokens_per_step / lengths.back();
+struct LongContextPlan {
+  torch::Device device = torch::kCPU;
+  std::vector<std::string> parts, row_names;
+  std::vector<int64_t> lengths;
+  int64_t tokens_per_step = 0, short_len = 0;
+  rbk::LmConfig base;
+  rbk::TrainOptions train;
+  std::string bk_position, tr_position;
+  std::vector<uint64_t> seeds;
+  rbk::SweepSelector selector;
+  std::string sweep_root;
+  rbk::RunContext context;
+  bool summarize_only = false;
+  lc::ProbeSettings ps;
+
+  bool has(const char* part) const { return std::find(parts.begin(), parts.end(), part) != parts.end(); }
+};
+
+LongContextPlan plan_long_context(const rbk::Config& cfg, const rbk::ExperimentOutput& out, int argc, char** argv) {
+  LongContextPlan p;
+  p.device = rbk::experiment_device(cfg);
+  p.parts = cfg.get_string_list("parts");
+  p.row_names = cfg.get_string_list("rows");
+  p.lengths = cfg.get_int_list("lengths");
+  p.tokens_per_step = cfg.get_int("tokens_per_step");
+  const auto& lengths = p.lengths;
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    if (p.tokens_per_step % lengths[i] != 0)
+      throw rbk::ConfigError("lengths[" + std::to_string(i) + "] = " + std::to_string(lengths[i]) +
+                             ": tokens_per_step = " + std::to_string(p.tokens_per_step) + " must be a multiple of every length");
+    if (i > 0 && lengths[i] <= lengths[i - 1]) throw rbk::ConfigError("lengths: expected strictly increasing values");
+  }
+  if (p.has("sweep") && (p.row_names.empty() || lengths.empty())) throw rbk::ConfigError("rows and lengths must not be empty");
+  p.short_len = cfg.get_int("short_eval_len");
+  if (p.tokens_per_step % p.short_len != 0)
+    throw rbk::ConfigError("short_eval_len = " + std::to_string(p.short_len) + ": must divide tokens_per_step");
+  p.base = rbk::lm_config_from(cfg, "model.");
+  p.train = rbk::train_options_from(cfg, "train.", p.device);
+  rbk::check_train_options(p.train, "train.");
+  p.bk_position = cfg.get_string("bk_position");
+  p.tr_position = cfg.get_string("transformer_position");
+  for (int64_t k = 0; k < cfg.get_int("n_seeds"); ++k) p.seeds.push_back(static_cast<uint64_t>(cfg.get_int("seed") + k));
+  p.selector.patterns = cfg.get_string_list("select");
+  p.selector.shard_index = cfg.get_int("shard_index");
+  p.selector.shard_count = cfg.get_int("shard_count");
+  if (p.selector.shard_index >= p.selector.shard_count)
+    throw rbk::ConfigError("shard_index = " + std::to_string(p.selector.shard_index) + ": expected < shard_count");
+  p.sweep_root = cfg.get_string("sweep_dir").empty() ? out.checkpoint_dir : cfg.get_string("sweep_dir");
+  p.context = rbk::RunContext::capture(argc, argv, p.seeds.front());
+  p.summarize_only = cfg.get_bool("summarize_only");
+
+  // Probe settings are checked up front too (a bad probe option exits 2 before the sweep runs).
+  lc::ProbeSettings& ps = p.ps;
+  ps.rows = cfg.get_string_list("probe.rows");
+  ps.kinds = cfg.get_string_list("probe.kinds");
+  ps.train_lengths = cfg.get_int_list("probe.train_lengths");
+  ps.eval_multipliers = cfg.get_int_list("probe.eval_multipliers");
+  ps.depths = cfg.get_real_list("probe.depths");
+  ps.base.vocab = {cfg.get_int("probe.n_filler"), cfg.get_int("probe.n_values"), cfg.get_int("probe.n_keys")};
+  ps.base.n_pairs = cfg.get_int("probe.n_pairs");
+  ps.base.n_queries = cfg.get_int("probe.n_queries");
+  ps.train.steps = cfg.get_int("probe.steps");
+  ps.train.batch_size = cfg.get_int("probe.batch_size");
+  ps.train.lr = cfg.get_real("probe.lr");
+  ps.train.clip_norm = p.train.clip_norm;
+  ps.train.precision = p.train.precision;
+  ps.train.device = p.device;
+  ps.eval_batch_size = cfg.get_int("probe.eval_batch_size");
+  ps.param_budget = cfg.get_int("probe.param_budget");
+  ps.size_tolerance = cfg.get_real("probe.size_tolerance");
+  ps.attention_max_len = cfg.get_int("attention_max_len");
+  ps.compat_max_len = cfg.get_int("compat_max_len");
+  ps.scan_max_len = cfg.get_int("scan_max_len");
+  ps.bk_position = p.bk_position;
+  ps.transformer_position = p.tr_position;
+  ps.base_model = p.base;
+  if (p.has("probes")) {
+    if (ps.rows.empty() || ps.kinds.empty() || ps.train_lengths.empty() || ps.eval_multipliers.empty())
+      throw rbk::ConfigError("probe.rows, probe.kinds, probe.train_lengths and probe.eval_multipliers must not be empty");
+    for (const auto& kind : ps.kinds)
+      for (const int64_t n : ps.train_lengths) {
+        rbk::ProbeSpec sp = ps.base;
+        sp.kind = rbk::probe_kind_from_string(kind);
+        sp.seq_len = n;
         try {
-          rbk::check_model_and_training(at_max, at_max_train, "model.", "train.");
+          sp.validate();
         } catch (const std::exception& e) {
-          throw rbk::ConfigError("row '" + row + "': " + e.what());
+          throw rbk::ConfigError(std::string(e.what()) + " (probe." + kind + " at N " + std::to_string(n) + ")");
         }
-        rows_info[row] = {{"model", sized[row].to_json()},
-                          {"parameters_without_position", rbk::estimate_parameter_count(sized[row]) - rbk::position_parameters(sized[row])},
-                          {"position_parameters_at_longest_n", rbk::position_parameters(at_max)},
-                          {"held_out_meaningful", lc::held_out_meaningful(row)},
-                          {"face", std::string(row == "bk_compat" ? "compat" : "corrected")}};
       }
-      out.summary["rows"] = rows_info;
-      const double corpus = static_cast<double>(data.train.ids.numel());
-      const double cell_tokens = static_cast<double>(tokens_per_step) * static_cast<double>(train.max_steps);
-      out.summary["budget"] = {
-          {"tokens_per_step", tokens_per_step}, {"steps", train.max_steps}, {"tokens_per_cell", cell_tokens},
-          {"train_corpus_tokens", corpus}, {"epochs_per_cell", corpus > 0 ? cell_tokens / corpus : 0.0},
-          {"what_it_limits",
-           "every cell sees tokens_per_cell tokens of a train split of train_corpus_tokens; past one epoch the model "
-           "revisits the same text, and a window longer than the corpus's documents cannot show long-range use: the "
-           "probes measure that instead"}};
+    for (const auto& row : ps.rows)  // ConfigError naming probe.param_budget when a row cannot be sized
+      lc::sized_row_config(row, p.base, p.bk_position, p.tr_position, ps.base.vocab.size(), ps.param_budget, ps.size_tolerance,
+                           "probe.param_budget");
+  }
+  return p;
+}
 
-      if (has("sweep")) {
-        rbk::SweepPlan plan;
-        plan.name = "long_context";
-        for (const auto& row : row_names)
-          for (const int64_t n : lengths) {
-            const rbk::LmConfig& m = sized.at(row);
-            json o{{"model.arch", m.arch}, {"model.d_model", m.d_model}, {"model.position", m.position},
-                   {"model.n_seq", n}, {"train.seq_len", n}, {"train.batch_size", tokens_per_step / n}};
-            if (m.arch == "resnet_bk")
-              o.update({{"model.bk_forward", m.bk_forward}, {"model.bk_gradient", m.bk_gradient}, {"model.bk_context", m.bk_context}});
-            if (m.arch == "transformer" || m.arch == "rwkv") o["model.ffn_dim"] = m.ffn_dim;
-            plan.grid.arms.push_back({lc::arm_name(row, n), o});
-          }
-        plan.grid.seeds = seeds;
-        plan.base = {{"data", rbk::data_options_to_json(data.options)}, {"model", base.to_json()},
-                     {"train", rbk::train_options_to_json(train)}, {"short_eval_len", short_len},
-                     {"attention_max_len", cfg.get_int("attention_max_len")}, {"compat_max_len", cfg.get_int("compat_max_len")},
-                     {"scan_max_len", cfg.get_int("scan_max_len")}};
-        plan.divergence_rule = rbk::DivergenceRule{train.divergence_factor, train.divergence_patience}.to_json();
-        const std::string dir = sweep_root + "/sweep";
-        rbk::prepare_sweep_dir(plan, dir);
-        const auto cell_model = [&](const rbk::SweepCell& c) {
-          std::string row;
-          int64_t n = 0;
-          lc::parse_arm(c.arm, row, n);
-          rbk::LmConfig m = sized.at(row);
-          m.n_seq = n;
-          return std::make_pair(row, m);
-        };
-        const auto runner = [&](const rbk::SweepCell& cell, const std::string& cell_dir) -> json {
-          auto [row, m] = cell_model(cell);
-          const int64_t n = m.n_seq, batch = tokens_per_step / n;
-          const std::string skip = lc::skip_reason(row, n, batch, m, cfg.get_int("attention_max_len"), cfg.get_int("compat_max_len"),
-                                                   cfg.get_int("scan_max_len"));
-          if (!skip.empty()) {
-            json skipped{{"status", "skipped"}, {"reason", skip}};
-            // Projected time from the same row's longest finished length of this seed, time per token
-            // scaled by N (the skipped rows' scans are sequential in N over a batch of tokens_per_step / N).
-            const auto done = rbk::read_cell_outcomes(plan, dir);
-            for (auto it = lengths.rbegin(); it != lengths.rend(); ++it) {
-              const auto o = done.find(lc::arm_name(row, *it) + ".seed" + std::to_string(cell.seed));
-              if (*it >= n || o == done.end() || o->second["status"] != "ok") continue;
-              const json& tps = o->second["details"]["tokens_per_second"];
-              if (!tps.is_number() || tps.get<double>() <= 0) continue;
-              const double seconds = static_cast<double>(tokens_per_step) * static_cast<double>(train.max_steps) /
-                                     tps.get<double>() * static_cast<double>(n) / static_cast<double>(*it);
-              skipped["projected_seconds"] = seconds;
-              skipped["reason"] = skip + "; projected " + std::to_string(static_cast<int64_t>(seconds)) + " s from " +
-                                  std::to_string(static_cast<int64_t>(tps.get<double>())) + " tok/s measured at N = " +
-                                  std::to_string(*it);
-              break;
-            }
-            return skipped;
-          }
-          rbk::TrainOptions o = train;
-          o.seq_len = n;
-          o.batch_size = batch;
-          o.seed = cell.seed;
-          o.label = cell.id + ": ";
-          rbk::SweepCell ref = cell;
-          for (const auto& c : rbk::enumerate_cells(plan.grid))
-            if (c.id == cell.reference_cell) ref = c;
-          const json rec = rbk::run_training_job(data, m, o, cell_dir,
-                                                 rbk::paired_init_hook(cell, dir, cell_dir, cell_model(ref).second));
-          double short_ppl = NAN;
-          if (rec.at("status") == "ok") {
-            auto trained = rbk::load_model_from_checkpoint(rbk::job_checkpoint_path(cell_dir), device);
-            short_ppl = rbk::evaluate_language_model(*trained, data.valid, tokens_per_step / short_len, short_len,
-                                                     rbk::BatchLayout::Correct, device, o.precision).ppl;
-          }
-          return cell_outcome(rec, row, data, short_ppl);
-        };
-        rbk::SweepRunOptions ro;
-        ro.selector = selector_for(plan, selector, used_patterns);
-        ro.context = context.to_json();
-        // A selection whose patterns all name probe cells runs no sweep cell.
-        if (!summarize_only && (selector.patterns.empty() || !ro.selector.patterns.empty())) rbk::run_sweep(plan, dir, runner, ro);
-        const auto outcomes = rbk::read_cell_outcomes(plan, dir);
-        const json keyed = lc::keyed_sweep_summary(plan, outcomes, row_names, lengths);
-        for (const auto& [k, v] : keyed.items()) out.summary[k] = v;
-        json generic = rbk::sweep_summary(plan, outcomes);
-        for (json row : generic["cells"]) {
-          row["part"] = "sweep";
-          out.rows.push_back(row);
-        }
-        generic.erase("cells");
-        out.summary["sweep_generic"] = generic;
-        out.summary["lengths"] = lengths;
-        // Arrays for the figure (scripts/make_figures.py): per row, the lengths and the median over
-        // seeds of the valid PPL (NaN where no seed finished ok).
-        for (const auto& row : row_names) {
-          std::vector<double> n, ppl;
-          for (const int64_t N : lengths) {
-            const json& a = out.summary["seeds"][row + "_ppl_n" + std::to_string(N)];
-            std::vector<double> v;
-            for (const auto& x : a)
-              if (x.is_number()) v.push_back(x.get<double>());
-            std::sort(v.begin(), v.end());
-            n.push_back(static_cast<double>(N));
-            ppl.push_back(v.empty() ? NAN : (v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2])));
-          }
-          out.arrays.push_back(rbk::make_array("sweep/" + row + "/n", n, "tokens", "training length N"));
-          out.arrays.push_back(rbk::make_array("sweep/" + row + "/valid_ppl_median", ppl, "PPL", "median over seeds of the valid PPL at N"));
-        }
-        out.summary["sweep_dir"] = dir;
-      }
-
-      if (has("c19")) {
-        lc::C19Settings cs;
-        cs.seq_len = cfg.get_int("c19.seq_len");
-        cs.batch_size = cfg.get_int("c19.batch_size");
-        cs.repeats = cfg.get_int("c19.repeats");
-        cs.precisions = cfg.get_string_list("c19.precisions");
-        cs.attention = cfg.get_string_list("c19.attention");
-        cs.seed = seeds.front();
-        const auto config_of = [&](const std::string& row) {
-          return sized.count(row) ? sized.at(row)
-                                  : lc::sized_row_config(row, base, bk_position, tr_position, V, cfg.get_int("param_budget"),
-                                                         cfg.get_real("size_tolerance"), "param_budget");
-        };
-        // Kept in the sweep directory, so that a summarize_only command (split GPU runs) reports it too.
-        const std::string saved = sweep_root + "/c19.json";
-        if (summarize_only && std::filesystem::exists(saved)) {
-          const json c19 = rbk::read_json_file(saved);
-          for (const auto& r : c19["rows"]) out.rows.push_back(r);
-          for (const auto& [k, v] : c19["summary"].items()) out.summary[k] = v;
-        } else if (!summarize_only) {
-          json c19_rows = json::array(), c19_summary = json::object();
-          lc::measure_c19(cs, config_of("bk"), config_of("transformer"), device, c19_rows, c19_summary);
-          std::filesystem::create_directories(sweep_root);
-          rbk::write_json_atomic(saved, {{"rows", c19_rows}, {"summary", c19_summary}});
-          for (const auto& r : c19_rows) out.rows.push_back(r);
-          for (const auto& [k, v] : c19_summary.items()) out.summary[k] = v;
-        }
-      }
+// Every sweep row sized to param_budget and checked at the longest length; the rows' and the
+// token budget's summaries.
+std::map<std::string, rbk::LmConfig> plan_rows(const rbk::Config& cfg, const LongContextPlan& p, const rbk::LmData& data,
+                                               rbk::ExperimentOutput& out) {
+  std::map<std::string, rbk::LmConfig> sized;
+  json rows_info = json::object();
+  if (!p.row_names.empty() && p.lengths.empty())
+    throw rbk::ConfigError("lengths must not be empty: every row is checked at the longest length");
+  for (const auto& row : p.row_names) {
+    const int64_t longest = p.lengths.back();
+    sized[row] = lc::sized_row_config(row, p.base, p.bk_position, p.tr_position, data.vocab_size(), cfg.get_int("param_budget"),
+                                      cfg.get_real("size_tolerance"), "param_budget");
+    rbk::LmConfig at_max = sized[row];
+    at_max.n_seq = longest;
+    rbk::TrainOptions at_max_train = p.train;
+    at_max_train.seq_len = longest;
+    at_max_train.batch_size = p.tokens_per_step / longest;
+    try {
+      rbk::check_model_and_training(at_max, at_max_train, "model.", "train.");
+    } catch (const std::exception& e) {
+      throw rbk::ConfigError("row '" + row + "': " + e.what());
     }
+    rows_info[row] = {{"model", sized[row].to_json()},
+                      {"parameters_without_position", rbk::estimate_parameter_count(sized[row]) - rbk::position_parameters(sized[row])},
+                      {"position_parameters_at_longest_n", rbk::position_parameters(at_max)},
+                      {"held_out_meaningful", lc::held_out_meaningful(row)},
+                      {"face", std::string(row == "bk_compat" ? "compat" : "corrected")}};
+  }
+  out.summary["rows"] = rows_info;
+  const double corpus = static_cast<double>(data.train.ids.numel());
+  const double cell_tokens = static_cast<double>(p.tokens_per_step) * static_cast<double>(p.train.max_steps);
+  out.summary["budget"] = {
+      {"tokens_per_step", p.tokens_per_step}, {"steps", p.train.max_steps}, {"tokens_per_cell", cell_tokens},
+      {"train_corpus_tokens", corpus}, {"epochs_per_cell", corpus > 0 ? cell_tokens / corpus : 0.0},
+      {"what_it_limits",
+       "every cell sees tokens_per_cell tokens of a train split of train_corpus_tokens; past one epoch the model "
+       "revisits the same text, and a window longer than the corpus's documents cannot show long-range use: the "
+       "probes measure that instead"}};
+  return sized;
+}
 
-    // ---- Probes ---------------------------------------------------------------------------------
-    if (has("probes")) {
-      rbk::SweepPlan plan;
-      plan.name = "long_context_probes";
-      plan.grid = lc::probe_grid(ps, seeds);
-      plan.base = {{"probe", ps.base.to_json()}, {"steps", ps.train.steps}, {"batch_size", ps.train.batch_size},
-                   {"lr", ps.train.lr}, {"eval_multipliers", ps.eval_multipliers}, {"depths", ps.depths},
-                   {"eval_batch_size", ps.eval_batch_size}, {"param_budget", ps.param_budget}, {"model", base.to_json()}};
-      plan.divergence_rule = {{"rule", "a non-finite probe loss or gradient"}};
-      const std::string dir = sweep_root + "/probes";
-      rbk::prepare_sweep_dir(plan, dir);
-      rbk::SweepRunOptions ro;
-      ro.selector = selector_for(plan, selector, used_patterns);
-      ro.context = context.to_json();
-      if (!summarize_only && (selector.patterns.empty() || !ro.selector.patterns.empty()))
-        rbk::run_sweep(plan, dir, [&](const rbk::SweepCell& c, const std::string&) { return lc::run_probe_cell(ps, c); }, ro);
-      const auto outcomes = rbk::read_cell_outcomes(plan, dir);
-      const json probes = lc::probe_summary(plan, outcomes);
-      out.summary["probes"] = probes["probes"];
-      for (const auto& [k, v] : probes["seeds"].items()) out.summary["seeds"][k] = v;
-      for (json row : rbk::sweep_summary(plan, outcomes)["cells"]) {
-        row["part"] = "probes";
-        out.rows.push_back(row);
-      }
-      out.summary["probe_settings"] = plan.base;
+rbk::SweepPlan plan_sweep(const rbk::Config& cfg, const LongContextPlan& p, const std::map<std::string, rbk::LmConfig>& sized,
+                          const rbk::LmData& data) {
+  rbk::SweepPlan plan;
+  plan.name = "long_context";
+  for (const auto& row : p.row_names)
+    for (const int64_t n : p.lengths) {
+      const rbk::LmConfig& m = sized.at(row);
+      json o{{"model.arch", m.arch}, {"model.d_model", m.d_model}, {"model.position", m.position},
+             {"model.n_seq", n}, {"train.seq_len", n}, {"train.batch_size", p.tokens_per_step / n}};
+      if (m.arch == "resnet_bk")
+        o.update({{"model.bk_forward", m.bk_forward}, {"model.bk_gradient", m.bk_gradient}, {"model.bk_context", m.bk_context}});
+      if (m.arch == "transformer" || m.arch == "rwkv") o["model.ffn_dim"] = m.ffn_dim;
+      plan.grid.arms.push_back({lc::arm_name(row, n), o});
     }
-    if (has("sweep") && has("probes"))
-      for (const auto& p : selector.patterns)
-        if (!used_patterns.count(p)) throw rbk::ConfigError("select: pattern '" + p + "' names no cell of the sweep or the probes");
+  plan.grid.seeds = p.seeds;
+  plan.base = {{"data", rbk::data_options_to_json(data.options)}, {"model", p.base.to_json()},
+               {"train", rbk::train_options_to_json(p.train)}, {"short_eval_len", p.short_len},
+               {"attention_max_len", cfg.get_int("attention_max_len")}, {"compat_max_len", cfg.get_int("compat_max_len")},
+               {"scan_max_len", cfg.get_int("scan_max_len")}};
+  plan.divergence_rule = rbk::DivergenceRule{p.train.divergence_factor, p.train.divergence_patience}.to_json();
+  return plan;
+}
+
+// ---- measure: one (row, N, seed) cell of the sweep --------------------------------------------------
+
+// A cell's row and its model at the cell's length.
+std::pair<std::string, rbk::LmConfig> cell_model(const std::map<std::string, rbk::LmConfig>& sized, const rbk::SweepCell& c) {
+  std::string row;
+  int64_t n = 0;
+  lc::parse_arm(c.arm, row, n);
+  rbk::LmConfig m = sized.at(row);
+  m.n_seq = n;
+  return {row, m};
+}
+
+// A cell its row cannot run at its length: skipped with the reason, and the time it would take
+// projected from the same row's longest finished length of this seed (time per token scaled by N:
+// the skipped rows' scans are sequential in N over a batch of tokens_per_step / N).
+json skipped_cell(const LongContextPlan& p, const rbk::SweepPlan& plan, const std::string& dir, const std::string& row,
+                  int64_t n, const rbk::SweepCell& cell, const std::string& skip) {
+  json skipped{{"status", "skipped"}, {"reason", skip}};
+  const auto done = rbk::read_cell_outcomes(plan, dir);
+  for (auto it = p.lengths.rbegin(); it != p.lengths.rend(); ++it) {
+    const auto o = done.find(lc::arm_name(row, *it) + ".seed" + std::to_string(cell.seed));
+    if (*it >= n || o == done.end() || o->second["status"] != "ok") continue;
+    const json& tps = o->second["details"]["tokens_per_second"];
+    if (!tps.is_number() || tps.get<double>() <= 0) continue;
+    const double seconds = static_cast<double>(p.tokens_per_step) * static_cast<double>(p.train.max_steps) /
+                           tps.get<double>() * static_cast<double>(n) / static_cast<double>(*it);
+    skipped["projected_seconds"] = seconds;
+    skipped["reason"] = skip + "; projected " + std::to_string(static_cast<int64_t>(seconds)) + " s from " +
+                        std::to_string(static_cast<int64_t>(tps.get<double>())) + " tok/s measured at N = " +
+                        std::to_string(*it);
+    break;
+  }
+  return skipped;
+}
+
+json measure_cell(const rbk::Config& cfg, const LongContextPlan& p, const std::map<std::string, rbk::LmConfig>& sized,
+                  const rbk::LmData& data, const rbk::SweepPlan& plan, const std::string& dir, const rbk::SweepCell& cell,
+                  const std::string& cell_dir) {
+  auto [row, m] = cell_model(sized, cell);
+  const int64_t n = m.n_seq, batch = p.tokens_per_step / n;
+  const std::string skip = lc::skip_reason(row, n, batch, m, cfg.get_int("attention_max_len"), cfg.get_int("compat_max_len"),
+                                           cfg.get_int("scan_max_len"));
+  if (!skip.empty()) return skipped_cell(p, plan, dir, row, n, cell, skip);
+  rbk::TrainOptions o = p.train;
+  o.seq_len = n;
+  o.batch_size = batch;
+  o.seed = cell.seed;
+  o.label = cell.id + ": ";
+  rbk::SweepCell ref = cell;
+  for (const auto& c : rbk::enumerate_cells(plan.grid))
+    if (c.id == cell.reference_cell) ref = c;
+  const json rec = rbk::run_training_job(data, m, o, cell_dir, rbk::paired_init_hook(cell, dir, cell_dir, cell_model(sized, ref).second));
+  double short_ppl = NAN;
+  if (rec.at("status") == "ok") {
+    auto trained = rbk::load_model_from_checkpoint(rbk::job_checkpoint_path(cell_dir), p.device);
+    short_ppl = rbk::evaluate_language_model(*trained, data.valid, p.tokens_per_step / p.short_len, p.short_len,
+                                             rbk::BatchLayout::Correct, p.device, o.precision).ppl;
+  }
+  return cell_outcome(rec, row, data, short_ppl);
+}
+
+// ---- summarise: the sweep's keyed summary, rows and the figure's arrays -------------------------------
+
+void summarise_sweep(const LongContextPlan& p, const rbk::SweepPlan& plan, const std::string& dir, rbk::ExperimentOutput& out) {
+  const auto outcomes = rbk::read_cell_outcomes(plan, dir);
+  const json keyed = lc::keyed_sweep_summary(plan, outcomes, p.row_names, p.lengths);
+  for (const auto& [k, v] : keyed.items()) out.summary[k] = v;
+  json generic = rbk::sweep_summary(plan, outcomes);
+  for (json row : generic["cells"]) {
+    row["part"] = "sweep";
+    out.rows.push_back(row);
+  }
+  generic.erase("cells");
+  out.summary["sweep_generic"] = generic;
+  out.summary["lengths"] = p.lengths;
+  // Arrays for the figure (scripts/make_figures.py): per row, the lengths and the median over
+  // seeds of the valid PPL (NaN where no seed finished ok).
+  for (const auto& row : p.row_names) {
+    std::vector<double> n, ppl;
+    for (const int64_t N : p.lengths) {
+      const json& a = out.summary["seeds"][row + "_ppl_n" + std::to_string(N)];
+      std::vector<double> v;
+      for (const auto& x : a)
+        if (x.is_number()) v.push_back(x.get<double>());
+      std::sort(v.begin(), v.end());
+      n.push_back(static_cast<double>(N));
+      ppl.push_back(v.empty() ? NAN : (v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2])));
+    }
+    out.arrays.push_back(rbk::make_array("sweep/" + row + "/n", n, "tokens", "training length N"));
+    out.arrays.push_back(rbk::make_array("sweep/" + row + "/valid_ppl_median", ppl, "PPL", "median over seeds of the valid PPL at N"));
+  }
+  out.summary["sweep_dir"] = dir;
+}
+
+// ---- the three parts ---------------------------------------------------------------------------------
+
+void run_lm_sweep(const rbk::Config& cfg, const LongContextPlan& p, const std::map<std::string, rbk::LmConfig>& sized,
+                  const rbk::LmData& data, std::set<std::string>& used_patterns, rbk::ExperimentOutput& out) {
+  const rbk::SweepPlan plan = plan_sweep(cfg, p, sized, data);
+  const std::string dir = p.sweep_root + "/sweep";
+  rbk::prepare_sweep_dir(plan, dir);
+  rbk::SweepRunOptions ro;
+  ro.selector = selector_for(plan, p.selector, used_patterns);
+  ro.context = p.context.to_json();
+  // A selection whose patterns all name probe cells runs no sweep cell.
+  if (!p.summarize_only && (p.selector.patterns.empty() || !ro.selector.patterns.empty()))
+    rbk::run_sweep(
+        plan, dir,
+        [&](const rbk::SweepCell& cell, const std::string& cell_dir) {
+          return measure_cell(cfg, p, sized, data, plan, dir, cell, cell_dir);
+        },
+        ro);
+  summarise_sweep(p, plan, dir, out);
+}
+
+// C19: bk against dense attention at one length. Kept in the sweep directory, so that a
+// summarize_only command (split GPU runs) reports it too.
+void run_c19(const rbk::Config& cfg, const LongContextPlan& p, const std::map<std::string, rbk::LmConfig>& sized, int64_t V,
+             rbk::ExperimentOutput& out) {
+  lc::C19Settings cs;
+  cs.seq_len = cfg.get_int("c19.seq_len");
+  cs.batch_size = cfg.get_int("c19.batch_size");
+  cs.repeats = cfg.get_int("c19.repeats");
+  cs.precisions = cfg.get_string_list("c19.precisions");
+  cs.attention = cfg.get_string_list("c19.attention");
+  cs.seed = p.seeds.front();
+  const auto config_of = [&](const std::string& row) {
+    return sized.count(row) ? sized.at(row)
+                            : lc::sized_row_config(row, p.base, p.bk_position, p.tr_position, V, cfg.get_int("param_budget"),
+                                                   cfg.get_real("size_tolerance"), "param_budget");
+  };
+  const std::string saved = p.sweep_root + "/c19.json";
+  if (p.summarize_only && std::filesystem::exists(saved)) {
+    const json c19 = rbk::read_json_file(saved);
+    for (const auto& r : c19["rows"]) out.rows.push_back(r);
+    for (const auto& [k, v] : c19["summary"].items()) out.summary[k] = v;
+  } else if (!p.summarize_only) {
+    json c19_rows = json::array(), c19_summary = json::object();
+    lc::measure_c19(cs, config_of("bk"), config_of("transformer"), p.device, c19_rows, c19_summary);
+    std::filesystem::create_directories(p.sweep_root);
+    rbk::write_json_atomic(saved, {{"rows", c19_rows}, {"summary", c19_summary}});
+    for (const auto& r : c19_rows) out.rows.push_back(r);
+    for (const auto& [k, v] : c19_summary.items()) out.summary[k] = v;
+  }
+}
+
+void run_probes(const LongContextPlan& p, std::set<std::string>& used_patterns, rbk::ExperimentOutput& out) {
+  const lc::ProbeSettings& ps = p.ps;
+  rbk::SweepPlan plan;
+  plan.name = "long_context_probes";
+  plan.grid = lc::probe_grid(ps, p.seeds);
+  plan.base = {{"probe", ps.base.to_json()}, {"steps", ps.train.steps}, {"batch_size", ps.train.batch_size},
+               {"lr", ps.train.lr}, {"eval_multipliers", ps.eval_multipliers}, {"depths", ps.depths},
+               {"eval_batch_size", ps.eval_batch_size}, {"param_budget", ps.param_budget}, {"model", p.base.to_json()}};
+  plan.divergence_rule = {{"rule", "a non-finite probe loss or gradient"}};
+  const std::string dir = p.sweep_root + "/probes";
+  rbk::prepare_sweep_dir(plan, dir);
+  rbk::SweepRunOptions ro;
+  ro.selector = selector_for(plan, p.selector, used_patterns);
+  ro.context = p.context.to_json();
+  if (!p.summarize_only && (p.selector.patterns.empty() || !ro.selector.patterns.empty()))
+    rbk::run_sweep(plan, dir, [&](const rbk::SweepCell& c, const std::string&) { return lc::run_probe_cell(ps, c); }, ro);
+  const auto outcomes = rbk::read_cell_outcomes(plan, dir);
+  const json probes = lc::probe_summary(plan, outcomes);
+  out.summary["probes"] = probes["probes"];
+  for (const auto& [k, v] : probes["seeds"].items()) out.summary["seeds"][k] = v;
+  for (json row : rbk::sweep_summary(plan, outcomes)["cells"]) {
+    row["part"] = "probes";
+    out.rows.push_back(row);
+  }
+  out.summary["probe_settings"] = plan.base;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return rbk::run_experiment(argc, argv, long_context_spec(), [&](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
+    const LongContextPlan p = plan_long_context(cfg, out, argc, argv);
+    std::set<std::string> used_patterns;
+    if (p.has("sweep") || p.has("c19")) {
+      const std::string cache = p.sweep_root + "/token_cache";
+      const rbk::LmData data = rbk::load_lm_data(rbk::data_options_from(cfg, "data."), cache, rbk::LmSplits::TrainValidTest);
+      out.summary["data"] = data.summary();
+      const auto sized = plan_rows(cfg, p, data, out);
+      if (p.has("sweep")) run_lm_sweep(cfg, p, sized, data, used_patterns, out);
+      if (p.has("c19")) run_c19(cfg, p, sized, data.vocab_size(), out);
+    }
+    if (p.has("probes")) run_probes(p, used_patterns, out);
+    if (p.has("sweep") && p.has("probes"))
+      for (const auto& pat : p.selector.patterns)
+        if (!used_patterns.count(pat)) throw rbk::ConfigError("select: pattern '" + pat + "' names no cell of the sweep or the probes");
     if (out.rows.empty()) out.rows.push_back({{"status", "skipped"}, {"reason", "no part selected"}});
   });
 }
