@@ -210,110 +210,114 @@ std::pair<nlohmann::json, std::string> crossover(const std::vector<double>& ns, 
   return {std::exp(l0 + (0.0 - r0) * (l1 - l0) / (r1 - r0)), "interpolated"};
 }
 
-void run(const rbk::Config& cfg, rbk::ExperimentOutput& out) {
-  const auto n_list = cfg.get_int_list("n_list");
-  const auto rows = cfg.get_string_list("rows");
+// ---- plan: every option checked before any timing (a bad one exits 2 at once) ------------------------
+
+void check_options(const rbk::Config& cfg, const LmRecipe& lm) {
   if (cfg.get_int("d_model") % 4 != 0) throw rbk::ConfigError("config key 'd_model' must be a multiple of 4 (4 attention heads)");
-  const int64_t B = cfg.get_int("batch");
-  const LmRecipe lm = lm_recipe(cfg);  // checked before any timing: a bad option exits 2 at once
   if (lm.train.max_steps > 0 && cfg.get_int_list("train_seeds").empty())
     throw rbk::ConfigError("config key 'train_seeds' must list at least one seed when 'train.max_steps' > 0");
   if (const int64_t r = cfg.get_int("timing_repeats"); r > 0 && r < kMinTimingRepeats)
     throw rbk::ConfigError("config key 'timing_repeats' = " + std::to_string(r) + ": expected 0 (no deciding ratios) or >= " +
                            std::to_string(kMinTimingRepeats) + " (a ratio is judged on its interval)");
+}
 
-  out.summary["machine"] = machine_blas();
-  std::printf("[cpu_scaling] BLAS %s\n", out.summary["machine"].dump().c_str());
+// ---- measure: every row at every N (stage 2; the deciding ratios at N = 2048 are stage 1) --------------
 
-  // Stage 1: the deciding ratios as interleaved repeats at N = 2048 (ratio_repeats.cpp).
-  const RowInputs reference_inputs = make_row_inputs(B, kReferenceN, cfg.get_int("d_model"));
-  std::map<std::string, PooledRow> pooled;
-  run_ratio_repeats(cfg, reference_inputs, out, pooled);
-  const int warmup = static_cast<int>(cfg.get_int("warmup")), repeats = static_cast<int>(cfg.get_int("repeats"));
-
-  // Per row: N -> fastest time (finite rows), all rows that ran (for fits of the compat path too).
-  std::map<std::string, std::map<int64_t, double>> t_ok, t_ran;
-  std::map<std::string, std::map<int64_t, nlohmann::json>> extra;
+// Per row: N -> fastest time of the rows with finite, non-trivial outputs (t_ok) and of all rows
+// that ran (t_ran: the fits of the compat path use them too), each row's extra keys and series.
+struct SweepTimes {
   struct Series {
     std::vector<int64_t> n;
     std::vector<double> tmin, tmed;
   };
+  std::map<std::string, std::map<int64_t, double>> t_ok, t_ran;
+  std::map<std::string, std::map<int64_t, nlohmann::json>> extra;
   std::map<std::string, Series> series;
   int64_t compat_first_nonfinite = -1;
   double compat_nonfinite_ref = std::nan("");
 
-  // Stage 2: the sweep.
-  for (int64_t N : n_list) {
-    const RowInputs in = N == kReferenceN ? reference_inputs : make_row_inputs(B, N, cfg.get_int("d_model"));
-    for (const auto& row : rows) {
-      nlohmann::json j{{"family", family_of(row)}, {"row", row}, {"n", N}, {"batch", B}, {"d_model", cfg.get_int("d_model")}};
-      try {
-        Measured m;
-        std::string timing = "sweep";
-        if (N == kReferenceN && pooled.count(row)) {
-          m = pooled.at(row).m;
-          timing = "interleaved_repeats";
-        } else {
-          TimedRow t;
-          if (!make_timed_row(row, in, cfg, t)) continue;
-          const rbk::TimingStats ts = rbk::time_repeated(t.step, warmup, repeats);
-          m = inspect_row(t);
-          m.t = ts;
-        }
-        j["timing"] = timing;
-        const bool ok = m.finite && m.nontrivial;
-        j.update({{"status", ok ? "ok" : (m.finite ? "trivial_output" : "nonfinite_output")},
-                  {"time_min_s", m.t.min_s}, {"time_median_s", m.t.median_s}, {"time_max_s", m.t.max_s},
-                  {"repeats", m.t.repeats}, {"ns_per_token", 1e9 * m.t.min_s / double(B * N)},
-                  {"nonfinite_fraction", m.nonfinite_fraction}});
-        j.update(m.extra);
-        t_ran[row][N] = m.t.min_s;
-        if (ok) t_ok[row][N] = m.t.min_s;
-        extra[row][N] = m.extra;
-        auto& s = series[row];
-        s.n.push_back(N);
-        s.tmin.push_back(m.t.min_s);
-        s.tmed.push_back(m.t.median_s);
-        if (row == "bk_layer_compat_poc") {
-          if (!m.finite && compat_first_nonfinite < 0) compat_first_nonfinite = N;
-          if (N == kReferenceN) compat_nonfinite_ref = m.nonfinite_fraction;
-        }
-        std::printf("[cpu_scaling] N=%-5lld %-24s %10.3f ms (median %.3f)  %s\n", (long long)N, row.c_str(), 1e3 * m.t.min_s,
-                    1e3 * m.t.median_s, j["status"].get<std::string>().c_str());
-      } catch (const std::exception& e) {
-        j.update({{"status", "error"}, {"message", e.what()}});
-        std::printf("[cpu_scaling] N=%lld %s: error %s\n", (long long)N, row.c_str(), e.what());
-      }
-      std::fflush(stdout);
-      out.rows.push_back(j);
-    }
-  }
-
-  auto tmin_at = [&](const std::string& row, int64_t N) {
+  double tmin_at(const std::string& row, int64_t N) const {
     auto it = t_ok.find(row);
     if (it == t_ok.end()) return std::nan("");
     auto jt = it->second.find(N);
     return jt == it->second.end() ? std::nan("") : jt->second;
-  };
-  auto ratio = [&](const std::string& num, const std::string& den, int64_t N) { return tmin_at(num, N) / tmin_at(den, N); };
+  }
+  double ratio(const std::string& num, const std::string& den, int64_t N) const { return tmin_at(num, N) / tmin_at(den, N); }
+  bool has_extra(const std::string& row, int64_t N) const { return extra.count(row) && extra.at(row).count(N); }
+  // Largest N a row ran at (0: never).
+  int64_t max_n_of(const std::string& row) const {
+    auto it = series.find(row);
+    return it == series.end() || it->second.n.empty() ? int64_t(0) : it->second.n.back();
+  }
+};
 
-  // C03
-  auto& c03 = out.summary["c03"];
-  c03["ratio_attention_autograd_h1_over_bk_n2048"] = number_or_null(ratio("attention_mha_h1", "bk_layer_exact", kReferenceN));
-  c03["ratio_attention_causal_over_bk_n2048"] = number_or_null(ratio("attention_causal", "bk_layer_exact", kReferenceN));
-  c03["ratio_attention_autograd_over_bk_compat_n2048"] =
-      number_or_null(t_ran["attention_mha_h4"].count(kReferenceN) && t_ran["bk_layer_compat_poc"].count(kReferenceN)
-                         ? t_ran["attention_mha_h4"][kReferenceN] / t_ran["bk_layer_compat_poc"][kReferenceN]
-                         : std::nan(""));
-  c03["compat_first_nonfinite_n"] = compat_first_nonfinite < 0 ? nlohmann::json(nullptr) : nlohmann::json(compat_first_nonfinite);
-  c03["compat_nonfinite_fraction_n2048"] = number_or_null(compat_nonfinite_ref);
+// One row at one N: timed (or taken from the pooled stage-1 repeats at the reference N), its outputs
+// checked; the row's JSON is appended to out.rows. Rows a configuration does not build are left out.
+void measure_row(const rbk::Config& cfg, const std::string& row, int64_t N, const RowInputs& in,
+                 const std::map<std::string, PooledRow>& pooled, SweepTimes& st, rbk::ExperimentOutput& out) {
+  const int64_t B = cfg.get_int("batch");
+  const int warmup = static_cast<int>(cfg.get_int("warmup")), repeats = static_cast<int>(cfg.get_int("repeats"));
+  nlohmann::json j{{"family", family_of(row)}, {"row", row}, {"n", N}, {"batch", B}, {"d_model", cfg.get_int("d_model")}};
+  try {
+    Measured m;
+    std::string timing = "sweep";
+    if (N == kReferenceN && pooled.count(row)) {
+      m = pooled.at(row).m;
+      timing = "interleaved_repeats";
+    } else {
+      TimedRow t;
+      if (!make_timed_row(row, in, cfg, t)) return;
+      const rbk::TimingStats ts = rbk::time_repeated(t.step, warmup, repeats);
+      m = inspect_row(t);
+      m.t = ts;
+    }
+    j["timing"] = timing;
+    const bool ok = m.finite && m.nontrivial;
+    j.update({{"status", ok ? "ok" : (m.finite ? "trivial_output" : "nonfinite_output")},
+              {"time_min_s", m.t.min_s}, {"time_median_s", m.t.median_s}, {"time_max_s", m.t.max_s},
+              {"repeats", m.t.repeats}, {"ns_per_token", 1e9 * m.t.min_s / double(B * N)},
+              {"nonfinite_fraction", m.nonfinite_fraction}});
+    j.update(m.extra);
+    st.t_ran[row][N] = m.t.min_s;
+    if (ok) st.t_ok[row][N] = m.t.min_s;
+    st.extra[row][N] = m.extra;
+    auto& s = st.series[row];
+    s.n.push_back(N);
+    s.tmin.push_back(m.t.min_s);
+    s.tmed.push_back(m.t.median_s);
+    if (row == "bk_layer_compat_poc") {
+      if (!m.finite && st.compat_first_nonfinite < 0) st.compat_first_nonfinite = N;
+      if (N == kReferenceN) st.compat_nonfinite_ref = m.nonfinite_fraction;
+    }
+    std::printf("[cpu_scaling] N=%-5lld %-24s %10.3f ms (median %.3f)  %s\n", (long long)N, row.c_str(), 1e3 * m.t.min_s,
+                1e3 * m.t.median_s, j["status"].get<std::string>().c_str());
+  } catch (const std::exception& e) {
+    j.update({{"status", "error"}, {"message", e.what()}});
+    std::printf("[cpu_scaling] N=%lld %s: error %s\n", (long long)N, row.c_str(), e.what());
+  }
+  std::fflush(stdout);
+  out.rows.push_back(j);
+}
+
+// ---- summarise: one block of keys per claim, then the exponents of time ~ N^p --------------------------
+
+void summarise_c03(const SweepTimes& st, const std::vector<int64_t>& n_list, nlohmann::json& c03) {
+  c03["ratio_attention_autograd_h1_over_bk_n2048"] = number_or_null(st.ratio("attention_mha_h1", "bk_layer_exact", kReferenceN));
+  c03["ratio_attention_causal_over_bk_n2048"] = number_or_null(st.ratio("attention_causal", "bk_layer_exact", kReferenceN));
+  const auto ran_at_ref = [&](const std::string& row) {
+    auto it = st.t_ran.find(row);
+    return it != st.t_ran.end() && it->second.count(kReferenceN) ? it->second.at(kReferenceN) : std::nan("");
+  };
+  c03["ratio_attention_autograd_over_bk_compat_n2048"] = number_or_null(ran_at_ref("attention_mha_h4") / ran_at_ref("bk_layer_compat_poc"));
+  c03["compat_first_nonfinite_n"] = st.compat_first_nonfinite < 0 ? nlohmann::json(nullptr) : nlohmann::json(st.compat_first_nonfinite);
+  c03["compat_nonfinite_fraction_n2048"] = number_or_null(st.compat_nonfinite_ref);
   c03["fused_attention_available"] = rbk::fused_attention_available();
   c03["attention_causal_kind"] = rbk::fused_attention_available() ? "sdpa_fused" : "explicit_masked_softmax";
   for (const auto& [attn, key] : std::vector<std::pair<std::string, std::string>>{{"attention_mha_h4", "attention_autograd"},
                                                                                  {"attention_causal", "attention_causal"}}) {
     std::vector<double> ns, rs;
     for (int64_t N : n_list) {
-      const double q = ratio(attn, "bk_layer_exact", N);
+      const double q = st.ratio(attn, "bk_layer_exact", N);
       if (std::isfinite(q)) {
         ns.push_back(double(N));
         rs.push_back(q);
@@ -323,71 +327,68 @@ void run(const rbk::Config& cfg, rbk::ExperimentOutput& out) {
     c03["crossover_n_" + key] = cn;
     c03["crossover_" + key + "_bound"] = bound;
   }
+}
 
-  // C02
-  auto& c02 = out.summary["c02"];
+void summarise_c02(const SweepTimes& st, const std::vector<int64_t>& n_list, nlohmann::json& c02) {
   c02["speedup_papertime_hybrid_over_autograd_n2048"] =
-      number_or_null(ratio("bkcore_autograd", "bkcore_papertime_hybrid", kReferenceN));
-  {
-    double bwd = std::nan("");
-    if (extra["bkcore_autograd"].count(kReferenceN) && extra["bkcore_exact"].count(kReferenceN)) {
-      const double ba = tmin_at("bkcore_autograd", kReferenceN) - extra["bkcore_autograd"][kReferenceN]["time_forward_min_s"].get<double>();
-      const double be = tmin_at("bkcore_exact", kReferenceN) - extra["bkcore_exact"][kReferenceN]["time_forward_min_s"].get<double>();
-      if (ba > 0 && be > 0) bwd = ba / be;
-    }
-    c02["backward_speedup_exact_over_autograd_n2048"] = number_or_null(bwd);
+      number_or_null(st.ratio("bkcore_autograd", "bkcore_papertime_hybrid", kReferenceN));
+  double bwd = std::nan("");
+  if (st.has_extra("bkcore_autograd", kReferenceN) && st.has_extra("bkcore_exact", kReferenceN)) {
+    const double ba = st.tmin_at("bkcore_autograd", kReferenceN) -
+                      st.extra.at("bkcore_autograd").at(kReferenceN).at("time_forward_min_s").get<double>();
+    const double be = st.tmin_at("bkcore_exact", kReferenceN) -
+                      st.extra.at("bkcore_exact").at(kReferenceN).at("time_forward_min_s").get<double>();
+    if (ba > 0 && be > 0) bwd = ba / be;
   }
-  {
-    // Cosines at the reference N, else at the largest N every bkcore row ran at.
-    int64_t n_cos = -1;
-    for (int64_t N : n_list)
-      if (N <= kReferenceN && extra["bkcore_autograd"].count(N) && extra["bkcore_exact"].count(N)) n_cos = N;
-    c02["cosine_n"] = n_cos < 0 ? nlohmann::json(nullptr) : nlohmann::json(n_cos);
-    for (const std::string mode : {"exact", "autograd", "papertime_hybrid", "head_hybrid"}) {
-      const std::string row = "bkcore_" + mode;
-      nlohmann::json c = nullptr, e = nullptr;
-      if (n_cos > 0 && extra[row].count(n_cos)) {
-        c = extra[row][n_cos]["cosine_vs_exact_fp64"];
-        e = extra[row][n_cos]["rel_l2_vs_exact_fp64"];
-      }
-      c02["cosine_" + mode + "_vs_exact"] = c;
-      if (mode == "autograd") c02["rel_l2_autograd_vs_exact"] = e;
+  c02["backward_speedup_exact_over_autograd_n2048"] = number_or_null(bwd);
+  // Cosines at the reference N, else at the largest N every bkcore row ran at.
+  int64_t n_cos = -1;
+  for (int64_t N : n_list)
+    if (N <= kReferenceN && st.has_extra("bkcore_autograd", N) && st.has_extra("bkcore_exact", N)) n_cos = N;
+  c02["cosine_n"] = n_cos < 0 ? nlohmann::json(nullptr) : nlohmann::json(n_cos);
+  for (const std::string mode : {"exact", "autograd", "papertime_hybrid", "head_hybrid"}) {
+    const std::string row = "bkcore_" + mode;
+    nlohmann::json c = nullptr, e = nullptr;
+    if (n_cos > 0 && st.has_extra(row, n_cos)) {
+      c = st.extra.at(row).at(n_cos).value("cosine_vs_exact_fp64", nlohmann::json(nullptr));
+      e = st.extra.at(row).at(n_cos).value("rel_l2_vs_exact_fp64", nlohmann::json(nullptr));
     }
-    if (c02["cosine_autograd_vs_exact"].is_number() && c02["cosine_autograd_vs_exact"].get<double>() < kSameGradientCosine)
-      std::printf("[cpu_scaling] WARNING: autograd and exact gradients differ (cosine %.8f)\n",
-                  c02["cosine_autograd_vs_exact"].get<double>());
+    c02["cosine_" + mode + "_vs_exact"] = c;
+    if (mode == "autograd") c02["rel_l2_autograd_vs_exact"] = e;
   }
+  if (c02["cosine_autograd_vs_exact"].is_number() && c02["cosine_autograd_vs_exact"].get<double>() < kSameGradientCosine)
+    std::printf("[cpu_scaling] WARNING: autograd and exact gradients differ (cosine %.8f)\n",
+                c02["cosine_autograd_vs_exact"].get<double>());
+}
 
-  // C04 timing
-  auto& c04 = out.summary["c04"];
-  c04["speedup_moe_over_dense_equal_total_n2048"] = number_or_null(ratio("ffn_dense_equal_total", "moe_sparse_top1", kReferenceN));
+void summarise_c04_c09(const rbk::Config& cfg, const SweepTimes& st, nlohmann::json& c04, nlohmann::json& c09) {
+  const int64_t B = cfg.get_int("batch");
+  c04["speedup_moe_over_dense_equal_total_n2048"] = number_or_null(st.ratio("ffn_dense_equal_total", "moe_sparse_top1", kReferenceN));
   c04["moe_router"] = cfg.get_string("moe_router");
+  c09["layer_speedup"] = number_or_null(st.ratio("moe_mlp_gating", "moe_scattering_phase", kReferenceN));
+  c09["router_ns_per_token_scattering"] = number_or_null(1e9 * st.tmin_at("route_scattering_phase", kReferenceN) / double(B * kReferenceN));
+  c09["router_ns_per_token_mlp"] = number_or_null(1e9 * st.tmin_at("route_mlp_gating", kReferenceN) / double(B * kReferenceN));
+  rbk::MoeOptions mo;
+  mo.d_model = cfg.get_int("d_model");
+  mo.num_experts = cfg.get_int("num_experts");
+  mo.router = rbk::RouterKind::ScatteringPhase;
+  c09["router_parameters_scattering"] = router_owned_parameters(mo);
+  mo.router = rbk::RouterKind::LearnedTopK;
+  c09["router_parameters_learned"] = router_owned_parameters(mo);
+  c09["router_parameters_method"] =
+      "parameters (and buffers that require grad) of rbk::Moe with this router minus those of an expert stack of "
+      "the same shape built on its own; no parameter names used";
+  c09["router_speed_note"] =
+      "routing alone (Moe::route, forward); the scattering router is given G_ii, which the paper-time block "
+      "computes anyway for its BK features";
+}
 
-  // C09 timing and parameters
-  auto& c09 = out.summary["c09"];
-  c09["layer_speedup"] = number_or_null(ratio("moe_mlp_gating", "moe_scattering_phase", kReferenceN));
-  c09["router_ns_per_token_scattering"] = number_or_null(1e9 * tmin_at("route_scattering_phase", kReferenceN) / double(B * kReferenceN));
-  c09["router_ns_per_token_mlp"] = number_or_null(1e9 * tmin_at("route_mlp_gating", kReferenceN) / double(B * kReferenceN));
-  {
-    rbk::MoeOptions mo;
-    mo.d_model = cfg.get_int("d_model");
-    mo.num_experts = cfg.get_int("num_experts");
-    mo.router = rbk::RouterKind::ScatteringPhase;
-    c09["router_parameters_scattering"] = router_owned_parameters(mo);
-    mo.router = rbk::RouterKind::LearnedTopK;
-    c09["router_parameters_learned"] = router_owned_parameters(mo);
-    c09["router_parameters_method"] =
-        "parameters (and buffers that require grad) of rbk::Moe with this router minus those of an expert stack of "
-        "the same shape built on its own; no parameter names used";
-    c09["router_speed_note"] =
-        "routing alone (Moe::route, forward); the scattering router is given G_ii, which the paper-time block "
-        "computes anyway for its BK features";
-  }
-
-  // Exponents of time ~ N^p per row (fastest repetitions, N >= fit_min_n; compat rows include
-  // non-finite points: their time is still the cost of the arithmetic).
+// Exponents of time ~ N^p per row (fastest repetitions, N >= fit_min_n; compat rows include
+// non-finite points: their time is still the cost of the arithmetic), the series as arrays, and
+// the largest N each kind of row ran at (validation judges an N = 2048 claim only where it was swept).
+void summarise_scaling(const rbk::Config& cfg, const SweepTimes& st, const std::vector<int64_t>& n_list, rbk::ExperimentOutput& out) {
   auto& ex = out.summary["exponents"];
-  for (const auto& [row, s] : series) {
+  for (const auto& [row, s] : st.series) {
     std::vector<double> xs, ys;
     for (size_t i = 0; i < s.n.size(); ++i)
       if (s.n[i] >= cfg.get_int("fit_min_n")) {
@@ -399,18 +400,39 @@ void run(const rbk::Config& cfg, rbk::ExperimentOutput& out) {
     out.arrays.push_back(rbk::make_array(row + "/time_min_s", s.tmin, "s", "fastest repetition of one training step"));
     out.arrays.push_back(rbk::make_array(row + "/time_median_s", s.tmed, "s", "median of the repetitions"));
   }
-  // Largest N each kind of row ran at: validation judges an N = 2048 claim only where it was swept.
-  auto max_n_of = [&](const std::string& row) {
-    auto it = series.find(row);
-    return it == series.end() || it->second.n.empty() ? int64_t(0) : it->second.n.back();
-  };
   out.summary["max_n"] = n_list.empty() ? int64_t(0) : *std::max_element(n_list.begin(), n_list.end());
-  out.summary["max_n_attention"] = max_n_of("attention_mha_h4");
-  out.summary["max_n_autograd"] = std::min(max_n_of("bkcore_autograd"), max_n_of("bk_layer_autograd"));
-  out.summary["max_n_compat"] = max_n_of("bk_layer_compat_poc");
+  out.summary["max_n_attention"] = st.max_n_of("attention_mha_h4");
+  out.summary["max_n_autograd"] = std::min(st.max_n_of("bkcore_autograd"), st.max_n_of("bk_layer_autograd"));
+  out.summary["max_n_compat"] = st.max_n_of("bk_layer_compat_poc");
   out.summary["fit_min_n"] = cfg.get_int("fit_min_n");
   out.summary["reference_n"] = kReferenceN;
   out.summary["threads"] = at::get_num_threads();
+}
+
+void run(const rbk::Config& cfg, rbk::ExperimentOutput& out) {
+  const LmRecipe lm = lm_recipe(cfg);  // checked before any timing: a bad option exits 2 at once
+  check_options(cfg, lm);
+  out.summary["machine"] = machine_blas();
+  std::printf("[cpu_scaling] BLAS %s\n", out.summary["machine"].dump().c_str());
+
+  // Stage 1: the deciding ratios as interleaved repeats at N = 2048 (ratio_repeats.cpp).
+  const int64_t B = cfg.get_int("batch");
+  const RowInputs reference_inputs = make_row_inputs(B, kReferenceN, cfg.get_int("d_model"));
+  std::map<std::string, PooledRow> pooled;
+  run_ratio_repeats(cfg, reference_inputs, out, pooled);
+
+  // Stage 2: the sweep.
+  const auto n_list = cfg.get_int_list("n_list");
+  SweepTimes st;
+  for (int64_t N : n_list) {
+    const RowInputs in = N == kReferenceN ? reference_inputs : make_row_inputs(B, N, cfg.get_int("d_model"));
+    for (const auto& row : cfg.get_string_list("rows")) measure_row(cfg, row, N, in, pooled, st, out);
+  }
+
+  summarise_c03(st, n_list, out.summary["c03"]);
+  summarise_c02(st, n_list, out.summary["c02"]);
+  summarise_c04_c09(cfg, st, out.summary["c04"], out.summary["c09"]);
+  summarise_scaling(cfg, st, n_list, out);
 
   if (lm.train.max_steps > 0) run_training(cfg, out);
   out.summary["peak_rss_mb"] = peak_rss_mb();

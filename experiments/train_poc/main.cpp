@@ -132,9 +132,7 @@ VariantSetup setup_variant(const std::string& variant, const rbk::LmConfig& base
   return s;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+rbk::ExperimentSpec train_poc_spec() {
   rbk::ExperimentSpec spec{"train_poc", {"C05"},
                            "PoC ResNet-BK LM recipe over several seeds: training PPL per epoch and test PPL (tuning on "
                            "valid), layout bug vs correct bidirectional vs causal vs Transformer, with unigram/bigram "
@@ -157,165 +155,197 @@ int main(int argc, char** argv) {
       .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
       .add_string("device", {"auto", "cpu", "cuda"}, "where to train (train.precision bf16 needs cuda)");
 
-  return rbk::run_experiment(argc, argv, spec, [](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
-    const torch::Device device = rbk::experiment_device(cfg);  // threads: set by run_experiment
-    if (device.is_cuda()) at::globalContext().setAllowTF32CuBLAS(true);
-    if (cfg.get_real_list("bigram_lambdas").empty())
-      throw rbk::ConfigError("bigram_lambdas is empty; expected at least one weight in [0, 1]");
+  return spec;
+}
 
-    // Every option is checked before anything is read or written (a bad one exits 2, nothing written).
-    rbk::LmConfig base = rbk::lm_config_from(cfg, "model.");
-    if (base.arch != "resnet_bk")
-      throw rbk::ConfigError("model.arch = '" + base.arch + "': train_poc chooses the architecture per variant (key "
-                             "'variants'; transformer is one of them); allowed: resnet_bk");
-    const rbk::TrainOptions to = rbk::train_options_from(cfg, "train.", device);
-    for (const auto& v : cfg.get_string_list("variants")) {
-      const VariantSetup vs = setup_variant(v, base, cfg);
-      rbk::TrainOptions o = to;
-      o.layout = vs.layout;
-      rbk::check_lm_config(vs.model, "model.");
-      rbk::check_model_and_training(vs.model, o, "model.", "train.");
+// ---- plan: every option is checked before anything is read or written (a bad one exits 2) ------------
+
+struct PocPlan {
+  torch::Device device = torch::kCPU;
+  rbk::LmConfig base;        // model.*; its vocabulary is set from the data
+  rbk::TrainOptions train;
+};
+
+PocPlan plan_train_poc(const rbk::Config& cfg) {
+  PocPlan p;
+  p.device = rbk::experiment_device(cfg);  // threads: set by run_experiment
+  if (p.device.is_cuda()) at::globalContext().setAllowTF32CuBLAS(true);
+  if (cfg.get_real_list("bigram_lambdas").empty())
+    throw rbk::ConfigError("bigram_lambdas is empty; expected at least one weight in [0, 1]");
+  p.base = rbk::lm_config_from(cfg, "model.");
+  if (p.base.arch != "resnet_bk")
+    throw rbk::ConfigError("model.arch = '" + p.base.arch + "': train_poc chooses the architecture per variant (key "
+                           "'variants'; transformer is one of them); allowed: resnet_bk");
+  p.train = rbk::train_options_from(cfg, "train.", p.device);
+  for (const auto& v : cfg.get_string_list("variants")) {
+    const VariantSetup vs = setup_variant(v, p.base, cfg);
+    rbk::TrainOptions o = p.train;
+    o.layout = vs.layout;
+    rbk::check_lm_config(vs.model, "model.");
+    rbk::check_model_and_training(vs.model, o, "model.", "train.");
+  }
+  return p;
+}
+
+// ---- measure: the count-based references, then one (variant, seed) training -------------------------
+
+// Unigram and interpolated bigram on the same splits: lambda is chosen on VALID, then applied to TEST.
+void measure_references(const rbk::Config& cfg, const rbk::LmData& data, tp::SummaryInputs& in, rbk::ExperimentOutput& out) {
+  const auto &train = data.train, &valid = data.valid, &test = data.test;
+  const int64_t V = data.vocab_size();
+  auto uni_train = rbk::unigram_reference(train.ids, train, V);
+  auto uni_valid = rbk::unigram_reference(train.ids, valid, V);
+  auto uni_test = rbk::unigram_reference(train.ids, test, V);
+  double best_lambda = 0, best_valid = INFINITY;
+  nlohmann::json sweep = nlohmann::json::array();
+  for (double l : cfg.get_real_list("bigram_lambdas")) {
+    const double ppl = rbk::bigram_reference(train.ids, valid, V, l).ppl;
+    sweep.push_back({{"lambda", l}, {"valid_ppl", ppl}});
+    if (ppl < best_valid) { best_valid = ppl; best_lambda = l; }
+  }
+  auto bi_train = rbk::bigram_reference(train.ids, train, V, best_lambda);
+  auto bi_valid = rbk::bigram_reference(train.ids, valid, V, best_lambda);
+  auto bi_test = rbk::bigram_reference(train.ids, test, V, best_lambda);
+  out.rows.push_back({{"status", "ok"}, {"variant", "unigram_add_one"}, {"train_ppl", uni_train.ppl},
+                      {"valid", uni_valid.to_json()}, {"test", uni_test.to_json()}});
+  out.rows.push_back({{"status", "ok"}, {"variant", "bigram_interpolated"}, {"lambda", best_lambda},
+                      {"lambda_chosen_on", "valid"}, {"lambda_sweep", sweep},
+                      {"train_ppl", bi_train.ppl}, {"valid", bi_valid.to_json()}, {"test", bi_test.to_json()}});
+  out.summary["references"] = {{"unigram_train_ppl", uni_train.ppl}, {"unigram_valid_ppl", uni_valid.ppl},
+                               {"unigram_test_ppl", uni_test.ppl}, {"bigram_lambda", best_lambda},
+                               {"bigram_lambda_chosen_on", "valid"}, {"bigram_lambda_sweep", sweep},
+                               {"bigram_train_ppl", bi_train.ppl}, {"bigram_valid_ppl", bi_valid.ppl},
+                               {"bigram_test_ppl", bi_test.ppl}};
+  in.refs = {uni_valid.ppl, uni_test.ppl, bi_valid.ppl, bi_test.ppl};
+  std::fprintf(stderr, "references: unigram train/valid/test PPL %.1f / %.1f / %.1f; bigram (lambda %.2f, chosen on valid) %.1f / %.1f / %.1f\n",
+               uni_train.ppl, uni_valid.ppl, uni_test.ppl, best_lambda, bi_train.ppl, bi_valid.ppl, bi_test.ppl);
+}
+
+// One variant at one seed: trained from the seed's ResNet-BK initialisation (bk_init) on the seed's
+// train order, then evaluated on valid and test. Returns the result row; `run` gets the numbers
+// the seed summary reads, and the pairing checks go into `in`.
+nlohmann::json measure_variant(const rbk::Config& cfg, const PocPlan& p, const rbk::LmData& data, const std::string& variant,
+                               int64_t seed, int64_t rotation, const torch::Tensor& train_ids,
+                               const rbk::ParameterMap& bk_init, tp::SummaryInputs& in,
+                               tp::SeedRun& run, rbk::ExperimentOutput& out) {
+  const VariantSetup vs = setup_variant(variant, p.base, cfg);
+  rbk::TrainOptions o = p.train;
+  o.seed = static_cast<uint64_t>(seed);
+  o.layout = vs.layout;
+  o.label = variant + " seed " + std::to_string(seed) + ": ";
+  const std::string tag = variant + ".seed" + std::to_string(seed);
+  if (!out.checkpoint_dir.empty()) {
+    o.checkpoint_path = out.checkpoint_dir + "/" + tag + ".pt";
+    o.metrics_path = out.checkpoint_dir + "/" + tag + ".metrics.jsonl";
+  }
+  nlohmann::json row{{"variant", variant}, {"seed", seed}, {"train_rotation_tokens", rotation},
+                     {"model", vs.model.to_json()}, {"layout", rbk::to_string(o.layout)},
+                     {"held_out_meaningful", vs.held_out_meaningful}};
+  try {
+    torch::manual_seed(static_cast<uint64_t>(seed));
+    auto model = rbk::make_language_model(vs.model);
+    if (vs.is_resnet_bk) {
+      const bool same = rbk::same_parameters(*model, bk_init);
+      row["same_init_as_bk_reference"] = same;
+      in.bk_variants_same_init = in.bk_variants_same_init && same;
+    } else {
+      const auto copied = rbk::copy_matching_parameters(*model, bk_init).copied;
+      row["params_from_bk_init"] = copied;
+      in.transformer_params_from_bk_init = copied;
     }
+    run.parameters = rbk::count_parameters(*model);
+    row["parameters"] = run.parameters;
+    model->reset_expert_counts();
+    auto tr = rbk::train_language_model(*model, train_ids, o, {{"variant", variant}, {"seed", seed}});
+    row["train"] = tr.to_json();
+    for (const auto& e : tr.epochs) run.train_ppl_per_epoch.push_back(e.train_ppl);
+    row["train_ppl_per_epoch"] = run.train_ppl_per_epoch;
+    if (auto c = model->expert_counts(); c.defined()) {
+      std::vector<std::vector<int64_t>> cc;
+      for (int64_t l = 0; l < c.size(0); ++l) {
+        auto r = c[l].contiguous();
+        cc.emplace_back(r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + r.numel());
+      }
+      row["expert_counts_train"] = cc;
+    }
+    run.status = tr.status;
+    row["status"] = tr.status;
+    run.train_seconds = tr.seconds;
+    run.tokens_per_second = tr.tokens_per_second;
+    if (tr.status == "ok") {
+      run.train_ppl_final = run.train_ppl_per_epoch.empty() ? NAN : run.train_ppl_per_epoch.back();
+      auto ev = rbk::evaluate_language_model(*model, data.valid, o.batch_size, o.seq_len, o.layout, p.device, o.precision);
+      auto et = rbk::evaluate_language_model(*model, data.test, o.batch_size, o.seq_len, o.layout, p.device, o.precision);
+      run.valid_ppl = ev.ppl;
+      run.test_ppl = et.ppl;
+      run.test_bits_per_byte = et.bits_per_byte;
+      row["valid"] = ev.to_json();
+      row["test"] = et.to_json();
+      std::fprintf(stderr, "%s seed %lld: train PPL/epoch %s, valid PPL %.2f, test PPL %.2f (%.1f s, %.0f tok/s)\n",
+                   variant.c_str(), (long long)seed, nlohmann::json(run.train_ppl_per_epoch).dump().c_str(), ev.ppl,
+                   et.ppl, tr.seconds, tr.tokens_per_second);
+    } else {
+      row["message"] = tr.message;
+    }
+    out.arrays.push_back(rbk::make_array(variant + "/seed" + std::to_string(seed) + "/step_loss", tr.step_losses,
+                                         "nats", "training CE per optimizer step"));
+  } catch (const std::exception& e) {
+    row["status"] = "error";
+    row["message"] = e.what();
+    std::fprintf(stderr, "%s seed %lld: error: %s\n", variant.c_str(), (long long)seed, e.what());
+  }
+  return row;
+}
 
+// ---- summarise: the per-seed arrays, intervals and the discrimination check (seed_summary.h) -----------
+
+void summarise(const tp::SummaryInputs& in, rbk::ExperimentOutput& out) {
+  tp::write_seed_summary(in, out.summary);
+  const auto& s = out.summary;
+  std::fprintf(stderr, "discrimination: transformer/bigram test PPL mean %s, 95%% interval [%s, %s], threshold %.3f -> %s\n",
+               s["discrimination"]["interval"]["mean"].dump().c_str(), s["discrimination"]["interval"]["ci95_lo"].dump().c_str(),
+               s["discrimination"]["interval"]["ci95_hi"].dump().c_str(), s["discrimination"]["threshold"].get<double>(),
+               s["discriminating"].get<bool>() ? "discriminating" : s["discriminating_reason"].get<std::string>().c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return rbk::run_experiment(argc, argv, train_poc_spec(), [](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
+    PocPlan p = plan_train_poc(cfg);
     const std::string cache = out.checkpoint_dir.empty() ? "" : out.checkpoint_dir + "/token_cache";
     const rbk::LmData data = rbk::load_lm_data(rbk::data_options_from(cfg, "data."), cache);
-    const auto &train = data.train, &valid = data.valid, &test = data.test;
-    const int64_t V = data.vocab_size();
+    const auto& train = data.train;
     std::fprintf(stderr, "train_poc: V=%lld, tokens train %lld / valid %lld / test %lld, <unk> rate valid %.4f test %.4f, device %s, threads %d\n",
-                 (long long)V, (long long)train.ids.numel(), (long long)valid.ids.numel(), (long long)test.ids.numel(),
-                 data.valid_unk_rate, data.test_unk_rate, device.str().c_str(), at::get_num_threads());
+                 (long long)data.vocab_size(), (long long)train.ids.numel(), (long long)data.valid.ids.numel(),
+                 (long long)data.test.ids.numel(), data.valid_unk_rate, data.test_unk_rate, p.device.str().c_str(),
+                 at::get_num_threads());
     out.summary["data"] = data.summary();
 
     tp::SummaryInputs in;
     in.variants = cfg.get_string_list("variants");
     in.discrimination_margin = cfg.get_real("discrimination_margin");
-
-    // Count-based references on the same splits: lambda is chosen on VALID, then applied to TEST.
-    {
-      auto uni_train = rbk::unigram_reference(train.ids, train, V);
-      auto uni_valid = rbk::unigram_reference(train.ids, valid, V);
-      auto uni_test = rbk::unigram_reference(train.ids, test, V);
-      double best_lambda = 0, best_valid = INFINITY;
-      nlohmann::json sweep = nlohmann::json::array();
-      for (double l : cfg.get_real_list("bigram_lambdas")) {
-        const double p = rbk::bigram_reference(train.ids, valid, V, l).ppl;
-        sweep.push_back({{"lambda", l}, {"valid_ppl", p}});
-        if (p < best_valid) { best_valid = p; best_lambda = l; }
-      }
-      auto bi_train = rbk::bigram_reference(train.ids, train, V, best_lambda);
-      auto bi_valid = rbk::bigram_reference(train.ids, valid, V, best_lambda);
-      auto bi_test = rbk::bigram_reference(train.ids, test, V, best_lambda);
-      out.rows.push_back({{"status", "ok"}, {"variant", "unigram_add_one"}, {"train_ppl", uni_train.ppl},
-                          {"valid", uni_valid.to_json()}, {"test", uni_test.to_json()}});
-      out.rows.push_back({{"status", "ok"}, {"variant", "bigram_interpolated"}, {"lambda", best_lambda},
-                          {"lambda_chosen_on", "valid"}, {"lambda_sweep", sweep},
-                          {"train_ppl", bi_train.ppl}, {"valid", bi_valid.to_json()}, {"test", bi_test.to_json()}});
-      out.summary["references"] = {{"unigram_train_ppl", uni_train.ppl}, {"unigram_valid_ppl", uni_valid.ppl},
-                                   {"unigram_test_ppl", uni_test.ppl}, {"bigram_lambda", best_lambda},
-                                   {"bigram_lambda_chosen_on", "valid"}, {"bigram_lambda_sweep", sweep},
-                                   {"bigram_train_ppl", bi_train.ppl}, {"bigram_valid_ppl", bi_valid.ppl},
-                                   {"bigram_test_ppl", bi_test.ppl}};
-      in.refs = {uni_valid.ppl, uni_test.ppl, bi_valid.ppl, bi_test.ppl};
-      std::fprintf(stderr, "references: unigram train/valid/test PPL %.1f / %.1f / %.1f; bigram (lambda %.2f, chosen on valid) %.1f / %.1f / %.1f\n",
-                   uni_train.ppl, uni_valid.ppl, uni_test.ppl, best_lambda, bi_train.ppl, bi_valid.ppl, bi_test.ppl);
-    }
-
-    base.vocab_size = V;
+    measure_references(cfg, data, in, out);
+    p.base.vocab_size = data.vocab_size();
 
     // The ResNet-BK initialisation every variant of a seed starts from (parameters do not depend on
     // bk_forward / bk_context / layout).
-    const rbk::LmConfig bk_reference = setup_variant("correct_causal", base, cfg).model;
-    for (const auto& v : in.variants) in.held_out_meaningful[v] = setup_variant(v, base, cfg).held_out_meaningful;
-
-    const int64_t first_seed = cfg.get_int("seed");
-    const int64_t n_seeds = cfg.get_int("n_seeds");
-    for (int64_t k = 0; k < n_seeds; ++k) {
-      const int64_t seed = first_seed + k;
+    const rbk::LmConfig bk_reference = setup_variant("correct_causal", p.base, cfg).model;
+    for (const auto& v : in.variants) in.held_out_meaningful[v] = setup_variant(v, p.base, cfg).held_out_meaningful;
+    for (int64_t k = 0; k < cfg.get_int("n_seeds"); ++k) {
+      const int64_t seed = cfg.get_int("seed") + k;
       const int64_t rotation = cfg.get_bool("rotate_train_per_seed") ? rotation_for_seed(seed, train.ids.numel()) : 0;
       const torch::Tensor train_ids = rotation == 0 ? train.ids : torch::roll(train.ids, {-rotation}, {0}).contiguous();
       in.seeds.push_back(seed);
       in.train_rotation.push_back(rotation);
       torch::manual_seed(static_cast<uint64_t>(seed));
       const auto bk_init = rbk::parameter_snapshot(*rbk::make_language_model(bk_reference));
-
       for (const auto& variant : in.variants) {
-        const VariantSetup vs = setup_variant(variant, base, cfg);
-        rbk::TrainOptions o = to;
-        o.seed = static_cast<uint64_t>(seed);
-        o.layout = vs.layout;
-        o.label = variant + " seed " + std::to_string(seed) + ": ";
-        const std::string tag = variant + ".seed" + std::to_string(seed);
-        if (!out.checkpoint_dir.empty()) {
-          o.checkpoint_path = out.checkpoint_dir + "/" + tag + ".pt";
-          o.metrics_path = out.checkpoint_dir + "/" + tag + ".metrics.jsonl";
-        }
-        nlohmann::json row{{"variant", variant}, {"seed", seed}, {"train_rotation_tokens", rotation},
-                           {"model", vs.model.to_json()}, {"layout", rbk::to_string(o.layout)},
-                           {"held_out_meaningful", vs.held_out_meaningful}};
         tp::SeedRun run;
-        try {
-          torch::manual_seed(static_cast<uint64_t>(seed));
-          auto model = rbk::make_language_model(vs.model);
-          if (vs.is_resnet_bk) {
-            const bool same = rbk::same_parameters(*model, bk_init);
-            row["same_init_as_bk_reference"] = same;
-            in.bk_variants_same_init = in.bk_variants_same_init && same;
-          } else {
-            const auto copied = rbk::copy_matching_parameters(*model, bk_init).copied;
-            row["params_from_bk_init"] = copied;
-            in.transformer_params_from_bk_init = copied;
-          }
-          run.parameters = rbk::count_parameters(*model);
-          row["parameters"] = run.parameters;
-          model->reset_expert_counts();
-          auto tr = rbk::train_language_model(*model, train_ids, o, {{"variant", variant}, {"seed", seed}});
-          row["train"] = tr.to_json();
-          for (const auto& e : tr.epochs) run.train_ppl_per_epoch.push_back(e.train_ppl);
-          row["train_ppl_per_epoch"] = run.train_ppl_per_epoch;
-          if (auto c = model->expert_counts(); c.defined()) {
-            std::vector<std::vector<int64_t>> cc;
-            for (int64_t l = 0; l < c.size(0); ++l) {
-              auto r = c[l].contiguous();
-              cc.emplace_back(r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + r.numel());
-            }
-            row["expert_counts_train"] = cc;
-          }
-          run.status = tr.status;
-          row["status"] = tr.status;
-          run.train_seconds = tr.seconds;
-          run.tokens_per_second = tr.tokens_per_second;
-          if (tr.status == "ok") {
-            run.train_ppl_final = run.train_ppl_per_epoch.empty() ? NAN : run.train_ppl_per_epoch.back();
-            auto ev = rbk::evaluate_language_model(*model, valid, o.batch_size, o.seq_len, o.layout, device, o.precision);
-            auto et = rbk::evaluate_language_model(*model, test, o.batch_size, o.seq_len, o.layout, device, o.precision);
-            run.valid_ppl = ev.ppl;
-            run.test_ppl = et.ppl;
-            run.test_bits_per_byte = et.bits_per_byte;
-            row["valid"] = ev.to_json();
-            row["test"] = et.to_json();
-            std::fprintf(stderr, "%s seed %lld: train PPL/epoch %s, valid PPL %.2f, test PPL %.2f (%.1f s, %.0f tok/s)\n",
-                         variant.c_str(), (long long)seed, nlohmann::json(run.train_ppl_per_epoch).dump().c_str(), ev.ppl,
-                         et.ppl, tr.seconds, tr.tokens_per_second);
-          } else {
-            row["message"] = tr.message;
-          }
-          out.arrays.push_back(rbk::make_array(variant + "/seed" + std::to_string(seed) + "/step_loss", tr.step_losses,
-                                               "nats", "training CE per optimizer step"));
-        } catch (const std::exception& e) {
-          row["status"] = "error";
-          row["message"] = e.what();
-          std::fprintf(stderr, "%s seed %lld: error: %s\n", variant.c_str(), (long long)seed, e.what());
-        }
+        out.rows.push_back(measure_variant(cfg, p, data, variant, seed, rotation, train_ids, bk_init, in, run, out));
         in.runs[variant].push_back(run);
-        out.rows.push_back(row);
       }
     }
-
-    tp::write_seed_summary(in, out.summary);
-    const auto& s = out.summary;
-    std::fprintf(stderr, "discrimination: transformer/bigram test PPL mean %s, 95%% interval [%s, %s], threshold %.3f -> %s\n",
-                 s["discrimination"]["interval"]["mean"].dump().c_str(), s["discrimination"]["interval"]["ci95_lo"].dump().c_str(),
-                 s["discrimination"]["interval"]["ci95_hi"].dump().c_str(), s["discrimination"]["threshold"].get<double>(),
-                 s["discriminating"].get<bool>() ? "discriminating" : s["discriminating_reason"].get<std::string>().c_str());
+    summarise(in, out);
   });
 }
