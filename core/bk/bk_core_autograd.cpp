@@ -39,7 +39,12 @@ struct BkCoreFunction : public torch::autograd::Function<BkCoreFunction> {
     }
 #endif
     ctx->saved_data["v_only_cuda"] = false;
-    const Tensor vv = fwd == BkForwardMode::Stable ? v : v.to(torch::kFloat);  // upstream feeds float32
+    // Upstream feeds its compat recursions float32. A float16 or bfloat16 potential (a model cast to
+    // fp16 for inference, as the seeds' memory measurements do; bf16 off the v-only kernel) is scanned
+    // in float32 too: the continued fractions need more than 8-11 mantissa bits, and the scans take
+    // float32 / float64 only. The features come back float32; the model casts them to its dtype.
+    const bool scan_dtype = v.scalar_type() == torch::kFloat || v.scalar_type() == torch::kDouble;
+    const Tensor vv = fwd == BkForwardMode::Stable && scan_dtype ? v : v.to(torch::kFloat);
     const Tensor G = resolvent_diagonal(laplacian_with_potential(vv.detach()), z, fwd, static_cast<BkContext>(context),
                                         static_cast<CompatExecution>(compat_execution));
     ctx->save_for_backward({v, G});

@@ -147,6 +147,24 @@ json probe_record(const rbk::Config& cfg, const std::string& scratch, json spec,
   return rec;
 }
 
+// search.skip: searches a preset leaves out, each "<budget key>/<mode>/<arch or *>" naming a budget,
+// mode and family the preset runs (a typo would otherwise skip nothing, silently); ["none"]: none.
+std::vector<std::string> checked_search_skip(const rbk::Config& cfg) {
+  std::vector<std::string> known;
+  for (double gb : cfg.get_real_list("budgets_gb"))
+    for (const auto& mode : cfg.get_string_list("modes")) {
+      known.push_back(budget_key(gb) + "/" + mode + "/*");
+      for (const auto& arch : cfg.get_string_list("archs")) known.push_back(budget_key(gb) + "/" + mode + "/" + arch);
+    }
+  auto skip = cfg.get_string_list("search.skip");
+  if (skip == std::vector<std::string>{"none"}) return {};
+  for (const auto& cell : skip)
+    if (std::find(known.begin(), known.end(), cell) == known.end())
+      throw rbk::ConfigError("search.skip: '" + cell + "' is not a search of this preset (expected <budget key>/<mode>/<arch or *>, e.g. " +
+                             known.front() + ")");
+  return skip;
+}
+
 void run_searches(const rbk::Config& cfg, const std::string& scratch, json& summary, json& rows) {
   rbk::SearchOptions so;
   so.start = cfg.get_int("search.start");
@@ -170,12 +188,23 @@ void run_searches(const rbk::Config& cfg, const std::string& scratch, json& summ
         {{"pattern", "/summary/" + budget_key(paper_gb) + "/*"},
          {"why", "the " + budget_key(paper_gb) + " budget is not in this preset's budgets_gb (the gpu preset emulates it)"}});
   }
+  const auto skipped_searches = checked_search_skip(cfg);
+  for (const auto& cell : skipped_searches)
+    summary["not_measured"].push_back(
+        {{"pattern", "/summary/" + cell + (cell.back() == '*' ? "" : "/*")},
+         {"why", "the search " + cell + " is left out of this preset (search.skip)"}});
+  auto skipped = [&](const std::string& bk, const std::string& mode, const std::string& arch) {
+    const std::string cell = bk + "/" + mode + "/";
+    return std::find(skipped_searches.begin(), skipped_searches.end(), cell + arch) != skipped_searches.end() ||
+           std::find(skipped_searches.begin(), skipped_searches.end(), cell + "*") != skipped_searches.end();
+  };
   for (double gb : cfg.get_real_list("budgets_gb")) {
     const double budget = gb * 1e9;
     const std::string bk = budget_key(gb);
     for (const auto& mode : cfg.get_string_list("modes")) {
       std::map<std::string, SearchRun> runs;
       for (const auto& arch : cfg.get_string_list("archs")) {
+        if (skipped(bk, mode, arch)) continue;
         json spec = spec0;
         spec["arch"] = arch;
         spec["training"] = mode == "training";
@@ -308,6 +337,8 @@ int main(int argc, char** argv) {
   s.add_int("search.start", 1, 1 << 20, "first d_model probed");
   s.add_int("search.step", 1, 4096, "grid of d_model (multiples of 8 heads x 8)");
   s.add_int("search.hard_upper", 1, 1 << 24, "termination guard of the doubling (reported when reached)");
+  s.add_string_list("search.skip", {}, "searches left out, each <budget key>/<mode>/<arch or *> (e.g. budget_24gb/inference/*), "
+                    "declared not measured in the summary; [\"none\"]: every search runs");
   s.add_bool("order_check", "re-probe each search's boundary in reverse order in fresh processes");
   s.add_string("probe_cache_dir", {}, "directory of finished probe records ('' = none): a search split over several "
                "time-limited calls resumes from it (the order check always re-probes)");
@@ -330,6 +361,7 @@ int main(int argc, char** argv) {
     if (cfg.get_int_list("semi.matvec_n").size() < 3)
       throw rbk::ConfigError("semi.matvec_n: the time exponent needs at least 3 lengths");
     if (cfg.get_real_list("budgets_gb").empty()) throw rbk::ConfigError("budgets_gb: at least one budget");
+    (void)checked_search_skip(cfg);  // before any part runs (and in the gpu preset's validation test)
     const auto parts = cfg.get_string_list("parts");
     auto wants = [&](const char* p) { return std::find(parts.begin(), parts.end(), p) != parts.end(); };
     const std::string scratch = out.checkpoint_dir;

@@ -25,3 +25,22 @@ def widths(d):
 assert widths(a) == widths(b) and widths(a), f"largest widths differ: {widths(a)} vs {widths(b)}"
 print(f"probe cache: {len(pb)} probes reused, largest widths {widths(b)}")
 PY
+# search.skip leaves a search out and declares it not measured (read from the same cache: no probe);
+# a cell the preset does not run is a configuration error (exit 2), never a silent no-op.
+"$exe" "${args[@]}" search.skip=budget_0p06gb/training/phase1 --out "$dir/skip" > "$dir/skip.log" 2>&1
+python3 - "$dir/skip/memory_search.smoke.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+searched = set(d["summary"]["budget_0p06gb"]["training"])
+assert "phase1" not in searched and "transformer" in searched, f"searched: {searched}"
+patterns = [n["pattern"] for n in d["summary"]["not_measured"]]
+assert "/summary/budget_0p06gb/training/phase1/*" in patterns, patterns
+print("search.skip: phase1 left out and declared not measured")
+PY
+set +e
+"$exe" "${args[@]}" search.skip=budget_8gb/training/phase1 --out "$dir/badskip" > "$dir/badskip.log" 2>&1
+rc=$?
+set -e
+[ "$rc" -eq 2 ] && grep -q "search.skip: 'budget_8gb/training/phase1' is not a search of this preset" "$dir/badskip.log" \
+  || { echo "bad search.skip: expected exit 2 and a message, got rc=$rc:"; cat "$dir/badskip.log"; exit 1; }
+echo "search.skip: an unknown search is refused (exit 2)"

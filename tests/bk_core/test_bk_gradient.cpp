@@ -211,5 +211,29 @@ TEST(BkGradient, AutogradModeMatchesStableForwardAndExactVjp) {
   EXPECT_THROW(bk_core_features(torch::zeros({1, 8}), bad), c10::Error);
 }
 
+// A 16-bit potential (an fp16 model, as in the seeds' inference memory setting; the first gpu run of
+// exp_memory_search failed every ResNet-BK inference probe on it) is scanned in float32: the features
+// and the gradient are exactly those of its float32 values, the gradient in v's dtype. Fails if the
+// scan runs in 16 bits, rejects the dtype, or returns the gradient in another dtype.
+TEST(BkAutograd, SixteenBitPotentialIsScannedInFloat32) {
+  torch::manual_seed(27);
+  for (auto dtype : {torch::kHalf, torch::kBFloat16}) {
+    for (auto ctx : {BkContext::Bidirectional, BkContext::Causal}) {
+      BkCoreOptions o;
+      o.context = ctx;
+      const Tensor v16 = (torch::rand({2, 40}) * 2 - 1).to(dtype).requires_grad_(true);
+      const Tensor v32 = v16.detach().to(torch::kFloat).requires_grad_(true);
+      const Tensor f16 = bk_core_features(v16, o), f32 = bk_core_features(v32, o);
+      EXPECT_EQ(f16.scalar_type(), torch::kFloat);
+      EXPECT_TRUE(torch::equal(f16, f32));
+      const Tensor w = torch::randn({2, 40, 2});
+      (f16 * w).sum().backward();
+      (f32 * w).sum().backward();
+      EXPECT_EQ(v16.grad().scalar_type(), dtype);
+      EXPECT_TRUE(torch::equal(v16.grad(), v32.grad().to(dtype)));
+    }
+  }
+}
+
 }  // namespace
 }  // namespace rbk

@@ -12,8 +12,10 @@ struct BkCoreOptions {
   CompatExecution compat_execution = CompatExecution::ScalarLoop;
 };
 
-// v: (B, N) float32 | float64, requires_grad as the caller wants. H = Laplacian + diag(v).
-// Returns features (B, N, 2): float32 for compat forwards (as upstream), v's dtype for Stable.
+// v: (B, N) float32 | float64 | bfloat16 | float16, requires_grad as the caller wants.
+// H = Laplacian + diag(v). Returns features (B, N, 2): float64 for a float64 v with the Stable
+// forward, float32 otherwise (compat forwards as upstream; 16-bit potentials are scanned in
+// float32). The gradient comes back in v's dtype.
 // Backward: Exact -> the exact O(N) vector-Jacobian product (always of the true G, whatever the
 // forward); hybrid modes -> upstream's formulas applied to the G this forward returned;
 // Autograd -> no custom backward: LibTorch differentiates resolvent_diagonal_stable_differentiable
