@@ -1,7 +1,7 @@
 // Position modes of the language models and the fixed encodings (see position_encoding.h; issue 17).
 #include "rbk/position_encoding.h"
 
-#include "rbk/language_model.h"
+#include "rbk/lm_config.h"
 
 #include <cmath>
 #include <stdexcept>

@@ -1,4 +1,4 @@
-// Checkpoint files of the LM trainer (private to core/src: trainer.cpp and lm_checkpoint.cpp).
+// Checkpoint files of the LM trainer (private to core/training: trainer.cpp and lm_checkpoint.cpp).
 // One torch archive holds the model parameters, the AdamW state, the CPU generator state, the
 // step losses and a JSON "meta" record with the model config, the trainer position (TrainState)
 // and the caller's extra record. Written to <path>.tmp and renamed, so a kill never leaves half a

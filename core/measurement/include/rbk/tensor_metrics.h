@@ -9,7 +9,7 @@
 namespace rbk {
 
 namespace detail {
-inline torch::Tensor as_checked_f64(const torch::Tensor& t) {
+inline torch::Tensor flat_f64_on_cpu(const torch::Tensor& t) {
   const auto c = t.detach().cpu();
   return c.is_complex() ? c.to(torch::kComplexDouble).flatten() : c.to(torch::kDouble).flatten();
 }
@@ -17,21 +17,21 @@ inline torch::Tensor as_checked_f64(const torch::Tensor& t) {
 
 // ||got - ref||_2 / ||ref||_2; a zero reference divides by 1e-300 (so any error is enormous, not NaN).
 inline double relative_l2_error(const torch::Tensor& got, const torch::Tensor& ref) {
-  const auto g = detail::as_checked_f64(got), r = detail::as_checked_f64(ref);
+  const auto g = detail::flat_f64_on_cpu(got), r = detail::flat_f64_on_cpu(ref);
   TORCH_CHECK(g.numel() == r.numel(), "relative_l2_error: ", g.numel(), " values against ", r.numel());
   return (g - r).norm().item<double>() / std::max(r.norm().item<double>(), 1e-300);
 }
 
 // max |got - ref|.
 inline double max_abs_error(const torch::Tensor& got, const torch::Tensor& ref) {
-  const auto g = detail::as_checked_f64(got), r = detail::as_checked_f64(ref);
+  const auto g = detail::flat_f64_on_cpu(got), r = detail::flat_f64_on_cpu(ref);
   TORCH_CHECK(g.numel() == r.numel(), "max_abs_error: ", g.numel(), " values against ", r.numel());
   return g.numel() == 0 ? 0.0 : (g - r).abs().max().item<double>();
 }
 
 // <a, b> / (||a|| ||b||) of real tensors, flattened; NaN when either is zero (no direction).
 inline double cosine_similarity(const torch::Tensor& a, const torch::Tensor& b) {
-  const auto x = detail::as_checked_f64(a), y = detail::as_checked_f64(b);
+  const auto x = detail::flat_f64_on_cpu(a), y = detail::flat_f64_on_cpu(b);
   TORCH_CHECK(!x.is_complex() && !y.is_complex(), "cosine_similarity: real tensors only");
   TORCH_CHECK(x.numel() == y.numel(), "cosine_similarity: ", x.numel(), " values against ", y.numel());
   return ((x * y).sum() / (x.norm() * y.norm())).item<double>();
