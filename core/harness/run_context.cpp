@@ -210,6 +210,43 @@ int set_blas_threads(int threads) {
   return get_fn();
 }
 
+namespace {
+// The x86 and Arm vector extensions that change which kernels a BLAS or LibTorch picks.
+const char* const kVectorExtensions[] = {"sse4_2",     "avx",         "avx2",     "fma",        "avx512f",
+                                         "avx512bw",   "avx512_vnni", "avx512_bf16", "amx_tile", "asimd",
+                                         "sve",        "sve2"};
+}  // namespace
+
+CpuIdentity parse_cpuinfo(const std::string& text) {
+  CpuIdentity id;
+  std::istringstream in(text);
+  std::string line, flags;
+  auto value_of = [](const std::string& l) {
+    const auto colon = l.find(':');
+    std::string v = colon == std::string::npos ? "" : l.substr(colon + 1);
+    const auto b = v.find_first_not_of(" \t"), e = v.find_last_not_of(" \t\r");
+    return b == std::string::npos ? std::string() : v.substr(b, e - b + 1);
+  };
+  while (std::getline(in, line)) {
+    const std::string key = line.substr(0, line.find(':'));
+    const auto key_end = key.find_last_not_of(" \t");
+    const std::string k = key_end == std::string::npos ? "" : key.substr(0, key_end + 1);
+    if (id.model.empty() && k == "model name") id.model = value_of(line);
+    if (flags.empty() && (k == "flags" || k == "Features")) flags = " " + value_of(line) + " ";
+  }
+  for (const char* ext : kVectorExtensions)
+    if (flags.find(" " + std::string(ext) + " ") != std::string::npos) id.vector_extensions.emplace_back(ext);
+  return id;
+}
+
+CpuIdentity this_cpu() {
+  std::ifstream f("/proc/cpuinfo");
+  if (!f) return {};
+  std::stringstream text;
+  text << f.rdbuf();
+  return parse_cpuinfo(text.str());
+}
+
 double measure_sgemm_gflops(int64_t n, int samples) {
   // 512^3 (0.27 GFLOP a product): large enough for a BLAS to reach its blocked-kernel rate on a
   // few cores, small enough that the probe stays ~0.1 s with OpenBLAS and ~0.3 s with netlib
@@ -305,6 +342,7 @@ RunContext RunContext::capture(int argc, char** argv, uint64_t seed) {
   gethostname(host, sizeof host - 1);
   c.host = host;
   c.cpu_threads = configure_cpu_threads();
+  c.cpu = this_cpu();
   c.seed = seed;
   for (int i = 0; i < argc; ++i) c.argv.emplace_back(argv[i]);
   c.started_at = utc_now_iso8601();
@@ -330,6 +368,8 @@ nlohmann::json RunContext::to_json() const {
   j["git_tree_hash"] = git_tree_hash.empty() ? json(nullptr) : json(git_tree_hash);
   j["git_untracked_present"] = git_untracked_present ? json(*git_untracked_present) : json(nullptr);
   j["git_env_mismatch"] = git_env_mismatch.empty() ? json(nullptr) : json(git_env_mismatch);
+  j["cpu_model"] = cpu.model.empty() ? json(nullptr) : json(cpu.model);
+  j["cpu_vector_extensions"] = cpu.vector_extensions;
   j["blas"] = blas;
   j["blas_mapped"] = blas_mapped;
   j["blas_threads"] = blas_threads > 0 ? json(blas_threads) : json(nullptr);

@@ -86,6 +86,23 @@ TEST(RunContext, RecordsProvenance) {
     EXPECT_TRUE(j.contains(k)) << k;
   EXPECT_EQ(j["seed"], 42);
   EXPECT_FALSE(c.torch_version.empty());
+  // Every machine this project runs on (Linux) names its CPU in /proc/cpuinfo.
+  EXPECT_TRUE(j["cpu_model"].is_string()) << j["cpu_model"];
+  EXPECT_TRUE(j["cpu_vector_extensions"].is_array());
+}
+
+// x86 ("model name", "flags") and Arm ("Features", no model name) layouts; an extension is matched as
+// a whole word (avx512f is not avx512fp16's prefix match, avx is not found inside avx2).
+TEST(RunContext, ParsesCpuinfo) {
+  const CpuIdentity x86 = parse_cpuinfo(
+      "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8488C \nflags\t\t: fpu sse4_2 avx2 fma avx512f avx512fp16 amx_tile\n"
+      "processor\t: 1\nmodel name\t: other\nflags\t\t: avx\n");
+  EXPECT_EQ(x86.model, "Intel(R) Xeon(R) Platinum 8488C");
+  EXPECT_EQ(x86.vector_extensions, (std::vector<std::string>{"sse4_2", "avx2", "fma", "avx512f", "amx_tile"}));
+  const CpuIdentity arm = parse_cpuinfo("processor\t: 0\nFeatures\t: fp asimd sve\nCPU part\t: 0xd40\n");
+  EXPECT_EQ(arm.model, "");
+  EXPECT_EQ(arm.vector_extensions, (std::vector<std::string>{"asimd", "sve"}));
+  EXPECT_TRUE(parse_cpuinfo("").vector_extensions.empty());
 }
 
 TEST(Timing, PowerLawFitAndMedian) {

@@ -43,6 +43,16 @@ constexpr int64_t kSgemmProbeSize = 512;
 // GFLOP/s (2 n^3 flops per product): the best of `samples` samples of >= 30 ms each.
 double measure_sgemm_gflops(int64_t n = kSgemmProbeSize, int samples = 3);
 
+// The CPU a result ran on, from /proc/cpuinfo's text: fp32 results move in their last bits and CPU
+// speed ratios by up to 4.5x between CPUs (NOTES.md, session 15), and sgemm_gflops alone does not
+// say which CPU it was. vector_extensions: those of kVectorExtensions the CPU flags, in that order.
+struct CpuIdentity {
+  std::string model;                           // first "model name" ("" where absent)
+  std::vector<std::string> vector_extensions;  // e.g. {"sse4_2", "avx", "avx2", "fma", "avx512f"}
+};
+CpuIdentity parse_cpuinfo(const std::string& cpuinfo_text);
+CpuIdentity this_cpu();  // parse_cpuinfo of /proc/cpuinfo; empty where unreadable
+
 struct RunContext {
   std::string git_commit;        // 40-hex sha, or "unknown"
   std::string git_dirty;         // "true" / "false" / "unknown"
@@ -61,6 +71,7 @@ struct RunContext {
   std::string device;            // GPU name or "cpu"
   std::string host;
   int cpu_threads = 1;
+  CpuIdentity cpu;               // this_cpu()
   // Filled by probe_compute() (experiments call it once their thread count is set).
   std::string blas = "not probed";     // loaded_blas_library()
   std::vector<std::string> blas_mapped;
