@@ -239,6 +239,7 @@ TEST(ValidationGit, StaleChoiceRuleHistoryAndProvenance) {
   EXPECT_NE(md.find("- D01.x: CHANGED after its result"), std::string::npos) << md;
   EXPECT_NE(md.find("- D01.y: added after its result"), std::string::npos) << md;
   EXPECT_NE(md.find("`results/mixed/mixed.gpu.failed.json`"), std::string::npos);
+  EXPECT_NE(md.find("; passed over: `results/mixed/mixed.gpu.json` (stale: "), std::string::npos) << md;
   const json vj = verdicts_to_json(reg, verdicts, store, RenderContext{"test", "registry", ""});
   EXPECT_EQ(vj["sources"]["demo"]["stale"], true);
   EXPECT_EQ(vj["sources"]["demo"]["path"], "results/demo/demo.gpu.json");

@@ -33,6 +33,13 @@ std::string source_line(const ResultSource& s) {
   } else {
     line = s.error;
   }
+  // A stale result passed over for a fresh one (say a gpu result older than a code change, beside a
+  // cpu result re-run after it) is named, so that a reader knows it exists and why it is not judged.
+  for (const auto& ignored : s.ignored) {
+    const auto why = ignored.find(" (stale: ");
+    if (why == std::string::npos) continue;
+    line += "; passed over: `" + ignored.substr(0, why) + "` " + ignored.substr(why + 1);
+  }
   if (!s.failed_runs.empty()) {
     line += "; failed run" + std::string(s.failed_runs.size() == 1 ? "" : "s") + " (never judged):";
     for (const auto& f : s.failed_runs) line += " `" + f + "`";
