@@ -31,6 +31,7 @@
 #include "rbk/divergence.h"
 #include "rbk/experiment.h"
 #include "rbk/lm_data.h"
+#include "rbk/log_line.h"
 #include "rbk/options.h"
 #include "rbk/results.h"
 #include "rbk/sweep.h"
@@ -318,8 +319,9 @@ int main(int argc, char** argv) {
       std::cerr << "rbk_sweep: " << e.what() << "\n";
       return dynamic_cast<const rbk::DistributedConfigError*>(&e) ? kExitBadInput : 1;
     }
-    std::cerr << "rbk_sweep[rank " << env.rank << "]: " << selected.size() << " of " << cells.size()
-              << " cells (shard " << env.rank << "/" << env.world_size << ")\n";
+    rbk::write_log_line(std::cerr, "rbk_sweep[rank " + std::to_string(env.rank) + "]: " + std::to_string(selected.size()) +
+                                       " of " + std::to_string(cells.size()) + " cells (shard " + std::to_string(env.rank) +
+                                       "/" + std::to_string(env.world_size) + ")");
   }
   // Data of every selected cell and of its reference cell (paired init), loaded once per distinct
   // data options. A missing corpus directory is a ConfigError raised before anything is written.
@@ -355,8 +357,9 @@ int main(int argc, char** argv) {
     rbk::LmConfig reference = preset.setups.at(cell.reference_cell).model;
     if (reference.vocab_size == 0) reference.vocab_size = data_of(cell.reference_cell).vocab_size();
     const auto after_init = rbk::paired_init_hook(cell, out, cell_dir, reference, [&](rbk::LanguageModel&, const json& record) {
-      std::cerr << cell.id << ": paired init from " << cell.reference_cell << ": " << record["n_copied"]
-                << " parameters copied, " << record["n_not_copied"] << " not\n";
+      rbk::write_log_line(std::cerr, cell.id + ": paired init from " + cell.reference_cell + ": " +
+                                         record["n_copied"].dump() + " parameters copied, " +
+                                         record["n_not_copied"].dump() + " not");
     });
     return outcome_of_job(rbk::run_training_job(data, setup.model, setup.train, cell_dir, after_init), cell_dir);
   };
@@ -384,12 +387,12 @@ int main(int argc, char** argv) {
       for (int r = 1; r < env.world_size;) {
         const auto state = dist->store().try_get(done_key + std::to_string(r));
         if (state) {
-          if (state->rfind("failed: ", 0) == 0) std::cerr << "rbk_sweep: rank " << r << " " << *state << "\n";
+          if (state->rfind("failed: ", 0) == 0) rbk::write_log_line(std::cerr, "rbk_sweep: rank " + std::to_string(r) + " " + *state);
           ++r;
           continue;
         }
         if (std::chrono::steady_clock::now() - last_note > std::chrono::minutes(1)) {
-          std::cerr << "rbk_sweep[rank 0]: waiting for rank " << r << " to finish its cells\n";
+          rbk::write_log_line(std::cerr, "rbk_sweep[rank 0]: waiting for rank " + std::to_string(r) + " to finish its cells");
           last_note = std::chrono::steady_clock::now();
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -404,8 +407,10 @@ int main(int argc, char** argv) {
     const auto it = outcomes.find(c.id);
     if (it != outcomes.end() && it->second["status"] == "error") ++errors;
   }
-  std::cerr << "rbk_sweep: " << report.ran << " cells run, " << report.already_finished << " already finished of "
-            << report.selected << " selected" << (report.interrupted ? " (stopped before finishing; rerun to continue)" : "")
-            << "; summary " << rbk::sweep_summary_path(out) << "\n";
+  rbk::write_log_line(std::cerr, "rbk_sweep: " + std::to_string(report.ran) + " cells run, " +
+                                     std::to_string(report.already_finished) + " already finished of " +
+                                     std::to_string(report.selected) + " selected" +
+                                     (report.interrupted ? " (stopped before finishing; rerun to continue)" : "") +
+                                     "; summary " + rbk::sweep_summary_path(out));
   return errors > 0 ? 1 : 0;
 }

@@ -23,6 +23,7 @@
 #include "rbk/distributed.h"
 #include "rbk/experiment.h"
 #include "rbk/lm_data.h"
+#include "rbk/log_line.h"
 #include "rbk/options.h"
 #include "rbk/training_job.h"
 
@@ -30,6 +31,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 
 namespace fs = std::filesystem;
 
@@ -163,8 +165,10 @@ void train_body(const rbk::Config& cfg, rbk::ExperimentOutput& out, const rbk::L
     }
     reducer = rbk::make_gradient_reducer(ctx, p.train.device);
     p.train.label = "rbk_train[rank " + std::to_string(env.rank) + "]: ";
-    std::cerr << p.train.label << "world size " << env.world_size << ", backend " << backend << ", device "
-              << p.train.device.str() << ", c10d timeout " << dopt.timeout_s << " s\n";
+    std::ostringstream line;
+    line << p.train.label << "world size " << env.world_size << ", backend " << backend << ", device "
+         << p.train.device.str() << ", c10d timeout " << dopt.timeout_s << " s";
+    rbk::write_log_line(std::cerr, line.str());
   }
   // Missing directories are ConfigErrors (exit 2) raised before the token cache is written. Rank 0
   // alone writes the cache; the others wait for it, then read it.
@@ -191,13 +195,17 @@ void train_body(const rbk::Config& cfg, rbk::ExperimentOutput& out, const rbk::L
     if (!ctx || dynamic_cast<const rbk::CorpusError*>(&e)) throw;
     end_job(ctx->collective_failure("waiting for rank 0's data", 0, e.what()));
   }
-  std::cerr << p.train.label << p.model.arch << ", V = " << data.vocab_size() << ", train tokens "
-            << data.train.ids.numel() << ", device " << p.train.device.str() << ", precision " << p.train.precision
-            << "\n";
+  {
+    std::ostringstream line;
+    line << p.train.label << p.model.arch << ", V = " << data.vocab_size() << ", train tokens "
+         << data.train.ids.numel() << ", device " << p.train.device.str() << ", precision " << p.train.precision;
+    rbk::write_log_line(std::cerr, line.str());
+  }
   if (ctx)
-    std::cerr << p.train.label << "train shard "
-              << rbk::train_shard(data.train.ids.numel(), p.train.batch_size, env.rank, env.world_size).to_json().dump()
-              << "\n";
+    rbk::write_log_line(std::cerr, p.train.label + "train shard " +
+                                       rbk::train_shard(data.train.ids.numel(), p.train.batch_size, env.rank, env.world_size)
+                                           .to_json()
+                                           .dump());
   nlohmann::json rec;
   {
     rbk::ScopedTrainSync installed(reducer.get());
@@ -212,12 +220,13 @@ void train_body(const rbk::Config& cfg, rbk::ExperimentOutput& out, const rbk::L
   const std::string status = rec.at("status");
   if (status == "error") throw std::runtime_error(rec.at("reason").get<std::string>());
   if (status == "ok") {
-    std::cerr << p.train.label << "valid PPL " << rec["valid"]["ppl"] << " (" << rec["valid"]["bits_per_byte"]
-              << " bits/byte), test PPL " << rec["test"]["ppl"] << "\n";
+    rbk::write_log_line(std::cerr, p.train.label + "valid PPL " + rec["valid"]["ppl"].dump() + " (" +
+                                       rec["valid"]["bits_per_byte"].dump() + " bits/byte), test PPL " +
+                                       rec["test"]["ppl"].dump());
     out.summary = {{"valid_ppl", rec["valid"]["ppl"]}, {"valid_bits_per_byte", rec["valid"]["bits_per_byte"]},
                    {"test_ppl", rec["test"]["ppl"]}, {"test_bits_per_byte", rec["test"]["bits_per_byte"]}};
   } else {
-    std::cerr << p.train.label << status << ": " << rec.at("reason").get<std::string>() << "\n";
+    rbk::write_log_line(std::cerr, p.train.label + status + ": " + rec.at("reason").get<std::string>());
   }
   out.summary["status"] = status;
   out.summary["checkpoint"] = rec.at("checkpoint");
@@ -283,10 +292,10 @@ int main(int argc, char** argv) {
     try {
       return run_worker_rank(args, spec, env);
     } catch (const rbk::ConfigError& e) {
-      std::cerr << "rbk_train[rank " << env.rank << "]: configuration error: " << e.what() << "\n";
+      rbk::write_log_line(std::cerr, "rbk_train[rank " + std::to_string(env.rank) + "]: configuration error: " + e.what());
       return 2;
     } catch (const std::exception& e) {
-      std::cerr << "rbk_train[rank " << env.rank << "]: run failed: " << e.what() << "\n";
+      rbk::write_log_line(std::cerr, "rbk_train[rank " + std::to_string(env.rank) + "]: run failed: " + e.what());
       return 1;
     }
   }
