@@ -4,6 +4,8 @@
 #include "rbk/trainer.h"
 #include "rbk/distributed.h"
 #include "rbk/lm_loss.h"
+#include "rbk/multi_tensor_adamw.h"
+#include "rbk/torch_compat_optim.h"
 #include "rbk/evaluator.h"
 #include "rbk/results.h"
 #include "lm_checkpoint.h"
@@ -75,9 +77,10 @@ std::vector<torch::Tensor> defined_grads(const std::vector<torch::Tensor>& param
   return grads;
 }
 
+// The per-tensor norms as one multi-tensor operation (one launch for many tensors on CUDA, the
+// same per-tensor norms on the CPU).
 torch::Tensor total_norm_of(const std::vector<torch::Tensor>& grads) {
-  std::vector<torch::Tensor> norms;
-  for (const auto& g : grads) norms.push_back(g.data().norm(2.0));
+  const auto norms = at::_foreach_norm(grads, 2.0);
   return norms.size() == 1 ? norms[0] : torch::stack(norms).norm(2.0);
 }
 
@@ -94,7 +97,7 @@ torch::Tensor clip_grad_norm_no_sync(const std::vector<torch::Tensor>& params, d
   if (grads.empty()) return torch::zeros({});
   const auto total = total_norm_of(grads);
   const auto coef = torch::clamp(max_norm / (total + 1e-6), c10::nullopt, 1.0);
-  for (auto& g : grads) g.data().mul_(coef);
+  scale_in_place(grads, coef);
   return total;
 }
 
@@ -206,10 +209,10 @@ TrainResult train_language_model(LanguageModel& model, const torch::Tensor& trai
   int64_t total_steps = steps_per_epoch * o.epochs;
   if (o.max_steps > 0) total_steps = std::min(total_steps, o.max_steps);
 
-  torch::optim::AdamW optim(model.parameters(), torch::optim::AdamWOptions(o.lr)
-                                                    .betas({o.beta1, o.beta2})
-                                                    .eps(o.eps)
-                                                    .weight_decay(o.weight_decay));
+  MultiTensorAdamW optim(model.parameters(), torch::optim::AdamWOptions(o.lr)
+                                                   .betas({o.beta1, o.beta2})
+                                                   .eps(o.eps)
+                                                   .weight_decay(o.weight_decay));
   TrainState st;
   if (resume) {
     load_checkpoint(o.checkpoint_path, model, optim, st, o.device);

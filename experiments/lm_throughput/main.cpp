@@ -26,6 +26,7 @@
 #include "rbk/peak_memory.h"
 #include "rbk/language_model.h"
 #include "rbk/model_sizing.h"
+#include "rbk/multi_tensor_adamw.h"
 #include "rbk/options.h"
 #include "rbk/timing.h"
 #include "rbk/torch_compat.h"
@@ -157,10 +158,10 @@ int main(int argc, char** argv) {
         row["parameters_over_reference"] = static_cast<double>(params) / static_cast<double>(ref_params);
         model->to(device);
         model->train();
-        torch::optim::AdamW optim(model->parameters(), torch::optim::AdamWOptions(to.lr)
-                                                                  .weight_decay(to.weight_decay)
-                                                                  .betas({to.beta1, to.beta2})
-                                                                  .eps(to.eps));
+        rbk::MultiTensorAdamW optim(model->parameters(), torch::optim::AdamWOptions(to.lr)
+                                                                    .weight_decay(to.weight_decay)
+                                                                    .betas({to.beta1, to.beta2})
+                                                                    .eps(to.eps));
         const auto params_list = model->parameters();
         // (steps, B, N + 1) token ids on the device, drawn before any timing.
         const auto ids = torch::randint(mc.vocab_size, {warmup + timed + phase_steps, B, N + 1},
