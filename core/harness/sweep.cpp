@@ -4,6 +4,7 @@
 #include "rbk/peak_memory.h"
 
 #include "rbk/experiment.h"
+#include "rbk/log_line.h"
 #include "rbk/results.h"
 
 #include <algorithm>
@@ -152,7 +153,7 @@ SweepRunReport run_sweep(const SweepPlan& plan, const std::string& sweep_dir, co
       const nlohmann::json old = read_json_file(outcome_path);
       const std::string status = old.value("status", "");
       if (is_final_status(status) || (status == "error" && !options.retry_errors)) {
-        log << "cell " << (i + 1) << " of " << n << ": " << cell.id << " already finished (" << status << ")\n";
+        write_log_line(log, "cell " + std::to_string(i + 1) + " of " + n + ": " + cell.id + " already finished (" + status + ")");
         ++report.already_finished;
         continue;
       }
@@ -160,10 +161,10 @@ SweepRunReport run_sweep(const SweepPlan& plan, const std::string& sweep_dir, co
     if (options.max_cells > 0 && report.ran >= options.max_cells) {
       report.interrupted = true;
       report.interrupted_at = cell.id;
-      log << "sweep: stopping before " << cell.id << " (max_cells = " << options.max_cells << ")\n";
+      write_log_line(log, "sweep: stopping before " + cell.id + " (max_cells = " + std::to_string(options.max_cells) + ")");
       break;
     }
-    log << "cell " << (i + 1) << " of " << n << ": " << cell.id << "\n" << std::flush;
+    write_log_line(log, "cell " + std::to_string(i + 1) + " of " + n + ": " + cell.id);
     const std::string cell_dir = sweep_cell_dir(sweep_dir, cell.id);
     fs::create_directories(cell_dir);
     nlohmann::json outcome;
@@ -178,8 +179,7 @@ SweepRunReport run_sweep(const SweepPlan& plan, const std::string& sweep_dir, co
     if (outcome.is_object() && outcome.value("status", "") == "stopped") {
       report.interrupted = true;
       report.interrupted_at = cell.id;
-      log << "sweep: cell " << cell.id << " stopped inside (checkpoint in " << cell_dir
-          << "); a re-run resumes it\n";
+      write_log_line(log, "sweep: cell " + cell.id + " stopped inside (checkpoint in " + cell_dir + "); a re-run resumes it");
       break;
     }
     try {
@@ -194,10 +194,10 @@ SweepRunReport run_sweep(const SweepPlan& plan, const std::string& sweep_dir, co
     outcome["overrides"] = cell.overrides;
     write_json_atomic(outcome_path, outcome);
     ++report.ran;
-    log << "cell " << (i + 1) << " of " << n << ": " << cell.id << " -> " << outcome["status"].get<std::string>();
-    if (has_reason(outcome)) log << " (" << outcome["reason"].get<std::string>() << ")";
-    if (outcome.contains("divergence")) log << " (" << outcome["divergence"]["reason"].get<std::string>() << ")";
-    log << "\n";
+    std::string done = "cell " + std::to_string(i + 1) + " of " + n + ": " + cell.id + " -> " + outcome["status"].get<std::string>();
+    if (has_reason(outcome)) done += " (" + outcome["reason"].get<std::string>() + ")";
+    if (outcome.contains("divergence")) done += " (" + outcome["divergence"]["reason"].get<std::string>() + ")";
+    write_log_line(log, done);
     write_sweep_summary(plan, sweep_dir, options.context);
   }
   write_sweep_summary(plan, sweep_dir, options.context);
