@@ -1,7 +1,11 @@
 // Device-side complex numbers and 2x2 complex matrices for the BK-Core scans (bk_stable_scan.cu).
 // Claim C01/C17; upstream-audit §1.11 ("a parallel version is possible with normalised 2x2 products").
 #pragma once
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
+
+#include <cstdint>
+#include <type_traits>
 
 #include "rbk/kernels/bk_window.h"  // bk_window::reciprocal: the one rcp.approx of the BK kernels
 
@@ -121,6 +125,16 @@ __device__ __forceinline__ Af shfl_down(const Af& m, int off) { return {shfl_dow
 __device__ __forceinline__ Af shfl_idx(const Af& m, int src) { return {shfl_idx(m.a, src), shfl_idx(m.c, src)}; }
 __device__ __forceinline__ M2 shfl_down(const M2& m, int off) {
   return {shfl_down(m.a, off), shfl_down(m.b, off), shfl_down(m.c, off), shfl_down(m.d, off)};
+}
+
+// Element i of a float32 or bfloat16 array, as float (the v-only kernels read either).
+template <class Tin>
+__device__ __forceinline__ float load_as_float(const void* p, int64_t i) {
+  if constexpr (std::is_same<Tin, float>::value) {
+    return static_cast<const float*>(p)[i];
+  } else {
+    return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+  }
 }
 
 }  // namespace rbk::cuda::detail

@@ -35,6 +35,7 @@ using detail::Cf;
 using detail::M2;
 using detail::V2;
 using bk_window::Disc;
+using detail::load_as_float;
 
 // Tile-kernel passes: Forward writes G; AggAffine writes the backward's per-tile affine aggregates;
 // Backward writes dL/da. (The per-tile Moebius aggregates come from bk_tile_aggregate_kernel.)
@@ -142,15 +143,6 @@ __device__ __forceinline__ void block_scan(E L, E R, S in_l, S in_r, S& out_l, S
   if (lane == 31) xr = I;
   out_l = xl * vl[warp];
   out_r = xr * vr[warp];
-}
-
-template <class Tin>
-__device__ __forceinline__ float load_as_float(const void* p, int64_t i) {
-  if constexpr (std::is_same<Tin, float>::value) {
-    return static_cast<const float*>(p)[i];
-  } else {
-    return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-  }
 }
 
 // Padded shared-memory index: conflict-free for both the coalesced (striped) and the per-thread
@@ -808,6 +800,7 @@ bool valid(const BkScanParams& p, bool backward) {
   if (p.window_items != 0 && p.window_items != 4 && p.window_items != 16 && p.window_items != 32) return false;
   if (p.window_warmup < 0 || p.window_warmup > kBkWindowWarmup) return false;
   if (p.forward_algorithm == BkForwardAlgorithm::Window && p.upper != nullptr) return false;  // Laplacian mode only
+  if (backward && p.backward_algorithm == BkBackwardAlgorithm::Window && p.upper != nullptr) return false;
   if (p.batch < 1 || p.n < 1 || p.diag == nullptr || p.out == nullptr || !(p.z_im > 0.0)) return false;
   if ((p.upper == nullptr) != (p.lower == nullptr)) return false;
   if (p.upper != nullptr && p.diag_type != InputType::Float32) return false;
@@ -868,8 +861,13 @@ cudaError_t launch_bk_stable_forward(const BkScanParams& p, cudaStream_t stream)
   return launch_forward<FwdCfg>(kp, p, stream);
 }
 
+BkBackwardAlgorithm bk_resolve_backward_algorithm(const BkScanParams& p) {
+  return p.backward_algorithm == BkBackwardAlgorithm::Auto ? BkBackwardAlgorithm::Scan : p.backward_algorithm;
+}
+
 cudaError_t launch_bk_stable_backward(const BkScanParams& p, cudaStream_t stream) {
   if (!valid(p, true)) return cudaErrorInvalidValue;
+  if (bk_resolve_backward_algorithm(p) == BkBackwardAlgorithm::Window) return launch_bk_window_backward(p, stream);
   const KParams kp = make_kparams(p);
   cudaError_t e = cudaSuccess;
   if (kp.nt > 1) {

@@ -114,6 +114,23 @@ struct StableRig {
     rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_forward(q, s), ("stable fwd " + fv.name).c_str());
   }
   void bwd(cudaStream_t s) const { rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_backward(pb, s), "stable bwd"); }
+  // The Window backward (issue 25), which the model does not use yet (Auto resolves to the scan).
+  void bwd_window(cudaStream_t s) const {
+    rbk::cuda::BkScanParams q = pb;
+    q.backward_algorithm = rbk::cuda::BkBackwardAlgorithm::Window;
+    rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_backward(q, s), "stable bwd window");
+  }
+  // The Window backward on NaN-poisoned output, checked as checked_variant checks a forward.
+  Accuracy checked_window_backward(const torch::Tensor& ref) const {
+    out_g.fill_(NAN);
+    bwd_window(current_stream());
+    Accuracy a = accuracy(out_g, ref.defined() ? ref : torch::zeros({1}, torch::kDouble));
+    if (!(a.finite_fraction == 1.0) || !(a.zero_fraction < 1.0))
+      throw std::runtime_error("stable window backward not finite and non-trivial at N = " + std::to_string(N) +
+                               "; refusing to time it");
+    if (!ref.defined()) a.rel_err = NAN;
+    return a;
+  }
   Algo default_algorithm() const { return rbk::cuda::bk_resolve_forward_algorithm(pf); }
   // Runs variant fv on NaN-poisoned output and refuses to go on unless every element is finite and
   // not all are zero; returns its accuracy against ref (pass an undefined ref where the fp64

@@ -94,12 +94,13 @@ using rbk::gpu_test::to_device;
     ASSERT_EQ(rbk_e_, cudaSuccess) << #expr << ": " << cudaGetErrorString(rbk_e_);      \
   } while (0)
 
-// Forward choices of the launcher (BkScanParams); defaults = what the model gets.
+// Forward (and backward) choices of the launcher (BkScanParams); defaults = what the model gets.
 struct FwdChoice {
   rbk::cuda::BkForwardAlgorithm algorithm = rbk::cuda::BkForwardAlgorithm::Auto;
   int forward_threads = 0;
   int window_items = 0;
   int window_warmup = 0;
+  rbk::cuda::BkBackwardAlgorithm backward = rbk::cuda::BkBackwardAlgorithm::Auto;
   std::string name() const {
     using A = rbk::cuda::BkForwardAlgorithm;
     const std::string a = algorithm == A::Auto ? "auto" : algorithm == A::Scan ? "scan" : "window";
@@ -135,6 +136,7 @@ Tensor run_stable(const Tensor& v_in, c10::complex<double> z, bool causal, bool 
   p.forward_algorithm = choice.algorithm;
   p.window_items = choice.window_items;
   p.window_warmup = choice.window_warmup;
+  p.backward_algorithm = choice.backward;
   const cudaError_t e = backward ? rbk::cuda::launch_bk_stable_backward(p, nullptr) : rbk::cuda::launch_bk_stable_forward(p, nullptr);
   EXPECT_EQ(e, cudaSuccess) << cudaGetErrorString(e);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess) << cudaGetErrorString(cudaGetLastError());
@@ -180,6 +182,18 @@ TEST_P(StableKernel, ForwardAndExactGradientMatchFp64) {
       EXPECT_LE(ec.rel_l2, kStableRelTol) << c.name();
       EXPECT_LE(ec.rel_max, kStableRelTol) << c.name();
     }
+    // The Window backward (issue 25), with its first window of 16 and of 1 (every run restarts).
+    for (const int warmup : {0, 1}) {
+      FwdChoice c;
+      c.backward = rbk::cuda::BkBackwardAlgorithm::Window;
+      c.window_warmup = warmup;
+      const Tensor gw = run_stable(d.v, d.z, causal, true, &d.gfeat, rbk::cuda::InputType::Float32, c);
+      const Err ew = rel_error(gw, reference_grad(d.v, d.z, d.gfeat, ctx));
+      std::printf("   window backward warmup=%d rel_l2=%.2e rel_max=%.2e\n", warmup, ew.rel_l2, ew.rel_max);
+      EXPECT_TRUE(torch::isfinite(gw).all().item<bool>()) << "window backward, warmup " << warmup;
+      EXPECT_LE(ew.rel_l2, kStableRelTol) << "window backward, warmup " << warmup;
+      EXPECT_LE(ew.rel_max, kStableRelTol) << "window backward, warmup " << warmup;
+    }
   }
 }
 
@@ -200,13 +214,18 @@ TEST(BkCudaBf16, ForwardAndGradientFromBf16Input) {
     const Tensor vr = vb.to(torch::kFloat);  // the values the kernel actually sees
     const Tensor f = run_stable(vb, d.z, false, false, nullptr, rbk::cuda::InputType::BFloat16);
     const Tensor g = run_stable(vb, d.z, false, true, &d.gfeat, rbk::cuda::InputType::BFloat16);
+    FwdChoice window;
+    window.backward = rbk::cuda::BkBackwardAlgorithm::Window;
+    const Tensor gw = run_stable(vb, d.z, false, true, &d.gfeat, rbk::cuda::InputType::BFloat16, window);
     const Err ef = rel_error(f, reference_features(vr, d.z, rbk::BkContext::Bidirectional));
-    const Err eg = rel_error(g, reference_grad(vr, d.z, d.gfeat, rbk::BkContext::Bidirectional));
-    std::printf("bf16 N=%lld seed=%llu fwd rel_l2=%.2e grad rel_l2=%.2e\n", static_cast<long long>(N),
-                static_cast<unsigned long long>(d.seed), ef.rel_l2, eg.rel_l2);
+    const Tensor gref = reference_grad(vr, d.z, d.gfeat, rbk::BkContext::Bidirectional);
+    const Err eg = rel_error(g, gref), egw = rel_error(gw, gref);
+    std::printf("bf16 N=%lld seed=%llu fwd rel_l2=%.2e grad rel_l2=%.2e (window backward %.2e)\n", static_cast<long long>(N),
+                static_cast<unsigned long long>(d.seed), ef.rel_l2, eg.rel_l2, egw.rel_l2);
     EXPECT_TRUE(torch::isfinite(f).all().item<bool>());
     EXPECT_LE(ef.rel_l2, kBf16RelTol);
     EXPECT_LE(eg.rel_l2, kBf16RelTol);
+    EXPECT_LE(egw.rel_l2, kBf16RelTol);
   }
 }
 
@@ -254,9 +273,20 @@ TEST(BkCudaWindow, SlowContractionStaysAccurate) {
         EXPECT_LE(e.rel_l2, kStableRelTol);
         EXPECT_LE(e.rel_max, kStableRelTol);
       }
+      // The Window backward where its affine windows contract slowly too.
+      FwdChoice window;
+      window.backward = rbk::cuda::BkBackwardAlgorithm::Window;
+      const Tensor gw = run_stable(d.v, c.z, causal, true, &d.gfeat, rbk::cuda::InputType::Float32, window);
+      const Err eg = rel_error(gw, reference_grad(d.v, c.z, d.gfeat, ctx));
+      std::printf("window backward z=(%.2f,%.2f) %s %-13s rel_l2=%.2e rel_max=%.2e\n", c.z.real(), c.z.imag(),
+                  c.constant_v ? "v=2+Re z" : "random v", rbk::to_string(ctx).c_str(), eg.rel_l2, eg.rel_max);
+      EXPECT_TRUE(torch::isfinite(gw).all().item<bool>());
+      EXPECT_LE(eg.rel_l2, kStableRelTol);
+      EXPECT_LE(eg.rel_max, kStableRelTol);
     }
   }
   rbk::cuda::BkScanParams p;
+  EXPECT_EQ(rbk::cuda::bk_resolve_backward_algorithm(p), rbk::cuda::BkBackwardAlgorithm::Scan);  // until timed (issue 25)
   p.z_im = 0.49;
   EXPECT_EQ(rbk::cuda::bk_resolve_forward_algorithm(p), A::Scan);
   p.z_im = 0.5;

@@ -47,6 +47,16 @@ constexpr int64_t kBkTileSize = 4096;
 //   rbk/kernels/bk_window.h, shared with the host test of the maths.
 enum class BkForwardAlgorithm { Auto, Scan, Window };
 
+// Backward algorithms (BkScanParams::backward_algorithm); both compute the exact gradient to fp32
+// rounding.
+//   Scan: the affine scans above (every mode, every z); five passes where N > kBkTileSize.
+//   Window: windowed affine states, one pass, one thread per run of 16 positions (Laplacian mode
+//     only; the maths and its error bound in rbk/kernels/bk_window_backward.h, checked on the host
+//     by tests/bk_core/test_bk_window). window_warmup sets its first window length as well.
+//   Auto (default): Scan, until the Window kernel has passed its GPU tests and been timed against
+//     the scan (issue 25; written in a session without a GPU).
+enum class BkBackwardAlgorithm { Auto, Scan, Window };
+
 struct BkScanParams {
   // Diagonal input, (B, N) contiguous. Laplacian mode (upper == lower == nullptr): the potential v
   // with H = H0 + diag(v), H0 = 1-D Laplacian (a = -2 + v, b = c = 1). General mode: a itself.
@@ -72,10 +82,18 @@ struct BkScanParams {
   // drive every thread through the restarts). Neither changes the result beyond rounding.
   int window_items = 0;
   int window_warmup = 0;
+  BkBackwardAlgorithm backward_algorithm = BkBackwardAlgorithm::Auto;
 };
 
 // The algorithm launch_bk_stable_forward runs for p (Auto resolved).
 BkForwardAlgorithm bk_resolve_forward_algorithm(const BkScanParams& p);
+
+// The algorithm launch_bk_stable_backward runs for p (Auto resolved).
+BkBackwardAlgorithm bk_resolve_backward_algorithm(const BkScanParams& p);
+
+// The Window backward's launcher (bk_window_backward.cu), which launch_bk_stable_backward calls;
+// p is validated there.
+cudaError_t launch_bk_window_backward(const BkScanParams& p, cudaStream_t stream);
 
 // Scratch the launchers need (tile aggregates and carried states); 0 when N <= kBkTileSize.
 size_t bk_stable_workspace_bytes(int64_t batch, int64_t n);
