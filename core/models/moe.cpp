@@ -27,6 +27,14 @@ RouterKind parse_router(const std::string& s) {
   throw std::invalid_argument("router '" + s + "': expected learned_topk, switch_top1, gumbel_hard or scattering_phase");
 }
 
+std::string to_string(MoeDispatch d) { return d == MoeDispatch::Dense ? "dense" : "gather"; }
+
+MoeDispatch parse_moe_dispatch(const std::string& s) {
+  if (s == "gather") return MoeDispatch::Gather;
+  if (s == "dense") return MoeDispatch::Dense;
+  throw std::invalid_argument("moe dispatch '" + s + "': expected gather or dense");
+}
+
 MoeImpl::MoeImpl(const MoeOptions& o) : options_(o) {
   if (o.num_experts < 1 || o.top_k < 1 || o.d_model < 1 || o.hidden_mult < 1)
     throw std::invalid_argument("MoE: num_experts, top_k, d_model, hidden_mult must be >= 1");
@@ -54,6 +62,7 @@ torch::Tensor MoeImpl::dispatch(const torch::Tensor& x, const torch::Tensor& idx
   const auto hit = idx.unsqueeze(0).eq(torch::arange(E, idx.options()).view({E, 1, 1}));  // (E, T, k)
   const auto member = hit.any(2);                                                        // (E, T)
   const auto weight = (w.unsqueeze(0) * hit.to(w.scalar_type())).sum(2);                 // (E, T)
+  if (options_.dispatch == MoeDispatch::Dense) return dispatch_dense(x, weight);
   // The row counts are the layer's one host synchronisation (the experts' GEMMs need their sizes).
   const auto counts = member.sum(1).to(torch::kCPU);
   const int64_t* count = counts.data_ptr<int64_t>();
@@ -83,6 +92,27 @@ torch::Tensor MoeImpl::dispatch(const torch::Tensor& x, const torch::Tensor& idx
   // Under CUDA autocast the experts return bf16 while x (and out) may be fp32: index_add needs one
   // dtype, so the contributions are cast to the accumulator's (no-op in fp32).
   return out.index_add(0, rows, (torch::cat(ys) * we).to(out.scalar_type()));
+}
+
+torch::Tensor MoeImpl::dispatch_dense(const torch::Tensor& x, const torch::Tensor& weight) {
+  const int64_t E = options_.num_experts;
+  std::vector<torch::Tensor> w_up, b_up, w_down, b_down;
+  for (int64_t e = 0; e < E; ++e) {
+    const auto& up = up_[e]->as<torch::nn::Linear>();
+    const auto& down = down_[e]->as<torch::nn::Linear>();
+    w_up.push_back(up->weight);
+    b_up.push_back(up->bias);
+    w_down.push_back(down->weight);
+    b_down.push_back(down->bias);
+  }
+  // (E, T, D) x (E, D, hD) + bias -> (E, T, hD), ReLU, dropout, -> (E, T, D): each expert on every token.
+  const auto xe = x.unsqueeze(0).expand({E, x.size(0), x.size(1)});
+  auto h = torch::baddbmm(torch::stack(b_up).unsqueeze(1), xe, torch::stack(w_up).transpose(1, 2));
+  h = drop_->forward(torch::relu(h));
+  const auto y = torch::baddbmm(torch::stack(b_down).unsqueeze(1), h, torch::stack(w_down).transpose(1, 2));
+  // The routing weight of expert e for token t is 0 unless a slot chose e: the sum over experts is
+  // the sum over the chosen ones (an exact 0 contribution from the others).
+  return (y * weight.unsqueeze(2).to(y.scalar_type())).sum(0).to(x.scalar_type());
 }
 
 MoeImpl::Routing MoeImpl::route(const torch::Tensor& x, const torch::Tensor& g) {

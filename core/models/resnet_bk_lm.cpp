@@ -52,6 +52,7 @@ ResNetBkBlock make_resnet_bk_block(torch::nn::Module& owner, const std::string& 
   mo.top_k = c.top_k;
   mo.dropout = c.dropout;
   mo.router = parse_router(c.router);
+  mo.dispatch = parse_moe_dispatch(c.moe_dispatch);
   mo.legacy_scattering_scale = c.legacy_scattering_scale;
   mo.scattering_epsilon = c.scattering_epsilon;
   ResNetBkBlock b;

@@ -3,6 +3,8 @@
 // language model at equal size, side by side in one run:
 //   resnet_bk_bidirectional   ResNet-BK LM, stable BK forward + exact gradient, as in the papers
 //   resnet_bk_causal          the same with the causal BK-Core (our corrected variant)
+//   resnet_bk_*_dense_moe     either, with the MoE's dense dispatch (every expert on every token, no
+//                             host synchronisation; moe.h, issue 25): the same function and weights
 //   transformer               causal Transformer, attention through rbk::causal_attention
 //                             (scaled_dot_product_attention = flash attention on LibTorch >= 2)
 //   mamba, rwkv               the Mamba-1 and RWKV-4 LMs (a row with status "not_built" where
@@ -13,8 +15,8 @@
 // configured tolerance; a baseline that cannot be sized is a row with status "sizing_failed").
 //
 // Each row: the same batch size, sequence length N, precision (bf16 autocast on CUDA in the gpu
-// preset), AdamW and gradient clipping as the LM trainer (rbk::language_model_loss,
-// rbk::clip_grad_norm_no_sync); `warmup_steps` untimed steps, then `timed_steps` steps each timed
+// preset), AdamW (rbk::MultiTensorAdamW) and gradient clipping as the LM trainer
+// (rbk::language_model_loss, rbk::clip_grad_norm_no_sync); `warmup_steps` untimed steps, then `timed_steps` steps each timed
 // as device-synchronised wall time (and the host's time to issue it); tokens/s = B N / median step
 // time. Then `phase_steps` steps timed per phase (forward + loss, backward, clipping + AdamW).
 // Inputs are uniform random token ids (throughput does not depend on the text; they are drawn
@@ -45,7 +47,9 @@ namespace {
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-const std::vector<std::string> kVariants{"resnet_bk_bidirectional", "resnet_bk_causal", "transformer", "mamba", "rwkv"};
+// *_dense_moe: the same ResNet-BK with model.moe_dispatch = dense (moe.h; issue 25).
+const std::vector<std::string> kVariants{"resnet_bk_bidirectional", "resnet_bk_causal", "resnet_bk_bidirectional_dense_moe",
+                                         "resnet_bk_causal_dense_moe", "transformer", "mamba", "rwkv"};
 
 // Reference model of the issue's target: "~30M parameters, N = 2048, bf16, on the H100".
 constexpr int64_t kTargetSeqLen = 2048;
@@ -123,7 +127,8 @@ int main(int argc, char** argv) {
                {"precision", precision}, {"device", device.str()}, {"warmup_steps", warmup}, {"timed_steps", timed}};
       rbk::LmConfig mc = ref;
       try {
-        if (variant == "resnet_bk_causal") mc.bk_context = "causal";
+        if (variant.rfind("resnet_bk_causal", 0) == 0) mc.bk_context = "causal";
+        if (variant.size() > 10 && variant.compare(variant.size() - 10, 10, "_dense_moe") == 0) mc.moe_dispatch = "dense";
         if (arch_of(variant) != "resnet_bk") {
           rbk::LmConfig base = ref;
           base.arch = variant;
@@ -270,5 +275,12 @@ int main(int argc, char** argv) {
       }
       out.rows.push_back(row);
     }
+    // Issue 25's target: each ResNet-BK variant's tokens/s over the Transformer's of this run.
+    auto& variants = out.summary["variants"];
+    if (variants.contains("transformer") && variants["transformer"]["status"] == "ok")
+      for (auto& [name, v] : variants.items())
+        if (arch_of(name) == "resnet_bk" && v["status"] == "ok")
+          v["tokens_per_second_over_transformer"] =
+              v["tokens_per_second"].get<double>() / variants["transformer"]["tokens_per_second"].get<double>();
   });
 }

@@ -190,9 +190,11 @@ TEST(LmRouters, SparseDispatchMatchesTheSumOverSlots) {
     rbk::RouterKind router;
     int64_t top_k;
   };
+  for (const auto dispatch : {rbk::MoeDispatch::Gather, rbk::MoeDispatch::Dense})
   for (const Case& k : {Case{rbk::RouterKind::LearnedTopK, 1}, Case{rbk::RouterKind::LearnedTopK, 2},
                         Case{rbk::RouterKind::SwitchTop1, 1}, Case{rbk::RouterKind::ScatteringPhase, 2}}) {
     rbk::MoeOptions o;
+    o.dispatch = dispatch;
     o.d_model = 8;
     o.num_experts = 4;
     o.top_k = k.top_k;
@@ -217,10 +219,47 @@ TEST(LmRouters, SparseDispatchMatchesTheSumOverSlots) {
       ref += we * y;
     }
     const double err = (out - ref).abs().max().item<double>();
-    std::printf("router %d top-%lld: max |dispatch - sum over slots| = %.2e (|ref| max %.2f)\n", static_cast<int>(k.router),
-                static_cast<long long>(k.top_k), err, ref.abs().max().item<double>());
+    std::printf("%s dispatch, router %d top-%lld: max |dispatch - sum over slots| = %.2e (|ref| max %.2f)\n",
+                rbk::to_string(dispatch).c_str(), static_cast<int>(k.router), static_cast<long long>(k.top_k), err,
+                ref.abs().max().item<double>());
     EXPECT_LT(err, 1e-12);
     EXPECT_GT(ref.abs().max().item<double>(), 0.1);  // non-trivial outputs
+  }
+}
+
+// The two dispatches of one MoE (same weights, fp64) give the same outputs and the same gradients
+// for the input and every parameter (the gate's included: the weights' gradient reaches it), so
+// a model trains the same function with either (issue 25). Dropout 0: dropout masks differ.
+TEST(LmRouters, DenseDispatchHasTheGatherGradients) {
+  for (const int64_t top_k : {1, 2}) {
+    std::vector<std::vector<torch::Tensor>> grads;
+    for (const auto dispatch : {rbk::MoeDispatch::Gather, rbk::MoeDispatch::Dense}) {
+      rbk::MoeOptions o;
+      o.d_model = 8;
+      o.num_experts = 4;
+      o.top_k = top_k;
+      o.router = rbk::RouterKind::SwitchTop1;
+      if (top_k == 2) o.router = rbk::RouterKind::LearnedTopK;
+      o.dispatch = dispatch;
+      torch::manual_seed(23);
+      rbk::Moe moe(o);
+      moe->to(torch::kDouble);
+      const auto x = torch::randn({40, o.d_model}, torch::kDouble).requires_grad_(true);
+      const auto target = torch::randn({40, o.d_model}, torch::kDouble);
+      (moe->forward(x) * target).sum().backward();
+      std::vector<torch::Tensor> g{x.grad()};
+      for (const auto& p : moe->parameters()) g.push_back(p.grad().defined() ? p.grad() : torch::zeros_like(p));
+      grads.push_back(g);
+    }
+    double worst = 0, largest = 0;
+    for (size_t i = 0; i < grads[0].size(); ++i) {
+      worst = std::max(worst, (grads[0][i] - grads[1][i]).abs().max().item<double>());
+      largest = std::max(largest, grads[0][i].abs().max().item<double>());
+    }
+    std::printf("top-%lld: max |grad gather - grad dense| = %.2e over %zu tensors (largest |grad| %.2f)\n",
+                static_cast<long long>(top_k), worst, grads[0].size(), largest);
+    EXPECT_LT(worst, 1e-12);
+    EXPECT_GT(largest, 0.1);
   }
 }
 

@@ -24,6 +24,20 @@ enum class RouterKind { LearnedTopK, SwitchTop1, GumbelHard, ScatteringPhase };
 std::string to_string(RouterKind r);
 RouterKind parse_router(const std::string& s);  // "learned_topk", "switch_top1", "gumbel_hard", "scattering_phase"
 
+// How a sparse router's choice is computed (the function is the same; issue 25):
+//  * Gather: each expert runs on the tokens routed to it (one gather, a GEMM per expert on its
+//    segment, one weighted scatter-add). The work a sparse MoE promises; one host synchronisation
+//    per layer (the experts' row counts size their GEMMs).
+//  * Dense: every expert runs on every token as one batched GEMM per projection over the stacked
+//    expert weights, and the outputs are summed with the routing weights (zero for experts not
+//    chosen). No host synchronisation and a handful of operations per layer instead of a few per
+//    expert, for E x the experts' FLOPs and activation memory: a GPU speed option where launches,
+//    not FLOPs, bound the step. Dropout draws its mask over every expert's hidden units, so with
+//    dropout > 0 the random stream differs from Gather's.
+enum class MoeDispatch { Gather, Dense };
+std::string to_string(MoeDispatch d);
+MoeDispatch parse_moe_dispatch(const std::string& s);  // "gather", "dense"
+
 struct MoeOptions {
   int64_t d_model = 64;
   int64_t num_experts = 4;
@@ -34,6 +48,7 @@ struct MoeOptions {
   double legacy_scattering_scale = 0.0;  // upstream default 0.1 (LearnedTopK only); 0 = off
   double scattering_epsilon = 1.0;       // ScatteringPhase: phase scaled by 1/(eps + 0.1)
   double resonance_fraction = 0.1;       // ScatteringPhase: top fraction of |G| per batch
+  MoeDispatch dispatch = MoeDispatch::Gather;  // sparse routers only (dense mixtures use every expert anyway)
 };
 
 class MoeImpl : public torch::nn::Module {
@@ -62,8 +77,9 @@ class MoeImpl : public torch::nn::Module {
 
  private:
   torch::Tensor expert_forward(int64_t e, const torch::Tensor& x);
-  // Sparse dispatch: idx, w (T, k) -> sum_j w_j expert_{idx_j}(x).
+  // Sparse dispatch: idx, w (T, k) -> sum_j w_j expert_{idx_j}(x), as MoeDispatch::Gather or Dense.
   torch::Tensor dispatch(const torch::Tensor& x, const torch::Tensor& idx, const torch::Tensor& w);
+  torch::Tensor dispatch_dense(const torch::Tensor& x, const torch::Tensor& weight);
   MoeOptions options_;
   torch::nn::Linear gate_{nullptr};
   torch::nn::ModuleList up_, down_;
