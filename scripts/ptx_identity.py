@@ -9,8 +9,9 @@ be checked without a GPU: compile the file before and after to PTX with the buil
 
 and run this script on the two files. Each kernel of AFTER is matched to a kernel of BEFORE by
 its mangled name (after --map substitutions, for template parameters a refactor removed); both
-bodies are normalised (line info, debug sections, the per-file hash of anonymous namespaces, and
-the numbering of virtual registers and labels, which depends on what else the file holds) and
+bodies are normalised (line info, debug sections, the per-file hash of anonymous namespaces, the
+file-name prefix of internal functions they call, and the numbering of virtual registers, labels,
+local depots and statics, which depends on what else the file holds) and
 compared. Exit 0 when every kernel of AFTER matches one of BEFORE exactly, 1 otherwise (each
 difference is printed), 2 on bad input.
 """
@@ -20,8 +21,14 @@ import re
 import sys
 
 ANON = re.compile(r"\d+_GLOBAL__N__[0-9a-f]+_\d+_\w+?_cu_[0-9a-f]{8}")
+# Internal-linkage functions called by a kernel carry the file's name and hash in their mangled
+# names (_ZN48_INTERNAL_<hash>_17_bk_stable_scan_cu_<hash>...): a kernel moved to another file calls
+# the same function under another prefix.
+INTERNAL = re.compile(r"_ZN\d+_INTERNAL_[0-9a-f]+_\d+_\w+?_cu_[0-9a-f]{8}")
 ENTRY = re.compile(r"\.entry (\S+)\((.*?)\n\}\n", re.S)
-NUMBERED = re.compile(r"%[a-z]+\d+|\$L__BB\d+_\d+|\$L__tmp\d+")
+# File-wide counters: virtual registers, labels, local-memory depots and the $N suffix of
+# function-local statics, numbered by what else the file holds.
+NUMBERED = re.compile(r"%[a-z]+\d+|\$L__BB\d+_\d+|\$L__tmp\d+|__local_depot\d+|\$\d+")
 
 
 def bad_input(message):
@@ -45,7 +52,7 @@ def kernels(path):
             return kind.replace("#", "") + "_" + str(seen.setdefault(t.group(0), len(seen)))
 
         name = ANON.sub("ANON", m.group(1))
-        body = NUMBERED.sub(renumber, ANON.sub("ANON", m.group(0)))
+        body = NUMBERED.sub(renumber, INTERNAL.sub("_ZN_INTERNAL", ANON.sub("ANON", m.group(0))))
         found[name] = body
     if not found:
         bad_input(f"{path} has no .entry (is it a PTX file?)")
