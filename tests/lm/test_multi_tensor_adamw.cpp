@@ -77,33 +77,38 @@ double run_side_by_side(torch::optim::Optimizer& oa, std::vector<Tensor>& a, tor
   return max_difference(oa, a, ob, b);
 }
 
+// The two optimizers on equal copies of the parameters.
+struct SideBySide {
+  std::vector<Tensor> a, b;
+  torch::optim::AdamW reference;
+  rbk::MultiTensorAdamW multi;
+  explicit SideBySide(const torch::Device& device)
+      : a(make_params(device)), b(clones(a)), reference(a, options()), multi(b, options()) {}
+};
+
 TEST(MultiTensorAdamW, BitIdenticalToTorchAdamWOnCpu) {
-  auto a = make_params(torch::kCPU);
-  auto b = clones(a);
-  torch::optim::AdamW reference(a, options());
-  rbk::MultiTensorAdamW multi(b, options());
+  SideBySide s(torch::kCPU);
   torch::manual_seed(11);
-  EXPECT_EQ(run_side_by_side(reference, a, multi, b, 0, 6), 0.0);
+  EXPECT_EQ(run_side_by_side(s.reference, s.a, s.multi, s.b, 0, 6), 0.0);
   // The lagging parameter really has its own step count (the two-step-count path ran).
-  const auto& lagging = static_cast<torch::optim::AdamWParamState&>(*multi.state().at(rbk::optimizer_state_key(multi.state(), b[3])));
+  const auto& lagging =
+      static_cast<torch::optim::AdamWParamState&>(*s.multi.state().at(rbk::optimizer_state_key(s.multi.state(), s.b[3])));
   EXPECT_EQ(lagging.step(), 5);
   // And the parameters moved (a no-op step would compare equal to a no-op reference only if both were).
-  EXPECT_GT((b[0].detach() - make_params(torch::kCPU)[0]).abs().max().item<double>(), 1e-3);
+  EXPECT_GT((s.b[0].detach() - make_params(torch::kCPU)[0]).abs().max().item<double>(), 1e-3);
 }
 
 TEST(MultiTensorAdamW, CheckpointsAreInterchangeableWithTorchAdamW) {
   for (const bool reference_first : {true, false}) {
-    auto a = make_params(torch::kCPU);
-    auto b = clones(a);
-    torch::optim::AdamW reference(a, options());
-    rbk::MultiTensorAdamW multi(b, options());
+    SideBySide s(torch::kCPU);
     torch::manual_seed(13);
-    ASSERT_EQ(run_side_by_side(reference, a, multi, b, 0, 3), 0.0);
+    ASSERT_EQ(run_side_by_side(s.reference, s.a, s.multi, s.b, 0, 3), 0.0);
     // Save one optimizer, load it into a fresh one of the other kind on copies of its parameters.
-    torch::optim::Optimizer& saved = reference_first ? static_cast<torch::optim::Optimizer&>(reference) : multi;
-    auto c = clones(reference_first ? a : b);
+    torch::optim::Optimizer& kept = reference_first ? static_cast<torch::optim::Optimizer&>(s.reference) : s.multi;
+    auto& kept_params = reference_first ? s.a : s.b;
+    auto c = clones(kept_params);
     torch::serialize::OutputArchive out;
-    saved.save(out);
+    kept.save(out);
     std::ostringstream bytes;
     out.save_to(bytes);
     std::unique_ptr<torch::optim::Optimizer> loaded;
@@ -113,8 +118,6 @@ TEST(MultiTensorAdamW, CheckpointsAreInterchangeableWithTorchAdamW) {
     std::istringstream read(bytes.str());
     in.load_from(read);
     loaded->load(in);
-    auto& kept = reference_first ? reference : static_cast<torch::optim::Optimizer&>(multi);
-    auto& kept_params = reference_first ? a : b;
     EXPECT_EQ(max_difference(kept, kept_params, *loaded, c), 0.0) << "after loading";
     EXPECT_EQ(run_side_by_side(kept, kept_params, *loaded, c, 3, 3), 0.0) << "three steps after loading";
   }
@@ -132,12 +135,9 @@ TEST(MultiTensorAdamW, AmsgradIsAnError) {
 // by sqrt(v)), far below what a wrong coefficient or a skipped parameter would give (>= 1e-3).
 TEST(MultiTensorAdamW, CloseToTorchAdamWOnCuda) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  auto a = make_params(torch::kCUDA);
-  auto b = clones(a);
-  torch::optim::AdamW reference(a, options());
-  rbk::MultiTensorAdamW multi(b, options());
+  SideBySide s(torch::kCUDA);
   torch::manual_seed(11);
-  EXPECT_LT(run_side_by_side(reference, a, multi, b, 0, 6), 1e-6);
+  EXPECT_LT(run_side_by_side(s.reference, s.a, s.multi, s.b, 0, 6), 1e-6);
 }
 
 // The clipping's multi-tensor norm and scaling (trainer.h) against the per-tensor formula of
