@@ -57,17 +57,24 @@ double fit_power_law_exponent(const std::vector<double>& x, const std::vector<do
 namespace {
 // The callback is a plain function pointer (no state of its own), hence a file-level counter.
 std::atomic<int64_t> g_operator_calls{0};
+std::atomic<int64_t> g_outermost_calls{0};
 std::atomic<bool> g_counter_alive{false};
+thread_local int t_operator_depth = 0;  // FUNCTION-scope operators active on this thread
 std::unique_ptr<at::ObserverContext> count_operator_call(const at::RecordFunction&) {
   g_operator_calls.fetch_add(1, std::memory_order_relaxed);
+  if (t_operator_depth++ == 0) g_outermost_calls.fetch_add(1, std::memory_order_relaxed);
   return nullptr;
+}
+void leave_operator_call(const at::RecordFunction&, at::ObserverContext*) {
+  if (t_operator_depth > 0) --t_operator_depth;
 }
 }  // namespace
 
 OperatorCallCounter::OperatorCallCounter() {
   if (g_counter_alive.exchange(true)) throw std::logic_error("OperatorCallCounter: only one may exist at a time");
-  g_operator_calls = 0;
-  handle_ = at::addGlobalCallback(at::RecordFunctionCallback(count_operator_call).scopes({at::RecordScope::FUNCTION}));
+  reset();
+  handle_ = at::addGlobalCallback(
+      at::RecordFunctionCallback(count_operator_call, leave_operator_call).scopes({at::RecordScope::FUNCTION}));
 }
 
 OperatorCallCounter::~OperatorCallCounter() {
@@ -77,6 +84,11 @@ OperatorCallCounter::~OperatorCallCounter() {
 
 int64_t OperatorCallCounter::count() const { return g_operator_calls.load(); }
 
-void OperatorCallCounter::reset() { g_operator_calls = 0; }
+int64_t OperatorCallCounter::outermost_count() const { return g_outermost_calls.load(); }
+
+void OperatorCallCounter::reset() {
+  g_operator_calls = 0;
+  g_outermost_calls = 0;
+}
 
 }  // namespace rbk

@@ -211,14 +211,17 @@ int main(int argc, char** argv) {
         // host a little, one more reason these steps are not the timed ones).
         if (phase_steps > 0) {
           const char* names[] = {"forward", "backward", "update"};
-          std::vector<double> phase_secs[3], phase_host[3], phase_ops[3];
+          std::vector<double> phase_secs[3], phase_host[3], phase_ops[3], phase_outermost[3];
           rbk::OperatorCallCounter ops;  // created while no operator runs (synchronised above)
           for (int64_t s = 0; s < phase_steps; ++s) {
             const std::function<void()> phase_fns[3] = {[&] { forward(warmup + timed + s); }, backward, update};
             for (int ph = 0; ph < 3; ++ph) {
               ops.reset();
               issue_and_sync(phase_fns[ph], phase_secs[ph], phase_host[ph],
-                             [&] { phase_ops[ph].push_back(static_cast<double>(ops.count())); });
+                             [&] {
+                               phase_ops[ph].push_back(static_cast<double>(ops.count()));
+                               phase_outermost[ph].push_back(static_cast<double>(ops.outermost_count()));
+                             });
             }
           }
           json phases = json::object();
@@ -226,7 +229,10 @@ int main(int argc, char** argv) {
           for (int ph = 0; ph < 3; ++ph) {
             const double sec = rbk::median(phase_secs[ph]), host = rbk::median(phase_host[ph]),
                          calls = rbk::median(phase_ops[ph]);
-            phases[names[ph]] = {{"seconds_median", sec}, {"host_seconds_median", host}, {"operator_calls_median", calls}};
+            phases[names[ph]] = {{"seconds_median", sec},
+                                 {"host_seconds_median", host},
+                                 {"operator_calls_median", calls},
+                                 {"outermost_operator_calls_median", rbk::median(phase_outermost[ph])}};
             char buf[128];
             std::snprintf(buf, sizeof buf, "%s%s %.4f / %.4f, %.0f", ph ? "; " : "", names[ph], sec, host, calls);
             line += buf;

@@ -131,6 +131,11 @@ TEST(Timing, OperatorCallCounterCountsDispatchedOperators) {
     EXPECT_EQ(ops.count(), 0);
     b = b.sum();
     EXPECT_GE(ops.count(), 1);
+    // A composite operator's inner calls are counted, but only it is outermost.
+    ops.reset();
+    const auto c = torch::cat({a, a}).norm(2.0);
+    EXPECT_EQ(ops.outermost_count(), 2);
+    EXPECT_GT(ops.count(), ops.outermost_count());
   }
   OperatorCallCounter again;  // the first one's end released the slot
   EXPECT_EQ(again.count(), 0);

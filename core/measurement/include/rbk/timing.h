@@ -33,6 +33,11 @@ class OperatorCallCounter {
   OperatorCallCounter(const OperatorCallCounter&) = delete;
   OperatorCallCounter& operator=(const OperatorCallCounter&) = delete;
   int64_t count() const;  // calls since construction or the last reset()
+  // The calls made while no other operator was running on their thread: what the program and
+  // the autograd engine's nodes issue, without the operators that ATen's own composite and
+  // fallback implementations call inside them. Where a CPU fallback loops over tensors that one
+  // CUDA kernel handles (the _foreach_ operations), this is the count that carries over.
+  int64_t outermost_count() const;
   void reset();
 
  private:
