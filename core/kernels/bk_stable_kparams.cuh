@@ -1,5 +1,5 @@
-// Internal to the stable BK-Core kernels (bk_stable_scan.cu, bk_window_forward.cu): the kernels'
-// parameter block and the window forward's launcher, which launch_bk_stable_forward calls.
+// Internal to the stable BK-Core kernels (bk_stable_scan.cu, bk_tile_state_scan.cu,
+// bk_window_forward.cu): the kernels' parameter block and the launchers bk_stable_scan.cu calls.
 #pragma once
 #include "rbk/kernels/bk_scan_launch.h"
 
@@ -33,6 +33,10 @@ struct KParams {
 namespace detail {
 // BkForwardAlgorithm::Window (bk_window_forward.cu); p is validated by the caller.
 cudaError_t launch_window_forward(const BkScanParams& p, cudaStream_t stream);
+// The states entering each tile of every row from its tiles' aggregates (bk_tile_state_scan.cu):
+// agg (batch * nt, 2, 8) Moebius (affine = false) or affine aggregates -> state (batch * nt, 2, 2).
+cudaError_t launch_state_scan(bool affine, const float* agg, float* state, int64_t batch, int64_t nt,
+                              cudaStream_t stream);
 }  // namespace detail
 
 }  // namespace rbk::cuda

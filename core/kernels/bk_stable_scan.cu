@@ -18,8 +18,8 @@
 //   dL/da_j = -Re(G_jj^2 (F_j + T_j - conj(g_j)))
 // and, causal, S_j = u_j^2 (conj(g_j) + k_j S_{j+1}), dL/da_j = -Re S_j. Affine maps are the
 // matrices [[alpha, c], [0, 1]], scanned with the same code (no rescaling: they contract).
-// The one-pass window algorithms are in bk_window_forward.cu and bk_window_backward.cu; this file
-// dispatches to them (launch_bk_stable_forward / _backward).
+// The per-row chaining of tiles is in bk_tile_state_scan.cu; the one-pass window algorithms are in
+// bk_window_forward.cu and bk_window_backward.cu; this file dispatches to them.
 #include "rbk/kernels/bk_scan_launch.h"
 
 #include "bk_complex.cuh"
@@ -436,55 +436,6 @@ cudaError_t launch_aggregate(const KParams& kp, const BkScanParams& p, cudaStrea
   return p.causal ? launch_aggregate<true>(kp, p, stream) : launch_aggregate<false>(kp, p, stream);
 }
 
-// Chains the tiles of each row: one warp per (row, direction) takes 32 tile aggregates at a time
-// (independent loads), scans them with shuffles, hands each tile the state entering it and carries
-// the chunk's product to the next 32. Rows have N / 4096 tiles, so this is a few microseconds.
-template <bool AFFINE>
-__global__ void bk_tile_state_scan(const float* __restrict__ agg, float* __restrict__ state, int64_t batch, int64_t nt) {
-  const int64_t warp_id = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
-  const int lane = threadIdx.x & 31;
-  const int64_t row = warp_id >> 1;
-  const int dir = static_cast<int>(warp_id & 1);
-  if (row >= batch) return;  // whole warps leave together
-  // Moebius states are the projective vector (1, s); affine states the value s itself.
-  using E = typename std::conditional<AFFINE, detail::Af, M2>::type;
-  using S = typename std::conditional<AFFINE, Cf, V2>::type;
-  S s;
-  if constexpr (AFFINE) {
-    s = Cf{0.f, 0.f};
-  } else {
-    s = V2{{1.f, 0.f}, {0.f, 0.f}};
-  }
-  for (int64_t c0 = 0; c0 < nt; c0 += 32) {
-    const int64_t step = c0 + lane;
-    const bool ok = step < nt;
-    const int64_t t = dir == 0 ? step : nt - 1 - step;
-    const int64_t lin = row * nt + (ok ? t : 0);
-    E m = ok ? *reinterpret_cast<const E*>(agg + lin * 16 + 8 * dir) : detail::identity_of<E>();
-#pragma unroll
-    for (int off = 1; off < 32; off <<= 1) {
-      const E x = detail::shfl_up(m, off);
-      if (lane >= off) m = m * x;
-      if constexpr (!AFFINE) detail::normalise(m);
-    }
-    E e = detail::shfl_up(m, 1);
-    if (lane == 0) e = detail::identity_of<E>();
-    const S in = e * s;
-    if (ok) {
-      Cf v;
-      if constexpr (AFFINE) {
-        v = in;
-      } else {
-        v = detail::cdiv(in.q, in.p);
-      }
-      state[lin * 4 + 2 * dir] = v.x;
-      state[lin * 4 + 2 * dir + 1] = v.y;
-    }
-    s = detail::shfl_idx(m, 31) * s;
-    if constexpr (!AFFINE) s = V2{{1.f, 0.f}, detail::cdiv(s.q, s.p)};
-  }
-}
-
 // Forward: 256 threads x 16 positions (fewer scan levels per position); backward keeps four
 // per-position complex arrays live, so 512 x 8 keeps it out of local memory. Both tile 4096.
 struct FwdCfg {
@@ -515,21 +466,12 @@ cudaError_t launch_phase(const KParams& kp, const BkScanParams& p, cudaStream_t 
   return p.causal ? launch_phase<Cfg, PH, true>(kp, p, stream) : launch_phase<Cfg, PH, false>(kp, p, stream);
 }
 
-template <bool AFFINE>
-cudaError_t launch_state_scan(const float* agg, float* state, int64_t batch, int64_t nt, cudaStream_t stream) {
-  constexpr int kThreads = 128;
-  const int64_t work = 2 * batch * 32;  // one warp per (row, direction)
-  bk_tile_state_scan<AFFINE><<<static_cast<unsigned>((work + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
-      agg, state, batch, nt);
-  return cudaGetLastError();
-}
-
 template <class Cfg>
 cudaError_t launch_forward(const KParams& kp, const BkScanParams& p, cudaStream_t stream) {
   cudaError_t e = cudaSuccess;
   if (kp.nt > 1) {
     if ((e = launch_aggregate(kp, p, stream)) != cudaSuccess) return e;
-    if ((e = launch_state_scan<false>(kp.mob_agg, kp.mob_state, p.batch, kp.nt, stream)) != cudaSuccess) return e;
+    if ((e = detail::launch_state_scan(false, kp.mob_agg, kp.mob_state, p.batch, kp.nt, stream)) != cudaSuccess) return e;
   }
   return launch_phase<Cfg, Phase::Forward>(kp, p, stream);
 }
@@ -611,9 +553,9 @@ cudaError_t launch_bk_stable_backward(const BkScanParams& p, cudaStream_t stream
   cudaError_t e = cudaSuccess;
   if (kp.nt > 1) {
     if ((e = launch_aggregate(kp, p, stream)) != cudaSuccess) return e;
-    if ((e = launch_state_scan<false>(kp.mob_agg, kp.mob_state, p.batch, kp.nt, stream)) != cudaSuccess) return e;
+    if ((e = detail::launch_state_scan(false, kp.mob_agg, kp.mob_state, p.batch, kp.nt, stream)) != cudaSuccess) return e;
     if ((e = launch_phase<BwdCfg, Phase::AggAffine>(kp, p, stream)) != cudaSuccess) return e;
-    if ((e = launch_state_scan<true>(kp.aff_agg, kp.aff_state, p.batch, kp.nt, stream)) != cudaSuccess) return e;
+    if ((e = detail::launch_state_scan(true, kp.aff_agg, kp.aff_state, p.batch, kp.nt, stream)) != cudaSuccess) return e;
   }
   return launch_phase<BwdCfg, Phase::Backward>(kp, p, stream);
 }

@@ -3,7 +3,8 @@
 # they compile); the torch glue joins rbk_core only when Torch itself has CUDA.
 set(RBK_KERNEL_DIR ${CMAKE_CURRENT_LIST_DIR})
 
-add_library(rbk_cuda_kernels STATIC ${RBK_KERNEL_DIR}/bk_stable_scan.cu ${RBK_KERNEL_DIR}/bk_window_forward.cu
+add_library(rbk_cuda_kernels STATIC ${RBK_KERNEL_DIR}/bk_stable_scan.cu ${RBK_KERNEL_DIR}/bk_tile_state_scan.cu
+                                    ${RBK_KERNEL_DIR}/bk_window_forward.cu
                                     ${RBK_KERNEL_DIR}/bk_window_backward.cu
                                     ${RBK_KERNEL_DIR}/bk_compat_triton_like.cu)
 # RWKV-4 WKV kernel (issue 7, RWKV baseline).

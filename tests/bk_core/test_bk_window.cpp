@@ -198,7 +198,7 @@ std::vector<float> window_backward_row(const std::vector<float>& x, const std::v
 
 TEST(BkWindow, WindowBackwardMatchesFp64) {
   // The GPU backward's tolerance (tests/gpu/test_bk_cuda.cpp): relative L2 error of dL/dv against
-  // the fp64 exact VJP. The truncation is bounded by 2^-24 max|g| / eta^2 per position
+  // the fp64 exact VJP. The truncation is bounded by (16/3) 2^-26 max|g| / eta^2 per position
   // (bk_window_backward.h); the rest is fp32 rounding of contracting recursions.
   constexpr double kRelTol = 1e-5;
   struct Case {

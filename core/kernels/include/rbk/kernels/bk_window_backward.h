@@ -16,10 +16,10 @@
 // true affine state at the window's start times the product P of the window's multipliers; the walk
 // tracks |P| and restarts twice as far back while |P| > kBkWindowAffineTol (at the row end the
 // boundary makes it exact). Since |F|, |T|, |S| <= C(eta) max|g| with C(1) = 8/3, each position's
-// gradient moves by at most 2 |G_jj|^2 kBkWindowAffineTol C(eta) max|g| <= 2^-24 max|g| / eta^2 at
-// eta = 1, under fp32 rounding. The causal S runs the other way (right to left over left states):
-// its walk extends the left states past the run, composing the affine maps as it goes, until the
-// product is small enough or the row ends (no restart needed).
+// gradient moves by at most 2 |G_jj|^2 kBkWindowAffineTol C(eta) max|g|, i.e. (16/3) 2^-26 max|g|
+// (~2^-23.6) at eta = 1, under fp32 rounding. The causal S runs the other way (right to left over
+// left states): its walk extends the left states past the run, composing the affine maps as it
+// goes, until the product is small enough or the row ends (no restart needed).
 #pragma once
 #include "rbk/kernels/bk_window.h"
 
