@@ -120,28 +120,26 @@ struct StableRig {
     q.backward_algorithm = rbk::cuda::BkBackwardAlgorithm::Window;
     rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_backward(q, s), "stable bwd window");
   }
-  // The Window backward on NaN-poisoned output, checked as checked_variant checks a forward.
-  Accuracy checked_window_backward(const torch::Tensor& ref) const {
-    out_g.fill_(NAN);
-    bwd_window(current_stream());
-    Accuracy a = accuracy(out_g, ref.defined() ? ref : torch::zeros({1}, torch::kDouble));
-    if (!(a.finite_fraction == 1.0) || !(a.zero_fraction < 1.0))
-      throw std::runtime_error("stable window backward not finite and non-trivial at N = " + std::to_string(N) +
-                               "; refusing to time it");
-    if (!ref.defined()) a.rel_err = NAN;
-    return a;
-  }
   Algo default_algorithm() const { return rbk::cuda::bk_resolve_forward_algorithm(pf); }
   // Runs variant fv on NaN-poisoned output and refuses to go on unless every element is finite and
   // not all are zero; returns its accuracy against ref (pass an undefined ref where the fp64
   // oracle is not computed: only the check is made then).
   Accuracy checked_variant(const FwdVariant& fv, const torch::Tensor& ref) const {
-    out_f.fill_(NAN);
-    fwd_variant(fv, current_stream());
-    Accuracy a = accuracy(out_f, ref.defined() ? ref : torch::zeros({1}, torch::kDouble));
+    return checked(out_f, [&] { fwd_variant(fv, current_stream()); }, ref, "stable forward " + fv.name);
+  }
+  // The Window backward, checked the same way.
+  Accuracy checked_window_backward(const torch::Tensor& ref) const {
+    return checked(out_g, [&] { bwd_window(current_stream()); }, ref, "stable window backward");
+  }
+
+ private:
+  Accuracy checked(const torch::Tensor& out, const std::function<void()>& run, const torch::Tensor& ref,
+                   const std::string& what) const {
+    out.fill_(NAN);
+    run();
+    Accuracy a = accuracy(out, ref.defined() ? ref : torch::zeros({1}, torch::kDouble));
     if (!(a.finite_fraction == 1.0) || !(a.zero_fraction < 1.0))
-      throw std::runtime_error("stable forward " + fv.name + " not finite and non-trivial at N = " + std::to_string(N) +
-                               "; refusing to time it");
+      throw std::runtime_error(what + " not finite and non-trivial at N = " + std::to_string(N) + "; refusing to time it");
     if (!ref.defined()) a.rel_err = NAN;
     return a;
   }
