@@ -543,7 +543,8 @@ cudaError_t launch_bk_stable_forward(const BkScanParams& p, cudaStream_t stream)
 }
 
 BkBackwardAlgorithm bk_resolve_backward_algorithm(const BkScanParams& p) {
-  return p.backward_algorithm == BkBackwardAlgorithm::Auto ? BkBackwardAlgorithm::Scan : p.backward_algorithm;
+  if (p.backward_algorithm != BkBackwardAlgorithm::Auto) return p.backward_algorithm;
+  return p.upper == nullptr && p.z_im >= kBkWindowMinImZ ? BkBackwardAlgorithm::Window : BkBackwardAlgorithm::Scan;
 }
 
 cudaError_t launch_bk_stable_backward(const BkScanParams& p, cudaStream_t stream) {

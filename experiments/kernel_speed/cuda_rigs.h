@@ -113,8 +113,13 @@ struct StableRig {
     q.window_items = fv.window_items;
     rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_forward(q, s), ("stable fwd " + fv.name).c_str());
   }
-  void bwd(cudaStream_t s) const { rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_backward(pb, s), "stable bwd"); }
-  // The Window backward (issue 25), which the model does not use yet (Auto resolves to the scan).
+  // The two exact backwards side by side: the scan, and the Window backward (issue 25), which Auto
+  // picks for the model's z.
+  void bwd(cudaStream_t s) const {
+    rbk::cuda::BkScanParams q = pb;
+    q.backward_algorithm = rbk::cuda::BkBackwardAlgorithm::Scan;
+    rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_backward(q, s), "stable bwd scan");
+  }
   void bwd_window(cudaStream_t s) const {
     rbk::cuda::BkScanParams q = pb;
     q.backward_algorithm = rbk::cuda::BkBackwardAlgorithm::Window;

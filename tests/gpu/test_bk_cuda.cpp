@@ -156,7 +156,11 @@ TEST_P(StableKernel, ForwardAndExactGradientMatchFp64) {
     const bool causal = ctx == rbk::BkContext::Causal;
     const Tensor fref = reference_features(d.v, d.z, ctx);
     const Tensor f = run_stable(d.v, d.z, causal, false, nullptr, rbk::cuda::InputType::Float32);
-    const Tensor g = run_stable(d.v, d.z, causal, true, &d.gfeat, rbk::cuda::InputType::Float32);
+    // The scan backward explicitly: Auto resolves to the Window backward for these z (Im z >= 0.5),
+    // which the loop below checks.
+    FwdChoice scan_backward;
+    scan_backward.backward = rbk::cuda::BkBackwardAlgorithm::Scan;
+    const Tensor g = run_stable(d.v, d.z, causal, true, &d.gfeat, rbk::cuda::InputType::Float32, scan_backward);
     const bool f_written = torch::isfinite(f).all().item<bool>();
     const bool g_written = torch::isfinite(g).all().item<bool>();
     const Err ef = rel_error(f, fref);
@@ -182,11 +186,12 @@ TEST_P(StableKernel, ForwardAndExactGradientMatchFp64) {
       EXPECT_LE(ec.rel_l2, kStableRelTol) << c.name();
       EXPECT_LE(ec.rel_max, kStableRelTol) << c.name();
     }
-    // The Window backward (issue 25), with its first window of 16 and of 1 (every run restarts).
-    for (const int warmup : {0, 1}) {
+    // The Window backward (issue 25), with its first window of 16 and of 1 (every run restarts),
+    // and what Auto picks (warmup -1 below: the default choice, the model's).
+    for (const int warmup : {0, 1, -1}) {
       FwdChoice c;
-      c.backward = rbk::cuda::BkBackwardAlgorithm::Window;
-      c.window_warmup = warmup;
+      c.backward = warmup < 0 ? rbk::cuda::BkBackwardAlgorithm::Auto : rbk::cuda::BkBackwardAlgorithm::Window;
+      c.window_warmup = std::max(warmup, 0);
       const Tensor gw = run_stable(d.v, d.z, causal, true, &d.gfeat, rbk::cuda::InputType::Float32, c);
       const Err ew = rel_error(gw, reference_grad(d.v, d.z, d.gfeat, ctx));
       std::printf("   window backward warmup=%d rel_l2=%.2e rel_max=%.2e\n", warmup, ew.rel_l2, ew.rel_max);
@@ -213,7 +218,9 @@ TEST(BkCudaBf16, ForwardAndGradientFromBf16Input) {
     const Tensor vb = d.v.to(torch::kBFloat16);
     const Tensor vr = vb.to(torch::kFloat);  // the values the kernel actually sees
     const Tensor f = run_stable(vb, d.z, false, false, nullptr, rbk::cuda::InputType::BFloat16);
-    const Tensor g = run_stable(vb, d.z, false, true, &d.gfeat, rbk::cuda::InputType::BFloat16);
+    FwdChoice scan;
+    scan.backward = rbk::cuda::BkBackwardAlgorithm::Scan;
+    const Tensor g = run_stable(vb, d.z, false, true, &d.gfeat, rbk::cuda::InputType::BFloat16, scan);
     FwdChoice window;
     window.backward = rbk::cuda::BkBackwardAlgorithm::Window;
     const Tensor gw = run_stable(vb, d.z, false, true, &d.gfeat, rbk::cuda::InputType::BFloat16, window);
@@ -285,16 +292,20 @@ TEST(BkCudaWindow, SlowContractionStaysAccurate) {
       EXPECT_LE(eg.rel_max, kStableRelTol);
     }
   }
+  // Auto's choices, forward and backward alike: the window in Laplacian mode at Im z >= 0.5, else the scan.
+  using BA = rbk::cuda::BkBackwardAlgorithm;
   rbk::cuda::BkScanParams p;
-  EXPECT_EQ(rbk::cuda::bk_resolve_backward_algorithm(p), rbk::cuda::BkBackwardAlgorithm::Scan);  // until timed (issue 25)
   p.z_im = 0.49;
   EXPECT_EQ(rbk::cuda::bk_resolve_forward_algorithm(p), A::Scan);
+  EXPECT_EQ(rbk::cuda::bk_resolve_backward_algorithm(p), BA::Scan);
   p.z_im = 0.5;
   EXPECT_EQ(rbk::cuda::bk_resolve_forward_algorithm(p), A::Window);
+  EXPECT_EQ(rbk::cuda::bk_resolve_backward_algorithm(p), BA::Window);
   DevBuf buf(64);
   p.upper = buf.f();  // general mode: the scan
   p.lower = buf.f();
   EXPECT_EQ(rbk::cuda::bk_resolve_forward_algorithm(p), A::Scan);
+  EXPECT_EQ(rbk::cuda::bk_resolve_backward_algorithm(p), BA::Scan);
 }
 
 TEST(BkCudaLaunch, RejectsBadParameters) {

@@ -53,8 +53,8 @@ enum class BkForwardAlgorithm { Auto, Scan, Window };
 //   Window: windowed affine states, one pass, one thread per run of 16 positions (Laplacian mode
 //     only; the maths and its error bound in rbk/kernels/bk_window_backward.h, checked on the host
 //     by tests/bk_core/test_bk_window). window_warmup sets its first window length as well.
-//   Auto (default): Scan, until the Window kernel has passed its GPU tests and been timed against
-//     the scan (issue 25; written in a session without a GPU).
+//   Auto (default): as the forward's Auto, Window in Laplacian mode with Im z >= kBkWindowMinImZ
+//     (where its windows contract fast), else Scan. exp_kernel_speed times both side by side.
 enum class BkBackwardAlgorithm { Auto, Scan, Window };
 
 struct BkScanParams {
