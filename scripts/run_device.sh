@@ -94,6 +94,21 @@ run_exp() {  # run_exp name dir extra-args...: exp_<name> --preset gpu [key=valu
   echo "exp_$name rc=$?"
   grep -v "^$" "$logf" | tail -15
 }
+# gdb backtraces of the tests the last ctest run failed (at most 8), into $OUT/backtraces_<stage>.log:
+# a test that crashes on this machine only (session 18: five segfaults on LibTorch 2.11 that pass
+# under valgrind on the CPU machine) is diagnosed in the call that finds it.
+backtraces_of_failed() {
+  local failed="$BUILD/Testing/Temporary/LastTestsFailed.log" name cmd
+  [ -s "$failed" ] || return 0
+  command -v gdb > /dev/null || { echo "no gdb here: no backtraces of the failed tests"; return 0; }
+  head -8 "$failed" | while IFS=: read -r _ name; do
+    cmd=$(cd "$BUILD" && ctest -N -V -R "^${name}\$" | sed -n 's/^.*Test command: //p' | head -1)
+    [ -n "$cmd" ] || continue
+    echo "=== $name: $cmd"
+    (cd "$BUILD" && eval "env -u GIT_DIR timeout 60 gdb -q -batch -ex run -ex bt --args $cmd" 2>&1 | grep -vE '^\[(New|Thread)' | tail -40)
+  done > "$OUT/backtraces_$1.log"
+  echo "backtraces of failed tests: $OUT/backtraces_$1.log"
+}
 SWEEP_DIRS="long_context_sweep ablations_sweep act_flops_sweep quantization_sweep memory_search_probes"
 if [ -n "${SWEEPS_IN:-}" ]; then
   [ -f "$SWEEPS_IN" ] || { echo "run_device.sh: SWEEPS_IN='$SWEEPS_IN' is not a file" >&2; exit 2; }
@@ -119,7 +134,8 @@ for stage in "$@"; do
       log "ctest -L gpu"
       (cd "$BUILD" && OMP_NUM_THREADS=1 RBK_THREADS=1 timeout "$(left 30)" ctest -L gpu -LE bench ${GPU_TESTS_REGEX:+-R "$GPU_TESTS_REGEX"} \
          --output-on-failure -j8) > "$OUT/gpu_tests.log" 2>&1
-      echo "gpu tests rc=$?"; grep -E "tests passed|Failed|Not Run|\*\*\*" "$OUT/gpu_tests.log" | head -30 ;;
+      rc=$?; echo "gpu tests rc=$rc"; [ $rc -eq 0 ] || backtraces_of_failed gpu
+      grep -E "tests passed|Failed|Not Run|\*\*\*" "$OUT/gpu_tests.log" | head -30 ;;
     memcheck)
       log "compute-sanitizer memcheck"
       for t in "$BUILD"/tests/gpu/test_*; do
@@ -131,8 +147,10 @@ for stage in "$@"; do
       done ;;
     unit)
       log "ctest -L unit"
-      (cd "$BUILD" && OMP_NUM_THREADS=1 RBK_THREADS=1 timeout "$(left 15)" ctest -L unit -j16 --output-on-failure) > "$OUT/unit.log" 2>&1
-      echo "unit rc=$?"; grep -E "tests passed|Failed|Not Run|\*\*\*" "$OUT/unit.log" | head -30 ;;
+      # Tests build their own git fixtures: the GIT_DIR that hides the copy's .git above would point them at nothing.
+      (cd "$BUILD" && env -u GIT_DIR OMP_NUM_THREADS=1 RBK_THREADS=1 timeout "$(left 15)" ctest -L unit -j16 --output-on-failure) > "$OUT/unit.log" 2>&1
+      rc=$?; echo "unit rc=$rc"; [ $rc -eq 0 ] || backtraces_of_failed unit
+      grep -E "tests passed|Failed|Not Run|\*\*\*" "$OUT/unit.log" | head -30 ;;
     kernel_speed) run_exp kernel_speed kernel_speed ${KERNEL_SPEED_ARGS:-} ;;
     kernel_speed_sweep) run_exp kernel_speed kernel_speed/sweep parts=sweep ;;
     bench)

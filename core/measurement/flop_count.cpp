@@ -5,6 +5,7 @@
 #include <ATen/record_function.h>
 
 #include <atomic>
+#include <memory>
 #include <cstring>
 #include <stdexcept>
 
@@ -98,12 +99,44 @@ namespace {
 
 std::atomic<double> g_matmul_flops{0.0};
 std::atomic<bool> g_flop_counter_alive{false};
+// Depth of fused-attention operators on this thread: their matrix products are counted once, at
+// the attention operator, and the leaves that its math path runs inside it are not counted again.
+thread_local int t_attention_depth = 0;
+struct InsideAttention : at::ObserverContext {};
 
 bool is_complex(const c10::IValue& v) { return v.isTensor() && v.toTensor().is_complex(); }
 
+void add_flops(double flops) {
+  double cur = g_matmul_flops.load();
+  while (!g_matmul_flops.compare_exchange_weak(cur, cur + flops)) {
+  }
+}
+
+// aten::scaled_dot_product_attention (LibTorch >= 2; its fused CPU and GPU kernels run no
+// aten::bmm) and 1.13's aten::_scaled_dot_product_attention. Counted as the dense products the
+// analytic count states: scores 2 (B N) S Dh and values 2 (B N) S Dv for q (.., N, Dh), k (.., S, Dh)
+// and v (.., S, Dv), the full N x S matrix whether or not a causal kernel skips the masked half.
+bool is_attention(const char* name) {
+  return std::strcmp(name, "aten::scaled_dot_product_attention") == 0 ||
+         std::strcmp(name, "aten::_scaled_dot_product_attention") == 0;
+}
+
 std::unique_ptr<at::ObserverContext> count_matmul(const at::RecordFunction& fn) {
   const char* name = fn.name();
-  // Leaves of every matrix product (aten::linear and aten::matmul dispatch to these).
+  if (is_attention(name)) {
+    if (t_attention_depth++ == 0) {
+      const auto inputs = fn.inputs();
+      if (inputs.size() >= 3 && inputs[0].isTensor() && inputs[1].isTensor() && inputs[2].isTensor()) {
+        const auto& q = inputs[0].toTensor();
+        const double rows = static_cast<double>(q.numel()) / static_cast<double>(q.size(-1));  // B H N
+        const double keys = static_cast<double>(inputs[1].toTensor().size(-2));
+        add_flops(2.0 * rows * keys * static_cast<double>(q.size(-1) + inputs[2].toTensor().size(-1)));
+      }
+    }
+    return std::make_unique<InsideAttention>();
+  }
+  if (t_attention_depth > 0) return nullptr;
+  // Leaves of every other matrix product (aten::linear and aten::matmul dispatch to these).
   int a = -1, b = -1;
   if (std::strcmp(name, "aten::mm") == 0 || std::strcmp(name, "aten::bmm") == 0) {
     a = 0; b = 1;
@@ -118,10 +151,12 @@ std::unique_ptr<at::ObserverContext> count_matmul(const at::RecordFunction& fn) 
   const auto& y = inputs[b].toTensor();
   double flops = 2.0 * static_cast<double>(x.numel()) * static_cast<double>(y.size(-1));  // 2 (batch) M K N
   if (is_complex(inputs[a]) || is_complex(inputs[b])) flops *= 4.0;  // a complex MAC is 4 real MACs
-  double cur = g_matmul_flops.load();
-  while (!g_matmul_flops.compare_exchange_weak(cur, cur + flops)) {
-  }
+  add_flops(flops);
   return nullptr;
+}
+
+void leave_attention(const at::RecordFunction&, at::ObserverContext* ctx) {
+  if (ctx != nullptr) --t_attention_depth;
 }
 
 }  // namespace
@@ -130,7 +165,7 @@ MatmulFlopCounter::MatmulFlopCounter() {
   if (g_flop_counter_alive.exchange(true)) throw std::logic_error("MatmulFlopCounter: only one may exist at a time");
   g_matmul_flops = 0.0;
   handle_ = at::addGlobalCallback(
-      at::RecordFunctionCallback(count_matmul).needsInputs(true).scopes({at::RecordScope::FUNCTION}));
+      at::RecordFunctionCallback(count_matmul, leave_attention).needsInputs(true).scopes({at::RecordScope::FUNCTION}));
 }
 
 MatmulFlopCounter::~MatmulFlopCounter() {

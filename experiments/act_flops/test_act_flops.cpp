@@ -67,6 +67,33 @@ TEST(FlopCount, AnalyticMatmulEqualsOperatorCountMamba) {
   expect_analytic_equals_counted(c);
 }
 
+// Fused attention operators are counted once, as their dense QK^T and AV products: LibTorch 2's
+// scaled_dot_product_attention runs fused kernels with no aten::bmm (the Transformer count fell
+// short by exactly its attention on LibTorch 2.11), and 1.13's _scaled_dot_product_attention runs
+// its math path's bmm leaves inside it, which must not be counted a second time. Each operator this
+// LibTorch has is called through the dispatcher with its schema's defaults (no version guard).
+TEST(FlopCount, AttentionOperatorsCountTheirDenseProductsOnce) {
+  const int64_t B = 2, H = 3, N = 5, S = 7, Dh = 4, Dv = 6;
+  const double dense = 2.0 * B * H * N * S * (Dh + Dv);
+  int found = 0;
+  for (const char* name : {"aten::scaled_dot_product_attention", "aten::_scaled_dot_product_attention"}) {
+    const auto op = c10::Dispatcher::singleton().findSchema({name, ""});
+    if (!op) continue;
+    ++found;
+    torch::jit::Stack stack{torch::randn({B, H, N, Dh}), torch::randn({B, H, S, Dh}), torch::randn({B, H, S, Dv})};
+    const auto& args = op->schema().arguments();
+    for (size_t i = 3; i < args.size(); ++i) {
+      ASSERT_TRUE(args[i].default_value().has_value()) << name << " argument " << args[i].name();
+      stack.push_back(*args[i].default_value());
+    }
+    torch::NoGradGuard ng;
+    rbk::MatmulFlopCounter counter;
+    op->callBoxed(&stack);
+    EXPECT_DOUBLE_EQ(counter.flops(), dense) << name;
+  }
+  EXPECT_GE(found, 1) << "no attention operator in this LibTorch";
+}
+
 TEST(Act, HaltedTokensGetNoFurtherBlockWork) {
   // Threshold tiny, min_layers 1: every token halts after block 1 (its phase probability is > 0),
   // so block 2 must execute no matrix product at all: 2 of 3 blocks' per-token work.

@@ -5,7 +5,9 @@
 //    estimate of the element-wise work (norms, BK-Core recursion, scan, activations), reported
 //    apart because its constants are conventions (stated next to each);
 //  * counted: MatmulFlopCounter adds 2 M N K of every matrix-product operator LibTorch executes
-//    (aten::mm, addmm, bmm, baddbmm) while it is alive, so skipped work is really absent.
+//    (aten::mm, addmm, bmm, baddbmm) while it is alive, so skipped work is really absent; a fused
+//    attention operator (scaled_dot_product_attention), whose kernels run no such leaf, is counted
+//    at the operator as its dense QK^T and AV products.
 // The matrix-product part of the analytic count equals the counted one exactly (tests); the
 // element-wise part is not counted by operators (many small ops with no agreed FLOP value).
 #pragma once
