@@ -24,6 +24,14 @@
 // before each model is built (null on the CPU). The loss after the timed steps must be finite, else status "diverged"; an
 // out-of-memory failure is status "oom". Only the gpu preset on a CUDA device is the target's
 // configuration: summary.is_target_configuration says whether this run was.
+//
+// Length curve (issue 25: tokens/s against N for every architecture, from 2k to the longest N each
+// reaches): `lengths` lists the sequence lengths timed, model.n_seq first. Every model keeps the width it was
+// sized to at model.n_seq (learned position tables grow with N, as they would in use); tokens per
+// step stay at B x model.n_seq (B = max(1, B n_seq / N)) so that memory other than attention's stays
+// flat. Rows carry their N; a model that runs out of memory at some N gets a row "skipped" at every
+// longer N. summary.length_curve[variant][N] holds tokens/s, the batch and the ratio to the
+// Transformer's tokens/s at the same N.
 #include "rbk/experiment.h"
 #include "rbk/peak_memory.h"
 #include "rbk/language_model.h"
@@ -39,6 +47,7 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -79,6 +88,7 @@ int main(int argc, char** argv) {
       .add_int("warmup_steps", 0, 10000, "untimed training steps per model")
       .add_int("timed_steps", 1, 100000, "timed training steps per model")
       .add_int("phase_steps", 0, 100000, "steps after the timed ones with a synchronisation after each phase (0 = none)")
+      .add_int_list("lengths", 1, 1 << 24, "sequence lengths timed, ascending, the first = model.n_seq (the tokens/s curve)")
       .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
       .add_string("device", {"auto", "cpu", "cuda"}, "where to train");
   // GPU-only (issue 16): the target is a CUDA measurement; the cpu preset's toy models only check
@@ -122,164 +132,198 @@ int main(int argc, char** argv) {
     out.summary["attention_backend"] = rbk::causal_attention_backend();
     out.summary["variants"] = json::object();
 
+    // Every model's configuration at model.n_seq: the reference's variants, and the baselines sized
+    // to the reference's parameter count there (one that cannot be sized is a row, and is not timed).
+    std::vector<std::pair<std::string, rbk::LmConfig>> models;
     for (const auto& variant : cfg.get_string_list("variants")) {
-      json row{{"variant", variant}, {"arch", arch_of(variant)}, {"batch_size", B}, {"seq_len", N},
-               {"precision", precision}, {"device", device.str()}, {"warmup_steps", warmup}, {"timed_steps", timed}};
       rbk::LmConfig mc = ref;
-      try {
-        if (variant.rfind("resnet_bk_causal", 0) == 0) mc.bk_context = "causal";
-        if (variant.size() > 10 && variant.compare(variant.size() - 10, 10, "_dense_moe") == 0) mc.moe_dispatch = "dense";
-        if (arch_of(variant) != "resnet_bk") {
-          rbk::LmConfig base = ref;
-          base.arch = variant;
-          try {
-            mc = rbk::size_to_parameter_count(base, ref_params, cfg.get_real("size_tolerance"), cfg.get_int("width_multiple"));
-          } catch (const std::invalid_argument& e) {
-            const std::string what = e.what();
-            row["status"] = what.find("not built") != std::string::npos ? "not_built" : "error";
-            row["message"] = what;
-            std::fprintf(stderr, "%s: %s\n", variant.c_str(), what.c_str());
-            out.rows.push_back(row);
-            continue;
-          } catch (const std::runtime_error& e) {
-            row["status"] = "sizing_failed";
-            row["message"] = e.what();
-            std::fprintf(stderr, "%s: %s\n", variant.c_str(), e.what());
-            out.rows.push_back(row);
-            continue;
-          }
+      if (variant.rfind("resnet_bk_causal", 0) == 0) mc.bk_context = "causal";
+      if (variant.size() > 10 && variant.compare(variant.size() - 10, 10, "_dense_moe") == 0) mc.moe_dispatch = "dense";
+      if (arch_of(variant) != "resnet_bk") {
+        json row{{"variant", variant}, {"arch", arch_of(variant)}, {"batch_size", B}, {"seq_len", N}};
+        rbk::LmConfig base = ref;
+        base.arch = variant;
+        try {
+          mc = rbk::size_to_parameter_count(base, ref_params, cfg.get_real("size_tolerance"), cfg.get_int("width_multiple"));
+        } catch (const std::invalid_argument& e) {
+          const std::string what = e.what();
+          row["status"] = what.find("not built") != std::string::npos ? "not_built" : "error";
+          row["message"] = what;
+          std::fprintf(stderr, "%s: %s\n", variant.c_str(), what.c_str());
+          out.rows.push_back(row);
+          continue;
+        } catch (const std::runtime_error& e) {
+          row["status"] = "sizing_failed";
+          row["message"] = e.what();
+          std::fprintf(stderr, "%s: %s\n", variant.c_str(), e.what());
+          out.rows.push_back(row);
+          continue;
         }
-        row["model"] = mc.to_json();
-        if (mc.arch == "transformer") {
-          row["attention"] = rbk::causal_attention_backend();
-          row["head_dim"] = mc.d_model / mc.n_heads;
-        }
-        rbk::synchronize_device(device);
-        rbk::cuda_reset_peak_memory(device);
-        torch::manual_seed(static_cast<uint64_t>(cfg.get_int("seed")));
-        auto model = rbk::make_language_model(mc);
-        const int64_t params = rbk::count_parameters(*model);
-        row["parameters"] = params;
-        row["parameters_over_reference"] = static_cast<double>(params) / static_cast<double>(ref_params);
-        model->to(device);
-        model->train();
-        rbk::MultiTensorAdamW optim(model->parameters(), torch::optim::AdamWOptions(to.lr)
-                                                                    .weight_decay(to.weight_decay)
-                                                                    .betas({to.beta1, to.beta2})
-                                                                    .eps(to.eps));
-        const auto params_list = model->parameters();
-        // (steps, B, N + 1) token ids on the device, drawn before any timing.
-        const auto ids = torch::randint(mc.vocab_size, {warmup + timed + phase_steps, B, N + 1},
-                                        torch::TensorOptions().dtype(torch::kInt64).device(device));
-        torch::Tensor loss;
-        // A training step in its three phases (the trainer's order).
-        auto forward = [&](int64_t s) {
-          optim.zero_grad();
-          auto batch = ids[s];
-          loss = rbk::language_model_loss(*model, batch.narrow(1, 0, N), batch.narrow(1, 1, N), bf16);
-        };
-        auto backward = [&] { loss.backward(); };
-        auto update = [&] {
-          if (to.clip_norm > 0) rbk::clip_grad_norm_no_sync(params_list, to.clip_norm);
-          optim.step();
-        };
-        auto step = [&](int64_t s) {
-          forward(s);
-          backward();
-          update();
-        };
-        // Runs fn, then synchronises: appends the device-synchronised time to secs and the host's
-        // time to issue fn to host; on_issued runs between the two (not timed as host time).
-        auto issue_and_sync = [&](const std::function<void()>& fn, std::vector<double>& secs, std::vector<double>& host,
-                                  const std::function<void()>& on_issued) {
-          const auto t0 = Clock::now();
-          fn();
-          const auto t_issued = Clock::now();
-          if (on_issued) on_issued();
-          rbk::synchronize_device(device);
-          secs.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-          host.push_back(std::chrono::duration<double>(t_issued - t0).count());
-        };
-        for (int64_t s = 0; s < warmup; ++s) step(s);
-        rbk::synchronize_device(device);
-        std::vector<double> secs, host_secs;
-        for (int64_t s = 0; s < timed; ++s) issue_and_sync([&] { step(warmup + s); }, secs, host_secs, nullptr);
-        // Where a step's time goes: `phase_steps` more steps (not in the timing above, which they
-        // would slow), synchronised after each phase; per phase the median of its device-synchronised
-        // time and of the host's time to issue it (host / synchronised: as for the whole step below),
-        // and the ATen operator calls it dispatches (rbk::OperatorCallCounter; counting slows the
-        // host a little, one more reason these steps are not the timed ones).
-        if (phase_steps > 0) {
-          const char* names[] = {"forward", "backward", "update"};
-          std::vector<double> phase_secs[3], phase_host[3], phase_ops[3], phase_outermost[3];
-          rbk::OperatorCallCounter ops;  // created while no operator runs (synchronised above)
-          for (int64_t s = 0; s < phase_steps; ++s) {
-            const std::function<void()> phase_fns[3] = {[&] { forward(warmup + timed + s); }, backward, update};
-            for (int ph = 0; ph < 3; ++ph) {
-              ops.reset();
-              issue_and_sync(phase_fns[ph], phase_secs[ph], phase_host[ph],
-                             [&] {
-                               phase_ops[ph].push_back(static_cast<double>(ops.count()));
-                               phase_outermost[ph].push_back(static_cast<double>(ops.outermost_count()));
-                             });
-            }
-          }
-          json phases = json::object();
-          std::string line;
-          for (int ph = 0; ph < 3; ++ph) {
-            const double sec = rbk::median(phase_secs[ph]), host = rbk::median(phase_host[ph]),
-                         calls = rbk::median(phase_ops[ph]);
-            phases[names[ph]] = {{"seconds_median", sec},
-                                 {"host_seconds_median", host},
-                                 {"operator_calls_median", calls},
-                                 {"outermost_operator_calls_median", rbk::median(phase_outermost[ph])}};
-            char buf[128];
-            std::snprintf(buf, sizeof buf, "%s%s %.4f / %.4f, %.0f", ph ? "; " : "", names[ph], sec, host, calls);
-            line += buf;
-          }
-          row["phases"] = phases;
-          std::fprintf(stderr, "%s phases (median s synchronised / host, operator calls): %s\n", variant.c_str(), line.c_str());
-        }
-        const double final_loss = loss.item<double>();
-        const double median = rbk::median(secs);
-        const int64_t peak = rbk::cuda_peak_allocated_bytes(device);
-        const double tps = static_cast<double>(B * N) / median;
-        row["step_seconds_median"] = median;
-        row["step_seconds_min"] = *std::min_element(secs.begin(), secs.end());
-        row["step_seconds_max"] = *std::max_element(secs.begin(), secs.end());
-        // Host time to issue the step (until step() returns, before the final synchronisation).
-        // Close to the step time: the host was never ahead of its GPU, issuing operators or waiting
-        // at a synchronisation inside the step (a size copied to the host) until the end; well
-        // below it: the GPU still had queued work when the host was done (GPU-bound). On the CPU
-        // the two are the same by construction.
-        const double host_median = rbk::median(host_secs);
-        row["host_seconds_median"] = host_median;
-        row["host_over_step"] = host_median / median;
-        row["tokens_per_step"] = B * N;
-        row["tokens_per_second"] = tps;
-        row["peak_memory_bytes"] = peak >= 0 ? json(peak) : json(nullptr);
-        row["final_loss"] = std::isfinite(final_loss) ? json(final_loss) : json(nullptr);
-        row["status"] = std::isfinite(final_loss) ? "ok" : "diverged";
-        if (!std::isfinite(final_loss)) row["message"] = "non-finite loss after the timed steps";
-        out.arrays.push_back(rbk::make_array(variant + "/step_seconds", secs, "s", "device-synchronised wall time per training step"));
-        out.arrays.push_back(rbk::make_array(variant + "/host_seconds", host_secs, "s",
-                                             "host time to issue each training step (before its synchronisation)"));
-        out.summary["variants"][variant] = {{"status", row["status"]}, {"parameters", params}, {"d_model", mc.d_model},
-                                            {"tokens_per_second", tps}, {"step_seconds_median", median},
-                                            {"host_over_step", host_median / median},
-                                            {"peak_memory_bytes", row["peak_memory_bytes"]}};
-        std::fprintf(stderr, "%s: D %lld, %lld parameters (%.3f x ref), median step %.4f s (min %.4f, max %.4f; host %.4f s), "
-                     "%.0f tok/s, peak %s, loss %.4f\n", variant.c_str(), (long long)mc.d_model, (long long)params,
-                     static_cast<double>(params) / static_cast<double>(ref_params), median,
-                     row["step_seconds_min"].get<double>(), row["step_seconds_max"].get<double>(), host_median, tps,
-                     peak >= 0 ? (std::to_string(peak / (1 << 20)) + " MiB").c_str() : "n/a", final_loss);
-      } catch (const std::exception& e) {
-        const std::string what = e.what();
-        row["status"] = rbk::is_out_of_memory(e) ? "oom" : "error";
-        row["message"] = what.substr(0, 2000);
-        std::fprintf(stderr, "%s: %s: %s\n", variant.c_str(), row["status"].get<std::string>().c_str(), what.substr(0, 400).c_str());
       }
-      out.rows.push_back(row);
+      models.emplace_back(variant, mc);
+    }
+    const std::vector<int64_t> lengths = cfg.get_int_list("lengths");
+    if (lengths[0] != N)
+      throw rbk::ConfigError("lengths starts at " + std::to_string(lengths[0]) + "; expected model.n_seq = " + std::to_string(N) +
+                             " first (the length the baselines are sized at)");
+    for (size_t i = 1; i < lengths.size(); ++i)
+      if (lengths[i] <= lengths[i - 1])
+        throw rbk::ConfigError("lengths: " + std::to_string(lengths[i]) + " follows " + std::to_string(lengths[i - 1]) +
+                               "; expected ascending lengths");
+    json curve = json::object();
+    std::map<std::string, int64_t> out_of_memory_at;  // variant -> the first N it ran out of memory at
+    for (const int64_t n : lengths) {
+      const int64_t b = std::max<int64_t>(1, B * N / n);  // tokens per step kept at B N (at least one sequence)
+      for (const auto& [variant, sized] : models) {
+        const std::string label = n == N ? variant : variant + "@n" + std::to_string(n);
+        json row{{"variant", variant}, {"arch", arch_of(variant)}, {"batch_size", b}, {"seq_len", n},
+                 {"precision", precision}, {"device", device.str()}, {"warmup_steps", warmup}, {"timed_steps", timed}};
+        if (out_of_memory_at.count(variant)) {
+          row["status"] = "skipped";
+          row["message"] = "out of memory at N = " + std::to_string(out_of_memory_at[variant]);
+          curve[variant][std::to_string(n)] = {{"status", "skipped"}, {"batch_size", b}};
+          out.rows.push_back(row);
+          continue;
+        }
+        rbk::LmConfig mc = sized;
+        mc.n_seq = n;
+        try {
+          row["model"] = mc.to_json();
+          if (mc.arch == "transformer") {
+            row["attention"] = rbk::causal_attention_backend();
+            row["head_dim"] = mc.d_model / mc.n_heads;
+          }
+          rbk::synchronize_device(device);
+          rbk::cuda_reset_peak_memory(device);
+          torch::manual_seed(static_cast<uint64_t>(cfg.get_int("seed")));
+          auto model = rbk::make_language_model(mc);
+          const int64_t params = rbk::count_parameters(*model);
+          row["parameters"] = params;
+          row["parameters_over_reference"] = static_cast<double>(params) / static_cast<double>(ref_params);
+          model->to(device);
+          model->train();
+          rbk::MultiTensorAdamW optim(model->parameters(), torch::optim::AdamWOptions(to.lr)
+                                                                      .weight_decay(to.weight_decay)
+                                                                      .betas({to.beta1, to.beta2})
+                                                                      .eps(to.eps));
+          const auto params_list = model->parameters();
+          // (steps, B, N + 1) token ids on the device, drawn before any timing.
+          const auto ids = torch::randint(mc.vocab_size, {warmup + timed + phase_steps, b, n + 1},
+                                          torch::TensorOptions().dtype(torch::kInt64).device(device));
+          torch::Tensor loss;
+          // A training step in its three phases (the trainer's order).
+          auto forward = [&](int64_t s) {
+            optim.zero_grad();
+            auto batch = ids[s];
+            loss = rbk::language_model_loss(*model, batch.narrow(1, 0, n), batch.narrow(1, 1, n), bf16);
+          };
+          auto backward = [&] { loss.backward(); };
+          auto update = [&] {
+            if (to.clip_norm > 0) rbk::clip_grad_norm_no_sync(params_list, to.clip_norm);
+            optim.step();
+          };
+          auto step = [&](int64_t s) {
+            forward(s);
+            backward();
+            update();
+          };
+          // Runs fn, then synchronises: appends the device-synchronised time to secs and the host's
+          // time to issue fn to host; on_issued runs between the two (not timed as host time).
+          auto issue_and_sync = [&](const std::function<void()>& fn, std::vector<double>& secs, std::vector<double>& host,
+                                    const std::function<void()>& on_issued) {
+            const auto t0 = Clock::now();
+            fn();
+            const auto t_issued = Clock::now();
+            if (on_issued) on_issued();
+            rbk::synchronize_device(device);
+            secs.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+            host.push_back(std::chrono::duration<double>(t_issued - t0).count());
+          };
+          for (int64_t s = 0; s < warmup; ++s) step(s);
+          rbk::synchronize_device(device);
+          std::vector<double> secs, host_secs;
+          for (int64_t s = 0; s < timed; ++s) issue_and_sync([&] { step(warmup + s); }, secs, host_secs, nullptr);
+          // Where a step's time goes: `phase_steps` more steps (not in the timing above, which they
+          // would slow), synchronised after each phase; per phase the median of its device-synchronised
+          // time and of the host's time to issue it (host / synchronised: as for the whole step below),
+          // and the ATen operator calls it dispatches (rbk::OperatorCallCounter; counting slows the
+          // host a little, one more reason these steps are not the timed ones).
+          if (phase_steps > 0) {
+            const char* names[] = {"forward", "backward", "update"};
+            std::vector<double> phase_secs[3], phase_host[3], phase_ops[3], phase_outermost[3];
+            rbk::OperatorCallCounter ops;  // created while no operator runs (synchronised above)
+            for (int64_t s = 0; s < phase_steps; ++s) {
+              const std::function<void()> phase_fns[3] = {[&] { forward(warmup + timed + s); }, backward, update};
+              for (int ph = 0; ph < 3; ++ph) {
+                ops.reset();
+                issue_and_sync(phase_fns[ph], phase_secs[ph], phase_host[ph],
+                               [&] {
+                                 phase_ops[ph].push_back(static_cast<double>(ops.count()));
+                                 phase_outermost[ph].push_back(static_cast<double>(ops.outermost_count()));
+                               });
+              }
+            }
+            json phases = json::object();
+            std::string line;
+            for (int ph = 0; ph < 3; ++ph) {
+              const double sec = rbk::median(phase_secs[ph]), host = rbk::median(phase_host[ph]),
+                           calls = rbk::median(phase_ops[ph]);
+              phases[names[ph]] = {{"seconds_median", sec},
+                                   {"host_seconds_median", host},
+                                   {"operator_calls_median", calls},
+                                   {"outermost_operator_calls_median", rbk::median(phase_outermost[ph])}};
+              char buf[128];
+              std::snprintf(buf, sizeof buf, "%s%s %.4f / %.4f, %.0f", ph ? "; " : "", names[ph], sec, host, calls);
+              line += buf;
+            }
+            row["phases"] = phases;
+            std::fprintf(stderr, "%s phases (median s synchronised / host, operator calls): %s\n", label.c_str(), line.c_str());
+          }
+          const double final_loss = loss.item<double>();
+          const double median = rbk::median(secs);
+          const int64_t peak = rbk::cuda_peak_allocated_bytes(device);
+          const double tps = static_cast<double>(b * n) / median;
+          row["step_seconds_median"] = median;
+          row["step_seconds_min"] = *std::min_element(secs.begin(), secs.end());
+          row["step_seconds_max"] = *std::max_element(secs.begin(), secs.end());
+          // Host time to issue the step (until step() returns, before the final synchronisation).
+          // Close to the step time: the host was never ahead of its GPU, issuing operators or waiting
+          // at a synchronisation inside the step (a size copied to the host) until the end; well
+          // below it: the GPU still had queued work when the host was done (GPU-bound). On the CPU
+          // the two are the same by construction.
+          const double host_median = rbk::median(host_secs);
+          row["host_seconds_median"] = host_median;
+          row["host_over_step"] = host_median / median;
+          row["tokens_per_step"] = b * n;
+          row["tokens_per_second"] = tps;
+          row["peak_memory_bytes"] = peak >= 0 ? json(peak) : json(nullptr);
+          row["final_loss"] = std::isfinite(final_loss) ? json(final_loss) : json(nullptr);
+          row["status"] = std::isfinite(final_loss) ? "ok" : "diverged";
+          if (!std::isfinite(final_loss)) row["message"] = "non-finite loss after the timed steps";
+          out.arrays.push_back(rbk::make_array(label + "/step_seconds", secs, "s", "device-synchronised wall time per training step"));
+          out.arrays.push_back(rbk::make_array(label + "/host_seconds", host_secs, "s",
+                                               "host time to issue each training step (before its synchronisation)"));
+          if (n == N)
+            out.summary["variants"][variant] = {{"status", row["status"]}, {"parameters", params}, {"d_model", mc.d_model},
+                                                {"tokens_per_second", tps}, {"step_seconds_median", median},
+                                                {"host_over_step", host_median / median},
+                                                {"peak_memory_bytes", row["peak_memory_bytes"]}};
+          curve[variant][std::to_string(n)] = {{"status", row["status"]}, {"batch_size", b}, {"tokens_per_second", tps}};
+          std::fprintf(stderr, "%s: D %lld, %lld parameters (%.3f x ref), median step %.4f s (min %.4f, max %.4f; host %.4f s), "
+                       "%.0f tok/s, peak %s, loss %.4f\n", label.c_str(), (long long)mc.d_model, (long long)params,
+                       static_cast<double>(params) / static_cast<double>(ref_params), median,
+                       row["step_seconds_min"].get<double>(), row["step_seconds_max"].get<double>(), host_median, tps,
+                       peak >= 0 ? (std::to_string(peak / (1 << 20)) + " MiB").c_str() : "n/a", final_loss);
+        } catch (const std::exception& e) {
+          const std::string what = e.what();
+          row["status"] = rbk::is_out_of_memory(e) ? "oom" : "error";
+          row["message"] = what.substr(0, 2000);
+          if (row["status"] == "oom") out_of_memory_at[variant] = n;
+          curve[variant][std::to_string(n)] = {{"status", row["status"]}, {"batch_size", b}};
+          std::fprintf(stderr, "%s: %s: %s\n", label.c_str(), row["status"].get<std::string>().c_str(), what.substr(0, 400).c_str());
+        }
+        out.rows.push_back(row);
+      }
     }
     // Issue 25's target: each ResNet-BK variant's tokens/s over the Transformer's of this run.
     auto& variants = out.summary["variants"];
@@ -288,5 +332,15 @@ int main(int argc, char** argv) {
         if (arch_of(name) == "resnet_bk" && v["status"] == "ok")
           v["tokens_per_second_over_transformer"] =
               v["tokens_per_second"].get<double>() / variants["transformer"]["tokens_per_second"].get<double>();
+    // And at every N of the curve where both ran.
+    if (curve.contains("transformer"))
+      for (auto& [name, by_n] : curve.items())
+        for (auto& [n_key, point] : by_n.items()) {
+          const json& t = curve["transformer"].value(n_key, json::object());
+          if (point.contains("tokens_per_second") && t.contains("tokens_per_second"))
+            point["tokens_per_second_over_transformer"] =
+                point["tokens_per_second"].get<double>() / t["tokens_per_second"].get<double>();
+        }
+    out.summary["length_curve"] = curve;
   });
 }
