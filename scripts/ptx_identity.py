@@ -11,7 +11,7 @@ and run this script on the two files. Each kernel of AFTER is matched to a kerne
 its mangled name (after --map substitutions, for template parameters a refactor removed); both
 bodies are normalised (line info, debug sections, the per-file hash of anonymous namespaces, the
 file-name prefix of internal functions they call, and the numbering of virtual registers, labels,
-local depots and statics, which depends on what else the file holds) and
+local depots, statics and call sequences, which depends on what else the file holds) and
 compared. Exit 0 when every kernel of AFTER matches one of BEFORE exactly, 1 otherwise (each
 difference is printed), 2 on bad input.
 """
@@ -26,9 +26,10 @@ ANON = re.compile(r"\d+_GLOBAL__N__[0-9a-f]+_\d+_\w+?_cu_[0-9a-f]{8}")
 # the same function under another prefix.
 INTERNAL = re.compile(r"_ZN\d+_INTERNAL_[0-9a-f]+_\d+_\w+?_cu_[0-9a-f]{8}")
 ENTRY = re.compile(r"\.entry (\S+)\((.*?)\n\}\n", re.S)
-# File-wide counters: virtual registers, labels, local-memory depots and the $N suffix of
-# function-local statics, numbered by what else the file holds.
-NUMBERED = re.compile(r"%[a-z]+\d+|\$L__BB\d+_\d+|\$L__tmp\d+|__local_depot\d+|\$\d+")
+# File-wide counters: virtual registers, labels, local-memory depots, the $N suffix of
+# function-local statics and the numbers of call sequences (`// callseq N` comments), numbered by
+# what else the file holds.
+NUMBERED = re.compile(r"%[a-z]+\d+|\$L__BB\d+_\d+|\$L__tmp\d+|__local_depot\d+|\$\d+|callseq \d+")
 
 
 def bad_input(message):

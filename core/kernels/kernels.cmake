@@ -5,7 +5,7 @@ set(RBK_KERNEL_DIR ${CMAKE_CURRENT_LIST_DIR})
 
 add_library(rbk_cuda_kernels STATIC ${RBK_KERNEL_DIR}/bk_stable_scan.cu ${RBK_KERNEL_DIR}/bk_tile_state_scan.cu
                                     ${RBK_KERNEL_DIR}/bk_window_forward.cu
-                                    ${RBK_KERNEL_DIR}/bk_window_backward.cu
+                                    ${RBK_KERNEL_DIR}/bk_window_backward.cu ${RBK_KERNEL_DIR}/bk_window_backward_staged.cu
                                     ${RBK_KERNEL_DIR}/bk_compat_triton_like.cu)
 # RWKV-4 WKV kernel (issue 7, RWKV baseline).
 target_sources(rbk_cuda_kernels PRIVATE ${RBK_KERNEL_DIR}/wkv.cu)

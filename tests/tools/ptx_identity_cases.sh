@@ -14,14 +14,15 @@ kernel 2222 40 7 add 6kernelv > "$dir/renumbered.ptx"
 kernel 1111 10 0 mul 6kernelv > "$dir/changed.ptx"
 kernel 1111 10 0 add 5otherv > "$dir/renamed.ptx"
 echo "no kernels here" > "$dir/empty.ptx"
-# A kernel moved to another file: its local depot, a static's $N suffix and the file prefix of the
-# internal function it calls are renumbered / renamed; a changed callee is still a difference.
-moved() {  # moved <depot> <static> <file-prefix> <callee>
-  printf '.entry _ZN3rbk4cuda6kernelv(\n\t.param .u64 p\n)\n{\n\t.local .align 8 .b8 \t__local_depot%s[48];\n\tmov.u64 \t%%rd1, _ZN3rbk6detail5identEv$%s;\n\tcall.uni _ZN%s%s;\n}\n' "$1" "$2" "$3" "$4"
+# A kernel moved to another file (or next to new kernels): its local depot, a static's $N suffix,
+# the numbers of its call sequences and the file prefix of the internal function it calls are
+# renumbered / renamed; a changed callee is still a difference.
+moved() {  # moved <depot> <static> <file-prefix> <callee> <callseq>
+  printf '.entry _ZN3rbk4cuda6kernelv(\n\t.param .u64 p\n)\n{\n\t.local .align 8 .b8 \t__local_depot%s[48];\n\tmov.u64 \t%%rd1, _ZN3rbk6detail5identEv$%s;\n\t{ // callseq %s, 0\n\tcall.uni _ZN%s%s;\n\t} // callseq %s\n}\n' "$1" "$2" "$5" "$3" "$4" "$5"
 }
-moved 1 1673 48_INTERNAL_ac450389_17_bk_stable_scan_cu_63c239b4 3rbk4walkEv > "$dir/in_scan.ptx"
-moved 0 1279 51_INTERNAL_53d01793_20_bk_window_forward_cu_2fda9469 3rbk4walkEv > "$dir/in_window.ptx"
-moved 0 1279 51_INTERNAL_53d01793_20_bk_window_forward_cu_2fda9469 3rbk5otherEv > "$dir/other_callee.ptx"
+moved 1 1673 48_INTERNAL_ac450389_17_bk_stable_scan_cu_63c239b4 3rbk4walkEv 0 > "$dir/in_scan.ptx"
+moved 0 1279 51_INTERNAL_53d01793_20_bk_window_forward_cu_2fda9469 3rbk4walkEv 7 > "$dir/in_window.ptx"
+moved 0 1279 51_INTERNAL_53d01793_20_bk_window_forward_cu_2fda9469 3rbk5otherEv 7 > "$dir/other_callee.ptx"
 . "$(dirname "$0")/expect_exit.sh"
 expect 0 "$dir/before.ptx" "$dir/renumbered.ptx"
 expect 1 "$dir/before.ptx" "$dir/changed.ptx"
