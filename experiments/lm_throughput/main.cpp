@@ -23,7 +23,9 @@
 // once, before timing). Peak memory is the CUDA caching allocator's peak of allocated bytes, reset
 // before each model is built (null on the CPU). The loss after the timed steps must be finite, else status "diverged"; an
 // out-of-memory failure is status "oom". Only the gpu preset on a CUDA device is the target's
-// configuration: summary.is_target_configuration says whether this run was.
+// configuration: summary.is_target_configuration says whether this run was. Then `busy_steps` more
+// steps, issued back to back, under LibTorch's profiler recording device activities only: the GPU
+// busy fraction (rbk::measure_gpu_busy; issue 25 asks for >= 90 %), null on the CPU.
 //
 // Length curve (issue 25: tokens/s against N for every architecture, from 2k to the longest N each
 // reaches): `lengths` lists the sequence lengths timed, model.n_seq first. Every model keeps the width it was
@@ -33,6 +35,7 @@
 // longer N. summary.length_curve[variant][N] holds tokens/s, the batch and the ratio to the
 // Transformer's tokens/s at the same N.
 #include "rbk/experiment.h"
+#include "rbk/gpu_busy.h"
 #include "rbk/peak_memory.h"
 #include "rbk/language_model.h"
 #include "rbk/model_sizing.h"
@@ -88,6 +91,7 @@ int main(int argc, char** argv) {
       .add_int("warmup_steps", 0, 10000, "untimed training steps per model")
       .add_int("timed_steps", 1, 100000, "timed training steps per model")
       .add_int("phase_steps", 0, 100000, "steps after the timed ones with a synchronisation after each phase (0 = none)")
+      .add_int("busy_steps", 0, 100000, "steps after the phase steps run under the profiler for the GPU busy fraction (0 = none)")
       .add_int_list("lengths", 1, 1 << 24, "sequence lengths timed, ascending, the first = model.n_seq (the tokens/s curve)")
       .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
       .add_string("device", {"auto", "cpu", "cuda"}, "where to train");
@@ -115,7 +119,7 @@ int main(int argc, char** argv) {
     const int64_t ref_params = rbk::count_parameters(*rbk::make_language_model(ref));
     const int64_t B = to.batch_size, N = ref.n_seq;
     const int64_t warmup = cfg.get_int("warmup_steps"), timed = cfg.get_int("timed_steps");
-    const int64_t phase_steps = cfg.get_int("phase_steps");
+    const int64_t phase_steps = cfg.get_int("phase_steps"), busy_steps = cfg.get_int("busy_steps");
     const bool target_config = device.is_cuda() && bf16 && N == kTargetSeqLen && ref_params >= kTargetParamsLow &&
                                ref_params <= kTargetParamsHigh;
     std::fprintf(stderr, "lm_throughput: reference ResNet-BK V %lld D %lld L %lld N %lld E %lld = %lld parameters; B %lld, %s, "
@@ -208,7 +212,7 @@ int main(int argc, char** argv) {
                                                                       .eps(to.eps));
           const auto params_list = model->parameters();
           // (steps, B, N + 1) token ids on the device, drawn before any timing.
-          const auto ids = torch::randint(mc.vocab_size, {warmup + timed + phase_steps, b, n + 1},
+          const auto ids = torch::randint(mc.vocab_size, {warmup + timed + phase_steps + busy_steps, b, n + 1},
                                           torch::TensorOptions().dtype(torch::kInt64).device(device));
           torch::Tensor loss;
           // A training step in its three phases (the trainer's order).
@@ -279,6 +283,21 @@ int main(int argc, char** argv) {
             row["phases"] = phases;
             std::fprintf(stderr, "%s phases (median s synchronised / host, operator calls): %s\n", label.c_str(), line.c_str());
           }
+          // Issue 25's third target: how busy the GPU is over `busy_steps` more steps, issued back to
+          // back as in training (rbk::measure_gpu_busy: device activities only, so the host is not
+          // slowed; null on the CPU, with the reason).
+          if (busy_steps > 0) {
+            const rbk::GpuBusy gb = rbk::measure_gpu_busy([&] {
+              for (int64_t s = 0; s < busy_steps; ++s) step(warmup + timed + phase_steps + s);
+            });
+            row["gpu_busy"] = gb.error.empty() ? json{{"fraction", gb.busy_fraction}, {"busy_seconds", gb.busy_seconds},
+                                                      {"span_seconds", gb.span_seconds}, {"activities", gb.activities},
+                                                      {"steps", busy_steps}}
+                                               : json{{"fraction", nullptr}, {"error", gb.error}, {"steps", busy_steps}};
+            if (gb.error.empty())
+              std::fprintf(stderr, "%s: GPU busy %.1f %% of %.4f s over %lld steps (%lld device activities)\n", label.c_str(),
+                           100.0 * gb.busy_fraction, gb.span_seconds, (long long)busy_steps, (long long)gb.activities);
+          }
           const double final_loss = loss.item<double>();
           const double median = rbk::median(secs);
           const int64_t peak = rbk::cuda_peak_allocated_bytes(device);
@@ -307,7 +326,8 @@ int main(int argc, char** argv) {
             out.summary["variants"][variant] = {{"status", row["status"]}, {"parameters", params}, {"d_model", mc.d_model},
                                                 {"tokens_per_second", tps}, {"step_seconds_median", median},
                                                 {"host_over_step", host_median / median},
-                                                {"peak_memory_bytes", row["peak_memory_bytes"]}};
+                                                {"peak_memory_bytes", row["peak_memory_bytes"]},
+                                              {"gpu_busy_fraction", row.contains("gpu_busy") ? row["gpu_busy"]["fraction"] : json(nullptr)}};
           curve[variant][std::to_string(n)] = {{"status", row["status"]}, {"batch_size", b}, {"tokens_per_second", tps}};
           std::fprintf(stderr, "%s: D %lld, %lld parameters (%.3f x ref), median step %.4f s (min %.4f, max %.4f; host %.4f s), "
                        "%.0f tok/s, peak %s, loss %.4f\n", label.c_str(), (long long)mc.d_model, (long long)params,
