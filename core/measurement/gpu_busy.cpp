@@ -55,8 +55,7 @@ GpuBusy measure_gpu_busy(const std::function<void()>& work) {
     const auto ns = profiled_activity_intervals_ns(work, true, [] { torch::cuda::synchronize(); });
     // Relative to the first start before converting: absolute clock values (~1e18 ns) would keep
     // only ~0.4 us of resolution in a double.
-    int64_t origin = 0;
-    for (size_t i = 0; i < ns.size(); ++i) origin = i == 0 ? ns[i].first : std::min(origin, ns[i].first);
+    const int64_t origin = ns.empty() ? 0 : std::min_element(ns.begin(), ns.end())->first;
     std::vector<std::pair<double, double>> seconds;
     seconds.reserve(ns.size());
     for (const auto& [s, e] : ns) seconds.emplace_back(1e-9 * static_cast<double>(s - origin), 1e-9 * static_cast<double>(e - origin));
