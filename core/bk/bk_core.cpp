@@ -9,9 +9,8 @@
 #include <stdexcept>
 #include <vector>
 
-#if defined(RBK_WITH_CUDA_KERNELS)
-#include "rbk/kernels/bk_core_cuda.h"
-#endif
+#include "rbk/cuda_glue/bk_core_cuda.h"
+#include "rbk/cuda_glue/kernels_linked.h"
 
 namespace rbk {
 
@@ -327,20 +326,37 @@ Tensor compat_forward(const Tridiagonal& h, c10::complex<double> z, BkForwardMod
   return upstream_sanitise(G);
 }
 
+// Where BK-Core's stable forward and exact VJP run: the one place that chooses (the model's v-only
+// kernels are chosen by bk_v_only_kernel_applies, below, from the same facts).
+//   CPU tensors: the recurrences above, at the input precision;
+//   CUDA float32: the CUDA kernels (rbk/cuda_glue/bk_core_cuda.h);
+//   CUDA float64: the CPU fp64 path, the result brought back (the kernels compute in fp32; fp64
+//   stays the oracle). A CUDA tensor in a build without the kernels reaches the glue's stub, which
+//   says so.
+enum class StablePath { Cpu, CudaKernel, CudaViaCpuFp64 };
+StablePath stable_path(const Tensor& diag) {
+  if (diag.is_cuda()) return diag.scalar_type() == torch::kDouble ? StablePath::CudaViaCpuFp64 : StablePath::CudaKernel;
+  TORCH_CHECK(diag.device().is_cpu(), "BK-Core: unsupported device ", diag.device());
+  return StablePath::Cpu;
+}
+Tridiagonal on_cpu(const Tridiagonal& h) { return {h.diag.cpu(), h.upper.cpu(), h.lower.cpu()}; }
+
 }  // namespace
+
+bool bk_v_only_kernel_applies(const Tensor& v, BkForwardMode forward) {
+  return forward == BkForwardMode::Stable && v.is_cuda() && cuda::cuda_kernels_linked() && v.dim() == 2 &&
+         (v.scalar_type() == torch::kFloat || v.scalar_type() == torch::kBFloat16);
+}
 
 Tensor resolvent_diagonal(const Tridiagonal& h, c10::complex<double> z, BkForwardMode mode, BkContext context,
                           CompatExecution execution) {
   check_bk_inputs(h, z, mode, context);
   if (mode != BkForwardMode::Stable) return compat_forward(h, z, mode, execution);
-  if (h.diag.is_cuda()) {
-#if defined(RBK_WITH_CUDA_KERNELS)
-    return cuda::resolvent_diagonal_stable_cuda(h, z, context);
-#else
-    TORCH_CHECK(false, "BK-Core: CUDA tensor given but this build has no CUDA BK-Core kernel");
-#endif
+  switch (stable_path(h.diag)) {
+    case StablePath::CudaKernel: return cuda::resolvent_diagonal_stable_cuda(h, z, context);
+    case StablePath::CudaViaCpuFp64: return resolvent_diagonal(on_cpu(h), z, mode, context).to(h.diag.device());
+    case StablePath::Cpu: break;
   }
-  TORCH_CHECK(h.diag.device().is_cpu(), "BK-Core: unsupported device ", h.diag.device());
   const bool f64 = h.diag.scalar_type() == torch::kDouble;
   Tensor out = torch::empty(h.diag.sizes(), torch::TensorOptions().dtype(f64 ? torch::kComplexDouble : torch::kComplexFloat));
   if (f64) stable_forward_cpu<double>(h, z, context, out);
@@ -353,12 +369,11 @@ Tensor resolvent_diagonal_vjp_exact(const Tridiagonal& h, c10::complex<double> z
   TORCH_CHECK(grad_g.is_complex(), "BK-Core VJP: grad_g must be complex (dL/dRe G + i dL/dIm G)");
   TORCH_CHECK(grad_g.sizes() == h.diag.sizes(), "BK-Core VJP: grad_g must be (B, N) = ", h.diag.sizes(), ", got ",
               grad_g.sizes());
-  if (h.diag.is_cuda()) {
-#if defined(RBK_WITH_CUDA_KERNELS)
-    return cuda::resolvent_diagonal_vjp_exact_cuda(h, z, grad_g, context);
-#else
-    TORCH_CHECK(false, "BK-Core: CUDA tensor given but this build has no CUDA BK-Core kernel");
-#endif
+  switch (stable_path(h.diag)) {
+    case StablePath::CudaKernel: return cuda::resolvent_diagonal_vjp_exact_cuda(h, z, grad_g, context);
+    case StablePath::CudaViaCpuFp64:
+      return resolvent_diagonal_vjp_exact(on_cpu(h), z, grad_g.cpu(), context).to(h.diag.device());
+    case StablePath::Cpu: break;
   }
   const bool f64 = h.diag.scalar_type() == torch::kDouble;
   const Tensor g = grad_g.to(f64 ? torch::kComplexDouble : torch::kComplexFloat).contiguous();

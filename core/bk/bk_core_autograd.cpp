@@ -1,23 +1,13 @@
 // autograd::Function around BK-Core: any forward mode x any gradient mode x context.
 #include "rbk/bk_core_autograd.h"
 
-#if defined(RBK_WITH_CUDA_KERNELS)
-#include "rbk/kernels/bk_core_cuda.h"
-#endif
+#include "rbk/cuda_glue/bk_core_cuda.h"
 
 namespace rbk {
 namespace {
 
 using torch::Tensor;
 
-#if defined(RBK_WITH_CUDA_KERNELS)
-// The model's H = Laplacian + diag(v) on the GPU goes to the v-only kernels, which read v (float32
-// or bfloat16) and nothing else: no off-diagonal tensors, no complex intermediate.
-bool use_v_only_cuda_kernel(const Tensor& v, BkForwardMode fwd) {
-  return fwd == BkForwardMode::Stable && v.is_cuda() && v.dim() == 2 &&
-         (v.scalar_type() == torch::kFloat || v.scalar_type() == torch::kBFloat16);
-}
-#endif
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
@@ -30,14 +20,12 @@ struct BkCoreFunction : public torch::autograd::Function<BkCoreFunction> {
     ctx->saved_data["context"] = context;
     ctx->saved_data["z_re"] = z_re;
     ctx->saved_data["z_im"] = z_im;
-#if defined(RBK_WITH_CUDA_KERNELS)
-    if (use_v_only_cuda_kernel(v, fwd)) {
+    if (bk_v_only_kernel_applies(v, fwd)) {
       const Tensor features = cuda::bk_features_cuda(v.detach().contiguous(), z, static_cast<BkContext>(context));
       ctx->save_for_backward({v, features});
       ctx->saved_data["v_only_cuda"] = true;
       return features;
     }
-#endif
     ctx->saved_data["v_only_cuda"] = false;
     // Upstream feeds its compat recursions float32. A float16 or bfloat16 potential (a model cast to
     // fp16 for inference, as the seeds' memory measurements do; bf16 off the v-only kernel) is scanned
@@ -60,14 +48,12 @@ struct BkCoreFunction : public torch::autograd::Function<BkCoreFunction> {
     // Saved: G (B, N) complex, or the v-only kernel's features (B, N, 2) float32.
     const Tensor G = v_only_cuda ? torch::view_as_complex(saved[1].contiguous()) : saved[1];
     Tensor grad_v;
-#if defined(RBK_WITH_CUDA_KERNELS)
     if (v_only_cuda && mode == BkGradientMode::Exact) {
       const c10::complex<double> z(ctx->saved_data["z_re"].toDouble(), ctx->saved_data["z_im"].toDouble());
       grad_v = cuda::bk_features_vjp_cuda(v.contiguous(), z, grad.to(torch::kFloat).contiguous(),
                                           static_cast<BkContext>(ctx->saved_data["context"].toInt()));
       return {grad_v.to(v.scalar_type()), Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
     }
-#endif
     if (mode == BkGradientMode::Exact) {
       const auto real_type = v.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
       const Tensor g = torch::view_as_complex(grad.to(real_type).contiguous());

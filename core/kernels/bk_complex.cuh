@@ -1,4 +1,5 @@
-// Device-side complex numbers and 2x2 complex matrices for the BK-Core scans (bk_stable_scan.cu).
+// Device-side complex numbers and 2x2 complex matrices for the BK-Core scans (bk_stable_scan.cu),
+// the typed loads and the shared-memory layout every BK kernel uses.
 // Claim C01/C17; upstream-audit §1.11 ("a parallel version is possible with normalised 2x2 products").
 #pragma once
 #include <cuda_bf16.h>
@@ -126,6 +127,14 @@ __device__ __forceinline__ Af shfl_idx(const Af& m, int src) { return {shfl_idx(
 __device__ __forceinline__ M2 shfl_down(const M2& m, int off) {
   return {shfl_down(m.a, off), shfl_down(m.b, off), shfl_down(m.c, off), shfl_down(m.d, off)};
 }
+
+// Shared-memory layout of the window kernels' staged rows (bk_window_forward.cu,
+// bk_window_backward.cu): one pad word per 16 elements. Every run of 4, 16 or 32 positions that
+// starts at a multiple of its length (and every 16-position walk of a run of 16 or 32) then lies
+// inside whole 16-element groups, so its addresses are a base plus compile-time offsets (no
+// per-access index arithmetic), while a warp's runs of 16 start 17 words apart and hit 32
+// different banks.
+__device__ __forceinline__ int pad16(int i) { return i + (i >> 4); }
 
 // Element i of a float32 or bfloat16 array, as float (the v-only kernels read either).
 template <class Tin>

@@ -19,12 +19,7 @@ using bk_window::Disc;
 using detail::Cf;
 using detail::load_as_float;
 
-// Shared-memory layout of the window kernel's staged row: one pad word per 16 floats. Every run
-// of 4, 16 or 32 positions that starts at a multiple of its length (and every 16-position walk of
-// a run of 16 or 32) then lies inside whole 16-float groups, so its addresses are a base plus
-// compile-time offsets (no per-access index arithmetic), while a warp's runs of 16 start 17 words
-// apart and hit 32 different banks.
-__device__ __forceinline__ int pad16(int i) { return i + (i >> 4); }
+using detail::pad16;
 
 // Re d of one row for bk_window::walk_into: shared memory holds row positions [lo, lo + len)
 // (already shifted); anything else (only the rare long walks reach it) is read from global memory.

@@ -1,11 +1,11 @@
-# CUDA BK-Core kernels (issue 3; claims C01, C17). Included from core/CMakeLists.txt when nvcc
-# exists. The .cu files hold no LibTorch headers, so they build on the CPU machine too (proving
-# they compile); the torch glue joins rbk_core only when Torch itself has CUDA.
+# CUDA kernels (BK-Core: issue 3, claims C01, C17; the baselines' WKV and selective scan: issue 7).
+# Included from core/CMakeLists.txt when nvcc exists. The .cu files hold no LibTorch headers, so
+# they build on the CPU machine too (proving they compile).
 set(RBK_KERNEL_DIR ${CMAKE_CURRENT_LIST_DIR})
 
 add_library(rbk_cuda_kernels STATIC ${RBK_KERNEL_DIR}/bk_stable_scan.cu ${RBK_KERNEL_DIR}/bk_tile_state_scan.cu
                                     ${RBK_KERNEL_DIR}/bk_window_forward.cu
-                                    ${RBK_KERNEL_DIR}/bk_window_backward.cu ${RBK_KERNEL_DIR}/bk_window_backward_staged.cu
+                                    ${RBK_KERNEL_DIR}/bk_window_backward.cu
                                     ${RBK_KERNEL_DIR}/bk_compat_triton_like.cu)
 # RWKV-4 WKV kernel (issue 7, RWKV baseline).
 target_sources(rbk_cuda_kernels PRIVATE ${RBK_KERNEL_DIR}/wkv.cu)
@@ -27,10 +27,10 @@ set_target_properties(rbk_cuda_kernels PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CU
 target_compile_options(rbk_cuda_kernels PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-lineinfo --expt-relaxed-constexpr
                                                  -Xptxas=-warn-spills>)
 
+# rbk_core dispatches to the kernels through its LibTorch glue (core/cuda_glue) when Torch itself
+# has CUDA; core/CMakeLists.txt picks the glue or its stubs from RBK_CORE_HAS_CUDA_KERNELS.
 if(RBK_TORCH_HAS_CUDA)
-  target_sources(rbk_core PRIVATE ${RBK_KERNEL_DIR}/bk_core_cuda.cpp)
-  target_sources(rbk_core PRIVATE ${RBK_KERNEL_DIR}/wkv_cuda.cpp)
-  target_sources(rbk_core PRIVATE ${RBK_KERNEL_DIR}/selective_scan_cuda.cpp)
+  set(RBK_CORE_HAS_CUDA_KERNELS ON)
   target_link_libraries(rbk_core PUBLIC rbk_cuda_kernels)
   target_compile_definitions(rbk_core PUBLIC RBK_WITH_CUDA_KERNELS=1)
 endif()

@@ -2,9 +2,8 @@
 // its autograd Function around the CUDA kernels (see selective_scan.h; issue 7, Mamba baseline).
 #include "rbk/selective_scan.h"
 
-#if defined(RBK_WITH_CUDA_KERNELS)
-#include "rbk/kernels/selective_scan_cuda.h"
-#endif
+#include "rbk/cuda_glue/kernels_linked.h"
+#include "rbk/cuda_glue/selective_scan_cuda.h"
 
 #include <array>
 #include <stdexcept>
@@ -72,18 +71,11 @@ Tensor selective_scan_reference(const Tensor& u, const Tensor& delta, const Tens
 }
 
 bool selective_scan_kernel_eligible(const Tensor& u, const Tensor& A) {
-#if defined(RBK_WITH_CUDA_KERNELS)
   const auto st = u.scalar_type();
-  return u.is_cuda() && (st == torch::kFloat || st == torch::kBFloat16 || st == torch::kHalf) && A.dim() == 2 &&
-         A.size(1) >= 1 && A.size(1) <= kSelectiveScanKernelMaxState;
-#else
-  (void)u;
-  (void)A;
-  return false;
-#endif
+  return cuda::cuda_kernels_linked() && u.is_cuda() && (st == torch::kFloat || st == torch::kBFloat16 || st == torch::kHalf) &&
+         A.dim() == 2 && A.size(1) >= 1 && A.size(1) <= kSelectiveScanKernelMaxState;
 }
 
-#if defined(RBK_WITH_CUDA_KERNELS)
 namespace {
 
 using torch::autograd::AutogradContext;
@@ -124,7 +116,6 @@ struct SelectiveScanCudaFunction : public torch::autograd::Function<SelectiveSca
 };
 
 }  // namespace
-#endif
 
 Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B, const Tensor& C,
                       const Tensor& D, const Tensor& z, const Tensor& delta_bias, bool delta_softplus,
@@ -138,12 +129,8 @@ Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A, con
                                 ", N = " + std::to_string(A.size(1)) + ")");
   if (impl == SelectiveScanImpl::Reference || !eligible)
     return selective_scan_reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus);
-#if defined(RBK_WITH_CUDA_KERNELS)
   return SelectiveScanCudaFunction::apply(u, delta, A, B, C, placeholder_if_absent(D, u), placeholder_if_absent(z, u),
                                           placeholder_if_absent(delta_bias, u), delta_softplus);
-#else
-  throw std::logic_error("selective_scan: unreachable (kernel eligible without CUDA kernels)");
-#endif
 }
 
 }  // namespace rbk

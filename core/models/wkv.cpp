@@ -4,9 +4,8 @@
 
 #include "rbk/kernels/wkv_column.h"
 
-#if defined(RBK_WITH_CUDA_KERNELS)
-#include "rbk/kernels/wkv_cuda.h"
-#endif
+#include "rbk/cuda_glue/kernels_linked.h"
+#include "rbk/cuda_glue/wkv_cuda.h"
 
 #include <ATen/Parallel.h>
 
@@ -92,26 +91,14 @@ std::array<Tensor, 4> host_backward(const Tensor& td, const Tensor& tf, const Te
 
 // Inputs: contiguous, one dtype (float32 on CUDA; float32 or float64 on the CPU).
 Tensor kernel_forward(const Tensor& td, const Tensor& tf, const Tensor& k, const Tensor& v) {
-  if (k.is_cuda()) {
-#if defined(RBK_WITH_CUDA_KERNELS)
-    return cuda::wkv_forward_cuda(td, tf, k, v);
-#else
-    TORCH_CHECK(false, "rbk::wkv: WkvPath::Kernel on CUDA needs the CUDA kernel, not built into this library");
-#endif
-  }
+  if (k.is_cuda()) return cuda::wkv_forward_cuda(td, tf, k, v);
   TORCH_CHECK(k.is_cpu(), "rbk::wkv: WkvPath::Kernel runs on CUDA or the CPU, got ", k.device());
   return k.scalar_type() == torch::kDouble ? host_forward<double>(td, tf, k, v) : host_forward<float>(td, tf, k, v);
 }
 
 std::array<Tensor, 4> kernel_backward(const Tensor& td, const Tensor& tf, const Tensor& k, const Tensor& v,
                                       const Tensor& y, const Tensor& gy) {
-  if (k.is_cuda()) {
-#if defined(RBK_WITH_CUDA_KERNELS)
-    return cuda::wkv_backward_cuda(td, tf, k, v, y, gy);
-#else
-    TORCH_CHECK(false, "rbk::wkv: WkvPath::Kernel on CUDA needs the CUDA kernel, not built into this library");
-#endif
-  }
+  if (k.is_cuda()) return cuda::wkv_backward_cuda(td, tf, k, v, y, gy);
   const Tensor g = gy.to(k.scalar_type()).contiguous();
   return k.scalar_type() == torch::kDouble ? host_backward<double>(td, tf, k, v, y, g)
                                            : host_backward<float>(td, tf, k, v, y, g);
@@ -209,12 +196,6 @@ Tensor wkv(const Tensor& time_decay, const Tensor& time_first, const Tensor& k, 
   return is_low_precision(k) ? y.to(k.scalar_type()) : y;
 }
 
-bool wkv_cuda_kernel_built() {
-#if defined(RBK_WITH_CUDA_KERNELS)
-  return true;
-#else
-  return false;
-#endif
-}
+bool wkv_cuda_kernel_built() { return cuda::cuda_kernels_linked(); }
 
 }  // namespace rbk

@@ -10,9 +10,8 @@
 #include "vmap_native_baseline.h"
 
 #include "rbk/bk_core.h"
-#include "rbk/kernels/bk_core_cuda.h"
+#include "rbk/cuda_glue/bk_core_cuda.h"
 #include "rbk/kernels/bk_scan_launch.h"
-#include "rbk/kernels/bk_window_backward_staged.h"
 #include "rbk/kernels/cuda_event_timer.h"
 #include "rbk/timing.h"
 
@@ -126,11 +125,6 @@ struct StableRig {
     q.backward_algorithm = rbk::cuda::BkBackwardAlgorithm::Window;
     rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_backward(q, s), "stable bwd window");
   }
-  // The same Window backward with each block's tile staged in shared memory (not yet reachable
-  // through the launcher: timed here next to Window before it may replace it).
-  void bwd_window_staged(cudaStream_t s) const {
-    rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_window_backward_staged(pb, s), "stable bwd window staged");
-  }
   Algo default_algorithm() const { return rbk::cuda::bk_resolve_forward_algorithm(pf); }
   // Runs variant fv on NaN-poisoned output and refuses to go on unless every element is finite and
   // not all are zero; returns its accuracy against ref (pass an undefined ref where the fp64
@@ -141,9 +135,6 @@ struct StableRig {
   // The Window backward, checked the same way.
   Accuracy checked_window_backward(const torch::Tensor& ref) const {
     return checked(out_g, [&] { bwd_window(current_stream()); }, ref, "stable window backward");
-  }
-  Accuracy checked_window_staged_backward(const torch::Tensor& ref) const {
-    return checked(out_g, [&] { bwd_window_staged(current_stream()); }, ref, "stable window backward (staged)");
   }
 
  private:

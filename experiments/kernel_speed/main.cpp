@@ -58,8 +58,7 @@
 //     stable_causal_fwd_rel_err, stable_causal_grad_rel_err, stable_zero_fraction (Laplacian inputs);
 //     copy_bandwidth_GBps, copy_bytes; large_batch, large_n, stable_fwd_us_large, stable_fwd_GBps_large,
 //     stable_fwd_pct_copy_bw_large, stable_fwd_bwd_us_large, stable_fwd_bwd_window_us_large (the
-//     Window backward, issue 25), stable_fwd_bwd_window_staged_us_large (its smem-staged kernel),
-//     stable_fwd_bwd{,_window,_window_staged}_over_fwd_large, stable_fwd_algorithm_large,
+//     Window backward, issue 25), stable_fwd_bwd{,_window}_over_fwd_large, stable_fwd_algorithm_large,
 //     stable_scan_fwd_pct_copy_bw_large, compat_triton_like_fwd_us_large; tokens_per_s_stable_fwd;
 //     issue_targets {...} (issue 3's engineering targets, not paper numbers).
 //   A build without the CUDA kernels (Torch without CUDA or no nvcc) on a CUDA machine: gpu =
@@ -354,7 +353,7 @@ int main(int argc, char** argv) {
       const int64_t large_n = cfg.get_int("large_n");
       if (std::find(sweep.begin(), sweep.end(), large_n) == sweep.end()) sweep.push_back(large_n);
       if (!part("sweep")) sweep.clear();
-      std::vector<double> sw_n, sw_fwd, sw_fb, sw_fbw, sw_fbws, sw_compat, sw_pct, sw_scan, sw_window;
+      std::vector<double> sw_n, sw_fwd, sw_fb, sw_fbw, sw_compat, sw_pct, sw_scan, sw_window;
       for (size_t point = 0; point < sweep.size(); ++point) {
         const int64_t n = sweep[point];
         std::fprintf(stderr, "[kernel_speed] +%.1f s: sweep N=%lld starting (point %zu of %zu)\n", since_s(t_gpu), (long long)n,
@@ -376,23 +375,19 @@ int main(int argc, char** argv) {
           extra["rel_err_vs_fp64"] = accuracy(rig.out_f, ref).rel_err;
           extra["grad_rel_err_vs_fp64"] = accuracy(rig.out_g, gref).rel_err;
           extra["grad_window_rel_err_vs_fp64"] = rig.checked_window_backward(gref).rel_err;
-          extra["grad_window_staged_rel_err_vs_fp64"] = rig.checked_window_staged_backward(gref).rel_err;
           for (const FwdVariant& fv : fwd_variants())
             extra["fwd_" + fv.name + "_rel_err_vs_fp64"] = rig.checked_variant(fv, ref).rel_err;
         } else {
           for (const FwdVariant& fv : fwd_variants()) (void)rig.checked_variant(fv, Tensor());
           (void)rig.checked_window_backward(Tensor());
-          (void)rig.checked_window_staged_backward(Tensor());
         }
         const auto tf = time_cuda([&] { rig.fwd(current_stream()); }, warmup, repeats);
         const auto tfb = time_cuda([&] { rig.fwd(current_stream()); rig.bwd(current_stream()); }, warmup, repeats);
         const auto tfbw = time_cuda([&] { rig.fwd(current_stream()); rig.bwd_window(current_stream()); }, warmup, repeats);
-        const auto tfbws = time_cuda([&] { rig.fwd(current_stream()); rig.bwd_window_staged(current_stream()); }, warmup, repeats);
         const double gbps = kBytesFwd * SB * n / tf.median_s / 1e9;
         json row = {{"path", "stable_cuda_sweep"}, {"inputs", "laplacian"}, {"batch", SB}, {"n", n}, {"status", "ok"},
                     {"fwd_algorithm", algo_name(rig.default_algorithm())},
                     {"fwd", timing_json(tf)}, {"fwd_bwd", timing_json(tfb)}, {"fwd_bwd_window", timing_json(tfbw)},
-                    {"fwd_bwd_window_staged", timing_json(tfbws)},
                     {"fwd_GBps", gbps},
                     {"fwd_pct_copy_bw", 100.0 * gbps / copy_gbps},
                     {"fwd_bwd_GBps", kBytesFwdBwd * SB * n / tfb.median_s / 1e9},
@@ -421,7 +416,6 @@ int main(int argc, char** argv) {
         sw_fwd.push_back(tf.median_s * 1e6);
         sw_fb.push_back(tfb.median_s * 1e6);
         sw_fbw.push_back(tfbw.median_s * 1e6);
-        sw_fbws.push_back(tfbws.median_s * 1e6);
         sw_compat.push_back(compat_us);
         sw_pct.push_back(100.0 * gbps / copy_gbps);
         sw_scan.push_back(best_scan);
@@ -436,8 +430,6 @@ int main(int argc, char** argv) {
           // Issue 25's target: forward + backward within 2x of the forward alone.
           out.summary["stable_fwd_bwd_over_fwd_large"] = tfb.median_s / tf.median_s;
           out.summary["stable_fwd_bwd_window_over_fwd_large"] = tfbw.median_s / tf.median_s;
-          out.summary["stable_fwd_bwd_window_staged_us_large"] = tfbws.median_s * 1e6;
-          out.summary["stable_fwd_bwd_window_staged_over_fwd_large"] = tfbws.median_s / tf.median_s;
           out.summary["stable_fwd_GBps_large"] = gbps;
           out.summary["stable_fwd_pct_copy_bw_large"] = 100.0 * gbps / copy_gbps;
           out.summary["stable_scan_fwd_us_large"] = best_scan;
@@ -445,9 +437,9 @@ int main(int argc, char** argv) {
           out.summary["stable_window_fwd_us_large"] = best_window;
           if (n <= compat_max_n) out.summary["compat_triton_like_fwd_us_large"] = compat_us;
         }
-        std::fprintf(stderr, "[kernel_speed] sweep B=%lld N=%lld: fwd (%s) %.2f us (%.0f GB/s, %.1f%% of copy), scan %.2f, window %.2f, fwd+bwd %.2f us (window backward %.2f, staged %.2f), compat %.1f us\n",
+        std::fprintf(stderr, "[kernel_speed] sweep B=%lld N=%lld: fwd (%s) %.2f us (%.0f GB/s, %.1f%% of copy), scan %.2f, window %.2f, fwd+bwd %.2f us (window backward %.2f), compat %.1f us\n",
                      (long long)SB, (long long)n, algo_name(rig.default_algorithm()), tf.median_s * 1e6, gbps,
-                     100.0 * gbps / copy_gbps, best_scan, best_window, tfb.median_s * 1e6, tfbw.median_s * 1e6, tfbws.median_s * 1e6, compat_us);
+                     100.0 * gbps / copy_gbps, best_scan, best_window, tfb.median_s * 1e6, tfbw.median_s * 1e6, compat_us);
       }
       if (part("sweep")) {
         std::fprintf(stderr, "[kernel_speed] +%.1f s: sweep done\n", since_s(t_gpu));
@@ -459,8 +451,6 @@ int main(int argc, char** argv) {
         out.arrays.push_back(rbk::make_array("sweep/stable_fwd_bwd_us", sw_fb, "us", "stable CUDA forward + exact backward, median"));
         out.arrays.push_back(rbk::make_array("sweep/stable_fwd_bwd_window_us", sw_fbw, "us",
                                              "stable CUDA forward + Window exact backward, median"));
-        out.arrays.push_back(rbk::make_array("sweep/stable_fwd_bwd_window_staged_us", sw_fbws, "us",
-                                             "stable CUDA forward + Window exact backward with smem-staged tiles, median"));
         out.arrays.push_back(rbk::make_array("sweep/compat_triton_like_fwd_us", sw_compat, "us",
                                              "Triton-like compat kernel on the benchmark inputs (NaN: not run)"));
         out.arrays.push_back(rbk::make_array("sweep/stable_fwd_pct_copy_bw", sw_pct, "%",

@@ -9,6 +9,7 @@
 #include "rbk/sweep.h"
 #include "rbk/validation/registry.h"
 #include "rbk/validation/verdict.h"
+#include "rbk/results.h"
 
 #include <gtest/gtest.h>
 
@@ -263,10 +264,10 @@ struct TempDir {
   fs::path path;
   TempDir() {
     path = fs::temp_directory_path() / ("rbk_long_context_test_" + std::to_string(::getpid()));
-    fs::remove_all(path);
+    rbk::remove_directory_tree(path.string());  // not std::filesystem: see rbk/results.h
     fs::create_directories(path);
   }
-  ~TempDir() { fs::remove_all(path); }
+  ~TempDir() { rbk::remove_directory_tree(path.string()); }
 };
 
 json run_into(const rbk::SweepPlan& plan, const std::string& dir, const std::vector<std::string>& patterns) {

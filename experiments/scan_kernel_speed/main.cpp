@@ -54,7 +54,7 @@
 
 #if defined(RBK_WITH_CUDA_KERNELS)
 #include "rbk/kernels/cuda_event_timer.h"
-#include "rbk/kernels/selective_scan_cuda.h"
+#include "rbk/cuda_glue/selective_scan_rig.h"
 #include "rbk/kernels/selective_scan_launch.h"
 #include <ATen/cuda/CUDAContext.h>
 #include <cuda_runtime_api.h>

@@ -5,6 +5,7 @@
 #include "rbk/experiment.h"
 #include "rbk/lm_data.h"
 #include "rbk/options.h"
+#include "rbk/results.h"
 
 #include <gtest/gtest.h>
 
@@ -283,7 +284,7 @@ TEST(Options, ExperimentWithABadSectionValueExitsTwoAndWritesNothing) {
   EXPECT_EQ(doc.at("config").at("model.d_model"), 24);
   EXPECT_EQ(doc.at("config").at("model.block"), "papertime");  // a default, recorded
   EXPECT_EQ(doc.at("config").at("train.lr"), TrainOptions{}.lr);
-  fs::remove_all(out);
+  rbk::remove_directory_tree(out.string());  // not std::filesystem: see rbk/results.h
   fs::remove(path);
 }
 

@@ -8,11 +8,10 @@
 
 #if defined(RBK_HAVE_CUDA_KERNEL_LIB)
 #include "rbk/kernels/bk_scan_launch.h"
-#include "rbk/kernels/bk_window_backward_staged.h"
 #include <cuda_runtime_api.h>
 #endif
 #if defined(RBK_WITH_CUDA_KERNELS)
-#include "rbk/kernels/bk_core_cuda.h"
+#include "rbk/cuda_glue/bk_core_cuda.h"
 #endif
 
 #include <gtest/gtest.h>
@@ -102,7 +101,6 @@ struct FwdChoice {
   int window_items = 0;
   int window_warmup = 0;
   rbk::cuda::BkBackwardAlgorithm backward = rbk::cuda::BkBackwardAlgorithm::Auto;
-  bool staged_backward = false;  // the staged Window backward's own launcher (bk_window_backward_staged.h)
   std::string name() const {
     using A = rbk::cuda::BkForwardAlgorithm;
     const std::string a = algorithm == A::Auto ? "auto" : algorithm == A::Scan ? "scan" : "window";
@@ -139,9 +137,7 @@ Tensor run_stable(const Tensor& v_in, c10::complex<double> z, bool causal, bool 
   p.window_items = choice.window_items;
   p.window_warmup = choice.window_warmup;
   p.backward_algorithm = choice.backward;
-  const cudaError_t e = !backward               ? rbk::cuda::launch_bk_stable_forward(p, nullptr)
-                        : choice.staged_backward ? rbk::cuda::launch_bk_window_backward_staged(p, nullptr)
-                                                 : rbk::cuda::launch_bk_stable_backward(p, nullptr);
+  const cudaError_t e = backward ? rbk::cuda::launch_bk_stable_backward(p, nullptr) : rbk::cuda::launch_bk_stable_forward(p, nullptr);
   EXPECT_EQ(e, cudaSuccess) << cudaGetErrorString(e);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess) << cudaGetErrorString(cudaGetLastError());
   Tensor host = backward ? torch::empty({B, N}, torch::kFloat) : torch::empty({B, N, 2}, torch::kFloat);
@@ -190,24 +186,21 @@ TEST_P(StableKernel, ForwardAndExactGradientMatchFp64) {
       EXPECT_LE(ec.rel_l2, kStableRelTol) << c.name();
       EXPECT_LE(ec.rel_max, kStableRelTol) << c.name();
     }
-    // The Window backward (issue 25) and its staged kernel, each with its first window of 16 and
-    // of 1 (every run restarts), and what Auto picks (warmup -1 below: the default, the model's).
+    // The Window backward (issue 25) with its first window of 16 and of 1 (every run restarts),
+    // and what Auto picks (warmup -1 below: the default, the model's).
     const Tensor gref = reference_grad(d.v, d.z, d.gfeat, ctx);
-    for (const bool staged : {false, true})
-      for (const int warmup : {0, 1, -1}) {
-        if (staged && warmup < 0) continue;
-        FwdChoice c;
-        c.backward = warmup < 0 ? rbk::cuda::BkBackwardAlgorithm::Auto : rbk::cuda::BkBackwardAlgorithm::Window;
-        c.staged_backward = staged;
-        c.window_warmup = std::max(warmup, 0);
-        const Tensor gw = run_stable(d.v, d.z, causal, true, &d.gfeat, rbk::cuda::InputType::Float32, c);
-        const Err ew = rel_error(gw, gref);
-        const std::string what = std::string(staged ? "staged " : "") + "window backward, warmup " + std::to_string(warmup);
-        std::printf("   %s rel_l2=%.2e rel_max=%.2e\n", what.c_str(), ew.rel_l2, ew.rel_max);
-        EXPECT_TRUE(torch::isfinite(gw).all().item<bool>()) << what;
-        EXPECT_LE(ew.rel_l2, kStableRelTol) << what;
-        EXPECT_LE(ew.rel_max, kStableRelTol) << what;
-      }
+    for (const int warmup : {0, 1, -1}) {
+      FwdChoice c;
+      c.backward = warmup < 0 ? rbk::cuda::BkBackwardAlgorithm::Auto : rbk::cuda::BkBackwardAlgorithm::Window;
+      c.window_warmup = std::max(warmup, 0);
+      const Tensor gw = run_stable(d.v, d.z, causal, true, &d.gfeat, rbk::cuda::InputType::Float32, c);
+      const Err ew = rel_error(gw, gref);
+      const std::string what = "window backward, warmup " + std::to_string(warmup);
+      std::printf("   %s rel_l2=%.2e rel_max=%.2e\n", what.c_str(), ew.rel_l2, ew.rel_max);
+      EXPECT_TRUE(torch::isfinite(gw).all().item<bool>()) << what;
+      EXPECT_LE(ew.rel_l2, kStableRelTol) << what;
+      EXPECT_LE(ew.rel_max, kStableRelTol) << what;
+    }
   }
 }
 
@@ -233,18 +226,15 @@ TEST(BkCudaBf16, ForwardAndGradientFromBf16Input) {
     FwdChoice window;
     window.backward = rbk::cuda::BkBackwardAlgorithm::Window;
     const Tensor gw = run_stable(vb, d.z, false, true, &d.gfeat, rbk::cuda::InputType::BFloat16, window);
-    window.staged_backward = true;
-    const Tensor gs = run_stable(vb, d.z, false, true, &d.gfeat, rbk::cuda::InputType::BFloat16, window);
     const Err ef = rel_error(f, reference_features(vr, d.z, rbk::BkContext::Bidirectional));
     const Tensor gref = reference_grad(vr, d.z, d.gfeat, rbk::BkContext::Bidirectional);
-    const Err eg = rel_error(g, gref), egw = rel_error(gw, gref), egs = rel_error(gs, gref);
-    std::printf("bf16 N=%lld seed=%llu fwd rel_l2=%.2e grad rel_l2=%.2e (window backward %.2e, staged %.2e)\n",
-                static_cast<long long>(N), static_cast<unsigned long long>(d.seed), ef.rel_l2, eg.rel_l2, egw.rel_l2, egs.rel_l2);
+    const Err eg = rel_error(g, gref), egw = rel_error(gw, gref);
+    std::printf("bf16 N=%lld seed=%llu fwd rel_l2=%.2e grad rel_l2=%.2e (window backward %.2e)\n",
+                static_cast<long long>(N), static_cast<unsigned long long>(d.seed), ef.rel_l2, eg.rel_l2, egw.rel_l2);
     EXPECT_TRUE(torch::isfinite(f).all().item<bool>());
     EXPECT_LE(ef.rel_l2, kBf16RelTol);
     EXPECT_LE(eg.rel_l2, kBf16RelTol);
     EXPECT_LE(egw.rel_l2, kBf16RelTol);
-    EXPECT_LE(egs.rel_l2, kBf16RelTol);
   }
 }
 
@@ -292,21 +282,18 @@ TEST(BkCudaWindow, SlowContractionStaysAccurate) {
         EXPECT_LE(e.rel_l2, kStableRelTol);
         EXPECT_LE(e.rel_max, kStableRelTol);
       }
-      // The Window backwards where their affine windows contract slowly too (the staged kernel's
-      // walks then reach past its shared-memory halo into global memory).
+      // The Window backward where its affine windows contract slowly too (its walks then reach
+      // past the shared-memory halo into global memory).
       const Tensor gref = reference_grad(d.v, c.z, d.gfeat, ctx);
-      for (const bool staged : {false, true}) {
-        FwdChoice window;
-        window.backward = rbk::cuda::BkBackwardAlgorithm::Window;
-        window.staged_backward = staged;
-        const Tensor gw = run_stable(d.v, c.z, causal, true, &d.gfeat, rbk::cuda::InputType::Float32, window);
-        const Err eg = rel_error(gw, gref);
-        std::printf("%swindow backward z=(%.2f,%.2f) %s %-13s rel_l2=%.2e rel_max=%.2e\n", staged ? "staged " : "", c.z.real(),
-                    c.z.imag(), c.constant_v ? "v=2+Re z" : "random v", rbk::to_string(ctx).c_str(), eg.rel_l2, eg.rel_max);
-        EXPECT_TRUE(torch::isfinite(gw).all().item<bool>());
-        EXPECT_LE(eg.rel_l2, kStableRelTol);
-        EXPECT_LE(eg.rel_max, kStableRelTol);
-      }
+      FwdChoice window;
+      window.backward = rbk::cuda::BkBackwardAlgorithm::Window;
+      const Tensor gw = run_stable(d.v, c.z, causal, true, &d.gfeat, rbk::cuda::InputType::Float32, window);
+      const Err eg = rel_error(gw, gref);
+      std::printf("window backward z=(%.2f,%.2f) %s %-13s rel_l2=%.2e rel_max=%.2e\n", c.z.real(), c.z.imag(),
+                  c.constant_v ? "v=2+Re z" : "random v", rbk::to_string(ctx).c_str(), eg.rel_l2, eg.rel_max);
+      EXPECT_TRUE(torch::isfinite(gw).all().item<bool>());
+      EXPECT_LE(eg.rel_l2, kStableRelTol);
+      EXPECT_LE(eg.rel_max, kStableRelTol);
     }
   }
   // Auto's choices, forward and backward alike: the window in Laplacian mode at Im z >= 0.5, else the scan.
@@ -348,11 +335,14 @@ TEST(BkCudaLaunch, RejectsBadParameters) {
   p.lower = buf.f();
   p.forward_algorithm = rbk::cuda::BkForwardAlgorithm::Window;
   EXPECT_EQ(rbk::cuda::launch_bk_stable_forward(p, nullptr), cudaErrorInvalidValue);
-  p.grad_features = buf.f();  // the staged Window backward: Laplacian mode only, warm-up within its halo
-  EXPECT_EQ(rbk::cuda::launch_bk_window_backward_staged(p, nullptr), cudaErrorInvalidValue);
+  p.grad_features = buf.f();  // the Window backward: Laplacian mode only, warm-up within its halo
+  p.backward_algorithm = rbk::cuda::BkBackwardAlgorithm::Window;
+  EXPECT_EQ(rbk::cuda::launch_bk_stable_backward(p, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(rbk::cuda::launch_bk_window_backward(p, nullptr), cudaErrorInvalidValue);
   p.upper = p.lower = nullptr;
   p.window_warmup = rbk::cuda::kBkWindowWarmup + 1;
-  EXPECT_EQ(rbk::cuda::launch_bk_window_backward_staged(p, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(rbk::cuda::launch_bk_stable_backward(p, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(rbk::cuda::launch_bk_window_backward(p, nullptr), cudaErrorInvalidValue);
 }
 
 // The compat kernel reproduces the CPU compat mode (fp32 theta/phi + sanitiser), overflow and all.

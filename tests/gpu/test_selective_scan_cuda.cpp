@@ -15,7 +15,7 @@
 #include "rbk/torch_compat.h"
 
 #if defined(RBK_WITH_CUDA_KERNELS)
-#include "rbk/kernels/selective_scan_cuda.h"
+#include "rbk/cuda_glue/selective_scan_rig.h"
 #include "rbk/kernels/selective_scan_launch.h"
 #include <ATen/cuda/CUDAContext.h>
 #include <cuda_runtime_api.h>

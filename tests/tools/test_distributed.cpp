@@ -125,7 +125,7 @@ TEST(TrainSync, NoneInstalledByDefault) { EXPECT_EQ(rbk::active_train_sync(), nu
 // Bad launches exit 2 with one message naming the variable or key, before anything is written.
 TEST(DataParallel, BadLaunchesExitTwoWritingNothing) {
   const std::string dir = kScratch + "/bad-launch";
-  fs::remove_all(dir);
+  rbk::remove_directory_tree(dir);
   fs::create_directories(kScratch);
   const std::string vars = "RANK=0 LOCAL_RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" RBK_TEST_PORT " ";
   const struct {
@@ -251,7 +251,7 @@ nlohmann::json row_of(const std::string& dir) { return rbk::read_json_file(dir +
 TEST(DataParallel, TwoRanksEqualOneRankAtTheSameGlobalBatch) {
   if (!rbk::c10d_backend_compiled("gloo")) GTEST_SKIP() << "this build has no c10d gloo";
   const std::string dir = kScratch + "/equivalence";
-  fs::remove_all(dir);
+  rbk::remove_directory_tree(dir);
   fs::create_directories(dir);
   const std::string one = dir + "/one", two = dir + "/two", half = dir + "/half";
   ASSERT_EQ(run("'" + kTrain + "'" + kOptions + " --out " + one + " > " + dir + "/one.log 2>&1"), 0) << slurp(dir + "/one.log");
@@ -318,7 +318,7 @@ TEST(DataParallel, TwoRanksEqualOneRankAtTheSameGlobalBatch) {
   EXPECT_EQ(run("'" + kTrain + "'" + kOptions + " --out " + two + " > " + dir + "/resume.log 2>&1"), 2);
   EXPECT_NE(slurp(dir + "/resume.log").find("WORLD_SIZE = 2"), std::string::npos) << slurp(dir + "/resume.log");
   EXPECT_EQ(slurp(two + "/rbk_train.smoke.json"), before);
-  fs::remove_all(dir);
+  rbk::remove_directory_tree(dir);
 }
 
 // Stopped at step 15 and relaunched at the same world size: the run resumes from rank 0's checkpoint
@@ -326,7 +326,7 @@ TEST(DataParallel, TwoRanksEqualOneRankAtTheSameGlobalBatch) {
 TEST(DataParallel, ResumeAtTheSameWorldSizeIsExact) {
   if (!rbk::c10d_backend_compiled("gloo")) GTEST_SKIP() << "this build has no c10d gloo";
   const std::string dir = kScratch + "/resume";
-  fs::remove_all(dir);
+  rbk::remove_directory_tree(dir);
   fs::create_directories(dir);
   const std::string launch = "'" + kRepo + "/scripts/launch_local.sh' --nproc-per-node 2 --master-port ";
   const std::string opts = "'" + kTrain + "'" + kOptions + " train.max_steps=0 train.epochs=2 train.checkpoint_every=5 dist.timeout_s=60";
@@ -343,7 +343,7 @@ TEST(DataParallel, ResumeAtTheSameWorldSizeIsExact) {
   const auto a = row_of(dir + "/straight"), b = row_of(dir + "/restarted");
   for (const char* key : {"status", "steps", "tokens", "step_losses", "valid_curve", "valid", "test"})
     EXPECT_EQ(a.at(key), b.at(key)) << key;
-  fs::remove_all(dir);
+  rbk::remove_directory_tree(dir);
 }
 
 }  // namespace

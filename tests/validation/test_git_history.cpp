@@ -13,6 +13,8 @@
 #include "rbk/validation/render.h"
 #include "rbk/validation/result_store.h"
 #include "rbk/validation/verdict.h"
+#include "rbk/results.h"
+#include "rbk/shell_command.h"
 
 #include <gtest/gtest.h>
 
@@ -116,10 +118,7 @@ struct FixtureRepo {
     write(dir / "experiments/other2/a.cpp", "int a() { return 1; }\n");
     run(g + "add -A && " + g + "commit -q -m 'other: move a.cpp with an edit'");
   }
-  ~FixtureRepo() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
+  ~FixtureRepo() { rbk::remove_directory_tree(dir.string()); }
 };
 
 }  // namespace
@@ -253,9 +252,10 @@ TEST(ValidationGit, NoGitMeansUnknownNeverACrash) {
   FixtureRepo repo;
   char tmpl[] = "/tmp/rbk_nogit_XXXXXX";
   const fs::path copy = ::mkdtemp(tmpl);
-  for (const char* sub : {"validation", "experiments", "results"}) {
-    fs::copy(repo.dir / sub, copy / sub, fs::copy_options::recursive);
-  }
+  // cp -R, not fs::copy: std::filesystem's tree walks crash under the LibTorch 2.11 wheel (results.h).
+  for (const char* sub : {"validation", "experiments", "results"})
+    ASSERT_TRUE(rbk::run_shell_command("cp -R " + rbk::shell_quote((repo.dir / sub).string()) + " " +
+                                       rbk::shell_quote((copy / sub).string())).exited_zero());
   {
     const Registry reg = load_registry((copy / "validation/claims_registry.json").string());
     ResultStore store(copy.string(), "", reg);
@@ -273,6 +273,5 @@ TEST(ValidationGit, NoGitMeansUnknownNeverACrash) {
     EXPECT_EQ(v.parts[0].change->note, "no git");
     EXPECT_EQ(v.parts[0].outcome, Outcome::Fail);  // 1.5 >= 2 fails: judged all the same
   }
-  std::error_code ec;
-  fs::remove_all(copy, ec);
+  rbk::remove_directory_tree(copy.string());
 }

@@ -15,46 +15,13 @@
 //  * compat: the upstream theta/phi continuant recursion exactly as the authors' code runs it
 //    (PoC, paper-time with its sanitiser, paper-time Triton in fp32), overflow and all.
 #pragma once
+#include "rbk/bk_types.h"
+
 #include <torch/torch.h>
 #include <c10/util/complex.h>
 #include <string>
 
 namespace rbk {
-
-enum class BkForwardMode {
-  Stable,                  // continued fractions, input precision (fp32 or fp64)
-  CompatPoc,               // theta/phi in complex128, no sanitiser (seed 004; audit §1.2)
-  CompatPapertime,         // theta/phi in complex128, non-finite -> 0, |G| <= 50 (audit §1.3)
-  CompatPapertimeTriton,   // theta/phi in fp32 (serial Triton kernel), same sanitiser (audit §1.10)
-};
-enum class BkContext {
-  Bidirectional,  // the papers' G_ii: sees positions on both sides (audit §1.7: leaks the future)
-  Causal,         // left context only (our corrected variant; stable mode only)
-};
-enum class BkGradientMode {
-  Exact,            // dL/dv_j = -sum_i Re(conj(g_i) G_ij G_ji), in O(N)
-  PapertimeHybrid,  // upstream efaa555 BKCoreFunction.backward (audit §1.3-1.4)
-  HeadHybrid,       // upstream HEAD variant (audit §1.4)
-  Autograd,         // LibTorch autograd through the stable forward written as differentiable ops
-                    // (resolvent_diagonal_stable_differentiable): the exact gradient the slow way,
-                    // the "autograd" baseline of claim C02. Stable forward only.
-};
-// How a compat recursion is executed: the same arithmetic either as plain loops (fast, for sweeps)
-// or as one batched LibTorch op per step (the upstream "vmap" execution model, any device).
-enum class CompatExecution { ScalarLoop, TensorOps };
-
-std::string to_string(BkForwardMode m);
-std::string to_string(BkContext c);
-std::string to_string(BkGradientMode g);
-BkForwardMode parse_forward_mode(const std::string& s);    // "stable", "compat_poc", ...
-BkContext parse_context(const std::string& s);             // "bidirectional", "causal"
-BkGradientMode parse_gradient_mode(const std::string& s);  // "exact", "papertime_hybrid", "head_hybrid", "autograd"
-
-struct Tridiagonal {
-  torch::Tensor diag;   // (B, N)   float32 | float64
-  torch::Tensor upper;  // (B, N-1) same dtype: b_i = H[i, i+1]
-  torch::Tensor lower;  // (B, N-1) same dtype: c_i = H[i+1, i]
-};
 
 // H0 + diag(v) with H0 the 1-D Laplacian as upstream: a = -2 + v, b = c = 1.
 Tridiagonal laplacian_with_potential(const torch::Tensor& v);  // v: (B, N) float32 | float64
@@ -90,6 +57,13 @@ torch::Tensor resolvent_diagonal_stable_differentiable(const torch::Tensor& v, c
 // Upstream's hybrid "analytic" gradients, from the saved G (B, N) complex64 and the incoming
 // grad_features (B, N, 2). Returns grad_v (B, N) float32, as upstream.
 torch::Tensor hybrid_gradient(const torch::Tensor& G, const torch::Tensor& grad_features, BkGradientMode mode);
+
+// Whether the model's H = Laplacian + diag(v) goes to the v-only CUDA kernels
+// (rbk/cuda_glue/bk_core_cuda.h: bk_features_cuda, bk_features_vjp_cuda), which read v alone (float32
+// or bfloat16, no off-diagonal tensors, no complex intermediate): the stable forward of a (B, N)
+// CUDA v of either dtype in a build with the kernels. bk_core_features asks this; every other
+// stable call goes through resolvent_diagonal, which chooses CPU / CUDA / fp64 itself.
+bool bk_v_only_kernel_applies(const torch::Tensor& v, BkForwardMode forward);
 
 // Features (Re G, Im G) as (B, N, 2) real.
 torch::Tensor resolvent_features(const torch::Tensor& G);

@@ -1,6 +1,6 @@
 // Raw-pointer launchers of the CUDA BK-Core kernels (core/kernels/*.cu). No LibTorch here, so the
 // kernels compile with nvcc on machines whose Torch has no CUDA; the torch glue
-// (rbk/kernels/bk_core_cuda.h) and the benchmark call these. Claims C01 (BK-Core numerics) and
+// (rbk/cuda_glue/bk_core_cuda.h) and the benchmark call these. Claims C01 (BK-Core numerics) and
 // C17 (fused-kernel speed); upstream-audit §1.10-1.11, §10.1.
 //
 // Stable kernels: the continued-fraction form of G_ii = [(H - zI)^{-1}]_ii (bk_core.h), made

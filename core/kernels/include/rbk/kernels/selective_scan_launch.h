@@ -1,6 +1,6 @@
 // Raw-pointer launchers of the Mamba-1 selective-scan CUDA kernels (core/kernels/selective_scan.cu;
 // issue 7, Mamba baseline). No LibTorch here: the kernels compile with nvcc on machines whose Torch
-// has no CUDA; the torch glue (rbk/kernels/selective_scan_cuda.h) and the benchmark call these.
+// has no CUDA; the torch glue (rbk/cuda_glue/selective_scan_cuda.h) and the benchmark call these.
 // Maths and shapes: rbk/selective_scan.h. Everything is float32, contiguous, row-major:
 //   u, delta, z, out, dout, du, ddelta, dz : (Bt, Dm, L)      A : (Dm, N)
 //   B, C, dB, dC : (Bt, N, L)      D, delta_bias : (Dm,)

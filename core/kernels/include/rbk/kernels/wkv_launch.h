@@ -1,6 +1,6 @@
 // Raw-pointer launchers of the CUDA RWKV-4 WKV kernel (core/kernels/wkv.cu). No LibTorch here, so
 // the kernel compiles with nvcc on machines whose Torch has no CUDA; the torch glue
-// (rbk/kernels/wkv_cuda.h) and the gpu test call these. Issue 7 (RWKV baseline).
+// (rbk/cuda_glue/wkv_cuda.h) and the gpu test call these. Issue 7 (RWKV baseline).
 //
 // Design: one thread per (batch, channel) column, sequential over T with the running
 // (numerator, denominator, max-exponent) state in registers (rbk/kernels/wkv_column.h holds the

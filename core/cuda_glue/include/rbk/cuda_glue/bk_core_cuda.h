@@ -1,19 +1,19 @@
-// LibTorch entry points of the CUDA BK-Core kernels (raw launchers: bk_scan_launch.h). Built into
-// rbk_core only where Torch has CUDA (RBK_WITH_CUDA_KERNELS); rbk::resolvent_diagonal and
-// rbk::resolvent_diagonal_vjp_exact dispatch here for CUDA tensors. Claims C01, C17.
+// LibTorch entry points of the CUDA BK-Core kernels (raw launchers: rbk/kernels/bk_scan_launch.h):
+// tensor checks that name what was expected, allocation through the caching allocator, launch on
+// the current stream. They decide nothing: rbk/bk_core.h's functions choose between the CPU, these
+// kernels and the CPU fp64 path (bk_core.cpp, `stable_path`). In a build without the kernels
+// (core/cuda_glue/no_cuda_kernels.cpp) each throws. Claims C01, C17.
 #pragma once
-#include "rbk/bk_core.h"
+#include "rbk/bk_types.h"
 
 #include <torch/torch.h>
 
 namespace rbk::cuda {
 
-// Stable G_ii for a general tridiagonal H on the GPU: (B, N) complex64 for float32 H (fp32
-// compute). float64 H is sent to the CPU fp64 path and the complex128 result brought back (the
-// kernels compute in fp32 only; fp64 stays the oracle).
+// Stable G_ii for a general tridiagonal float32 H on the GPU: (B, N) complex64 (fp32 compute).
 torch::Tensor resolvent_diagonal_stable_cuda(const Tridiagonal& h, c10::complex<double> z, BkContext context);
 
-// Exact dL/da for CUDA H; grad_g (B, N) complex. Returns h.diag's dtype (float64 via the CPU path).
+// Exact dL/da for float32 CUDA H; grad_g (B, N) complex. Returns (B, N) float32.
 torch::Tensor resolvent_diagonal_vjp_exact_cuda(const Tridiagonal& h, c10::complex<double> z,
                                                 const torch::Tensor& grad_g, BkContext context);
 
@@ -23,9 +23,5 @@ torch::Tensor bk_features_cuda(const torch::Tensor& v, c10::complex<double> z, B
 //   grad_features: (B, N, 2) float32 dL/d features.  Returns dL/dv (B, N) float32.
 torch::Tensor bk_features_vjp_cuda(const torch::Tensor& v, c10::complex<double> z, const torch::Tensor& grad_features,
                                    BkContext context);
-
-// The Triton-like compat kernel (upstream-audit §1.10): (B, N) complex64 G after upstream's
-// sanitiser. h float32 on CUDA, any off-diagonals (the 185x benchmark draws random ones).
-torch::Tensor compat_triton_like_cuda(const Tridiagonal& h, c10::complex<double> z);
 
 }  // namespace rbk::cuda

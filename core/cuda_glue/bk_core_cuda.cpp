@@ -1,6 +1,5 @@
-// LibTorch glue of the CUDA BK-Core kernels: checks that name the tensor and what was expected,
-// allocation through the caching allocator, launch on the current stream. Claims C01, C17.
-#include "rbk/kernels/bk_core_cuda.h"
+// LibTorch glue of the CUDA BK-Core kernels (see rbk/cuda_glue/bk_core_cuda.h). Claims C01, C17.
+#include "rbk/cuda_glue/bk_core_cuda.h"
 
 #include "rbk/kernels/bk_scan_launch.h"
 
@@ -47,12 +46,7 @@ BkScanParams params_for(const Tensor& diag, const Tensor* upper, const Tensor* l
 }  // namespace
 
 Tensor resolvent_diagonal_stable_cuda(const Tridiagonal& h, c10::complex<double> z, BkContext context) {
-  if (h.diag.scalar_type() == torch::kDouble) {
-    const Tridiagonal cpu{h.diag.cpu(), h.upper.cpu(), h.lower.cpu()};
-    return resolvent_diagonal(cpu, z, BkForwardMode::Stable, context).to(h.diag.device());
-  }
-  TORCH_CHECK(h.diag.scalar_type() == torch::kFloat, "BK-Core CUDA: diag must be float32 or float64, got ",
-              h.diag.scalar_type());
+  TORCH_CHECK(h.diag.scalar_type() == torch::kFloat, "BK-Core CUDA: diag must be float32, got ", h.diag.scalar_type());
   const c10::cuda::CUDAGuard guard(h.diag.device());
   const int64_t B = h.diag.size(0), N = h.diag.size(1);
   const Tensor a = h.diag.contiguous(), b = h.upper.contiguous(), c = h.lower.contiguous();
@@ -68,12 +62,7 @@ Tensor resolvent_diagonal_stable_cuda(const Tridiagonal& h, c10::complex<double>
 
 Tensor resolvent_diagonal_vjp_exact_cuda(const Tridiagonal& h, c10::complex<double> z, const Tensor& grad_g,
                                          BkContext context) {
-  if (h.diag.scalar_type() == torch::kDouble) {
-    const Tridiagonal cpu{h.diag.cpu(), h.upper.cpu(), h.lower.cpu()};
-    return resolvent_diagonal_vjp_exact(cpu, z, grad_g.cpu(), context).to(h.diag.device());
-  }
-  TORCH_CHECK(h.diag.scalar_type() == torch::kFloat, "BK-Core CUDA: diag must be float32 or float64, got ",
-              h.diag.scalar_type());
+  TORCH_CHECK(h.diag.scalar_type() == torch::kFloat, "BK-Core CUDA: diag must be float32, got ", h.diag.scalar_type());
   TORCH_CHECK(grad_g.is_cuda(), "BK-Core CUDA: grad_g must be on the GPU with H, got ", grad_g.device());
   const c10::cuda::CUDAGuard guard(h.diag.device());
   const int64_t B = h.diag.size(0), N = h.diag.size(1);
@@ -126,29 +115,6 @@ Tensor bk_features_vjp_cuda(const Tensor& v, c10::complex<double> z, const Tenso
   p.out = out.data_ptr<float>();
   check_launch(launch_bk_stable_backward(p, at::cuda::getCurrentCUDAStream()), "stable exact backward (Laplacian + v)");
   return out;
-}
-
-Tensor compat_triton_like_cuda(const Tridiagonal& h, c10::complex<double> z) {
-  TORCH_CHECK(h.diag.is_cuda() && h.diag.scalar_type() == torch::kFloat && h.diag.dim() == 2,
-              "BK-Core CUDA compat: diag must be a (B, N) float32 CUDA tensor, got ", h.diag.sizes(), " ",
-              h.diag.scalar_type(), " on ", h.diag.device());
-  const int64_t B = h.diag.size(0), N = h.diag.size(1);
-  TORCH_CHECK(B >= 1 && N >= 1, "BK-Core CUDA compat: need B >= 1 and N >= 1, got ", h.diag.sizes());
-  const int64_t off = std::max<int64_t>(N - 1, 0);
-  check_cuda_2d(h.upper, "upper", B, off);
-  check_cuda_2d(h.lower, "lower", B, off);
-  TORCH_CHECK(h.upper.scalar_type() == torch::kFloat && h.lower.scalar_type() == torch::kFloat,
-              "BK-Core CUDA compat: upper and lower must be float32");
-  const c10::cuda::CUDAGuard guard(h.diag.device());
-  const Tensor a = h.diag.contiguous(), b = h.upper.contiguous(), c = h.lower.contiguous();
-  auto o = a.options();
-  Tensor theta = torch::empty({B, N + 1, 2}, o), phi = torch::empty({B, N + 1, 2}, o), out = torch::empty({B, N, 2}, o);
-  check_launch(launch_bk_compat_triton_like(a.data_ptr<float>(), N > 1 ? b.data_ptr<float>() : nullptr,
-                                            N > 1 ? c.data_ptr<float>() : nullptr, B, N, z.real(), z.imag(),
-                                            theta.data_ptr<float>(), phi.data_ptr<float>(), out.data_ptr<float>(),
-                                            at::cuda::getCurrentCUDAStream()),
-               "compat Triton-like forward");
-  return torch::view_as_complex(out);
 }
 
 }  // namespace rbk::cuda

@@ -1,6 +1,6 @@
-// LibTorch entry points of the CUDA RWKV-4 WKV kernel (raw launchers: wkv_launch.h). Built into
-// rbk_core only where Torch has CUDA (RBK_WITH_CUDA_KERNELS); rbk::wkv (wkv.h) dispatches here for
-// CUDA tensors. Issue 7 (RWKV baseline). fp32 only: rbk::wkv casts bf16 inputs to fp32 first and
+// LibTorch entry points of the CUDA RWKV-4 WKV kernel (raw launchers: wkv_launch.h). rbk::wkv
+// (wkv.h) dispatches here for CUDA tensors; in a build without the kernels (no_cuda_kernels.cpp)
+// each throws. Issue 7 (RWKV baseline). fp32 only: rbk::wkv casts bf16 inputs to fp32 first and
 // sends fp64 to the LibTorch reference (fp64 stays the oracle).
 #pragma once
 #include <torch/torch.h>

@@ -1,7 +1,7 @@
 // LibTorch glue of the CUDA RWKV-4 WKV kernel: checks that name the tensor and what was expected,
 // allocation through the caching allocator, launch on the current stream, the batch reduction of
 // the per-row time_decay / time_first gradients. Issue 7 (RWKV baseline).
-#include "rbk/kernels/wkv_cuda.h"
+#include "rbk/cuda_glue/wkv_cuda.h"
 
 #include "rbk/kernels/wkv_launch.h"
 

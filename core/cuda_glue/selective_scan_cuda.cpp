@@ -1,7 +1,8 @@
 // LibTorch glue of the Mamba-1 selective-scan CUDA kernels: checks that name the tensor and what was
 // expected, float32 casts, allocation through the caching allocator, launch on the current stream.
-// Issue 7 (baselines); see rbk/kernels/selective_scan_cuda.h.
-#include "rbk/kernels/selective_scan_cuda.h"
+// Issue 7 (baselines); see rbk/cuda_glue/selective_scan_cuda.h.
+#include "rbk/cuda_glue/selective_scan_cuda.h"
+#include "rbk/cuda_glue/selective_scan_rig.h"
 
 #include "rbk/kernels/selective_scan_launch.h"
 #include "rbk/selective_scan.h"
