@@ -3,7 +3,7 @@
 // A block's tile of kTile positions of one row and kStagedHalo positions either side (v shifted,
 // conj(g)) are loaded into shared memory with coalesced loads, in the window forward's padded
 // layout (detail::pad16: a warp's runs read 17 words apart, no bank conflict); each thread then
-// runs bk_window::backward_run on one run of 16 positions from shared memory, and the rare walks
+// runs bk_window::backward_run on one run of 16 positions (8 in a diagnostic shape) from shared memory, and the rare walks
 // that reach past the halo read global memory. The gradients go out through shared memory with
 // coalesced stores.
 // Why staged: read straight from global memory, one run per thread, the same maths is
@@ -19,14 +19,18 @@
 namespace rbk::cuda {
 namespace {
 
-constexpr int kRunItems = 16;
 constexpr int kThreads = 128;
-constexpr int kTile = kThreads * kRunItems;
 // The entries' usual reach either side of a run: a first window of kBkWindowWarmup = 16 positions
 // walked into from 16 further back; one restart doubles both (64).
 constexpr int kStagedHalo = 64;
-constexpr int kStaged = kTile + 2 * kStagedHalo;  // staged element i is row position (tile start - halo + i)
-static_assert(kStagedHalo % 16 == 0 && kTile % 16 == 0, "runs and walks must lie in whole 16-element groups");
+// A block's shape for ITEMS positions per thread: its tile, and the staged span (staged element i is
+// row position tile start - halo + i).
+template <int ITEMS>
+struct Shape {
+  static constexpr int kTile = kThreads * ITEMS;
+  static constexpr int kStaged = kTile + 2 * kStagedHalo;
+  static_assert(kStagedHalo % 16 == 0 && kTile % 16 == 0, "runs and walks must lie in whole 16-element groups");
+};
 
 using detail::pad16;
 
@@ -49,16 +53,16 @@ struct ConjGrad {
   }
 };
 
-// Row positions [lo, lo + kStaged) from shared memory, any other from global memory. The maths
+// Row positions [lo, lo + STAGED) from shared memory, any other from global memory. The maths
 // reads positions inside the row only.
-template <class Global, class T>
+template <int STAGED, class Global, class T>
 struct Staged {
   const T* staged;
   int64_t lo;
   Global global;
   __device__ auto operator()(int64_t pos) const {
     const int64_t o = pos - lo;
-    return (o >= 0 && o < kStaged) ? value(staged[pad16(static_cast<int>(o))]) : global(pos);
+    return (o >= 0 && o < STAGED) ? value(staged[pad16(static_cast<int>(o))]) : global(pos);
   }
   static __device__ float value(float v) { return v; }
   static __device__ bk_window::Cf value(float2 v) { return {v.x, v.y}; }
@@ -70,11 +74,14 @@ struct StoreStaged {
   __device__ void operator()(int64_t pos, float value) const { staged[pad16(static_cast<int>(pos - start))] = value; }
 };
 
-// One block per tile of one row (tiles_per_row tiles a row; the last one may be partial).
-template <bool CAUSAL, class Tin>
-__global__ void __launch_bounds__(kThreads) bk_window_backward_kernel(const void* diag, const float2* grad_features,
+// One block per tile of one row (tiles_per_row tiles a row; the last one may be partial). ITEMS
+// positions per thread; MIN_BLOCKS > 0 asks the compiler to cap the registers so that many blocks
+// fit an SM (0: its own choice; the launcher says which pairs exist).
+template <bool CAUSAL, class Tin, int ITEMS, int MIN_BLOCKS>
+__global__ void __launch_bounds__(kThreads, MIN_BLOCKS) bk_window_backward_kernel(const void* diag, const float2* grad_features,
                                                                              float* out, int64_t n, int64_t tiles_per_row,
                                                                              float shift, float eta, int warmup) {
+  constexpr int kTile = Shape<ITEMS>::kTile, kStaged = Shape<ITEMS>::kStaged;
   __shared__ float sx[kStaged + kStaged / 16 + 1];
   __shared__ float2 sg[kStaged + kStaged / 16 + 1];
   __shared__ float so[kTile + kTile / 16 + 1];
@@ -89,10 +96,10 @@ __global__ void __launch_bounds__(kThreads) bk_window_backward_kernel(const void
     sg[pad16(i)] = make_float2(g.x, -g.y);
   }
   __syncthreads();
-  const int64_t s0 = start + static_cast<int64_t>(tid) * kRunItems;
+  const int64_t s0 = start + static_cast<int64_t>(tid) * ITEMS;
   if (s0 < n)
-    bk_window::backward_run<kRunItems>(Staged<ShiftedRow<Tin>, float>{sx, lo, ShiftedRow<Tin>{diag, base, shift}},
-                                       Staged<ConjGrad, float2>{sg, lo, ConjGrad{grad_features, base}},
+    bk_window::backward_run<ITEMS>(Staged<kStaged, ShiftedRow<Tin>, float>{sx, lo, ShiftedRow<Tin>{diag, base, shift}},
+                                       Staged<kStaged, ConjGrad, float2>{sg, lo, ConjGrad{grad_features, base}},
                                        StoreStaged{so, start}, s0, n, CAUSAL, warmup, eta,
                                        static_cast<float>(kBkWindowTol) * eta, static_cast<float>(kBkWindowAffineTol));
   __syncthreads();
@@ -100,16 +107,26 @@ __global__ void __launch_bounds__(kThreads) bk_window_backward_kernel(const void
   for (int i = tid; i < count; i += kThreads) out[base + start + i] = so[pad16(i)];
 }
 
-template <bool CAUSAL, class Tin>
+template <bool CAUSAL, class Tin, int ITEMS, int MIN_BLOCKS>
 cudaError_t launch_typed(const BkScanParams& p, cudaStream_t stream) {
+  constexpr int kTile = Shape<ITEMS>::kTile;
   const int64_t tiles_per_row = (p.n + kTile - 1) / kTile;
   const int64_t blocks = p.batch * tiles_per_row;
   if (blocks > 0x7fffffffLL) return cudaErrorInvalidValue;
   const int warmup = p.window_warmup > 0 ? p.window_warmup : kBkWindowWarmup;
-  bk_window_backward_kernel<CAUSAL, Tin><<<dim3(static_cast<unsigned>(blocks)), dim3(kThreads), 0, stream>>>(
+  bk_window_backward_kernel<CAUSAL, Tin, ITEMS, MIN_BLOCKS><<<dim3(static_cast<unsigned>(blocks)), dim3(kThreads), 0, stream>>>(
       p.diag, reinterpret_cast<const float2*>(p.grad_features), p.out, p.n, tiles_per_row,
       -2.f - static_cast<float>(p.z_re), static_cast<float>(p.z_im), warmup);
   return cudaGetLastError();
+}
+
+template <int ITEMS, int MIN_BLOCKS>
+cudaError_t launch_shape(const BkScanParams& p, bool bf16, cudaStream_t stream) {
+  if (p.causal)
+    return bf16 ? launch_typed<true, __nv_bfloat16, ITEMS, MIN_BLOCKS>(p, stream)
+                : launch_typed<true, float, ITEMS, MIN_BLOCKS>(p, stream);
+  return bf16 ? launch_typed<false, __nv_bfloat16, ITEMS, MIN_BLOCKS>(p, stream)
+              : launch_typed<false, float, ITEMS, MIN_BLOCKS>(p, stream);
 }
 
 }  // namespace
@@ -119,8 +136,13 @@ cudaError_t launch_bk_window_backward(const BkScanParams& p, cudaStream_t stream
       p.batch < 1 || p.n < 1 || !(p.z_im > 0.0) || p.window_warmup < 0 || p.window_warmup > kBkWindowWarmup)
     return cudaErrorInvalidValue;
   const bool bf16 = p.diag_type == InputType::BFloat16;
-  if (p.causal) return bf16 ? launch_typed<true, __nv_bfloat16>(p, stream) : launch_typed<true, float>(p, stream);
-  return bf16 ? launch_typed<false, __nv_bfloat16>(p, stream) : launch_typed<false, float>(p, stream);
+  const int items = p.window_backward_items == 0 ? 16 : p.window_backward_items;
+  const int min_blocks = p.window_backward_min_blocks;
+  if (items == 16 && min_blocks == 0) return launch_shape<16, 0>(p, bf16, stream);  // the default
+  if (items == 16 && min_blocks == 5) return launch_shape<16, 5>(p, bf16, stream);
+  if (items == 8 && min_blocks == 0) return launch_shape<8, 0>(p, bf16, stream);
+  if (items == 8 && min_blocks == 8) return launch_shape<8, 8>(p, bf16, stream);
+  return cudaErrorInvalidValue;
 }
 
 }  // namespace rbk::cuda

@@ -2,6 +2,7 @@
 #include "rbk/timing.h"
 
 #include <ATen/record_function.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -16,6 +17,10 @@ double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   const size_t n = values.size();
   return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+nlohmann::json timing_json(const TimingStats& t) {
+  return {{"median_us", t.median_s * 1e6}, {"min_us", t.min_s * 1e6}, {"max_us", t.max_s * 1e6}, {"repeats", t.repeats}};
 }
 
 TimingStats time_repeated(const std::function<void()>& fn, int warmup, int repeats) {

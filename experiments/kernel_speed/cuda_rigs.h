@@ -37,17 +37,13 @@ inline rbk::TimingStats time_cuda(const std::function<void()>& fn, int warmup, i
   return rbk::cuda::time_cuda_events(fn, warmup, repeats, current_stream());
 }
 
-inline json timing_json(const rbk::TimingStats& t) {
-  return {{"median_us", t.median_s * 1e6}, {"min_us", t.min_s * 1e6}, {"max_us", t.max_s * 1e6}, {"repeats", t.repeats}};
-}
-
 // A call timed both ways: single launches between events (includes the host's launch latency of
 // the first kernel) and replays of a graph of kGraphCalls calls (what the call costs inside a model
 // step; notes/kernel_speed.md, run 6).
 constexpr int kGraphCalls = 20;
 struct TwoTimings {
   rbk::TimingStats single, graph;
-  json to_json() const { return {{"single_launch", timing_json(single)}, {"graph_replay", timing_json(graph)}}; }
+  json to_json() const { return {{"single_launch", rbk::timing_json(single)}, {"graph_replay", rbk::timing_json(graph)}}; }
 };
 inline TwoTimings time_both(const std::function<void(cudaStream_t)>& fn, int warmup, int repeats, int graph_calls = kGraphCalls) {
   TwoTimings t;
@@ -78,6 +74,19 @@ inline const std::vector<FwdVariant>& fwd_variants() {
                                             {"window_items4", Algo::Window, 0, 4},
                                             {"window_items16", Algo::Window, 0, 16},
                                             {"window_items32", Algo::Window, 0, 32}};
+  return v;
+}
+
+// A block shape of the Window backward (BkScanParams::window_backward_items / _min_blocks; {0, 0}
+// is the default, 16 positions per thread at the compiler's register count).
+struct BwdShape {
+  int items = 0, min_blocks = 0;
+  std::string name() const { return "items" + std::to_string(items == 0 ? 16 : items) + "_minblocks" + std::to_string(min_blocks); }
+};
+// The shapes timed beside the default (issue 25's occupancy trial: 128 registers hold the default
+// at 4 blocks of 128 threads per SM).
+inline const std::vector<BwdShape>& bwd_shape_trials() {
+  static const std::vector<BwdShape> v = {{16, 5}, {8, 0}, {8, 8}};
   return v;
 }
 
@@ -120,10 +129,12 @@ struct StableRig {
     q.backward_algorithm = rbk::cuda::BkBackwardAlgorithm::Scan;
     rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_backward(q, s), "stable bwd scan");
   }
-  void bwd_window(cudaStream_t s) const {
+  void bwd_window(cudaStream_t s, const BwdShape& shape = {}) const {
     rbk::cuda::BkScanParams q = pb;
     q.backward_algorithm = rbk::cuda::BkBackwardAlgorithm::Window;
-    rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_backward(q, s), "stable bwd window");
+    q.window_backward_items = shape.items;
+    q.window_backward_min_blocks = shape.min_blocks;
+    rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_backward(q, s), ("stable bwd window " + shape.name()).c_str());
   }
   Algo default_algorithm() const { return rbk::cuda::bk_resolve_forward_algorithm(pf); }
   // Runs variant fv on NaN-poisoned output and refuses to go on unless every element is finite and
@@ -132,9 +143,9 @@ struct StableRig {
   Accuracy checked_variant(const FwdVariant& fv, const torch::Tensor& ref) const {
     return checked(out_f, [&] { fwd_variant(fv, current_stream()); }, ref, "stable forward " + fv.name);
   }
-  // The Window backward, checked the same way.
-  Accuracy checked_window_backward(const torch::Tensor& ref) const {
-    return checked(out_g, [&] { bwd_window(current_stream()); }, ref, "stable window backward");
+  // The Window backward in a block shape, checked the same way.
+  Accuracy checked_window_backward(const torch::Tensor& ref, const BwdShape& shape = {}) const {
+    return checked(out_g, [&] { bwd_window(current_stream(), shape); }, ref, "stable window backward " + shape.name());
   }
 
  private:

@@ -15,8 +15,10 @@
 // configured tolerance; a baseline that cannot be sized is a row with status "sizing_failed").
 //
 // Each row: the same batch size, sequence length N, precision (bf16 autocast on CUDA in the gpu
-// preset), AdamW (rbk::MultiTensorAdamW) and gradient clipping as the LM trainer
-// (rbk::language_model_loss, rbk::clip_grad_norm_no_sync); `warmup_steps` untimed steps, then `timed_steps` steps each timed
+// preset), loss, AdamW (rbk::MultiTensorAdamW) and gradient clipping as the LM trainer
+// (rbk::language_model_loss with train.loss_chunk_tokens: the head and cross-entropy in chunks, so
+// that no step holds the (B N x V) logits; 0 = the plain full-logits path; rbk::clip_grad_norm_no_sync);
+// `warmup_steps` untimed steps, then `timed_steps` steps each timed
 // as device-synchronised wall time (and the host's time to issue it); tokens/s = B N / median step
 // time. Then `phase_steps` steps timed per phase (forward + loss, backward, clipping + AdamW).
 // Inputs are uniform random token ids (throughput does not depend on the text; they are drawn
@@ -71,6 +73,247 @@ std::string arch_of(const std::string& variant) {
   return variant.rfind("resnet_bk", 0) == 0 ? "resnet_bk" : variant;
 }
 
+// What every timed model shares: where and how it trains, and how many steps of each kind.
+struct StepPlan {
+  torch::Device device = torch::kCPU;
+  rbk::TrainOptions train;
+  bool bf16 = false;
+  int64_t warmup = 0, timed = 0, phase_steps = 0, busy_steps = 0;
+  uint64_t seed = 0;
+  int64_t ref_params = 0;
+};
+
+// The variants' configurations at model.n_seq: the reference's own variants, and the baselines sized
+// to the reference's parameter count there. A baseline that cannot be sized becomes a row of its own
+// (status not_built / error / sizing_failed) and is not timed.
+std::vector<std::pair<std::string, rbk::LmConfig>> configure_variants(const rbk::Config& cfg, const rbk::LmConfig& ref,
+                                                                      int64_t ref_params, rbk::ExperimentOutput& out) {
+  std::vector<std::pair<std::string, rbk::LmConfig>> models;
+  for (const auto& variant : cfg.get_string_list("variants")) {
+    rbk::LmConfig mc = ref;
+    if (variant.rfind("resnet_bk_causal", 0) == 0) mc.bk_context = "causal";
+    if (variant.size() > 10 && variant.compare(variant.size() - 10, 10, "_dense_moe") == 0) mc.moe_dispatch = "dense";
+    if (arch_of(variant) != "resnet_bk") {
+      json row{{"variant", variant}, {"arch", arch_of(variant)}, {"batch_size", cfg.get_int("train.batch_size")},
+               {"seq_len", ref.n_seq}};
+      rbk::LmConfig base = ref;
+      base.arch = variant;
+      try {
+        mc = rbk::size_to_parameter_count(base, ref_params, cfg.get_real("size_tolerance"), cfg.get_int("width_multiple"));
+      } catch (const std::invalid_argument& e) {
+        const std::string what = e.what();
+        row["status"] = what.find("not built") != std::string::npos ? "not_built" : "error";
+        row["message"] = what;
+      } catch (const std::runtime_error& e) {
+        row["status"] = "sizing_failed";
+        row["message"] = e.what();
+      }
+      if (row.contains("status")) {
+        std::fprintf(stderr, "%s: %s\n", variant.c_str(), row["message"].get<std::string>().c_str());
+        out.rows.push_back(row);
+        continue;
+      }
+    }
+    models.emplace_back(variant, mc);
+  }
+  return models;
+}
+
+// One model in training, its three phases in the trainer's order.
+struct TrainingRig {
+  std::shared_ptr<rbk::LanguageModel> model;
+  std::unique_ptr<rbk::MultiTensorAdamW> optim;
+  std::vector<torch::Tensor> params;
+  torch::Tensor ids;   // (steps, b, n + 1) token ids on the device, drawn before any timing
+  torch::Tensor loss;  // the last forward's
+  const StepPlan* plan = nullptr;
+  int64_t n = 0;
+
+  void forward(int64_t s) {
+    optim->zero_grad();
+    auto batch = ids[s];
+    loss = rbk::language_model_loss(*model, batch.narrow(1, 0, n), batch.narrow(1, 1, n), plan->bf16,
+                                    plan->train.loss_chunk_tokens);
+  }
+  void backward() { loss.backward(); }
+  void update() {
+    if (plan->train.clip_norm > 0) rbk::clip_grad_norm_no_sync(params, plan->train.clip_norm);
+    optim->step();
+  }
+  void step(int64_t s) {
+    forward(s);
+    backward();
+    update();
+  }
+};
+
+TrainingRig make_rig(const StepPlan& plan, const rbk::LmConfig& mc, int64_t b, int64_t n) {
+  TrainingRig rig;
+  rig.plan = &plan;
+  rig.n = n;
+  torch::manual_seed(plan.seed);
+  rig.model = rbk::make_language_model(mc);
+  rig.model->to(plan.device);
+  rig.model->train();
+  rig.params = rig.model->parameters();
+  const auto& t = plan.train;
+  rig.optim = std::make_unique<rbk::MultiTensorAdamW>(
+      rig.params, torch::optim::AdamWOptions(t.lr).weight_decay(t.weight_decay).betas({t.beta1, t.beta2}).eps(t.eps));
+  rig.ids = torch::randint(mc.vocab_size, {plan.warmup + plan.timed + plan.phase_steps + plan.busy_steps, b, n + 1},
+                           torch::TensorOptions().dtype(torch::kInt64).device(plan.device));
+  return rig;
+}
+
+// Runs fn, then synchronises: appends the device-synchronised time to secs and the host's time to
+// issue fn to host; on_issued runs between the two (not counted as host time).
+void issue_and_sync(const torch::Device& device, const std::function<void()>& fn, std::vector<double>& secs,
+                    std::vector<double>& host, const std::function<void()>& on_issued = nullptr) {
+  const auto t0 = Clock::now();
+  fn();
+  const auto t_issued = Clock::now();
+  if (on_issued) on_issued();
+  rbk::synchronize_device(device);
+  secs.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  host.push_back(std::chrono::duration<double>(t_issued - t0).count());
+}
+
+// Where a step's time goes: `phase_steps` steps after the timed ones (not among them, which they
+// would slow), synchronised after each phase; per phase the median of its device-synchronised time
+// and of the host's time to issue it, and the ATen operator calls it dispatches
+// (rbk::OperatorCallCounter; counting slows the host a little, one more reason these steps are not
+// the timed ones).
+json time_phases(TrainingRig& rig, int64_t first_step, const std::string& label) {
+  const StepPlan& plan = *rig.plan;
+  const char* names[] = {"forward", "backward", "update"};
+  std::vector<double> phase_secs[3], phase_host[3], phase_ops[3], phase_outermost[3];
+  rbk::OperatorCallCounter ops;  // created while no operator runs (the caller synchronised)
+  for (int64_t s = 0; s < plan.phase_steps; ++s) {
+    const std::function<void()> phase_fns[3] = {[&] { rig.forward(first_step + s); }, [&] { rig.backward(); },
+                                                [&] { rig.update(); }};
+    for (int ph = 0; ph < 3; ++ph) {
+      ops.reset();
+      issue_and_sync(plan.device, phase_fns[ph], phase_secs[ph], phase_host[ph], [&] {
+        phase_ops[ph].push_back(static_cast<double>(ops.count()));
+        phase_outermost[ph].push_back(static_cast<double>(ops.outermost_count()));
+      });
+    }
+  }
+  json phases = json::object();
+  std::string line;
+  for (int ph = 0; ph < 3; ++ph) {
+    const double sec = rbk::median(phase_secs[ph]), host = rbk::median(phase_host[ph]), calls = rbk::median(phase_ops[ph]);
+    phases[names[ph]] = {{"seconds_median", sec},
+                         {"host_seconds_median", host},
+                         {"operator_calls_median", calls},
+                         {"outermost_operator_calls_median", rbk::median(phase_outermost[ph])}};
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "%s%s %.4f / %.4f, %.0f", ph ? "; " : "", names[ph], sec, host, calls);
+    line += buf;
+  }
+  std::fprintf(stderr, "%s phases (median s synchronised / host, operator calls): %s\n", label.c_str(), line.c_str());
+  return phases;
+}
+
+// Issue 25's third target: how busy the GPU is over `busy_steps` steps issued back to back as in
+// training (rbk::measure_gpu_busy: device activities only, so the host is not slowed; null on the
+// CPU, with the reason).
+json measure_busy(TrainingRig& rig, int64_t first_step, const std::string& label) {
+  const int64_t steps = rig.plan->busy_steps;
+  const rbk::GpuBusy gb = rbk::measure_gpu_busy([&] {
+    for (int64_t s = 0; s < steps; ++s) rig.step(first_step + s);
+  });
+  if (!gb.error.empty()) return {{"fraction", nullptr}, {"error", gb.error}, {"steps", steps}};
+  std::fprintf(stderr, "%s: GPU busy %.1f %% of %.4f s over %lld steps (%lld device activities)\n", label.c_str(),
+               100.0 * gb.busy_fraction, gb.span_seconds, (long long)steps, (long long)gb.activities);
+  return {{"fraction", gb.busy_fraction}, {"busy_seconds", gb.busy_seconds}, {"span_seconds", gb.span_seconds},
+          {"activities", gb.activities}, {"steps", steps}};
+}
+
+// Builds and times one model at batch b and length n; fills row (status ok / diverged) and appends
+// its per-step arrays. Throws what training throws (the caller records oom / error).
+void time_model(const StepPlan& plan, const rbk::LmConfig& mc, int64_t b, int64_t n, const std::string& label, json& row,
+                rbk::ExperimentOutput& out) {
+  row["model"] = mc.to_json();
+  if (mc.arch == "transformer") {
+    row["attention"] = rbk::causal_attention_backend();
+    row["head_dim"] = mc.d_model / mc.n_heads;
+  }
+  rbk::synchronize_device(plan.device);
+  rbk::cuda_reset_peak_memory(plan.device);
+  TrainingRig rig = make_rig(plan, mc, b, n);
+  const int64_t params = rbk::count_parameters(*rig.model);
+  row["parameters"] = params;
+  row["parameters_over_reference"] = static_cast<double>(params) / static_cast<double>(plan.ref_params);
+
+  for (int64_t s = 0; s < plan.warmup; ++s) rig.step(s);
+  rbk::synchronize_device(plan.device);
+  std::vector<double> secs, host_secs;
+  for (int64_t s = 0; s < plan.timed; ++s)
+    issue_and_sync(plan.device, [&] { rig.step(plan.warmup + s); }, secs, host_secs);
+  const int64_t after_timed = plan.warmup + plan.timed;
+  if (plan.phase_steps > 0) row["phases"] = time_phases(rig, after_timed, label);
+  if (plan.busy_steps > 0) row["gpu_busy"] = measure_busy(rig, after_timed + plan.phase_steps, label);
+
+  const double final_loss = rig.loss.item<double>();
+  const double median = rbk::median(secs);
+  const int64_t peak = rbk::cuda_peak_allocated_bytes(plan.device);
+  const double tps = static_cast<double>(b * n) / median;
+  row["step_seconds_median"] = median;
+  row["step_seconds_min"] = *std::min_element(secs.begin(), secs.end());
+  row["step_seconds_max"] = *std::max_element(secs.begin(), secs.end());
+  // Host time to issue the step (until step() returns, before the final synchronisation). Close to
+  // the step time: the host was never ahead of its GPU, issuing operators or waiting at a
+  // synchronisation inside the step (a size copied to the host) until the end; well below it: the
+  // GPU still had queued work when the host was done (GPU-bound). On the CPU the two are the same
+  // by construction.
+  const double host_median = rbk::median(host_secs);
+  row["host_seconds_median"] = host_median;
+  row["host_over_step"] = host_median / median;
+  row["tokens_per_step"] = b * n;
+  row["tokens_per_second"] = tps;
+  row["peak_memory_bytes"] = peak >= 0 ? json(peak) : json(nullptr);
+  row["final_loss"] = std::isfinite(final_loss) ? json(final_loss) : json(nullptr);
+  row["status"] = std::isfinite(final_loss) ? "ok" : "diverged";
+  if (!std::isfinite(final_loss)) row["message"] = "non-finite loss after the timed steps";
+  out.arrays.push_back(rbk::make_array(label + "/step_seconds", secs, "s", "device-synchronised wall time per training step"));
+  out.arrays.push_back(rbk::make_array(label + "/host_seconds", host_secs, "s",
+                                       "host time to issue each training step (before its synchronisation)"));
+  std::fprintf(stderr, "%s: D %lld, %lld parameters (%.3f x ref), median step %.4f s (min %.4f, max %.4f; host %.4f s), "
+               "%.0f tok/s, peak %s, loss %.4f\n", label.c_str(), (long long)mc.d_model, (long long)params,
+               static_cast<double>(params) / static_cast<double>(plan.ref_params), median,
+               row["step_seconds_min"].get<double>(), row["step_seconds_max"].get<double>(), host_median, tps,
+               peak >= 0 ? (std::to_string(peak / (1 << 20)) + " MiB").c_str() : "n/a", final_loss);
+}
+
+std::vector<int64_t> checked_lengths(const rbk::Config& cfg, int64_t n_seq) {
+  const std::vector<int64_t> lengths = cfg.get_int_list("lengths");
+  if (lengths[0] != n_seq)
+    throw rbk::ConfigError("lengths starts at " + std::to_string(lengths[0]) + "; expected model.n_seq = " +
+                           std::to_string(n_seq) + " first (the length the baselines are sized at)");
+  for (size_t i = 1; i < lengths.size(); ++i)
+    if (lengths[i] <= lengths[i - 1])
+      throw rbk::ConfigError("lengths: " + std::to_string(lengths[i]) + " follows " + std::to_string(lengths[i - 1]) +
+                             "; expected ascending lengths");
+  return lengths;
+}
+
+// Issue 25's target: each ResNet-BK variant's tokens/s over the Transformer's of this run, at
+// model.n_seq (summary.variants) and at every N of the curve where both ran.
+void add_ratios_to_transformer(json& variants, json& curve) {
+  if (variants.contains("transformer") && variants["transformer"]["status"] == "ok")
+    for (auto& [name, v] : variants.items())
+      if (arch_of(name) == "resnet_bk" && v["status"] == "ok")
+        v["tokens_per_second_over_transformer"] =
+            v["tokens_per_second"].get<double>() / variants["transformer"]["tokens_per_second"].get<double>();
+  if (!curve.contains("transformer")) return;
+  for (auto& [name, by_n] : curve.items())
+    for (auto& [n_key, point] : by_n.items()) {
+      const json& t = curve["transformer"].value(n_key, json::object());
+      if (point.contains("tokens_per_second") && t.contains("tokens_per_second"))
+        point["tokens_per_second_over_transformer"] =
+            point["tokens_per_second"].get<double>() / t["tokens_per_second"].get<double>();
+    }
+}
 
 }  // namespace
 
@@ -81,8 +324,9 @@ int main(int argc, char** argv) {
                            {}};
   // model.*: the reference ResNet-BK (vocab_size = V of every model, random token ids; n_heads: the
   // Transformer baseline's heads). train.*: batch_size, seq_len (= model.n_seq here), lr,
-  // weight_decay, beta1, beta2, eps, clip_norm and precision (bf16: CUDA autocast, the target's
-  // configuration) are used; the step loop is this program's, so the trainer's other options are not.
+  // weight_decay, beta1, beta2, eps, clip_norm, loss_chunk_tokens and precision (bf16: CUDA autocast,
+  // the target's configuration) are used; the step loop is this program's, so the trainer's other
+  // options are not.
   rbk::add_lm_config_options(spec.schema, "model.");
   rbk::add_train_options(spec.schema, "train.");
   spec.schema.add_string_list("variants", kVariants, "models to time")
@@ -101,32 +345,37 @@ int main(int argc, char** argv) {
   spec.requires_cuda = true;
 
   return rbk::run_experiment(argc, argv, spec, [](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
-    const torch::Device device = rbk::experiment_device(cfg);  // threads: set by run_experiment
+    StepPlan plan;
+    plan.device = rbk::experiment_device(cfg);  // threads: set by run_experiment
     rbk::LmConfig ref = rbk::lm_config_from(cfg, "model.");
     rbk::check_lm_config(ref, "model.", true);  // V comes from the preset here, not a tokenizer
-    const rbk::TrainOptions to = rbk::train_options_from(cfg, "train.", device);
-    rbk::check_model_and_training(ref, to, "model.", "train.");
-    if (to.seq_len != ref.n_seq)
-      throw rbk::ConfigError("train.seq_len = " + std::to_string(to.seq_len) + " differs from model.n_seq = " +
+    plan.train = rbk::train_options_from(cfg, "train.", plan.device);
+    rbk::check_model_and_training(ref, plan.train, "model.", "train.");
+    if (plan.train.seq_len != ref.n_seq)
+      throw rbk::ConfigError("train.seq_len = " + std::to_string(plan.train.seq_len) + " differs from model.n_seq = " +
                              std::to_string(ref.n_seq) + "; this experiment times steps of the full length: set both equal");
-    const std::string precision = to.precision;
-    const bool bf16 = rbk::wants_bf16_autocast(precision, device);
-    if (device.is_cuda()) at::globalContext().setAllowTF32CuBLAS(true);
-
+    const std::string& precision = plan.train.precision;
+    plan.bf16 = rbk::wants_bf16_autocast(precision, plan.device);
+    if (plan.device.is_cuda()) at::globalContext().setAllowTF32CuBLAS(true);
     if (ref.arch != "resnet_bk")
       throw rbk::ConfigError("model.arch = '" + ref.arch + "': the reference of this experiment is resnet_bk (the "
                              "baselines are sized to it); allowed: resnet_bk");
-    const int64_t ref_params = rbk::count_parameters(*rbk::make_language_model(ref));
-    const int64_t B = to.batch_size, N = ref.n_seq;
-    const int64_t warmup = cfg.get_int("warmup_steps"), timed = cfg.get_int("timed_steps");
-    const int64_t phase_steps = cfg.get_int("phase_steps"), busy_steps = cfg.get_int("busy_steps");
-    const bool target_config = device.is_cuda() && bf16 && N == kTargetSeqLen && ref_params >= kTargetParamsLow &&
-                               ref_params <= kTargetParamsHigh;
+    const std::vector<int64_t> lengths = checked_lengths(cfg, ref.n_seq);
+    plan.ref_params = rbk::count_parameters(*rbk::make_language_model(ref));
+    plan.warmup = cfg.get_int("warmup_steps");
+    plan.timed = cfg.get_int("timed_steps");
+    plan.phase_steps = cfg.get_int("phase_steps");
+    plan.busy_steps = cfg.get_int("busy_steps");
+    plan.seed = static_cast<uint64_t>(cfg.get_int("seed"));
+    const int64_t B = plan.train.batch_size, N = ref.n_seq;
+    const bool target_config = plan.device.is_cuda() && plan.bf16 && N == kTargetSeqLen &&
+                               plan.ref_params >= kTargetParamsLow && plan.ref_params <= kTargetParamsHigh;
     std::fprintf(stderr, "lm_throughput: reference ResNet-BK V %lld D %lld L %lld N %lld E %lld = %lld parameters; B %lld, %s, "
-                 "device %s%s\n", (long long)ref.vocab_size, (long long)ref.d_model, (long long)ref.n_layers, (long long)N,
-                 (long long)ref.num_experts, (long long)ref_params, (long long)B, precision.c_str(), device.str().c_str(),
+                 "loss chunk %lld tokens, device %s%s\n", (long long)ref.vocab_size, (long long)ref.d_model,
+                 (long long)ref.n_layers, (long long)N, (long long)ref.num_experts, (long long)plan.ref_params, (long long)B,
+                 precision.c_str(), (long long)plan.train.loss_chunk_tokens, plan.device.str().c_str(),
                  target_config ? "" : " (NOT the target configuration: a pipeline check)");
-    out.summary["reference"] = {{"model", ref.to_json()}, {"parameters", ref_params}};
+    out.summary["reference"] = {{"model", ref.to_json()}, {"parameters", plan.ref_params}};
     out.summary["is_target_configuration"] = target_config;
     out.summary["configuration_note"] =
         target_config ? "~30M parameters, N = 2048, bf16 autocast, CUDA: the issue-7 target configuration"
@@ -134,46 +383,10 @@ int main(int argc, char** argv) {
                         "this run only checks the pipeline";
     out.summary["inputs"] = "uniform random token ids, drawn once before timing";
     out.summary["attention_backend"] = rbk::causal_attention_backend();
+    out.summary["loss_chunk_tokens"] = plan.train.loss_chunk_tokens;
     out.summary["variants"] = json::object();
 
-    // Every model's configuration at model.n_seq: the reference's variants, and the baselines sized
-    // to the reference's parameter count there (one that cannot be sized is a row, and is not timed).
-    std::vector<std::pair<std::string, rbk::LmConfig>> models;
-    for (const auto& variant : cfg.get_string_list("variants")) {
-      rbk::LmConfig mc = ref;
-      if (variant.rfind("resnet_bk_causal", 0) == 0) mc.bk_context = "causal";
-      if (variant.size() > 10 && variant.compare(variant.size() - 10, 10, "_dense_moe") == 0) mc.moe_dispatch = "dense";
-      if (arch_of(variant) != "resnet_bk") {
-        json row{{"variant", variant}, {"arch", arch_of(variant)}, {"batch_size", B}, {"seq_len", N}};
-        rbk::LmConfig base = ref;
-        base.arch = variant;
-        try {
-          mc = rbk::size_to_parameter_count(base, ref_params, cfg.get_real("size_tolerance"), cfg.get_int("width_multiple"));
-        } catch (const std::invalid_argument& e) {
-          const std::string what = e.what();
-          row["status"] = what.find("not built") != std::string::npos ? "not_built" : "error";
-          row["message"] = what;
-          std::fprintf(stderr, "%s: %s\n", variant.c_str(), what.c_str());
-          out.rows.push_back(row);
-          continue;
-        } catch (const std::runtime_error& e) {
-          row["status"] = "sizing_failed";
-          row["message"] = e.what();
-          std::fprintf(stderr, "%s: %s\n", variant.c_str(), e.what());
-          out.rows.push_back(row);
-          continue;
-        }
-      }
-      models.emplace_back(variant, mc);
-    }
-    const std::vector<int64_t> lengths = cfg.get_int_list("lengths");
-    if (lengths[0] != N)
-      throw rbk::ConfigError("lengths starts at " + std::to_string(lengths[0]) + "; expected model.n_seq = " + std::to_string(N) +
-                             " first (the length the baselines are sized at)");
-    for (size_t i = 1; i < lengths.size(); ++i)
-      if (lengths[i] <= lengths[i - 1])
-        throw rbk::ConfigError("lengths: " + std::to_string(lengths[i]) + " follows " + std::to_string(lengths[i - 1]) +
-                               "; expected ascending lengths");
+    const auto models = configure_variants(cfg, ref, plan.ref_params, out);
     json curve = json::object();
     std::map<std::string, int64_t> out_of_memory_at;  // variant -> the first N it ran out of memory at
     for (const int64_t n : lengths) {
@@ -181,186 +394,39 @@ int main(int argc, char** argv) {
       for (const auto& [variant, sized] : models) {
         const std::string label = n == N ? variant : variant + "@n" + std::to_string(n);
         json row{{"variant", variant}, {"arch", arch_of(variant)}, {"batch_size", b}, {"seq_len", n},
-                 {"precision", precision}, {"device", device.str()}, {"warmup_steps", warmup}, {"timed_steps", timed}};
+                 {"precision", precision}, {"device", plan.device.str()}, {"warmup_steps", plan.warmup},
+                 {"timed_steps", plan.timed}, {"loss_chunk_tokens", plan.train.loss_chunk_tokens}};
+        json& point = curve[variant][std::to_string(n)];
+        point = {{"batch_size", b}};
         if (out_of_memory_at.count(variant)) {
           row["status"] = "skipped";
           row["message"] = "out of memory at N = " + std::to_string(out_of_memory_at[variant]);
-          curve[variant][std::to_string(n)] = {{"status", "skipped"}, {"batch_size", b}};
-          out.rows.push_back(row);
-          continue;
+        } else {
+          rbk::LmConfig mc = sized;
+          mc.n_seq = n;
+          try {
+            time_model(plan, mc, b, n, label, row, out);
+            point["tokens_per_second"] = row["tokens_per_second"];
+            if (n == N)
+              out.summary["variants"][variant] = {
+                  {"status", row["status"]}, {"parameters", row["parameters"]}, {"d_model", mc.d_model},
+                  {"tokens_per_second", row["tokens_per_second"]}, {"step_seconds_median", row["step_seconds_median"]},
+                  {"host_over_step", row["host_over_step"]}, {"peak_memory_bytes", row["peak_memory_bytes"]},
+                  {"gpu_busy_fraction", row.contains("gpu_busy") ? row["gpu_busy"]["fraction"] : json(nullptr)}};
+          } catch (const std::exception& e) {
+            const std::string what = e.what();
+            row["status"] = rbk::is_out_of_memory(e) ? "oom" : "error";
+            row["message"] = what.substr(0, 2000);
+            if (row["status"] == "oom") out_of_memory_at[variant] = n;
+            std::fprintf(stderr, "%s: %s: %s\n", label.c_str(), row["status"].get<std::string>().c_str(),
+                         what.substr(0, 400).c_str());
+          }
         }
-        rbk::LmConfig mc = sized;
-        mc.n_seq = n;
-        try {
-          row["model"] = mc.to_json();
-          if (mc.arch == "transformer") {
-            row["attention"] = rbk::causal_attention_backend();
-            row["head_dim"] = mc.d_model / mc.n_heads;
-          }
-          rbk::synchronize_device(device);
-          rbk::cuda_reset_peak_memory(device);
-          torch::manual_seed(static_cast<uint64_t>(cfg.get_int("seed")));
-          auto model = rbk::make_language_model(mc);
-          const int64_t params = rbk::count_parameters(*model);
-          row["parameters"] = params;
-          row["parameters_over_reference"] = static_cast<double>(params) / static_cast<double>(ref_params);
-          model->to(device);
-          model->train();
-          rbk::MultiTensorAdamW optim(model->parameters(), torch::optim::AdamWOptions(to.lr)
-                                                                      .weight_decay(to.weight_decay)
-                                                                      .betas({to.beta1, to.beta2})
-                                                                      .eps(to.eps));
-          const auto params_list = model->parameters();
-          // (steps, B, N + 1) token ids on the device, drawn before any timing.
-          const auto ids = torch::randint(mc.vocab_size, {warmup + timed + phase_steps + busy_steps, b, n + 1},
-                                          torch::TensorOptions().dtype(torch::kInt64).device(device));
-          torch::Tensor loss;
-          // A training step in its three phases (the trainer's order).
-          auto forward = [&](int64_t s) {
-            optim.zero_grad();
-            auto batch = ids[s];
-            loss = rbk::language_model_loss(*model, batch.narrow(1, 0, n), batch.narrow(1, 1, n), bf16);
-          };
-          auto backward = [&] { loss.backward(); };
-          auto update = [&] {
-            if (to.clip_norm > 0) rbk::clip_grad_norm_no_sync(params_list, to.clip_norm);
-            optim.step();
-          };
-          auto step = [&](int64_t s) {
-            forward(s);
-            backward();
-            update();
-          };
-          // Runs fn, then synchronises: appends the device-synchronised time to secs and the host's
-          // time to issue fn to host; on_issued runs between the two (not timed as host time).
-          auto issue_and_sync = [&](const std::function<void()>& fn, std::vector<double>& secs, std::vector<double>& host,
-                                    const std::function<void()>& on_issued) {
-            const auto t0 = Clock::now();
-            fn();
-            const auto t_issued = Clock::now();
-            if (on_issued) on_issued();
-            rbk::synchronize_device(device);
-            secs.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-            host.push_back(std::chrono::duration<double>(t_issued - t0).count());
-          };
-          for (int64_t s = 0; s < warmup; ++s) step(s);
-          rbk::synchronize_device(device);
-          std::vector<double> secs, host_secs;
-          for (int64_t s = 0; s < timed; ++s) issue_and_sync([&] { step(warmup + s); }, secs, host_secs, nullptr);
-          // Where a step's time goes: `phase_steps` more steps (not in the timing above, which they
-          // would slow), synchronised after each phase; per phase the median of its device-synchronised
-          // time and of the host's time to issue it (host / synchronised: as for the whole step below),
-          // and the ATen operator calls it dispatches (rbk::OperatorCallCounter; counting slows the
-          // host a little, one more reason these steps are not the timed ones).
-          if (phase_steps > 0) {
-            const char* names[] = {"forward", "backward", "update"};
-            std::vector<double> phase_secs[3], phase_host[3], phase_ops[3], phase_outermost[3];
-            rbk::OperatorCallCounter ops;  // created while no operator runs (synchronised above)
-            for (int64_t s = 0; s < phase_steps; ++s) {
-              const std::function<void()> phase_fns[3] = {[&] { forward(warmup + timed + s); }, backward, update};
-              for (int ph = 0; ph < 3; ++ph) {
-                ops.reset();
-                issue_and_sync(phase_fns[ph], phase_secs[ph], phase_host[ph],
-                               [&] {
-                                 phase_ops[ph].push_back(static_cast<double>(ops.count()));
-                                 phase_outermost[ph].push_back(static_cast<double>(ops.outermost_count()));
-                               });
-              }
-            }
-            json phases = json::object();
-            std::string line;
-            for (int ph = 0; ph < 3; ++ph) {
-              const double sec = rbk::median(phase_secs[ph]), host = rbk::median(phase_host[ph]),
-                           calls = rbk::median(phase_ops[ph]);
-              phases[names[ph]] = {{"seconds_median", sec},
-                                   {"host_seconds_median", host},
-                                   {"operator_calls_median", calls},
-                                   {"outermost_operator_calls_median", rbk::median(phase_outermost[ph])}};
-              char buf[128];
-              std::snprintf(buf, sizeof buf, "%s%s %.4f / %.4f, %.0f", ph ? "; " : "", names[ph], sec, host, calls);
-              line += buf;
-            }
-            row["phases"] = phases;
-            std::fprintf(stderr, "%s phases (median s synchronised / host, operator calls): %s\n", label.c_str(), line.c_str());
-          }
-          // Issue 25's third target: how busy the GPU is over `busy_steps` more steps, issued back to
-          // back as in training (rbk::measure_gpu_busy: device activities only, so the host is not
-          // slowed; null on the CPU, with the reason).
-          if (busy_steps > 0) {
-            const rbk::GpuBusy gb = rbk::measure_gpu_busy([&] {
-              for (int64_t s = 0; s < busy_steps; ++s) step(warmup + timed + phase_steps + s);
-            });
-            row["gpu_busy"] = gb.error.empty() ? json{{"fraction", gb.busy_fraction}, {"busy_seconds", gb.busy_seconds},
-                                                      {"span_seconds", gb.span_seconds}, {"activities", gb.activities},
-                                                      {"steps", busy_steps}}
-                                               : json{{"fraction", nullptr}, {"error", gb.error}, {"steps", busy_steps}};
-            if (gb.error.empty())
-              std::fprintf(stderr, "%s: GPU busy %.1f %% of %.4f s over %lld steps (%lld device activities)\n", label.c_str(),
-                           100.0 * gb.busy_fraction, gb.span_seconds, (long long)busy_steps, (long long)gb.activities);
-          }
-          const double final_loss = loss.item<double>();
-          const double median = rbk::median(secs);
-          const int64_t peak = rbk::cuda_peak_allocated_bytes(device);
-          const double tps = static_cast<double>(b * n) / median;
-          row["step_seconds_median"] = median;
-          row["step_seconds_min"] = *std::min_element(secs.begin(), secs.end());
-          row["step_seconds_max"] = *std::max_element(secs.begin(), secs.end());
-          // Host time to issue the step (until step() returns, before the final synchronisation).
-          // Close to the step time: the host was never ahead of its GPU, issuing operators or waiting
-          // at a synchronisation inside the step (a size copied to the host) until the end; well
-          // below it: the GPU still had queued work when the host was done (GPU-bound). On the CPU
-          // the two are the same by construction.
-          const double host_median = rbk::median(host_secs);
-          row["host_seconds_median"] = host_median;
-          row["host_over_step"] = host_median / median;
-          row["tokens_per_step"] = b * n;
-          row["tokens_per_second"] = tps;
-          row["peak_memory_bytes"] = peak >= 0 ? json(peak) : json(nullptr);
-          row["final_loss"] = std::isfinite(final_loss) ? json(final_loss) : json(nullptr);
-          row["status"] = std::isfinite(final_loss) ? "ok" : "diverged";
-          if (!std::isfinite(final_loss)) row["message"] = "non-finite loss after the timed steps";
-          out.arrays.push_back(rbk::make_array(label + "/step_seconds", secs, "s", "device-synchronised wall time per training step"));
-          out.arrays.push_back(rbk::make_array(label + "/host_seconds", host_secs, "s",
-                                               "host time to issue each training step (before its synchronisation)"));
-          if (n == N)
-            out.summary["variants"][variant] = {{"status", row["status"]}, {"parameters", params}, {"d_model", mc.d_model},
-                                                {"tokens_per_second", tps}, {"step_seconds_median", median},
-                                                {"host_over_step", host_median / median},
-                                                {"peak_memory_bytes", row["peak_memory_bytes"]},
-                                              {"gpu_busy_fraction", row.contains("gpu_busy") ? row["gpu_busy"]["fraction"] : json(nullptr)}};
-          curve[variant][std::to_string(n)] = {{"status", row["status"]}, {"batch_size", b}, {"tokens_per_second", tps}};
-          std::fprintf(stderr, "%s: D %lld, %lld parameters (%.3f x ref), median step %.4f s (min %.4f, max %.4f; host %.4f s), "
-                       "%.0f tok/s, peak %s, loss %.4f\n", label.c_str(), (long long)mc.d_model, (long long)params,
-                       static_cast<double>(params) / static_cast<double>(ref_params), median,
-                       row["step_seconds_min"].get<double>(), row["step_seconds_max"].get<double>(), host_median, tps,
-                       peak >= 0 ? (std::to_string(peak / (1 << 20)) + " MiB").c_str() : "n/a", final_loss);
-        } catch (const std::exception& e) {
-          const std::string what = e.what();
-          row["status"] = rbk::is_out_of_memory(e) ? "oom" : "error";
-          row["message"] = what.substr(0, 2000);
-          if (row["status"] == "oom") out_of_memory_at[variant] = n;
-          curve[variant][std::to_string(n)] = {{"status", row["status"]}, {"batch_size", b}};
-          std::fprintf(stderr, "%s: %s: %s\n", label.c_str(), row["status"].get<std::string>().c_str(), what.substr(0, 400).c_str());
-        }
+        point["status"] = row["status"];
         out.rows.push_back(row);
       }
     }
-    // Issue 25's target: each ResNet-BK variant's tokens/s over the Transformer's of this run.
-    auto& variants = out.summary["variants"];
-    if (variants.contains("transformer") && variants["transformer"]["status"] == "ok")
-      for (auto& [name, v] : variants.items())
-        if (arch_of(name) == "resnet_bk" && v["status"] == "ok")
-          v["tokens_per_second_over_transformer"] =
-              v["tokens_per_second"].get<double>() / variants["transformer"]["tokens_per_second"].get<double>();
-    // And at every N of the curve where both ran.
-    if (curve.contains("transformer"))
-      for (auto& [name, by_n] : curve.items())
-        for (auto& [n_key, point] : by_n.items()) {
-          const json& t = curve["transformer"].value(n_key, json::object());
-          if (point.contains("tokens_per_second") && t.contains("tokens_per_second"))
-            point["tokens_per_second_over_transformer"] =
-                point["tokens_per_second"].get<double>() / t["tokens_per_second"].get<double>();
-        }
+    add_ratios_to_transformer(out.summary["variants"], curve);
     out.summary["length_curve"] = curve;
   });
 }

@@ -154,9 +154,7 @@ double record_check_errors(json& row, const CheckCase& c, const std::vector<Tens
 }
 
 #if defined(RBK_WITH_CUDA_KERNELS)
-json timing_json(const rbk::TimingStats& t) {
-  return {{"median_us", t.median_s * 1e6}, {"min_us", t.min_s * 1e6}, {"max_us", t.max_s * 1e6}, {"repeats", t.repeats}};
-}
+using rbk::timing_json;
 
 // The keys of every timed row (rbk's variants and upstream's kernels alike): the medians, GB/s and
 // the ratios against the minimal bytes model at the measured copy bandwidth; also printed.

@@ -118,6 +118,21 @@ TEST(Timing, PowerLawFitAndMedian) {
 
 // The operator-call counter sees the operators it should (an add and a matmul are at least two
 // calls), reset() zeroes it, only one may exist, and calls after it is destroyed are not counted.
+// Result files record times in microseconds: a unit slip here would move every timing row 1e6-fold.
+TEST(Timing, TimingJsonRecordsMicroseconds) {
+  rbk::TimingStats t;
+  t.median_s = 2.5e-6;
+  t.min_s = 1e-6;
+  t.max_s = 4e-3;
+  t.repeats = 7;
+  const nlohmann::json j = rbk::timing_json(t);
+  EXPECT_DOUBLE_EQ(j.at("median_us").get<double>(), 2.5);
+  EXPECT_DOUBLE_EQ(j.at("min_us").get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(j.at("max_us").get<double>(), 4000.0);
+  EXPECT_EQ(j.at("repeats").get<int>(), 7);
+  EXPECT_EQ(j.size(), 4u);
+}
+
 TEST(Timing, OperatorCallCounterCountsDispatchedOperators) {
   const auto a = torch::ones({4, 4});
   int64_t seen = 0;

@@ -1,5 +1,7 @@
 // Timing helpers shared by experiments and benchmarks: median of repetitions after warm-up.
 #pragma once
+#include <nlohmann/json_fwd.hpp>
+
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -15,6 +17,9 @@ struct TimingStats {
 
 // Wall-clock time of fn() (host clock; for CUDA work fn must synchronise itself).
 TimingStats time_repeated(const std::function<void()>& fn, int warmup, int repeats);
+
+// The record of a timing in result files: median_us, min_us, max_us, repeats.
+nlohmann::json timing_json(const TimingStats& t);
 
 double median(std::vector<double> values);
 
