@@ -19,6 +19,8 @@
 #                  data/upstream/mamba` on a machine with network, then carry data/upstream)
 #   lm_throughput  exp_lm_throughput --preset gpu          (baseline LMs, issue 7)
 #   lm_throughput_fp32  the same in fp32 (no autocast) into lm_throughput/fp32
+#   lm_throughput_plain_loss  the same with the plain full-logits loss (train.loss_chunk_tokens=0; the
+#                  gpu preset chunks it) into lm_throughput/plain_loss: the head's share of the 2k ratio
 #   lm_throughput_lengths  its gpu_lengths preset into lm_throughput/lengths: tokens/s against N from 2k
 #                  to 128k for ResNet-BK causal (gather and dense MoE), Transformer, Mamba and RWKV (issue 25)
 #   train_poc      exp_train_poc --preset gpu               (claim C05; needs data/sotu carried). A run cut
@@ -166,6 +168,7 @@ for stage in "$@"; do
     scan_speed) run_exp scan_kernel_speed scan_kernel_speed ;;
     lm_throughput) run_exp lm_throughput lm_throughput ;;
     lm_throughput_fp32) run_exp lm_throughput lm_throughput/fp32 train.precision=fp32 ;;
+    lm_throughput_plain_loss) run_exp lm_throughput lm_throughput/plain_loss train.loss_chunk_tokens=0 ;;
     lm_throughput_lengths) run_exp lm_throughput lm_throughput/lengths --preset gpu_lengths ;;
     train_poc)
       # Its output directory (with the per-variant checkpoints a cut run resumes from) lives in the
