@@ -4,6 +4,7 @@
 # 10-minute limit. Logs and result files go to $OUT (at most 8 files come back: logs are tarred).
 #
 # usage: OUT=dir RBK_GIT_COMMIT=<sha> RBK_GIT_DIRTY=false scripts/run_device.sh stage...
+#        (in the tree scripts/snapshot_for_device.sh made; RBK_GIT_TREE_HASH is then computed here)
 # stages (in this order, whichever are named):
 #   build          configure (Ninja, Release) and build everything with -j16, -k 0
 #   gpu            ctest -L gpu (every CUDA kernel against its CPU/fp64 reference)
@@ -83,6 +84,16 @@ if [ -z "${RBK_GIT_COMMIT:-}" ]; then
   exit 2
 fi
 export RBK_GIT_COMMIT RBK_GIT_DIRTY=${RBK_GIT_DIRTY:-unknown}
+# The content hash of the files sent (scripts/snapshot_for_device.sh wrote the commit's manifest
+# beside them): the results record it as git_tree_hash, and the ledger checks that it is the tree
+# of RBK_GIT_COMMIT, so an edited or wrong copy shows up as a provenance MISMATCH.
+if [ -z "${RBK_GIT_TREE_HASH:-}" ] && [ -f .rbk_tree_manifest ]; then
+  RBK_GIT_TREE_HASH=$(python3 scripts/tree_hash.py . .rbk_tree_manifest) || RBK_GIT_TREE_HASH=
+  [ -f .rbk_commit ] && [ "$(cat .rbk_commit)" != "$RBK_GIT_COMMIT" ] &&
+    echo "run_device.sh: warning: RBK_GIT_COMMIT=$RBK_GIT_COMMIT but the snapshot is of $(cat .rbk_commit)" >&2
+fi
+[ -n "${RBK_GIT_TREE_HASH:-}" ] || echo "run_device.sh: no tree hash of the files sent (no .rbk_tree_manifest): provenance will be unverifiable" >&2
+export RBK_GIT_TREE_HASH=${RBK_GIT_TREE_HASH:-}
 # The device copy may carry a .git that is not the commit sent (2026-12-05: its HEAD was 5840b57 while
 # 9384163 was sent), and the programs trust git over the environment where git answers. Hide it, so
 # provenance comes from RBK_GIT_COMMIT / RBK_GIT_DIRTY (recorded as git_source "env").

@@ -284,7 +284,8 @@ std::string utc_now_iso8601() {
   return buf;
 }
 
-void RunContext::set_git_provenance(const GitState& git, const char* env_commit, const char* env_dirty) {
+void RunContext::set_git_provenance(const GitState& git, const char* env_commit, const char* env_dirty,
+                                    const char* env_tree_hash) {
   git_env_mismatch.clear();
   if (git.is_repo) {
     git_commit = git.commit;
@@ -292,6 +293,7 @@ void RunContext::set_git_provenance(const GitState& git, const char* env_commit,
     git_source = "git";
     git_dirty_source = "git";
     git_tree_hash = git.tree_hash;
+    git_tree_hash_source = git.tree_hash.empty() ? "" : "git";
     git_untracked_present = git.untracked_present;
     // The environment is a claim made by whoever started the run; where git can check it, it is
     // checked (a short sha matches as a prefix; "unknown" claims nothing).
@@ -311,12 +313,19 @@ void RunContext::set_git_provenance(const GitState& git, const char* env_commit,
     return;
   }
   git_tree_hash.clear();
+  git_tree_hash_source.clear();
   git_untracked_present.reset();
   if (env_commit && *env_commit) {
     git_commit = env_commit;
     git_dirty = env_dirty && *env_dirty ? env_dirty : "unknown";
     git_source = "env";
     git_dirty_source = "env";
+    // The content hash of the files the run was built from, computed where it ran; whether it is
+    // the named commit's tree is for the reader with git to check (the ledger does).
+    if (env_tree_hash && is_hex40(env_tree_hash)) {
+      git_tree_hash = env_tree_hash;
+      git_tree_hash_source = "env";
+    }
   } else {
     git_commit = RBK_BUILD_GIT_COMMIT;
     git_dirty = RBK_BUILD_GIT_DIRTY;
@@ -329,7 +338,8 @@ RunContext RunContext::capture(int argc, char** argv, uint64_t seed) {
   RunContext c;
   // Git where the source tree has it (checking RBK_GIT_* against it), else the environment (a
   // copied tree on the GPU machine has no .git), else what configure saw.
-  c.set_git_provenance(capture_git_state(RBK_SOURCE_DIR), std::getenv("RBK_GIT_COMMIT"), std::getenv("RBK_GIT_DIRTY"));
+  c.set_git_provenance(capture_git_state(RBK_SOURCE_DIR), std::getenv("RBK_GIT_COMMIT"), std::getenv("RBK_GIT_DIRTY"),
+                       std::getenv("RBK_GIT_TREE_HASH"));
   if (!c.git_env_mismatch.empty())
     std::cerr << "warning: provenance: " << c.git_env_mismatch << " (recording git's values)\n";
   c.build_type = RBK_BUILD_TYPE;
@@ -366,6 +376,7 @@ nlohmann::json RunContext::to_json() const {
             {"host", host},               {"cpu_threads", cpu_threads},     {"seed", seed},
             {"argv", argv},               {"started_at", started_at},       {"finished_at", finished_at}};
   j["git_tree_hash"] = git_tree_hash.empty() ? json(nullptr) : json(git_tree_hash);
+  j["git_tree_hash_source"] = git_tree_hash_source.empty() ? json(nullptr) : json(git_tree_hash_source);
   j["git_untracked_present"] = git_untracked_present ? json(*git_untracked_present) : json(nullptr);
   j["git_env_mismatch"] = git_env_mismatch.empty() ? json(nullptr) : json(git_env_mismatch);
   j["cpu_model"] = cpu.model.empty() ? json(nullptr) : json(cpu.model);

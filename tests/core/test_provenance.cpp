@@ -121,6 +121,7 @@ TEST_F(GitFixture, EnvironmentClaimsAreCheckedAgainstGit) {
   EXPECT_EQ(c.git_env_mismatch, "");
   EXPECT_EQ(c.git_source, "git");
   EXPECT_EQ(c.git_dirty_source, "git");
+  EXPECT_EQ(c.git_tree_hash_source, "git");
   EXPECT_EQ(c.to_json()["git_env_mismatch"], nullptr);
   const std::string wrong(40, 'a');
   c.set_git_provenance(g, wrong.c_str(), "true");
@@ -148,9 +149,19 @@ TEST(Provenance, NoGitFallsBackToTheEnvironment) {
   EXPECT_EQ(j["git_dirty_source"], "env");
   EXPECT_EQ(j["git_dirty"], "false");
   EXPECT_EQ(j["git_tree_hash"], nullptr);
+  EXPECT_EQ(j["git_tree_hash_source"], nullptr);
   EXPECT_EQ(j["git_untracked_present"], nullptr);
-  c.set_git_provenance(g, nullptr, nullptr);
+  // A tree hash computed from the files sent (run_device.sh) is recorded for the ledger to check
+  // against the commit's tree; anything but 40 hex digits is not a hash and is dropped.
+  const std::string tree(40, 'c');
+  c.set_git_provenance(g, sha.c_str(), "false", tree.c_str());
+  EXPECT_EQ(c.to_json()["git_tree_hash"], tree);
+  EXPECT_EQ(c.to_json()["git_tree_hash_source"], "env");
+  c.set_git_provenance(g, sha.c_str(), "false", "not-a-hash");
+  EXPECT_EQ(c.to_json()["git_tree_hash"], nullptr);
+  c.set_git_provenance(g, nullptr, nullptr, tree.c_str());  // no commit named: nothing to check it against
   EXPECT_EQ(c.git_source, "configure-time");
+  EXPECT_EQ(c.to_json()["git_tree_hash"], nullptr);
 }
 
 TEST(Provenance, ComputeProbeRecordsBlasAndSgemmRate) {

@@ -58,7 +58,11 @@ struct RunContext {
   std::string git_dirty;         // "true" / "false" / "unknown"
   std::string git_source;        // how git_commit was found: "git", "env", "configure-time"
   std::string git_dirty_source;  // how git_dirty was found: "git", "env", "configure-time"
-  std::string git_tree_hash;     // GitState::tree_hash where git exists, else "" (JSON null)
+  // GitState::tree_hash where git exists; where it does not, RBK_GIT_TREE_HASH when that is a
+  // 40-hex hash (run_device.sh: scripts/tree_hash.py over the files sent); else "" (JSON null).
+  // The ledger checks it against the recorded commit's tree either way.
+  std::string git_tree_hash;
+  std::string git_tree_hash_source;  // "git", "env" or "" (none recorded)
   std::optional<bool> git_untracked_present;  // null where git does not exist
   // Where RBK_GIT_COMMIT / RBK_GIT_DIRTY are set and git exists, the disagreement between them
   // and git ("" = none); git's values are recorded, the environment's are quoted here.
@@ -84,10 +88,11 @@ struct RunContext {
 
   // Captures everything except finished_at (see finish()) and the compute probe.
   static RunContext capture(int argc, char** argv, uint64_t seed);
-  // The git fields from a GitState and the RBK_GIT_COMMIT / RBK_GIT_DIRTY values (nullptr =
-  // unset): git wins where it exists (a mismatch is recorded and warned about), the
-  // environment where it does not, configure-time values last.
-  void set_git_provenance(const GitState& git, const char* env_commit, const char* env_dirty);
+  // The git fields from a GitState and the RBK_GIT_COMMIT / RBK_GIT_DIRTY / RBK_GIT_TREE_HASH
+  // values (nullptr = unset): git wins where it exists (a mismatch is recorded and warned about),
+  // the environment where it does not, configure-time values last.
+  void set_git_provenance(const GitState& git, const char* env_commit, const char* env_dirty,
+                          const char* env_tree_hash = nullptr);
   // BLAS in use, its thread count and the sgemm rate, at the current thread count (~0.1-0.3 s).
   void probe_compute();
   void finish();
