@@ -52,10 +52,12 @@ def tree_hash(root, entries):
 
 
 def read_manifest(path):
-    """`git ls-tree -r -z` (NUL-terminated, paths unquoted) or its newline form for plain paths."""
+    """`git ls-tree -r -z`: NUL-terminated records, paths unquoted."""
     with open(path, "rb") as f:
         raw = f.read().decode("utf-8")
-    records = raw.split("\0") if "\0" in raw else raw.split("\n")
+    if "\0" not in raw:
+        sys.exit(f"tree_hash.py: {path}: not NUL-terminated; write it with `git ls-tree -r -z --full-tree <commit>`")
+    records = raw.split("\0")
     entries = []
     for n, line in enumerate(records, 1):
         if not line:
@@ -64,7 +66,7 @@ def read_manifest(path):
             meta, name = line.split("\t", 1)
             mode, kind, _ = meta.split(" ")
         except ValueError:
-            sys.exit(f"tree_hash.py: {path}:{n}: expected '<mode> <type> <sha>\\t<path>' (git ls-tree -r), got {line!r}")
+            sys.exit(f"tree_hash.py: {path}:{n}: expected '<mode> <type> <sha>\\t<path>' (git ls-tree -r -z), got {line!r}")
         if kind != "blob":
             sys.exit(f"tree_hash.py: {path}:{n}: a {kind} entry ({name}); only blobs are supported (no submodules)")
         entries.append((mode, name))

@@ -15,6 +15,9 @@ want=$(git rev-parse 'HEAD^{tree}')
 got=$(python3 scripts/tree_hash.py "$snap" "$snap/.rbk_tree_manifest") || fail "tree_hash.py failed on an intact snapshot"
 [ "$got" = "$want" ] || fail "intact snapshot hashes to $got, git's tree of HEAD is $want"
 [ "$(cat "$snap/.rbk_commit")" = "$(git rev-parse HEAD)" ] || fail ".rbk_commit is not HEAD"
+# A manifest in another format (newline-separated ls-tree) is refused, not misread.
+git ls-tree -r --full-tree HEAD > "$scratch/newline.manifest"
+if python3 scripts/tree_hash.py "$snap" "$scratch/newline.manifest" > /dev/null 2>&1; then fail "a newline manifest gave a hash"; fi
 # One byte more in one file: another hash (a result built from it would show a MISMATCH).
 printf ' ' >> "$snap/README.md"
 edited=$(python3 scripts/tree_hash.py "$snap" "$snap/.rbk_tree_manifest") || fail "tree_hash.py failed on an edited snapshot"
