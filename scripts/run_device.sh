@@ -24,9 +24,11 @@
 #                  gpu preset chunks it) into lm_throughput/plain_loss: the head's share of the 2k ratio
 #   lm_throughput_lengths  its gpu_lengths preset into lm_throughput/lengths: tokens/s against N from 2k
 #                  to 128k for ResNet-BK causal (gather and dense MoE), Transformer, Mamba and RWKV (issue 25)
-#   train_poc      exp_train_poc --preset gpu               (claim C05; needs data/sotu carried). A run cut
-#                  by the time limit resumes in the next call on the same warm machine (its output
-#                  and checkpoints stay in $BUILD/train_poc_run); TRAIN_POC_ARGS adds overrides.
+#   train_poc      exp_train_poc --preset gpu               (claim C05; needs data/sotu carried). Its
+#                  (variant, seed) cells go to $BUILD/train_poc_sweep, packed into sweeps.tar.gz like the
+#                  other sweeps: a run cut by the time limit continues in a later call (SWEEPS_IN) and
+#                  a cut cell resumes from its checkpoint on the same warm machine; TRAIN_POC_ARGS adds
+#                  overrides.
 #   distributed    data-parallel scaling (issue 23; needs data/sotu carried and a multi-GPU kind):
 #                  rbk_train presets dp_scaling_resnet_bk and dp_scaling_transformer (N = 2048, bf16,
 #                  8 sequences per GPU) on 1 GPU, then on 2 through torchrun (scripts/launch_local.sh
@@ -124,7 +126,7 @@ backtraces_of_failed() {
   done > "$OUT/backtraces_$1.log"
   echo "backtraces of failed tests: $OUT/backtraces_$1.log"
 }
-SWEEP_DIRS="long_context_sweep ablations_sweep act_flops_sweep quantization_sweep memory_search_probes"
+SWEEP_DIRS="long_context_sweep ablations_sweep act_flops_sweep quantization_sweep memory_search_probes train_poc_sweep"
 if [ -n "${SWEEPS_IN:-}" ]; then
   [ -f "$SWEEPS_IN" ] || { echo "run_device.sh: SWEEPS_IN='$SWEEPS_IN' is not a file" >&2; exit 2; }
   mkdir -p "$BUILD" && tar -xzf "$SWEEPS_IN" -C "$BUILD" || { echo "run_device.sh: cannot unpack SWEEPS_IN='$SWEEPS_IN'" >&2; exit 2; }
@@ -181,11 +183,7 @@ for stage in "$@"; do
     lm_throughput_fp32) run_exp lm_throughput lm_throughput/fp32 train.precision=fp32 ;;
     lm_throughput_plain_loss) run_exp lm_throughput lm_throughput/plain_loss train.loss_chunk_tokens=0 ;;
     lm_throughput_lengths) run_exp lm_throughput lm_throughput/lengths --preset gpu_lengths ;;
-    train_poc)
-      # Its output directory (with the per-variant checkpoints a cut run resumes from) lives in the
-      # build dir, so calls on one warm machine continue one run; the result and log come back.
-      run_exp train_poc train_poc --out "$PWD/$BUILD/train_poc_run" ${TRAIN_POC_ARGS:-}
-      cp "$BUILD"/train_poc_run/train_poc.gpu.* "$OUT/train_poc/" 2>/dev/null || echo "train_poc: no result yet (resume with another call)" ;;
+    train_poc) run_exp train_poc train_poc sweep_dir="${TRAIN_POC_SWEEP_DIR:-$PWD/$BUILD/train_poc_sweep}" ${TRAIN_POC_ARGS:-} ;;
     distributed)
       ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
       for model in resnet_bk transformer; do

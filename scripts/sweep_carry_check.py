@@ -22,6 +22,7 @@ SWEEP_DIR_EXPERIMENT = {
     "act_flops_sweep": "act_flops",
     "quantization_sweep": "quantization",
     "memory_search_probes": "memory_search",
+    "train_poc_sweep": "train_poc",
 }
 
 

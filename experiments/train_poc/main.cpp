@@ -30,8 +30,16 @@
 // Options (options.h): data.* (corpus, tokenizer), model.* (the PoC recipe's defaults below; the
 // variants set model.arch, bk_forward, bk_context and the Transformer's ffn_dim themselves) and
 // train.*; the keys of this experiment stay flat.
+// Each (variant, seed) is one cell of the resumable sweep runner (sweep.h; seed-major, the variants
+// in preset order): sweep_dir = a directory that outlives the command and max_cells let the run of
+// record span several time-limited device calls, cells carried between them (run_device.sh
+// SWEEPS_IN); a sweep directory made under other settings is refused. Unfinished cells are rows
+// with status "pending" and make the result partial.
 // Presets: smoke = tests/data/sotu_sample, seconds. gpu = the PoC recipe on the full corpus
-// (B 20, lr 1e-3, 3 epochs), 3 seeds. cpu = 400 KB of train, 2 epochs, 3 seeds: the largest budget
+// (B 20, lr 1e-3) for 10 epochs instead of the PoC's 3, 3 seeds: at 3 epochs the 3-seed gpu run
+// (session 14) could not discriminate (Transformer / bigram test PPL 0.994 [0.984, 1.003]) while the
+// Transformer's train PPL was still falling fast (1047, 478, 356 over the epochs); the margin was
+// fixed before and is unchanged. cpu = 400 KB of train, 2 epochs, 3 seeds: the largest budget
 // measured to fit ~8 min on the 2-core CPU machine (5.3 min; 500 KB used 10.3 CPU-minutes).
 // It uses B 4 and lr 3e-3 instead of the PoC's B 20 / lr 1e-3: among the probes (B 20 / 4 / 2,
 // lr 1e-3 / 3e-3 / 1e-2, 1-6 epochs, 120-600 KB) they gave the Transformer the lowest VALID PPL
@@ -70,6 +78,7 @@
 //   discrimination/{control, rule, threshold, interval}
 //   paired/{same_train_order_per_seed, why_same_train_order, bk_variants_same_init,
 //           transformer_params_from_bk_init}
+//   sweep/{selected, already_finished, ran, interrupted, interrupted_at}   this call's share of the grid
 #include "discrimination.h"
 #include "seed_summary.h"
 
@@ -78,6 +87,8 @@
 #include "rbk/lm_data.h"
 #include "rbk/language_model.h"
 #include "rbk/paired_init.h"
+#include "rbk/divergence.h"
+#include "rbk/sweep.h"
 #include "rbk/options.h"
 #include "rbk/torch_compat.h"
 #include "rbk/trainer.h"
@@ -98,6 +109,10 @@ int64_t rotation_for_seed(int64_t seed, int64_t n_tokens) {
   if (n_tokens <= 1) return 0;
   std::mt19937_64 gen(static_cast<uint64_t>(seed) * 0x9E3779B97F4A7C15ULL + 1);
   return static_cast<int64_t>(gen() % static_cast<uint64_t>(n_tokens));
+}
+
+int64_t rotation_of(const rbk::Config& cfg, int64_t seed, int64_t n_tokens) {
+  return cfg.get_bool("rotate_train_per_seed") ? rotation_for_seed(seed, n_tokens) : 0;
 }
 
 struct VariantSetup {
@@ -153,7 +168,10 @@ rbk::ExperimentSpec train_poc_spec() {
       .add_string("bidirectional_bk_forward", {"compat_poc", "stable"}, "BK forward of correct_bidirectional")
       .add_real_list("bigram_lambdas", 0.0, 1.0, "bigram interpolation weights; the best on VALID is used, compared on TEST")
       .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
-      .add_string("device", {"auto", "cpu", "cuda"}, "where to train (train.precision bf16 needs cuda)");
+      .add_string("device", {"auto", "cpu", "cuda"}, "where to train (train.precision bf16 needs cuda)")
+      .add_string("sweep_dir", {}, "sweep directory ('' = under the run's checkpoint directory, removed when the run ends); "
+                  "a persistent one lets a run split over time-limited calls add its cells")
+      .add_int("max_cells", 0, 1 << 20, "cells (variant, seed) this call trains (0 = all); the result covers the cells finished so far");
 
   return spec;
 }
@@ -162,7 +180,8 @@ rbk::ExperimentSpec train_poc_spec() {
 
 struct PocPlan {
   torch::Device device = torch::kCPU;
-  rbk::LmConfig base;        // model.*; its vocabulary is set from the data
+  rbk::LmConfig base;          // model.*; its vocabulary is set from the data
+  rbk::LmConfig bk_reference;  // the ResNet-BK whose initialisation every variant of a seed shares
   rbk::TrainOptions train;
 };
 
@@ -221,83 +240,139 @@ void measure_references(const rbk::Config& cfg, const rbk::LmData& data, tp::Sum
                uni_train.ppl, uni_valid.ppl, uni_test.ppl, best_lambda, bi_train.ppl, bi_valid.ppl, bi_test.ppl);
 }
 
-// One variant at one seed: trained from the seed's ResNet-BK initialisation (bk_init) on the seed's
-// train order, then evaluated on valid and test. Returns the result row; `run` gets the numbers
-// the seed summary reads, and the pairing checks go into `in`.
-nlohmann::json measure_variant(const rbk::Config& cfg, const PocPlan& p, const rbk::LmData& data, const std::string& variant,
-                               int64_t seed, int64_t rotation, const torch::Tensor& train_ids,
-                               const rbk::ParameterMap& bk_init, tp::SummaryInputs& in,
-                               tp::SeedRun& run, rbk::ExperimentOutput& out) {
+// The sweep: one arm per variant (its whole model configuration and layout, so that a sweep
+// directory trained under other settings is refused, not merged), seeds seed .. seed + n_seeds - 1.
+rbk::SweepPlan plan_sweep(const rbk::Config& cfg, const PocPlan& p, const std::vector<std::string>& variants) {
+  rbk::SweepPlan plan;
+  plan.name = "train_poc";
+  for (const auto& v : variants) {
+    const VariantSetup vs = setup_variant(v, p.base, cfg);
+    const nlohmann::json model = vs.model.to_json();  // items() of a temporary would dangle
+    nlohmann::json ov = nlohmann::json::object();
+    for (const auto& [k, x] : model.items()) ov["model." + k] = x;
+    ov["train.layout"] = rbk::to_string(vs.layout);
+    plan.grid.arms.push_back({v, ov});
+  }
+  for (int64_t k = 0; k < cfg.get_int("n_seeds"); ++k) plan.grid.seeds.push_back(static_cast<uint64_t>(cfg.get_int("seed") + k));
+  plan.base = {{"data", rbk::data_options_to_json(rbk::data_options_from(cfg, "data."))},
+               {"train", rbk::train_options_to_json(p.train)},
+               {"rotate_train_per_seed", cfg.get_bool("rotate_train_per_seed")}};
+  plan.divergence_rule = rbk::DivergenceRule{p.train.divergence_factor, p.train.divergence_patience}.to_json();
+  return plan;
+}
+
+// One cell of the sweep: one variant at one seed, trained from the seed's ResNet-BK initialisation
+// on the seed's train order (both rebuilt here from the seed, so a cell needs nothing from another),
+// then evaluated on valid and test. Checkpoints go to the cell's directory, so a cut run resumes the
+// cell. The outcome carries the result row, the SeedRun the summary reads and the step losses:
+// the result can be rebuilt from the outcomes of cells trained in earlier calls.
+nlohmann::json measure_cell(const rbk::Config& cfg, const PocPlan& p, const rbk::LmData& data, const rbk::SweepCell& cell,
+                            const std::string& cell_dir) {
+  const std::string& variant = cell.arm;
+  const auto seed = static_cast<int64_t>(cell.seed);
   const VariantSetup vs = setup_variant(variant, p.base, cfg);
+  const int64_t rotation = rotation_of(cfg, seed, data.train.ids.numel());
+  const torch::Tensor train_ids = rotation == 0 ? data.train.ids : torch::roll(data.train.ids, {-rotation}, {0}).contiguous();
+  torch::manual_seed(cell.seed);
+  const auto bk_init = rbk::parameter_snapshot(*rbk::make_language_model(p.bk_reference));
   rbk::TrainOptions o = p.train;
-  o.seed = static_cast<uint64_t>(seed);
+  o.seed = cell.seed;
   o.layout = vs.layout;
   o.label = variant + " seed " + std::to_string(seed) + ": ";
-  const std::string tag = variant + ".seed" + std::to_string(seed);
-  if (!out.checkpoint_dir.empty()) {
-    o.checkpoint_path = out.checkpoint_dir + "/" + tag + ".pt";
-    o.metrics_path = out.checkpoint_dir + "/" + tag + ".metrics.jsonl";
-  }
+  o.checkpoint_path = cell_dir + "/model.pt";
+  o.metrics_path = cell_dir + "/metrics.jsonl";
   nlohmann::json row{{"variant", variant}, {"seed", seed}, {"train_rotation_tokens", rotation},
                      {"model", vs.model.to_json()}, {"layout", rbk::to_string(o.layout)},
                      {"held_out_meaningful", vs.held_out_meaningful}};
-  try {
-    torch::manual_seed(static_cast<uint64_t>(seed));
-    auto model = rbk::make_language_model(vs.model);
-    if (vs.is_resnet_bk) {
-      const bool same = rbk::same_parameters(*model, bk_init);
-      row["same_init_as_bk_reference"] = same;
-      in.bk_variants_same_init = in.bk_variants_same_init && same;
-    } else {
-      const auto copied = rbk::copy_matching_parameters(*model, bk_init).copied;
-      row["params_from_bk_init"] = copied;
-      in.transformer_params_from_bk_init = copied;
-    }
-    run.parameters = rbk::count_parameters(*model);
-    row["parameters"] = run.parameters;
-    model->reset_expert_counts();
-    auto tr = rbk::train_language_model(*model, train_ids, o, {{"variant", variant}, {"seed", seed}});
-    row["train"] = tr.to_json();
-    for (const auto& e : tr.epochs) run.train_ppl_per_epoch.push_back(e.train_ppl);
-    row["train_ppl_per_epoch"] = run.train_ppl_per_epoch;
-    if (auto c = model->expert_counts(); c.defined()) {
-      std::vector<std::vector<int64_t>> cc;
-      for (int64_t l = 0; l < c.size(0); ++l) {
-        auto r = c[l].contiguous();
-        cc.emplace_back(r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + r.numel());
-      }
-      row["expert_counts_train"] = cc;
-    }
-    run.status = tr.status;
-    row["status"] = tr.status;
-    run.train_seconds = tr.seconds;
-    run.tokens_per_second = tr.tokens_per_second;
-    if (tr.status == "ok") {
-      run.train_ppl_final = run.train_ppl_per_epoch.empty() ? NAN : run.train_ppl_per_epoch.back();
-      auto ev = rbk::evaluate_language_model(*model, data.valid, o.batch_size, o.seq_len, o.layout, p.device, o.precision);
-      auto et = rbk::evaluate_language_model(*model, data.test, o.batch_size, o.seq_len, o.layout, p.device, o.precision);
-      run.valid_ppl = ev.ppl;
-      run.test_ppl = et.ppl;
-      run.test_bits_per_byte = et.bits_per_byte;
-      row["valid"] = ev.to_json();
-      row["test"] = et.to_json();
-      std::fprintf(stderr, "%s seed %lld: train PPL/epoch %s, valid PPL %.2f, test PPL %.2f (%.1f s, %.0f tok/s)\n",
-                   variant.c_str(), (long long)seed, nlohmann::json(run.train_ppl_per_epoch).dump().c_str(), ev.ppl,
-                   et.ppl, tr.seconds, tr.tokens_per_second);
-    } else {
-      row["message"] = tr.message;
-    }
-    out.arrays.push_back(rbk::make_array(variant + "/seed" + std::to_string(seed) + "/step_loss", tr.step_losses,
-                                         "nats", "training CE per optimizer step"));
-  } catch (const std::exception& e) {
-    row["status"] = "error";
-    row["message"] = e.what();
-    std::fprintf(stderr, "%s seed %lld: error: %s\n", variant.c_str(), (long long)seed, e.what());
+  tp::SeedRun run;
+  torch::manual_seed(cell.seed);
+  auto model = rbk::make_language_model(vs.model);
+  if (vs.is_resnet_bk) {
+    row["same_init_as_bk_reference"] = rbk::same_parameters(*model, bk_init);
+  } else {
+    row["params_from_bk_init"] = rbk::copy_matching_parameters(*model, bk_init).copied;
   }
-  return row;
+  run.parameters = rbk::count_parameters(*model);
+  row["parameters"] = run.parameters;
+  model->reset_expert_counts();
+  auto tr = rbk::train_language_model(*model, train_ids, o, {{"variant", variant}, {"seed", seed}});
+  nlohmann::json outcome =
+      rbk::cell_outcome_from_job({{"status", tr.status}, {"reason", tr.message}, {"divergence_step", tr.divergence_step}});
+  if (tr.status == "stopped") return outcome;  // checkpointed: the next run resumes this cell
+  row["train"] = tr.to_json();
+  for (const auto& e : tr.epochs) run.train_ppl_per_epoch.push_back(e.train_ppl);
+  row["train_ppl_per_epoch"] = run.train_ppl_per_epoch;
+  if (auto c = model->expert_counts(); c.defined()) {
+    std::vector<std::vector<int64_t>> cc;
+    for (int64_t l = 0; l < c.size(0); ++l) {
+      auto r = c[l].contiguous();
+      cc.emplace_back(r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + r.numel());
+    }
+    row["expert_counts_train"] = cc;
+  }
+  run.status = tr.status;
+  row["status"] = tr.status;
+  run.train_seconds = tr.seconds;
+  run.tokens_per_second = tr.tokens_per_second;
+  if (tr.status == "ok") {
+    run.train_ppl_final = run.train_ppl_per_epoch.empty() ? NAN : run.train_ppl_per_epoch.back();
+    auto ev = rbk::evaluate_language_model(*model, data.valid, o.batch_size, o.seq_len, o.layout, p.device, o.precision);
+    auto et = rbk::evaluate_language_model(*model, data.test, o.batch_size, o.seq_len, o.layout, p.device, o.precision);
+    run.valid_ppl = ev.ppl;
+    run.test_ppl = et.ppl;
+    run.test_bits_per_byte = et.bits_per_byte;
+    row["valid"] = ev.to_json();
+    row["test"] = et.to_json();
+    outcome["metrics"] = {{"valid_ppl", ev.ppl}, {"test_ppl", et.ppl}, {"train_ppl_final", run.train_ppl_final}};
+    std::fprintf(stderr, "%s seed %lld: train PPL/epoch %s, valid PPL %.2f, test PPL %.2f (%.1f s, %.0f tok/s)\n",
+                 variant.c_str(), (long long)seed, nlohmann::json(run.train_ppl_per_epoch).dump().c_str(), ev.ppl,
+                 et.ppl, tr.seconds, tr.tokens_per_second);
+  } else {
+    row["message"] = tr.message;
+  }
+  outcome["row"] = row;
+  outcome["run"] = tp::seed_run_to_json(run);
+  outcome["step_losses"] = tr.step_losses;
+  return outcome;
 }
 
 // ---- summarise: the per-seed arrays, intervals and the discrimination check (seed_summary.h) -----------
+
+// Rows, step-loss arrays and the SummaryInputs from the cells' outcomes, in the grid's order (seed,
+// then variant). A cell without an outcome is "pending" (a run split over calls); one whose
+// runner threw is "error" with the reason (the sweep retries it on the next run).
+void collect_cells(const rbk::SweepPlan& plan, const std::map<std::string, nlohmann::json>& outcomes, const rbk::Config& cfg,
+                   int64_t train_tokens, tp::SummaryInputs& in, rbk::ExperimentOutput& out) {
+  for (const uint64_t s : plan.grid.seeds) {
+    in.seeds.push_back(static_cast<int64_t>(s));
+    in.train_rotation.push_back(rotation_of(cfg, static_cast<int64_t>(s), train_tokens));
+  }
+  for (const auto& cell : rbk::enumerate_cells(plan.grid)) {
+    const auto it = outcomes.find(cell.id);
+    tp::SeedRun run;
+    nlohmann::json row;
+    if (it == outcomes.end()) {
+      run.status = "pending";
+      row = {{"variant", cell.arm}, {"seed", cell.seed}, {"status", "pending"}, {"message", "not trained yet"}};
+    } else if (!it->second.contains("row")) {
+      run.status = it->second.value("status", std::string("error"));
+      row = {{"variant", cell.arm}, {"seed", cell.seed}, {"status", run.status}, {"message", it->second.value("reason", "")}};
+    } else {
+      const nlohmann::json& o = it->second;
+      row = o["row"];
+      run = tp::seed_run_from_json(o["run"]);
+      if (row.contains("same_init_as_bk_reference"))
+        in.bk_variants_same_init = in.bk_variants_same_init && row["same_init_as_bk_reference"].get<bool>();
+      if (row.contains("params_from_bk_init"))
+        in.transformer_params_from_bk_init = row["params_from_bk_init"].get<std::vector<std::string>>();
+      out.arrays.push_back(rbk::make_array(cell.arm + "/seed" + std::to_string(cell.seed) + "/step_loss",
+                                           o.value("step_losses", std::vector<double>{}), "nats",
+                                           "training CE per optimizer step"));
+    }
+    out.rows.push_back(row);
+    in.runs[cell.arm].push_back(run);
+  }
+}
 
 void summarise(const tp::SummaryInputs& in, rbk::ExperimentOutput& out) {
   tp::write_seed_summary(in, out.summary);
@@ -327,25 +402,26 @@ int main(int argc, char** argv) {
     in.discrimination_margin = cfg.get_real("discrimination_margin");
     measure_references(cfg, data, in, out);
     p.base.vocab_size = data.vocab_size();
-
     // The ResNet-BK initialisation every variant of a seed starts from (parameters do not depend on
     // bk_forward / bk_context / layout).
-    const rbk::LmConfig bk_reference = setup_variant("correct_causal", p.base, cfg).model;
+    p.bk_reference = setup_variant("correct_causal", p.base, cfg).model;
     for (const auto& v : in.variants) in.held_out_meaningful[v] = setup_variant(v, p.base, cfg).held_out_meaningful;
-    for (int64_t k = 0; k < cfg.get_int("n_seeds"); ++k) {
-      const int64_t seed = cfg.get_int("seed") + k;
-      const int64_t rotation = cfg.get_bool("rotate_train_per_seed") ? rotation_for_seed(seed, train.ids.numel()) : 0;
-      const torch::Tensor train_ids = rotation == 0 ? train.ids : torch::roll(train.ids, {-rotation}, {0}).contiguous();
-      in.seeds.push_back(seed);
-      in.train_rotation.push_back(rotation);
-      torch::manual_seed(static_cast<uint64_t>(seed));
-      const auto bk_init = rbk::parameter_snapshot(*rbk::make_language_model(bk_reference));
-      for (const auto& variant : in.variants) {
-        tp::SeedRun run;
-        out.rows.push_back(measure_variant(cfg, p, data, variant, seed, rotation, train_ids, bk_init, in, run, out));
-        in.runs[variant].push_back(run);
-      }
+
+    const rbk::SweepPlan plan = plan_sweep(cfg, p, in.variants);
+    const std::string sweep_dir = !cfg.get_string("sweep_dir").empty() ? cfg.get_string("sweep_dir")
+                                  : (out.checkpoint_dir.empty() ? std::string("train_poc_sweep") : out.checkpoint_dir) + "/sweep";
+    try {
+      rbk::prepare_sweep_dir(plan, sweep_dir);
+    } catch (const rbk::SweepError& e) {
+      throw rbk::ConfigError(e.what());
     }
+    rbk::SweepRunOptions options;
+    options.max_cells = cfg.get_int("max_cells");
+    const auto report = rbk::run_sweep(
+        plan, sweep_dir, [&](const rbk::SweepCell& cell, const std::string& cell_dir) { return measure_cell(cfg, p, data, cell, cell_dir); },
+        options);
+    out.summary["sweep"] = report.to_json();
+    collect_cells(plan, rbk::read_cell_outcomes(plan, sweep_dir), cfg, train.ids.numel(), in, out);
     summarise(in, out);
   });
 }

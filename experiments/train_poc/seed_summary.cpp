@@ -32,7 +32,33 @@ std::vector<double> per_seed(const std::vector<SeedRun>& runs, F field) {
   return v;
 }
 
+double number_or_nan(const nlohmann::json& j, const char* key) {
+  return j.contains(key) && j[key].is_number() ? j[key].get<double>() : NAN;
+}
+
 }  // namespace
+
+nlohmann::json seed_run_to_json(const SeedRun& r) {
+  return {{"status", r.status}, {"parameters", r.parameters}, {"valid_ppl", number_or_null(r.valid_ppl)},
+          {"test_ppl", number_or_null(r.test_ppl)}, {"test_bits_per_byte", number_or_null(r.test_bits_per_byte)},
+          {"train_ppl_final", number_or_null(r.train_ppl_final)}, {"train_seconds", number_or_null(r.train_seconds)},
+          {"tokens_per_second", number_or_null(r.tokens_per_second)}, {"train_ppl_per_epoch", array_or_null(r.train_ppl_per_epoch)}};
+}
+
+SeedRun seed_run_from_json(const nlohmann::json& j) {
+  SeedRun r;
+  r.status = j.value("status", std::string("error"));
+  r.parameters = j.value("parameters", int64_t(0));
+  r.valid_ppl = number_or_nan(j, "valid_ppl");
+  r.test_ppl = number_or_nan(j, "test_ppl");
+  r.test_bits_per_byte = number_or_nan(j, "test_bits_per_byte");
+  r.train_ppl_final = number_or_nan(j, "train_ppl_final");
+  r.train_seconds = number_or_nan(j, "train_seconds");
+  r.tokens_per_second = number_or_nan(j, "tokens_per_second");
+  for (const auto& e : j.value("train_ppl_per_epoch", nlohmann::json::array()))
+    r.train_ppl_per_epoch.push_back(e.is_number() ? e.get<double>() : NAN);
+  return r;
+}
 
 void write_seed_summary(const SummaryInputs& in, nlohmann::json& summary) {
   const std::size_t n = in.seeds.size();

@@ -12,9 +12,9 @@
 
 namespace rbk::train_poc {
 
-// One trained (variant, seed). NaN where the run did not finish.
+// One trained (variant, seed): one cell of the sweep. NaN where the run did not finish.
 struct SeedRun {
-  std::string status = "error";  // "ok" | "diverged" | "stopped" | "error"
+  std::string status = "error";  // the cell's: "ok" | "diverged" | "oom" | "error" | "pending" (no outcome yet)
   int64_t parameters = 0;
   double valid_ppl = NAN, test_ppl = NAN, test_bits_per_byte = NAN;
   double train_ppl_final = NAN, train_seconds = NAN, tokens_per_second = NAN;
@@ -38,6 +38,11 @@ struct SummaryInputs {
   bool bk_variants_same_init = true;
   std::vector<std::string> transformer_params_from_bk_init;
 };
+
+// A cell outcome carries its SeedRun (NaN written as null), so a summary can be rebuilt from the
+// outcomes of cells trained in earlier calls.
+nlohmann::json seed_run_to_json(const SeedRun& run);
+SeedRun seed_run_from_json(const nlohmann::json& j);  // missing or null numbers -> NaN
 
 // Writes into `summary`: n_seeds, seeds/..., variants/..., comparisons/..., discrimination_margin,
 // discriminating, discriminating_reason (only when false), discrimination/..., paired/...

@@ -132,3 +132,40 @@ TEST(TrainPocSummary, PerSeedArraysRatiosAndDecision) {
   tp::write_seed_summary(in, u);
   EXPECT_FALSE(u["discriminating"].get<bool>());
 }
+
+// A cell outcome carries its SeedRun through JSON (a run split over calls rebuilds the summary from
+// the outcomes): every field survives, and a number that did not exist (NaN) comes back as NaN, not
+// as 0 (a 0 test PPL would enter the per-seed ratios as a perfect model).
+TEST(TrainPocSummary, SeedRunSurvivesItsCellOutcome) {
+  tp::SeedRun r;
+  r.status = "ok";
+  r.parameters = 10160000;
+  r.valid_ppl = 407.6;
+  r.test_ppl = 362.4;
+  r.test_bits_per_byte = 1.75;
+  r.train_ppl_final = 355.6;
+  r.train_seconds = 26.9;
+  r.tokens_per_second = 159000.0;
+  r.train_ppl_per_epoch = {1046.9, 477.7, 355.6};
+  const tp::SeedRun back = tp::seed_run_from_json(nlohmann::json::parse(tp::seed_run_to_json(r).dump()));
+  EXPECT_EQ(back.status, "ok");
+  EXPECT_EQ(back.parameters, r.parameters);
+  EXPECT_EQ(back.valid_ppl, r.valid_ppl);
+  EXPECT_EQ(back.test_ppl, r.test_ppl);
+  EXPECT_EQ(back.test_bits_per_byte, r.test_bits_per_byte);
+  EXPECT_EQ(back.train_ppl_final, r.train_ppl_final);
+  EXPECT_EQ(back.train_seconds, r.train_seconds);
+  EXPECT_EQ(back.tokens_per_second, r.tokens_per_second);
+  EXPECT_EQ(back.train_ppl_per_epoch, r.train_ppl_per_epoch);
+
+  tp::SeedRun diverged;
+  diverged.status = "diverged";
+  diverged.train_ppl_per_epoch = {900.0, NAN};
+  const tp::SeedRun d = tp::seed_run_from_json(nlohmann::json::parse(tp::seed_run_to_json(diverged).dump()));
+  EXPECT_EQ(d.status, "diverged");
+  EXPECT_TRUE(std::isnan(d.test_ppl));
+  EXPECT_TRUE(std::isnan(d.valid_ppl));
+  ASSERT_EQ(d.train_ppl_per_epoch.size(), 2u);
+  EXPECT_EQ(d.train_ppl_per_epoch[0], 900.0);
+  EXPECT_TRUE(std::isnan(d.train_ppl_per_epoch[1]));
+}
