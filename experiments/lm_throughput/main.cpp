@@ -27,7 +27,14 @@
 // out-of-memory failure is status "oom". Only the gpu preset on a CUDA device is the target's
 // configuration: summary.is_target_configuration says whether this run was. Then `busy_steps` more
 // steps, issued back to back, under LibTorch's profiler recording device activities only: the GPU
-// busy fraction (rbk::measure_gpu_busy; issue 25 asks for >= 90 %), null on the CPU.
+// busy fraction (rbk::measure_gpu_busy; issue 25 asks for >= 90 %), null on the CPU. From the same
+// recording, where the kernel time went, each key per step (the sums over the busy steps / busy_steps):
+// row.gpu_busy.kernel_seconds_per_step (the sum of the device activities' durations: overlapping
+// ones each count, so it may exceed busy_seconds / steps), .kernel_seconds_per_step_by_category
+// {category: seconds}, every category of rbk::kernel_categories() (matmul, bk_core, attention, copy,
+// ...; gpu_busy.cpp gives each one's rule), 0 where none ran (they sum to the total),
+// .top_kernels_per_step [{name, category, calls, seconds}] (the rbk::kTopKernels names with the most
+// time, most first) and .rest_kernels_per_step {names (distinct, not per step), calls, seconds}.
 //
 // Length curve (issue 25: tokens/s against N for every architecture, from 2k to the longest N each
 // reaches): `lengths` lists the sequence lengths timed, model.n_seq first. Every model keeps the width it was
@@ -214,9 +221,40 @@ json time_phases(TrainingRig& rig, int64_t first_step, const std::string& label)
   return phases;
 }
 
+// Where the GPU's time went during the busy steps (issue 25: which kernels to speed up), per step:
+// the activities' durations summed (overlapping ones each count, so the total may exceed
+// busy_seconds / steps) per category (rbk::kernel_category) and for the names with the most time.
+json kernel_time_per_step(const rbk::KernelBreakdown& k, int64_t steps, const std::string& label) {
+  const double per = 1.0 / static_cast<double>(steps);
+  json by_category = json::object();
+  std::vector<std::pair<double, std::string>> ranked;
+  for (const auto& [category, sec] : k.seconds_by_category) {
+    by_category[category] = sec * per;
+    ranked.emplace_back(sec, category);
+  }
+  json top = json::array();
+  for (const auto& t : k.top)
+    top.push_back({{"name", t.name}, {"category", t.category}, {"calls", static_cast<double>(t.count) * per},
+                   {"seconds", t.seconds * per}});
+  std::sort(ranked.rbegin(), ranked.rend());
+  std::string line;  // the four largest categories as shares of the kernel time
+  for (size_t i = 0; i < std::min<size_t>(4, ranked.size()); ++i) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "%s%s %.1f %%", i ? ", " : "", ranked[i].second.c_str(),
+                  k.total_seconds > 0 ? 100.0 * ranked[i].first / k.total_seconds : 0.0);
+    line += buf;
+  }
+  std::fprintf(stderr, "%s: kernel time %.4f s per step: %s\n", label.c_str(), k.total_seconds * per, line.c_str());
+  return {{"kernel_seconds_per_step", k.total_seconds * per},
+          {"kernel_seconds_per_step_by_category", by_category},
+          {"top_kernels_per_step", top},
+          {"rest_kernels_per_step", {{"names", k.rest_names}, {"calls", static_cast<double>(k.rest_count) * per},
+                                     {"seconds", k.rest_seconds * per}}}};
+}
+
 // Issue 25's third target: how busy the GPU is over `busy_steps` steps issued back to back as in
 // training (rbk::measure_gpu_busy: device activities only, so the host is not slowed; null on the
-// CPU, with the reason).
+// CPU, with the reason), and from the same recording where the kernel time went.
 json measure_busy(TrainingRig& rig, int64_t first_step, const std::string& label) {
   const int64_t steps = rig.plan->busy_steps;
   const rbk::GpuBusy gb = rbk::measure_gpu_busy([&] {
@@ -225,8 +263,10 @@ json measure_busy(TrainingRig& rig, int64_t first_step, const std::string& label
   if (!gb.error.empty()) return {{"fraction", nullptr}, {"error", gb.error}, {"steps", steps}};
   std::fprintf(stderr, "%s: GPU busy %.1f %% of %.4f s over %lld steps (%lld device activities)\n", label.c_str(),
                100.0 * gb.busy_fraction, gb.span_seconds, (long long)steps, (long long)gb.activities);
-  return {{"fraction", gb.busy_fraction}, {"busy_seconds", gb.busy_seconds}, {"span_seconds", gb.span_seconds},
-          {"activities", gb.activities}, {"steps", steps}};
+  json busy{{"fraction", gb.busy_fraction}, {"busy_seconds", gb.busy_seconds}, {"span_seconds", gb.span_seconds},
+            {"activities", gb.activities}, {"steps", steps}};
+  busy.update(kernel_time_per_step(gb.kernels, steps, label));
+  return busy;
 }
 
 // Builds and times one model at batch b and length n; fills row (status ok / diverged) and appends

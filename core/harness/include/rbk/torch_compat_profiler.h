@@ -10,19 +10,27 @@
 #include <cstdint>
 #include <functional>
 #include <set>
+#include <string>
 #include <utility>
 #include <vector>
 
 namespace rbk {
 
+// One recorded event: its [start, end) in nanoseconds on the profiler's clock and its name as the
+// profiler gives it (a device kernel's demangled name, "Memcpy DtoD (Device -> Device)", "Memset
+// (Device)"; on the host the operator's, "aten::mm").
+struct ProfiledActivity {
+  int64_t start_ns = 0, end_ns = 0;
+  std::string name;
+};
+
 // Runs fn under the Kineto profiler recording one kind of activity (CUDA: kernels, copies and
 // memsets on the device, and nothing on the host, so that the host is not slowed by operator
-// recording; CPU: the host's operators) and returns the [start, end) of each recorded event of that
-// device type, in nanoseconds on the profiler's clock. Where the device may still run fn's work
-// when fn returns, pass sync to wait for it inside the profiled stretch. Throws what the profiler
-// throws (for example where the build has no Kineto).
-inline std::vector<std::pair<int64_t, int64_t>> profiled_activity_intervals_ns(const std::function<void()>& fn, bool cuda,
-                                                                               const std::function<void()>& sync) {
+// recording; CPU: the host's operators) and returns each recorded event of that device type. Where
+// the device may still run fn's work when fn returns, pass sync to wait for it inside the profiled
+// stretch. Throws what the profiler throws (for example where the build has no Kineto).
+inline std::vector<ProfiledActivity> profiled_activities(const std::function<void()>& fn, bool cuda,
+                                                         const std::function<void()>& sync) {
   namespace impl = torch::profiler::impl;
   namespace ap = torch::autograd::profiler;
   const impl::ProfilerConfig config(impl::ProfilerState::KINETO);
@@ -38,15 +46,20 @@ inline std::vector<std::pair<int64_t, int64_t>> profiled_activity_intervals_ns(c
   }
   const auto result = ap::disableProfiler();
   const c10::DeviceType wanted = cuda ? c10::DeviceType::CUDA : c10::DeviceType::CPU;
-  std::vector<std::pair<int64_t, int64_t>> out;
+  std::vector<ProfiledActivity> out;
   for (const auto& e : result->events()) {
     if (e.deviceType() != wanted) continue;
+    ProfiledActivity a;
 #if defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2
-    out.emplace_back(static_cast<int64_t>(e.startNs()), static_cast<int64_t>(e.endNs()));
+    a.start_ns = static_cast<int64_t>(e.startNs());
+    a.end_ns = static_cast<int64_t>(e.endNs());
 #else
-    const auto start = static_cast<int64_t>(e.startUs());
-    out.emplace_back(start * 1000, (start + static_cast<int64_t>(e.durationUs())) * 1000);
+    // LibTorch 1.13 keeps microseconds only.
+    a.start_ns = static_cast<int64_t>(e.startUs()) * 1000;
+    a.end_ns = a.start_ns + static_cast<int64_t>(e.durationUs()) * 1000;
 #endif
+    a.name = std::string(e.name());
+    out.push_back(std::move(a));
   }
   return out;
 }
