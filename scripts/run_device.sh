@@ -20,8 +20,9 @@
 #                  data/upstream/mamba` on a machine with network, then carry data/upstream)
 #   lm_throughput  exp_lm_throughput --preset gpu          (baseline LMs, issue 7)
 #   lm_throughput_fp32  the same in fp32 (no autocast) into lm_throughput/fp32
-#   lm_throughput_plain_loss  the same with the plain full-logits loss (train.loss_chunk_tokens=0; the
-#                  gpu preset chunks it) into lm_throughput/plain_loss: the head's share of the 2k ratio
+#   lm_throughput_chunked_loss  the same with the loss in chunks of 8,192 tokens (the gpu preset uses
+#                  the plain full-logits loss) into lm_throughput/chunked_loss: the chunked head's share
+#                  of the 2k ratio (the length curve chunks its loss to reach 128k)
 #   lm_throughput_lengths  its gpu_lengths preset into lm_throughput/lengths: tokens/s against N from 2k
 #                  to 128k for ResNet-BK causal (gather and dense MoE), Transformer, Mamba and RWKV (issue 25)
 #   train_poc      exp_train_poc --preset gpu               (claim C05; needs data/sotu carried). Its
@@ -181,7 +182,7 @@ for stage in "$@"; do
     scan_speed) run_exp scan_kernel_speed scan_kernel_speed ;;
     lm_throughput) run_exp lm_throughput lm_throughput ;;
     lm_throughput_fp32) run_exp lm_throughput lm_throughput/fp32 train.precision=fp32 ;;
-    lm_throughput_plain_loss) run_exp lm_throughput lm_throughput/plain_loss train.loss_chunk_tokens=0 ;;
+    lm_throughput_chunked_loss) run_exp lm_throughput lm_throughput/chunked_loss train.loss_chunk_tokens=8192 ;;
     lm_throughput_lengths) run_exp lm_throughput lm_throughput/lengths --preset gpu_lengths ;;
     train_poc) run_exp train_poc train_poc sweep_dir="${TRAIN_POC_SWEEP_DIR:-$PWD/$BUILD/train_poc_sweep}" ${TRAIN_POC_ARGS:-} ;;
     distributed)

@@ -17,7 +17,12 @@
 // Each row: the same batch size, sequence length N, precision (bf16 autocast on CUDA in the gpu
 // preset), loss, AdamW (rbk::MultiTensorAdamW) and gradient clipping as the LM trainer
 // (rbk::language_model_loss with train.loss_chunk_tokens: the head and cross-entropy in chunks, so
-// that no step holds the (B N x V) logits; 0 = the plain full-logits path; rbk::clip_grad_norm_no_sync);
+// that no step holds the (B N x V) logits; 0 = the plain full-logits path; rbk::clip_grad_norm_no_sync).
+// The gpu preset uses the plain loss: the chunked head runs in fp32 / TF32 instead of bf16 and, at
+// 2k, cost the Transformer 18 % of its tokens/s and ResNet-BK 10 % (H100, results/lm_throughput/
+// chunked_loss at 615c808 against the plain loss at f49a28d: +6.2 ms on the Transformer's step,
+// +3.4 ms on ResNet-BK's), which moved the 2k ratio from 0.91 to 1.00. gpu_lengths chunks it (the only way to reach 128k): every
+// point of that curve has the same head, so its ratios compare with each other, not with the 2k row;
 // `warmup_steps` untimed steps, then `timed_steps` steps each timed
 // as device-synchronised wall time (and the host's time to issue it); tokens/s = B N / median step
 // time. Then `phase_steps` steps timed per phase (forward + loss, backward, clipping + AdamW).
