@@ -79,6 +79,8 @@ set -u -o pipefail
 OUT=${OUT:-/tmp/rbk-out}
 mkdir -p "$OUT"
 BUILD=${RBK_BUILD_DIR:-build-gpu}
+# Absolute, so that the paths handed to the programs (sweep directories) hold from any directory.
+case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
 UPSTREAM_MAMBA=data/upstream/mamba
 BUDGET_S=${BUDGET_S:-570}
 # The copied tree on the GPU machine has no .git: provenance must come from the caller.
@@ -184,7 +186,7 @@ for stage in "$@"; do
     lm_throughput_fp32) run_exp lm_throughput lm_throughput/fp32 train.precision=fp32 ;;
     lm_throughput_chunked_loss) run_exp lm_throughput lm_throughput/chunked_loss train.loss_chunk_tokens=8192 ;;
     lm_throughput_lengths) run_exp lm_throughput lm_throughput/lengths --preset gpu_lengths ;;
-    train_poc) run_exp train_poc train_poc sweep_dir="${TRAIN_POC_SWEEP_DIR:-$PWD/$BUILD/train_poc_sweep}" ${TRAIN_POC_ARGS:-} ;;
+    train_poc) run_exp train_poc train_poc sweep_dir="${TRAIN_POC_SWEEP_DIR:-$BUILD/train_poc_sweep}" ${TRAIN_POC_ARGS:-} ;;
     distributed)
       ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
       for model in resnet_bk transformer; do
@@ -228,18 +230,18 @@ json.dump(out, open(os.path.join(root, "scaling.json"), "w"), indent=1)
 PY
       ;;
     long_context)
-      run_exp long_context long_context sweep_dir="${LONG_CONTEXT_SWEEP_DIR:-$PWD/$BUILD/long_context_sweep}" \
+      run_exp long_context long_context sweep_dir="${LONG_CONTEXT_SWEEP_DIR:-$BUILD/long_context_sweep}" \
         ${LONG_CONTEXT_ARGS:-} ;;
     ablations)
-      run_exp ablations ablations sweep_dir="${ABLATIONS_SWEEP_DIR:-$PWD/$BUILD/ablations_sweep}" ${ABLATIONS_ARGS:-} ;;
+      run_exp ablations ablations sweep_dir="${ABLATIONS_SWEEP_DIR:-$BUILD/ablations_sweep}" ${ABLATIONS_ARGS:-} ;;
     act_flops)
-      run_exp act_flops act_flops sweep_dir="${ACT_FLOPS_SWEEP_DIR:-$PWD/$BUILD/act_flops_sweep}" ${ACT_FLOPS_ARGS:-} ;;
+      run_exp act_flops act_flops sweep_dir="${ACT_FLOPS_SWEEP_DIR:-$BUILD/act_flops_sweep}" ${ACT_FLOPS_ARGS:-} ;;
     memory_search)
       run_exp memory_search "memory_search${MEMORY_SEARCH_SUBDIR:+/$MEMORY_SEARCH_SUBDIR}" \
-        probe_cache_dir="$PWD/$BUILD/memory_search_probes" ${MEMORY_SEARCH_ARGS:-} ;;
+        probe_cache_dir="$BUILD/memory_search_probes" ${MEMORY_SEARCH_ARGS:-} ;;
     phase1) run_exp phase1 phase1 ;;
     quantization)
-      run_exp quantization quantization sweep_dir="${QUANTIZATION_SWEEP_DIR:-$PWD/$BUILD/quantization_sweep}" ${QUANTIZATION_ARGS:-} ;;
+      run_exp quantization quantization sweep_dir="${QUANTIZATION_SWEEP_DIR:-$BUILD/quantization_sweep}" ${QUANTIZATION_ARGS:-} ;;
     *) echo "run_device.sh: unknown stage '$stage'" >&2; exit 2 ;;
   esac
 done
