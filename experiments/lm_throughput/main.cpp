@@ -41,6 +41,23 @@
 // .top_kernels_per_step [{name, category, calls, seconds}] (the rbk::kTopKernels names with the most
 // time, most first) and .rest_kernels_per_step {names (distinct, not per step), calls, seconds}.
 //
+// Step modes (`step_modes`; issue 25's lever "CUDA graph capture of the whole training step"): every
+// variant is timed in each listed mode, the same step and data in each:
+//   eager              the trainer's step as above, issued operator by operator (rbk::MultiTensorAdamW)
+//   eager_device_step  the same step through rbk::CapturedLmStep, issued operator by operator: AdamW
+//                      with its step count on the device (rbk::DeviceStepAdamW), the batch copied
+//                      into a fixed input tensor first; the baseline of cuda_graph, so that the two
+//                      differ by the capture alone
+//   cuda_graph         that step captured once as a CUDA graph (after the warm-up steps, which run
+//                      eagerly) and replayed with one launch per step, plus the batch's copy
+// Rows carry step_mode; a mode other than eager is a suffix of the row's label and of its key in
+// summary.variants and the length curve ("transformer+cuda_graph"), and each ratio to the
+// Transformer is taken within one mode. Phase timing runs in eager mode only (a replay has no
+// phases); the other modes take those steps untimed, so that every mode trains the same batches in
+// the same order and the final losses of one variant agree across modes up to rounding. A ResNet-BK
+// variant with the gather MoE dispatch cannot be captured (it reads its experts' row counts on the
+// host every layer): its cuda_graph rows have status "not_capturable".
+//
 // Length curve (issue 25: tokens/s against N for every architecture, from 2k to the longest N each
 // reaches): `lengths` lists the sequence lengths timed, model.n_seq first. Every model keeps the width it was
 // sized to at model.n_seq (learned position tables grow with N, as they would in use); tokens per
@@ -48,6 +65,7 @@
 // flat. Rows carry their N; a model that runs out of memory at some N gets a row "skipped" at every
 // longer N. summary.length_curve[variant][N] holds tokens/s, the batch and the ratio to the
 // Transformer's tokens/s at the same N.
+#include "rbk/captured_lm_step.h"
 #include "rbk/experiment.h"
 #include "rbk/gpu_busy.h"
 #include "rbk/peak_memory.h"
@@ -80,6 +98,13 @@ const std::vector<std::string> kVariants{"resnet_bk_bidirectional", "resnet_bk_c
 // Reference model of the issue's target: "~30M parameters, N = 2048, bf16, on the H100".
 constexpr int64_t kTargetSeqLen = 2048;
 constexpr int64_t kTargetParamsLow = 25'000'000, kTargetParamsHigh = 35'000'000;
+
+const std::vector<std::string> kStepModes{"eager", "eager_device_step", "cuda_graph"};
+
+// The key of a variant in a step mode (summary.variants, the length curve, row labels).
+std::string mode_key(const std::string& variant, const std::string& mode) {
+  return mode == "eager" ? variant : variant + "+" + mode;
+}
 
 std::string arch_of(const std::string& variant) {
   return variant.rfind("resnet_bk", 0) == 0 ? "resnet_bk" : variant;
@@ -131,10 +156,12 @@ std::vector<std::pair<std::string, rbk::LmConfig>> configure_variants(const rbk:
   return models;
 }
 
-// One model in training, its three phases in the trainer's order.
+// One model in training: in eager mode its three phases in the trainer's order; in the other modes
+// the step of rbk::CapturedLmStep, eager or replayed.
 struct TrainingRig {
   std::shared_ptr<rbk::LanguageModel> model;
   std::unique_ptr<rbk::MultiTensorAdamW> optim;
+  std::unique_ptr<rbk::CapturedLmStep> device_step;  // step modes eager_device_step, cuda_graph
   std::vector<torch::Tensor> params;
   torch::Tensor ids;   // (steps, b, n + 1) token ids on the device, drawn before any timing
   torch::Tensor loss;  // the last forward's
@@ -153,13 +180,16 @@ struct TrainingRig {
     optim->step();
   }
   void step(int64_t s) {
+    if (device_step && device_step->captured()) return device_step->run_captured(ids[s]);
+    if (device_step) return device_step->run_eager(ids[s]);
     forward(s);
     backward();
     update();
   }
+  const torch::Tensor& last_loss() const { return device_step ? device_step->loss() : loss; }
 };
 
-TrainingRig make_rig(const StepPlan& plan, const rbk::LmConfig& mc, int64_t b, int64_t n) {
+TrainingRig make_rig(const StepPlan& plan, const rbk::LmConfig& mc, int64_t b, int64_t n, const std::string& mode) {
   TrainingRig rig;
   rig.plan = &plan;
   rig.n = n;
@@ -169,8 +199,11 @@ TrainingRig make_rig(const StepPlan& plan, const rbk::LmConfig& mc, int64_t b, i
   rig.model->train();
   rig.params = rig.model->parameters();
   const auto& t = plan.train;
-  rig.optim = std::make_unique<rbk::MultiTensorAdamW>(
-      rig.params, torch::optim::AdamWOptions(t.lr).weight_decay(t.weight_decay).betas({t.beta1, t.beta2}).eps(t.eps));
+  if (mode == "eager")
+    rig.optim = std::make_unique<rbk::MultiTensorAdamW>(
+        rig.params, torch::optim::AdamWOptions(t.lr).weight_decay(t.weight_decay).betas({t.beta1, t.beta2}).eps(t.eps));
+  else
+    rig.device_step = std::make_unique<rbk::CapturedLmStep>(*rig.model, t, plan.bf16, b, n);
   rig.ids = torch::randint(mc.vocab_size, {plan.warmup + plan.timed + plan.phase_steps + plan.busy_steps, b, n + 1},
                            torch::TensorOptions().dtype(torch::kInt64).device(plan.device));
   return rig;
@@ -276,8 +309,8 @@ json measure_busy(TrainingRig& rig, int64_t first_step, const std::string& label
 
 // Builds and times one model at batch b and length n; fills row (status ok / diverged) and appends
 // its per-step arrays. Throws what training throws (the caller records oom / error).
-void time_model(const StepPlan& plan, const rbk::LmConfig& mc, int64_t b, int64_t n, const std::string& label, json& row,
-                rbk::ExperimentOutput& out) {
+void time_model(const StepPlan& plan, const rbk::LmConfig& mc, int64_t b, int64_t n, const std::string& mode,
+                const std::string& label, json& row, rbk::ExperimentOutput& out) {
   row["model"] = mc.to_json();
   if (mc.arch == "transformer") {
     row["attention"] = rbk::causal_attention_backend();
@@ -285,21 +318,33 @@ void time_model(const StepPlan& plan, const rbk::LmConfig& mc, int64_t b, int64_
   }
   rbk::synchronize_device(plan.device);
   rbk::cuda_reset_peak_memory(plan.device);
-  TrainingRig rig = make_rig(plan, mc, b, n);
+  TrainingRig rig = make_rig(plan, mc, b, n, mode);
   const int64_t params = rbk::count_parameters(*rig.model);
   row["parameters"] = params;
   row["parameters_over_reference"] = static_cast<double>(params) / static_cast<double>(plan.ref_params);
 
-  for (int64_t s = 0; s < plan.warmup; ++s) rig.step(s);
+  if (mode == "cuda_graph") {
+    // All warm-up steps but the last run eagerly before the capture (on the capture's stream); the
+    // last is the first replay, untimed: a graph's first launch also uploads it. So every mode
+    // trains on the same batches in the same order.
+    rig.device_step->capture(rig.ids.narrow(0, 0, plan.warmup - 1));
+    rig.step(plan.warmup - 1);
+  } else {
+    for (int64_t s = 0; s < plan.warmup; ++s) rig.step(s);
+  }
   rbk::synchronize_device(plan.device);
   std::vector<double> secs, host_secs;
   for (int64_t s = 0; s < plan.timed; ++s)
     issue_and_sync(plan.device, [&] { rig.step(plan.warmup + s); }, secs, host_secs);
   const int64_t after_timed = plan.warmup + plan.timed;
-  if (plan.phase_steps > 0) row["phases"] = time_phases(rig, after_timed, label);
+  if (plan.phase_steps > 0 && mode == "eager") row["phases"] = time_phases(rig, after_timed, label);
+  // The other modes take the phase steps as plain steps: every mode trains the same batches, so
+  // their final losses compare (equal up to rounding).
+  if (mode != "eager")
+    for (int64_t s = 0; s < plan.phase_steps; ++s) rig.step(after_timed + s);
   if (plan.busy_steps > 0) row["gpu_busy"] = measure_busy(rig, after_timed + plan.phase_steps, label);
 
-  const double final_loss = rig.loss.item<double>();
+  const double final_loss = rig.last_loss().item<double>();
   const double median = rbk::median(secs);
   const int64_t peak = rbk::cuda_peak_allocated_bytes(plan.device);
   const double tps = static_cast<double>(b * n) / median;
@@ -342,22 +387,31 @@ std::vector<int64_t> checked_lengths(const rbk::Config& cfg, int64_t n_seq) {
   return lengths;
 }
 
-// Issue 25's target: each ResNet-BK variant's tokens/s over the Transformer's of this run, at
-// model.n_seq (summary.variants) and at every N of the curve where both ran.
+// The Transformer's key in the step mode of `key` (a variant's key in summary.variants / the curve).
+std::string transformer_key_for(const std::string& key) {
+  const auto plus = key.find('+');
+  return plus == std::string::npos ? "transformer" : "transformer" + key.substr(plus);
+}
+
+// Issue 25's target: each variant's tokens/s over the Transformer's of this run in the same step
+// mode, at model.n_seq (summary.variants) and at every N of the curve where both ran.
 void add_ratios_to_transformer(json& variants, json& curve) {
-  if (variants.contains("transformer") && variants["transformer"]["status"] == "ok")
-    for (auto& [name, v] : variants.items())
-      if (arch_of(name) == "resnet_bk" && v["status"] == "ok")
-        v["tokens_per_second_over_transformer"] =
-            v["tokens_per_second"].get<double>() / variants["transformer"]["tokens_per_second"].get<double>();
-  if (!curve.contains("transformer")) return;
-  for (auto& [name, by_n] : curve.items())
+  for (auto& [key, v] : variants.items()) {
+    const std::string t = transformer_key_for(key);
+    if (v["status"] == "ok" && variants.contains(t) && variants[t]["status"] == "ok")
+      v["tokens_per_second_over_transformer"] =
+          v["tokens_per_second"].get<double>() / variants[t]["tokens_per_second"].get<double>();
+  }
+  for (auto& [key, by_n] : curve.items()) {
+    const std::string t = transformer_key_for(key);
+    if (!curve.contains(t)) continue;
     for (auto& [n_key, point] : by_n.items()) {
-      const json& t = curve["transformer"].value(n_key, json::object());
-      if (point.contains("tokens_per_second") && t.contains("tokens_per_second"))
+      const json& tp = curve[t].value(n_key, json::object());
+      if (point.contains("tokens_per_second") && tp.contains("tokens_per_second"))
         point["tokens_per_second_over_transformer"] =
-            point["tokens_per_second"].get<double>() / t["tokens_per_second"].get<double>();
+            point["tokens_per_second"].get<double>() / tp["tokens_per_second"].get<double>();
     }
+  }
 }
 
 }  // namespace
@@ -375,6 +429,8 @@ int main(int argc, char** argv) {
   rbk::add_lm_config_options(spec.schema, "model.");
   rbk::add_train_options(spec.schema, "train.");
   spec.schema.add_string_list("variants", kVariants, "models to time")
+      .add_string_list("step_modes", kStepModes, "how each model's step is issued (eager: the trainer's; eager_device_step, "
+                                                 "cuda_graph: rbk::CapturedLmStep, eager or captured and replayed)")
       .add_real("size_tolerance", 0.0, 1.0, "baselines: |params / reference params - 1| must be <= this")
       .add_int("width_multiple", 1, 512, "baseline widths are searched over multiples of this")
       .add_int("warmup_steps", 0, 10000, "untimed training steps per model")
@@ -434,41 +490,52 @@ int main(int argc, char** argv) {
     const auto models = configure_variants(cfg, ref, plan.ref_params, out);
     json curve = json::object();
     std::map<std::string, int64_t> out_of_memory_at;  // variant -> the first N it ran out of memory at
+    const std::vector<std::string> modes = cfg.get_string_list("step_modes");
+    if (std::find(modes.begin(), modes.end(), "cuda_graph") != modes.end() && plan.warmup < 2)
+      throw rbk::ConfigError("warmup_steps = " + std::to_string(plan.warmup) +
+                             " with step mode cuda_graph: expected >= 2 (eager warm-up steps before the capture, "
+                             "then the first replay)");
     for (const int64_t n : lengths) {
       const int64_t b = std::max<int64_t>(1, B * N / n);  // tokens per step kept at B N (at least one sequence)
-      for (const auto& [variant, sized] : models) {
-        const std::string label = n == N ? variant : variant + "@n" + std::to_string(n);
-        json row{{"variant", variant}, {"arch", arch_of(variant)}, {"batch_size", b}, {"seq_len", n},
-                 {"precision", precision}, {"device", plan.device.str()}, {"warmup_steps", plan.warmup},
-                 {"timed_steps", plan.timed}, {"loss_chunk_tokens", plan.train.loss_chunk_tokens}};
-        json& point = curve[variant][std::to_string(n)];
-        point = {{"batch_size", b}};
-        if (out_of_memory_at.count(variant)) {
-          row["status"] = "skipped";
-          row["message"] = "out of memory at N = " + std::to_string(out_of_memory_at[variant]);
-        } else {
-          rbk::LmConfig mc = sized;
-          mc.n_seq = n;
-          try {
-            time_model(plan, mc, b, n, label, row, out);
-            point["tokens_per_second"] = row["tokens_per_second"];
-            if (n == N)
-              out.summary["variants"][variant] = {
-                  {"status", row["status"]}, {"parameters", row["parameters"]}, {"d_model", mc.d_model},
-                  {"tokens_per_second", row["tokens_per_second"]}, {"step_seconds_median", row["step_seconds_median"]},
-                  {"host_over_step", row["host_over_step"]}, {"peak_memory_bytes", row["peak_memory_bytes"]},
-                  {"gpu_busy_fraction", row.contains("gpu_busy") ? row["gpu_busy"]["fraction"] : json(nullptr)}};
-          } catch (const std::exception& e) {
-            const std::string what = e.what();
-            row["status"] = rbk::is_out_of_memory(e) ? "oom" : "error";
-            row["message"] = what.substr(0, 2000);
-            if (row["status"] == "oom") out_of_memory_at[variant] = n;
-            std::fprintf(stderr, "%s: %s: %s\n", label.c_str(), row["status"].get<std::string>().c_str(),
-                         what.substr(0, 400).c_str());
+      for (const auto& mode : modes) {
+        for (const auto& [variant, sized] : models) {
+          const std::string key = mode_key(variant, mode);
+          const std::string label = n == N ? key : key + "@n" + std::to_string(n);
+          json row{{"variant", variant}, {"arch", arch_of(variant)}, {"step_mode", mode}, {"batch_size", b}, {"seq_len", n},
+                   {"precision", precision}, {"device", plan.device.str()}, {"warmup_steps", plan.warmup},
+                   {"timed_steps", plan.timed}, {"loss_chunk_tokens", plan.train.loss_chunk_tokens}};
+          json& point = curve[key][std::to_string(n)];
+          point = {{"batch_size", b}};
+          if (out_of_memory_at.count(key)) {
+            row["status"] = "skipped";
+            row["message"] = "out of memory at N = " + std::to_string(out_of_memory_at[key]);
+          } else if (mode == "cuda_graph" && sized.arch == "resnet_bk" && sized.moe_dispatch != "dense") {
+            row["status"] = "not_capturable";
+            row["message"] = "the gather MoE dispatch reads its experts' row counts on the host in every layer (moe.h)";
+          } else {
+            rbk::LmConfig mc = sized;
+            mc.n_seq = n;
+            try {
+              time_model(plan, mc, b, n, mode, label, row, out);
+              point["tokens_per_second"] = row["tokens_per_second"];
+              if (n == N)
+                out.summary["variants"][key] = {
+                    {"status", row["status"]}, {"step_mode", mode}, {"parameters", row["parameters"]}, {"d_model", mc.d_model},
+                    {"tokens_per_second", row["tokens_per_second"]}, {"step_seconds_median", row["step_seconds_median"]},
+                    {"host_over_step", row["host_over_step"]}, {"peak_memory_bytes", row["peak_memory_bytes"]},
+                    {"gpu_busy_fraction", row.contains("gpu_busy") ? row["gpu_busy"]["fraction"] : json(nullptr)}};
+            } catch (const std::exception& e) {
+              const std::string what = e.what();
+              row["status"] = rbk::is_out_of_memory(e) ? "oom" : "error";
+              row["message"] = what.substr(0, 2000);
+              if (row["status"] == "oom") out_of_memory_at[key] = n;
+              std::fprintf(stderr, "%s: %s: %s\n", label.c_str(), row["status"].get<std::string>().c_str(),
+                           what.substr(0, 400).c_str());
+            }
           }
+          point["status"] = row["status"];
+          out.rows.push_back(row);
         }
-        point["status"] = row["status"];
-        out.rows.push_back(row);
       }
     }
     add_ratios_to_transformer(out.summary["variants"], curve);

@@ -1,0 +1,52 @@
+// AdamW for a training step captured once in a CUDA graph and replayed (issue 25; rbk::CudaGraph,
+// torch_compat_cuda_graph.h). A captured step replays its kernels with the scalars they were
+// launched with, so torch::optim::AdamW and rbk::MultiTensorAdamW, whose step count, bias
+// corrections and learning rate are host numbers, would apply the capture step's corrections at
+// every replay. Here all three live in one-element tensors on the parameters' device: each replay
+// increments the step and computes its own corrections, and set_lr() between replays changes the
+// rate the next replay reads.
+//
+// The arithmetic is torch::optim::AdamW's (decoupled weight decay, bias-corrected moments, eps
+// added after the corrected square root), as multi-tensor operations over every parameter at once.
+// The step count and the bias corrections are float64 (1 - 0.999^t in float32 would lose five
+// digits at t = 1); the factors applied to float32 tensors are rounded to float32 once, as a host
+// scalar passed to a float32 kernel is. So the result equals torch::optim::AdamW's within float32
+// rounding, not bit for bit (tests/lm/test_device_step_adamw.cpp bounds the difference).
+//
+// Every parameter's gradient must be defined at every step (a captured step needs a fixed set of
+// tensors): step() throws naming the first parameter without one. All parameters share one dtype.
+// Temporary memory: one copy of all parameters (the denominators, which also carry the step size,
+// so that one addcdiv applies the update), which lm_throughput's ~32M-parameter models afford;
+// amsgrad is not implemented.
+#pragma once
+#include <torch/torch.h>
+
+#include <vector>
+
+namespace rbk {
+
+class DeviceStepAdamW {
+ public:
+  DeviceStepAdamW(std::vector<torch::Tensor> params, const torch::optim::AdamWOptions& options);
+
+  // Sets every gradient to none: the next backward allocates them (inside a capture, from the
+  // graph's pool, where every replay writes them again).
+  void zero_grad();
+  // One AdamW update of every parameter from its gradient. No host synchronisation, no host
+  // scalar that changes from step to step.
+  void step();
+  // The learning rate of the next step(), written into the device tensor step() reads.
+  void set_lr(double lr);
+
+  // Steps taken so far (reads the device counter: a synchronisation; for tests and checks).
+  int64_t steps_taken() const;
+  const std::vector<torch::Tensor>& exp_avgs() const { return exp_avgs_; }
+  const std::vector<torch::Tensor>& exp_avg_sqs() const { return exp_avg_sqs_; }
+
+ private:
+  std::vector<torch::Tensor> params_, exp_avgs_, exp_avg_sqs_;
+  torch::Tensor step_, lr_;  // float64, one element each, on the parameters' device
+  double beta1_, beta2_, eps_, weight_decay_;
+};
+
+}  // namespace rbk

@@ -1,0 +1,156 @@
+// The parts of a training step captured in a CUDA graph (issue 25), on the CPU:
+// * rbk::DeviceStepAdamW against torch::optim::AdamW: equal within float32 rounding over steps with
+//   weight decay and a changing learning rate, where a 1 % different learning rate is far outside
+//   that bound; clear errors for a missing gradient and mixed dtypes;
+// * rbk::CapturedLmStep's eager step against the same step written out (language_model_loss,
+//   clipping, torch::optim::AdamW) on a ResNet-BK LM;
+// * rbk::CudaGraph's error where the build or device cannot capture.
+// The captured step itself is tested on the GPU (tests/gpu/test_cuda_graph_step.cpp).
+#include "rbk/captured_lm_step.h"
+#include "rbk/device_step_adamw.h"
+#include "rbk/lm_loss.h"
+#include "rbk/torch_compat_cuda_graph.h"
+
+#include <gtest/gtest.h>
+
+#include "lm_test_support.h"
+
+#include <string>
+
+namespace {
+
+using torch::Tensor;
+
+std::vector<Tensor> make_params(uint64_t seed) {
+  torch::manual_seed(seed);
+  std::vector<Tensor> ps;
+  for (const std::vector<int64_t>& shape : std::vector<std::vector<int64_t>>{{300}, {10, 20}, {7, 5}, {3}})
+    ps.push_back(torch::randn(shape).requires_grad_(true));
+  return ps;
+}
+
+std::vector<Tensor> clones(const std::vector<Tensor>& ps) {
+  std::vector<Tensor> out;
+  for (const auto& p : ps) out.push_back(p.detach().clone().requires_grad_(true));
+  return out;
+}
+
+torch::optim::AdamWOptions options(double lr) {
+  return torch::optim::AdamWOptions(lr).betas({0.9, 0.999}).eps(1e-8).weight_decay(0.1);
+}
+
+// Largest |a - b| over the parameters after `steps` steps of torch::optim::AdamW (learning rate
+// lr_scale x the schedule) and of DeviceStepAdamW (the schedule) on the same gradients.
+double max_difference_after(int steps, double lr_scale) {
+  auto a = make_params(11);
+  auto b = clones(a);
+  torch::optim::AdamW reference(a, options(3e-3 * lr_scale));
+  rbk::DeviceStepAdamW device_step(b, options(3e-3));
+  for (int s = 0; s < steps; ++s) {
+    const double lr = 3e-3 / (1.0 + s);  // a schedule: both must read the rate at every step
+    for (auto& g : reference.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr * lr_scale);
+    device_step.set_lr(lr);
+    device_step.zero_grad();
+    for (size_t i = 0; i < a.size(); ++i) {
+      const auto g = torch::randn_like(a[i]) * (1.0 + static_cast<double>(i));
+      a[i].mutable_grad() = g.clone();
+      b[i].mutable_grad() = g.clone();
+    }
+    reference.step();
+    device_step.step();
+  }
+  EXPECT_EQ(device_step.steps_taken(), steps);
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, (a[i] - b[i]).abs().max().item<double>());
+  return worst;
+}
+
+// Bound: the parameters are O(1) and each of the 8 steps moves them by at most ~lr = 3e-3; the two
+// optimizers round the same float32 arithmetic in a different order (a product with 1 / sqrt(bc2)
+// for a quotient, the step size folded into the denominator), a few float32 ulps of O(1) values per
+// step: 8 steps x 4 ulps x 1.2e-7 ~ 4e-6.
+constexpr double kRoundingBound = 4e-6;
+
+TEST(DeviceStepAdamW, EqualsTorchAdamWWithinFloat32Rounding) {
+  const double d = max_difference_after(8, 1.0);
+  EXPECT_LE(d, kRoundingBound);
+  // The bound discriminates: a learning rate 1 % off (a step size or bias correction computed
+  // wrongly is at least that far off at these early steps) moves the parameters much further.
+  const double off = max_difference_after(8, 1.01);
+  EXPECT_GT(off, 10 * kRoundingBound) << "a 1 % different learning rate differs by only " << off;
+}
+
+TEST(DeviceStepAdamW, MissingGradientAndMixedDtypesAreClearErrors) {
+  auto ps = make_params(3);
+  rbk::DeviceStepAdamW opt(ps, options(1e-3));
+  for (size_t i = 0; i < ps.size(); ++i)
+    if (i != 2) ps[i].mutable_grad() = torch::ones_like(ps[i]);
+  try {
+    opt.step();
+    FAIL() << "a parameter without a gradient must be an error";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("parameter 2 (shape [7, 5]) has no gradient"), std::string::npos) << e.what();
+  }
+  std::vector<Tensor> mixed{torch::zeros({3}).requires_grad_(true), torch::zeros({3}, torch::kDouble).requires_grad_(true)};
+  EXPECT_THROW(rbk::DeviceStepAdamW(mixed, options(1e-3)), c10::Error);
+  EXPECT_THROW(rbk::DeviceStepAdamW(ps, options(-1.0)), c10::Error);
+}
+
+// CapturedLmStep's eager step is the trainer's step: after 4 steps on different batches its
+// parameters equal those of the same step written out with torch::optim::AdamW, within the
+// optimizer's rounding bound; the same 4 steps with the batches in another order are far outside it
+// (so the step reads each batch it is given).
+double captured_step_vs_written_out(bool shuffled) {
+  rbk::LmConfig c = rbk::lm_test::tiny_config("resnet_bk");
+  c.moe_dispatch = "dense";
+  rbk::TrainOptions t;
+  t.lr = 2e-3;
+  t.weight_decay = 0.05;
+  t.clip_norm = 0.5;
+  torch::manual_seed(5);
+  auto a = rbk::make_language_model(c);
+  torch::manual_seed(5);
+  auto b = rbk::make_language_model(c);
+  torch::manual_seed(6);
+  const auto batches = torch::randint(c.vocab_size, {4, 3, c.n_seq + 1}, torch::kInt64);
+  rbk::CapturedLmStep step(*a, t, false, 3, c.n_seq);
+  auto params = b->parameters();
+  torch::optim::AdamW reference(params, options(t.lr).betas({t.beta1, t.beta2}).eps(t.eps).weight_decay(t.weight_decay));
+  for (int64_t s = 0; s < 4; ++s) {
+    step.run_eager(batches[shuffled ? 3 - s : s]);
+    reference.zero_grad();
+    const auto x = batches[s];
+    const auto loss = rbk::language_model_loss(*b, x.narrow(1, 0, c.n_seq), x.narrow(1, 1, c.n_seq), false);
+    loss.backward();
+    rbk::clip_grad_norm_no_sync(params, t.clip_norm);
+    reference.step();
+    if (!shuffled) {
+      EXPECT_NEAR(step.loss().item<double>(), loss.item<double>(), 1e-5) << "step " << s;
+    }
+  }
+  double worst = 0;
+  const auto pa = a->parameters();
+  for (size_t i = 0; i < pa.size(); ++i) worst = std::max(worst, (pa[i] - params[i]).abs().max().item<double>());
+  return worst;
+}
+
+TEST(CapturedLmStep, EagerStepIsTheTrainersStep) {
+  EXPECT_LE(captured_step_vs_written_out(false), kRoundingBound);
+  EXPECT_GT(captured_step_vs_written_out(true), 10 * kRoundingBound);
+}
+
+TEST(CudaGraph, RefusesWhatCannotCapture) {
+  bool ran = false;
+  try {
+    rbk::CudaGraph graph([&] { ran = true; }, torch::kCPU, 1);
+    FAIL() << "a CUDA graph on the CPU must be an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cpu"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(ran);
+  if (!rbk::cuda_graphs_available()) {
+    EXPECT_THROW(rbk::CudaGraph([] {}, torch::Device(torch::kCUDA, 0), 1), std::runtime_error);
+  }
+}
+
+}  // namespace
