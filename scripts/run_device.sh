@@ -23,6 +23,8 @@
 #   lm_throughput_chunked_loss  the same with the loss in chunks of 8,192 tokens (the gpu preset uses
 #                  the plain full-logits loss) into lm_throughput/chunked_loss: the chunked head's share
 #                  of the 2k ratio (the length curve chunks its loss to reach 128k)
+#   lm_throughput_fused_loss  the gpu preset with the fused softmax cross-entropy kernel
+#                  (loss_kernel=fused) into lm_throughput/fused_loss (issue 25)
 #   lm_throughput_lengths  its gpu_lengths preset into lm_throughput/lengths: tokens/s against N from 2k
 #                  to 128k for ResNet-BK causal (gather and dense MoE), Transformer, Mamba and RWKV (issue 25)
 #   train_poc      exp_train_poc --preset gpu               (claim C05; needs data/sotu carried). Its
@@ -186,6 +188,7 @@ for stage in "$@"; do
     lm_throughput_fp32) run_exp lm_throughput lm_throughput/fp32 train.precision=fp32 ;;
     lm_throughput_chunked_loss) run_exp lm_throughput lm_throughput/chunked_loss train.loss_chunk_tokens=8192 ;;
     lm_throughput_lengths) run_exp lm_throughput lm_throughput/lengths --preset gpu_lengths ;;
+    lm_throughput_fused_loss) run_exp lm_throughput lm_throughput/fused_loss loss_kernel=fused ;;
     train_poc) run_exp train_poc train_poc sweep_dir="${TRAIN_POC_SWEEP_DIR:-$BUILD/train_poc_sweep}" ${TRAIN_POC_ARGS:-} ;;
     distributed)
       ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)

@@ -12,6 +12,8 @@ target_sources(rbk_cuda_kernels PRIVATE ${RBK_KERNEL_DIR}/wkv.cu)
 # Mamba-1 selective scan (issue 7, baselines).
 target_sources(rbk_cuda_kernels PRIVATE ${RBK_KERNEL_DIR}/selective_scan.cu
                                        ${RBK_KERNEL_DIR}/selective_scan_runs_fwd.cu ${RBK_KERNEL_DIR}/selective_scan_runs_bwd.cu)
+# Fused softmax cross-entropy of the LM head (issue 25; exp_lm_throughput's loss_kernel = fused).
+target_sources(rbk_cuda_kernels PRIVATE ${RBK_KERNEL_DIR}/softmax_xent.cu)
 # Every area's headers, as rbk_core has them (cuda_event_timer.h reads rbk/timing.h).
 target_include_directories(rbk_cuda_kernels PUBLIC ${RBK_CORE_INCLUDE_DIRS})
 target_link_libraries(rbk_cuda_kernels PUBLIC CUDA::cudart)

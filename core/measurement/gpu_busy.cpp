@@ -22,19 +22,21 @@ struct CategoryRule {
 // for the names that do (examples in tests/lm/test_gpu_busy.cpp):
 //   scan          rbk's Mamba selective scan and RWKV wkv kernels (core/kernels/selective_scan*.cu,
 //                 wkv.cu); before bk_core, whose namespace rule would take them too.
+//   softmax_loss  softmax and log-softmax forward and backward (cunn_SoftMax*, softmax_warp_*),
+//                 nll_loss, cross_entropy, and rbk's fused softmax_xent_kernel
+//                 (core/kernels/softmax_xent.cu): the LM head's loss. Before bk_core, for rbk's
+//                 kernel; no BK-Core kernel name says softmax.
 //   bk_core       rbk's BK-Core kernels (core/kernels/bk_*.cu: bk_tile_*, bk_window_*, the compat
 //                 path's compat_{theta,phi,assemble}_kernel), and any other kernel of namespace
 //                 rbk::cuda (demangled "rbk::cuda::", mangled "3rbk4cuda"): all of rbk's kernels
-//                 that are not a scan's serve the BK-Core. Before the library rules, so that a
-//                 library type in an rbk kernel's template arguments cannot claim it.
+//                 that are not a scan's or the loss's serve the BK-Core. Before the library rules,
+//                 so that a library type in an rbk kernel's template arguments cannot claim it.
 //   attention     flash attention (flash_fwd/bwd_*), memory-efficient attention (fmha_cutlass*,
 //                 AttentionKernel), cuDNN's SDPA; before matmul, since fmha_cutlass* and flash's
 //                 cutlass:: template arguments say "cutlass".
 //   matmul        cuBLAS / cuBLASLt / CUTLASS matrix products: gemm, gemv, cutlass, cublas, nvjet
 //                 (cuBLASLt's Hopper kernels), xmma (sm80_/sm90_xmma_gemm_*), splitKreduce (cuBLAS's
 //                 split-K reduction, which the reduction rule would otherwise take).
-//   softmax_loss  softmax and log-softmax forward and backward (cunn_SoftMax*, softmax_warp_*),
-//                 nll_loss, cross_entropy: the LM head's loss.
 //   optimizer     multi_tensor_apply (the _foreach_* operations of rbk::MultiTensorAdamW and of
 //                 gradient clipping), adam (fused AdamW), lpnorm (_foreach_norm's second kernel).
 //   normalization layer_norm / layernorm / gammabeta (LayerNorm forward and backward), rms_norm,
@@ -51,10 +53,10 @@ struct CategoryRule {
 const std::vector<CategoryRule>& category_rules() {
   static const std::vector<CategoryRule> rules{
       {"scan", {"selective_scan", "wkv_"}},
+      {"softmax_loss", {"softmax", "nll_loss", "cross_entropy"}},
       {"bk_core", {"bk_tile", "bk_window", "compat_theta", "compat_phi", "compat_assemble", "rbk::cuda::", "3rbk4cuda"}},
       {"attention", {"flash", "fmha", "attention", "sdpa"}},
       {"matmul", {"gemm", "gemv", "cutlass", "cublas", "nvjet", "xmma", "splitkreduce"}},
-      {"softmax_loss", {"softmax", "nll_loss", "cross_entropy"}},
       {"optimizer", {"multi_tensor_apply", "adam", "lpnorm"}},
       {"normalization", {"layer_norm", "layernorm", "gammabeta", "rms_norm", "rmsnorm", "batch_norm", "batchnorm"}},
       {"copy", {"memcpy", "memset", "copy_kernel", "catarraybatchedcopy"}},

@@ -58,6 +58,11 @@
 // variant with the gather MoE dispatch cannot be captured (it reads its experts' row counts on the
 // host every layer): its cuda_graph rows have status "not_capturable".
 //
+// Loss kernel (`loss_kernel`): aten is the trainer's rbk::language_model_loss; fused replaces its
+// plain path's cross-entropy by the fused softmax cross-entropy kernel (rbk::language_model_loss_fused:
+// loss and gradient in one pass over the bf16 logits; the CPU falls back to the aten path), for
+// every model alike. Issue 25: the loss was 31 % of both models' kernel time at 2k.
+//
 // Length curve (issue 25: tokens/s against N for every architecture, from 2k to the longest N each
 // reaches): `lengths` lists the sequence lengths timed, model.n_seq first. Every model keeps the width it was
 // sized to at model.n_seq (learned position tables grow with N, as they would in use); tokens per
@@ -67,6 +72,7 @@
 // Transformer's tokens/s at the same N.
 #include "rbk/captured_lm_step.h"
 #include "rbk/experiment.h"
+#include "rbk/fused_cross_entropy.h"
 #include "rbk/gpu_busy.h"
 #include "rbk/peak_memory.h"
 #include "rbk/language_model.h"
@@ -115,6 +121,7 @@ struct StepPlan {
   torch::Device device = torch::kCPU;
   rbk::TrainOptions train;
   bool bf16 = false;
+  bool fused_loss = false;  // loss_kernel = fused
   int64_t warmup = 0, timed = 0, phase_steps = 0, busy_steps = 0;
   uint64_t seed = 0;
   int64_t ref_params = 0;
@@ -171,8 +178,9 @@ struct TrainingRig {
   void forward(int64_t s) {
     optim->zero_grad();
     auto batch = ids[s];
-    loss = rbk::language_model_loss(*model, batch.narrow(1, 0, n), batch.narrow(1, 1, n), plan->bf16,
-                                    plan->train.loss_chunk_tokens);
+    const auto x = batch.narrow(1, 0, n), y = batch.narrow(1, 1, n);
+    loss = plan->fused_loss ? rbk::language_model_loss_fused(*model, x, y, plan->bf16)
+                            : rbk::language_model_loss(*model, x, y, plan->bf16, plan->train.loss_chunk_tokens);
   }
   void backward() { loss.backward(); }
   void update() {
@@ -203,7 +211,7 @@ TrainingRig make_rig(const StepPlan& plan, const rbk::LmConfig& mc, int64_t b, i
     rig.optim = std::make_unique<rbk::MultiTensorAdamW>(
         rig.params, torch::optim::AdamWOptions(t.lr).weight_decay(t.weight_decay).betas({t.beta1, t.beta2}).eps(t.eps));
   else
-    rig.device_step = std::make_unique<rbk::CapturedLmStep>(*rig.model, t, plan.bf16, b, n);
+    rig.device_step = std::make_unique<rbk::CapturedLmStep>(*rig.model, t, plan.bf16, b, n, plan.fused_loss);
   rig.ids = torch::randint(mc.vocab_size, {plan.warmup + plan.timed + plan.phase_steps + plan.busy_steps, b, n + 1},
                            torch::TensorOptions().dtype(torch::kInt64).device(plan.device));
   return rig;
@@ -429,6 +437,8 @@ int main(int argc, char** argv) {
   rbk::add_lm_config_options(spec.schema, "model.");
   rbk::add_train_options(spec.schema, "train.");
   spec.schema.add_string_list("variants", kVariants, "models to time")
+      .add_string("loss_kernel", {"aten", "fused"}, "the loss: aten (language_model_loss, as the trainer) or fused "
+                                                    "(the fused softmax cross-entropy kernel; needs train.loss_chunk_tokens = 0)")
       .add_string_list("step_modes", kStepModes, "how each model's step is issued (eager: the trainer's; eager_device_step, "
                                                  "cuda_graph: rbk::CapturedLmStep, eager or captured and replayed)")
       .add_real("size_tolerance", 0.0, 1.0, "baselines: |params / reference params - 1| must be <= this")
@@ -490,6 +500,12 @@ int main(int argc, char** argv) {
     const auto models = configure_variants(cfg, ref, plan.ref_params, out);
     json curve = json::object();
     std::map<std::string, int64_t> out_of_memory_at;  // variant -> the first N it ran out of memory at
+    plan.fused_loss = cfg.get_string("loss_kernel") == "fused";
+    if (plan.fused_loss && plan.train.loss_chunk_tokens > 0)
+      throw rbk::ConfigError("loss_kernel = fused with train.loss_chunk_tokens = " +
+                             std::to_string(plan.train.loss_chunk_tokens) +
+                             ": the fused kernel takes the full logits; set train.loss_chunk_tokens = 0");
+    out.summary["loss_kernel"] = cfg.get_string("loss_kernel");
     const std::vector<std::string> modes = cfg.get_string_list("step_modes");
     if (std::find(modes.begin(), modes.end(), "cuda_graph") != modes.end() && plan.warmup < 2)
       throw rbk::ConfigError("warmup_steps = " + std::to_string(plan.warmup) +
@@ -503,7 +519,8 @@ int main(int argc, char** argv) {
           const std::string label = n == N ? key : key + "@n" + std::to_string(n);
           json row{{"variant", variant}, {"arch", arch_of(variant)}, {"step_mode", mode}, {"batch_size", b}, {"seq_len", n},
                    {"precision", precision}, {"device", plan.device.str()}, {"warmup_steps", plan.warmup},
-                   {"timed_steps", plan.timed}, {"loss_chunk_tokens", plan.train.loss_chunk_tokens}};
+                   {"timed_steps", plan.timed}, {"loss_chunk_tokens", plan.train.loss_chunk_tokens},
+                   {"loss_kernel", plan.fused_loss ? "fused" : "aten"}};
           json& point = curve[key][std::to_string(n)];
           point = {{"batch_size", b}};
           if (out_of_memory_at.count(key)) {

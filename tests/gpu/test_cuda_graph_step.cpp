@@ -1,6 +1,7 @@
 // A training step captured in a CUDA graph and replayed (rbk::CapturedLmStep, issue 25) against the
 // same step issued operator by operator, on the GPU, for the two models exp_lm_throughput compares
-// (ResNet-BK causal with the dense MoE dispatch, and the Transformer), bf16 autocast as there.
+// (ResNet-BK causal with the dense MoE dispatch, and the Transformer; ResNet-BK also with the fused
+// loss), bf16 autocast as there.
 // Three runs from one initialisation: A eager, G captured then replayed, C eager on the batches
 // shifted by one. Pass: G's parameters are within 1 % of C's distance from A (a replay that reused
 // the captured batch or the captured step's bias corrections would be as far off as C or further),
@@ -26,7 +27,7 @@ struct Run {
   std::vector<torch::Tensor> params;
 };
 
-Run run(const rbk::LmConfig& c, uint64_t seed, const torch::Tensor& batches, int shift, bool graph) {
+Run run(const rbk::LmConfig& c, uint64_t seed, const torch::Tensor& batches, int shift, bool graph, bool fused_loss) {
   const torch::Device cuda(torch::kCUDA, 0);
   torch::manual_seed(seed);
   auto model = rbk::make_language_model(c);
@@ -36,7 +37,7 @@ Run run(const rbk::LmConfig& c, uint64_t seed, const torch::Tensor& batches, int
   t.lr = 1e-3;
   t.weight_decay = 0.01;
   t.clip_norm = 1.0;
-  rbk::CapturedLmStep step(*model, t, /*bf16=*/true, batches.size(1), c.n_seq);
+  rbk::CapturedLmStep step(*model, t, /*bf16=*/true, batches.size(1), c.n_seq, fused_loss);
   Run r;
   if (graph) {
     step.capture(batches.narrow(0, 0, kWarmup));
@@ -59,16 +60,16 @@ double max_distance(const Run& a, const Run& b) {
   return worst;
 }
 
-void check_graph_equals_eager(rbk::LmConfig c) {
+void check_graph_equals_eager(rbk::LmConfig c, bool fused_loss = false) {
   if (!rbk::cuda_graphs_available()) GTEST_SKIP() << "no CUDA device (or no CUDA in this LibTorch)";
   const uint64_t seed = rbk::gpu_test::fresh_seed();
   std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
   torch::manual_seed(seed + 1);
   const auto batches = torch::randint(c.vocab_size, {kWarmup + kSteps + 1, 4, c.n_seq + 1},
                                       torch::TensorOptions().dtype(torch::kInt64).device(torch::kCUDA, 0));
-  const Run a = run(c, seed, batches, 0, false);
-  const Run g = run(c, seed, batches, 0, true);
-  const Run shifted = run(c, seed, batches, 1, false);
+  const Run a = run(c, seed, batches, 0, false, fused_loss);
+  const Run g = run(c, seed, batches, 0, true, fused_loss);
+  const Run shifted = run(c, seed, batches, 1, false, fused_loss);
   const double d_graph = max_distance(a, g), d_shifted = max_distance(a, shifted);
   std::printf("%s: max |param| difference: captured %.3g, shifted batches %.3g\n", c.arch.c_str(), d_graph, d_shifted);
   EXPECT_GT(d_shifted, 0.0);
@@ -90,5 +91,7 @@ rbk::LmConfig small(const std::string& arch) {
 
 TEST(CudaGraphStep, ResNetBkDenseMoeReplayEqualsEager) { check_graph_equals_eager(small("resnet_bk")); }
 TEST(CudaGraphStep, TransformerReplayEqualsEager) { check_graph_equals_eager(small("transformer")); }
+// The fused softmax cross-entropy (fused_cross_entropy.h) inside the captured step.
+TEST(CudaGraphStep, ResNetBkFusedLossReplayEqualsEager) { check_graph_equals_eager(small("resnet_bk"), true); }
 
 }  // namespace

@@ -5,7 +5,7 @@
 // checked against the eager step and timed against it as equal work.
 //
 // The step is the trainer's: rbk::language_model_loss (bf16 autocast where asked, the loss in
-// chunks of train.loss_chunk_tokens), rbk::clip_grad_norm_no_sync at train.clip_norm, then AdamW
+// chunks of train.loss_chunk_tokens; or the fused loss, fused_cross_entropy.h), rbk::clip_grad_norm_no_sync at train.clip_norm, then AdamW
 // with train's lr, betas, eps and weight decay, as rbk::DeviceStepAdamW (a replay needs its step
 // count on the device; the trainer's rbk::MultiTensorAdamW keeps it on the host). A captured model
 // must not synchronise with its host inside a step: the ResNet-BK LM's gather MoE dispatch does
@@ -23,7 +23,10 @@ namespace rbk {
 class CapturedLmStep {
  public:
   // batch_size x (n + 1) token ids per step (inputs and shifted targets), on the model's device.
-  CapturedLmStep(LanguageModel& model, const TrainOptions& train, bool bf16, int64_t batch_size, int64_t n);
+  // fused_loss: the loss through rbk::language_model_loss_fused (fused_cross_entropy.h; needs
+  // train.loss_chunk_tokens <= 0) instead of rbk::language_model_loss.
+  CapturedLmStep(LanguageModel& model, const TrainOptions& train, bool bf16, int64_t batch_size, int64_t n,
+                 bool fused_loss = false);
 
   // One step on `batch` (batch_size, n + 1), operator by operator.
   void run_eager(const torch::Tensor& batch);
@@ -44,7 +47,7 @@ class CapturedLmStep {
 
   LanguageModel& model_;
   TrainOptions train_;
-  bool bf16_;
+  bool bf16_, fused_loss_;
   int64_t n_;
   std::vector<torch::Tensor> params_;
   DeviceStepAdamW optim_;

@@ -1,0 +1,39 @@
+// Raw-pointer launcher of the fused softmax cross-entropy kernel (core/kernels/softmax_xent.cu): for
+// each row of a (rows, cols) logits matrix, the loss -log softmax(x)[target] and, in the same pass
+// over the row, its gradient (softmax(x) - onehot(target)) x grad_scale. No LibTorch here (the
+// torch glue is rbk/cuda_glue/softmax_xent_cuda.h). Issue 25: the LM head's loss was 31 % of a
+// training step's kernel time (results/lm_throughput, 24554dd): the plain path casts the bf16 logits
+// to fp32, writes fp32 log-probabilities, and its backward reads them and writes an fp32 gradient
+// that is cast back to bf16 -- about 26 GB of traffic a step at (16,384 x 50,000). This kernel reads
+// the bf16 row twice and writes the bf16 gradient once (~5 GB).
+//
+// Numerics: the same as the plain path's. Every element is converted to fp32; the row's maximum m
+// and sum s = sum exp(x - m) are accumulated in fp32 (each thread online over its elements, then a
+// block reduction); loss = (m - x_t) + log s; the gradient exp(x - m) / s - [j = t] is formed in
+// fp32, scaled, and rounded once to the logits' dtype (the plain path rounds its fp32 gradient to
+// bf16 once too, where the head's matmul takes it). A target outside [0, cols) makes that row's
+// loss NaN (so the step's loss is not finite) and its gradient the softmax alone; nothing aborts.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace rbk::cuda {
+
+constexpr int kSoftmaxXentThreads = 256;
+
+struct SoftmaxXentParams {
+  const void* logits = nullptr;     // (rows, cols) row-major, contiguous
+  bool bf16 = false;                // logits and grad are bfloat16 (else float32)
+  const int64_t* targets = nullptr; // (rows,)
+  float* row_loss = nullptr;        // (rows,)
+  void* grad = nullptr;             // (rows, cols), the logits' dtype
+  float grad_scale = 1.f;           // e.g. 1 / rows for a mean over rows
+  int64_t rows = 0, cols = 0;
+};
+
+// Returns the launch error (cudaSuccess when accepted or when rows == 0); cudaErrorInvalidValue for
+// missing pointers, cols < 1 or rows < 0. Does not synchronise.
+cudaError_t launch_softmax_xent(const SoftmaxXentParams& p, cudaStream_t stream);
+
+}  // namespace rbk::cuda

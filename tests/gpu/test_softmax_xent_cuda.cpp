@@ -1,0 +1,107 @@
+// The fused softmax cross-entropy kernel (issue 25; rbk/kernels/softmax_xent_launch.h) against an
+// fp64 oracle on the GPU: per-row losses and the gradient, bf16 and fp32 logits, a row length that
+// takes the 16-byte vectors (50,000, the LM's V) and one that cannot (1,001), rows with large and
+// spread logits; a target out of range gives that row a NaN loss; through autograd
+// (rbk::softmax_cross_entropy_mean) the gradient scales with the incoming one. Skipped without CUDA.
+#include "rbk/fused_cross_entropy.h"
+#if defined(RBK_WITH_CUDA_KERNELS)
+#include "rbk/cuda_glue/softmax_xent_cuda.h"
+#endif
+
+#include <gtest/gtest.h>
+
+#include "gpu_test_support.h"
+
+#include <cmath>
+#include <cstdio>
+
+namespace {
+
+using torch::Tensor;
+
+bool have_fused() {
+  return torch::cuda::is_available() &&
+         rbk::fused_softmax_cross_entropy_applies(torch::zeros({1, 1}, torch::TensorOptions().device(torch::kCUDA)));
+}
+
+// Logits whose rows differ in scale and offset (row r: N(0, 1 + r % 7) + 10 (r % 3)), one row near
+// fp32's exp range (+80) and one with a single dominant entry; targets uniform.
+std::pair<Tensor, Tensor> make_inputs(int64_t rows, int64_t cols, torch::ScalarType dtype, uint64_t seed) {
+  torch::manual_seed(seed);
+  auto x = torch::randn({rows, cols}, torch::kDouble);
+  for (int64_t r = 0; r < rows; ++r) x[r].mul_(1.0 + static_cast<double>(r % 7)).add_(10.0 * static_cast<double>(r % 3));
+  x[1].add_(80.0);
+  x[2][cols / 2] = 60.0;
+  const auto t = torch::randint(cols, {rows}, torch::kInt64);
+  return {x.to(dtype).to(torch::kCUDA), t.to(torch::kCUDA)};
+}
+
+#if defined(RBK_WITH_CUDA_KERNELS)
+// Per-row losses within 1e-4 (the row sum of ~cols / 256 fp32 terms per thread, then a tree: a few
+// hundred rounding steps of 6e-8 relative in log s, ~1e-5) and the gradient within fp32 rounding of
+// p (2e-5 x scale absolute) plus, for bf16, its one rounding to bf16 (2^-8 relative).
+void check_against_fp64(int64_t rows, int64_t cols, torch::ScalarType dtype) {
+  const uint64_t seed = rbk::gpu_test::fresh_seed();
+  std::printf("seed %llu rows %lld cols %lld %s\n", static_cast<unsigned long long>(seed), (long long)rows, (long long)cols,
+              c10::toString(dtype));
+  const auto [x, t] = make_inputs(rows, cols, dtype, seed);
+  const double scale = 1.0 / static_cast<double>(rows);
+  const auto [row_loss, grad] = rbk::cuda::softmax_xent_cuda(x, t, scale);
+  const auto x64 = x.to(torch::kDouble).cpu();
+  const auto t64 = t.cpu();
+  const auto lse = torch::logsumexp(x64, 1);
+  const auto ref_loss = lse - x64.gather(1, t64.unsqueeze(1)).squeeze(1);
+  auto ref_grad = torch::softmax(x64, 1);
+  ref_grad.scatter_add_(1, t64.unsqueeze(1), -torch::ones({rows, 1}, torch::kDouble));
+  ref_grad.mul_(scale);
+  const double loss_err = (row_loss.cpu().to(torch::kDouble) - ref_loss).abs().max().item<double>();
+  EXPECT_LE(loss_err, 1e-4);
+  const auto g = grad.cpu().to(torch::kDouble);
+  const double rel = dtype == torch::kBFloat16 ? std::ldexp(1.0, -8) : 0.0;
+  const auto excess = (g - ref_grad).abs() - (ref_grad.abs() * rel + 2e-5 * scale);
+  EXPECT_LE(excess.max().item<double>(), 0.0) << "largest |grad - fp64| beyond the bound: " << excess.max().item<double>();
+  std::printf("  max |loss - fp64| %.3g, max |grad - fp64| %.3g (scale %.3g)\n", loss_err,
+              (g - ref_grad).abs().max().item<double>(), scale);
+}
+#endif
+
+TEST(SoftmaxXentCuda, MatchesFp64Oracle) {
+  if (!have_fused()) GTEST_SKIP() << "no CUDA device (or no CUDA kernels in this build)";
+#if defined(RBK_WITH_CUDA_KERNELS)
+  for (const auto dtype : {torch::kBFloat16, torch::kFloat}) {
+    check_against_fp64(37, 50000, dtype);  // 16-byte vectors
+    check_against_fp64(64, 1001, dtype);   // single elements
+  }
+#endif
+}
+
+TEST(SoftmaxXentCuda, TargetOutOfRangeIsANanLossNotACrash) {
+  if (!have_fused()) GTEST_SKIP() << "no CUDA device (or no CUDA kernels in this build)";
+#if defined(RBK_WITH_CUDA_KERNELS)
+  auto [x, t] = make_inputs(4, 100, torch::kBFloat16, 3);
+  t[2] = 100;  // == cols
+  const auto [row_loss, grad] = rbk::cuda::softmax_xent_cuda(x, t, 1.0);
+  const auto l = row_loss.cpu();
+  EXPECT_TRUE(std::isnan(l[2].item<double>()));
+  for (int r : {0, 1, 3}) EXPECT_TRUE(std::isfinite(l[r].item<double>())) << "row " << r;
+#endif
+}
+
+// Through autograd: the fused gradient equals the plain path's (cross_entropy on the fp32 logits)
+// within two bf16 roundings (2^-6 relative covers both, far below a wrong factor), and a loss scaled
+// by 3 before backward gives 3x the gradient.
+TEST(SoftmaxXentCuda, AutogradScalesTheSavedGradient) {
+  if (!have_fused()) GTEST_SKIP() << "no CUDA device (or no CUDA kernels in this build)";
+  const auto inputs = make_inputs(16, 50000, torch::kBFloat16, 9);
+  const Tensor a = inputs.first.clone().requires_grad_(true), b = inputs.first.clone().requires_grad_(true);
+  const auto fused = rbk::softmax_cross_entropy_mean(a, inputs.second);
+  const auto plain = torch::nn::functional::cross_entropy(b.to(torch::kFloat), inputs.second);
+  EXPECT_NEAR(fused.item<double>(), plain.item<double>(), 1e-4);
+  (fused * 3.0).backward();
+  (plain * 3.0).backward();
+  const auto ga = a.grad().to(torch::kDouble), gb = b.grad().to(torch::kDouble);
+  const auto excess = (ga - gb).abs() - (gb.abs() * std::ldexp(1.0, -6) + 1e-7);
+  EXPECT_LE(excess.max().item<double>(), 0.0);
+}
+
+}  // namespace
