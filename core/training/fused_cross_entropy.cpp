@@ -19,11 +19,11 @@ struct FusedSoftmaxCrossEntropy : public torch::autograd::Function<FusedSoftmaxC
   static Tensor forward(AutogradContext* ctx, const Tensor& logits, const Tensor& targets) {
     const int64_t rows = logits.size(0);
     auto [row_loss, grad] = cuda::softmax_xent_cuda(logits, targets, rows > 0 ? 1.0 / static_cast<double>(rows) : 1.0);
-    ctx->save_for_backward({grad});
+    ctx->saved_data["grad"] = grad;  // an intermediate, neither an input nor the output
     return row_loss.mean();
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    const Tensor grad = ctx->get_saved_variables()[0];
+    const Tensor grad = ctx->saved_data["grad"].toTensor();
     // grad_outputs[0] is the 0-dim dL/dloss (1 for loss.backward()): one scaling pass.
     return {grad * grad_outputs[0].to(grad.scalar_type()), Tensor()};
   }
