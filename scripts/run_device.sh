@@ -25,6 +25,8 @@
 #                  of the 2k ratio (the length curve chunks its loss to reach 128k)
 #   lm_throughput_fused_loss  the gpu preset with the fused softmax cross-entropy kernel
 #                  (loss_kernel=fused) into lm_throughput/fused_loss (issue 25)
+#   lm_throughput_lengths_fused  the gpu_lengths preset with the fused loss over the full logits
+#                  (loss_kernel=fused, train.loss_chunk_tokens=0) into lm_throughput/lengths_fused
 #   lm_throughput_lengths  its gpu_lengths preset into lm_throughput/lengths: tokens/s against N from 2k
 #                  to 128k for ResNet-BK causal (gather and dense MoE), Transformer, Mamba and RWKV (issue 25)
 #   train_poc      exp_train_poc --preset gpu               (claim C05; needs data/sotu carried). Its
@@ -189,6 +191,8 @@ for stage in "$@"; do
     lm_throughput_chunked_loss) run_exp lm_throughput lm_throughput/chunked_loss train.loss_chunk_tokens=8192 ;;
     lm_throughput_lengths) run_exp lm_throughput lm_throughput/lengths --preset gpu_lengths ;;
     lm_throughput_fused_loss) run_exp lm_throughput lm_throughput/fused_loss loss_kernel=fused ;;
+    lm_throughput_lengths_fused)
+      run_exp lm_throughput lm_throughput/lengths_fused --preset gpu_lengths loss_kernel=fused train.loss_chunk_tokens=0 ;;
     train_poc) run_exp train_poc train_poc sweep_dir="${TRAIN_POC_SWEEP_DIR:-$BUILD/train_poc_sweep}" ${TRAIN_POC_ARGS:-} ;;
     distributed)
       ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
