@@ -2,7 +2,6 @@
 #include "rbk/captured_lm_step.h"
 
 #include "rbk/fused_cross_entropy.h"
-#include "rbk/lm_loss.h"
 
 namespace rbk {
 
@@ -22,16 +21,13 @@ CapturedLmStep::CapturedLmStep(LanguageModel& model, const TrainOptions& train, 
       params_(model.parameters()),
       optim_(params_, adamw_options(train)) {
   TORCH_CHECK(batch_size >= 1 && n >= 1, "CapturedLmStep: batch_size and n must be >= 1, got ", batch_size, ", ", n);
-  TORCH_CHECK(!fused_loss || train.loss_chunk_tokens <= 0, "CapturedLmStep: the fused loss takes the full logits; got "
-              "loss_chunk_tokens = ", train.loss_chunk_tokens);
   input_ = torch::zeros({batch_size, n + 1}, torch::TensorOptions().dtype(torch::kInt64).device(params_.at(0).device()));
 }
 
 void CapturedLmStep::issue_step() {
   optim_.zero_grad();
   const auto x = input_.narrow(1, 0, n_), y = input_.narrow(1, 1, n_);
-  loss_ = fused_loss_ ? language_model_loss_fused(model_, x, y, bf16_)
-                      : language_model_loss(model_, x, y, bf16_, train_.loss_chunk_tokens);
+  loss_ = language_model_loss_with(model_, x, y, bf16_, train_.loss_chunk_tokens, fused_loss_);
   loss_.backward();
   if (train_.clip_norm > 0) clip_grad_norm_no_sync(params_, train_.clip_norm);
   optim_.step();

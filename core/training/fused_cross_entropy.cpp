@@ -1,6 +1,7 @@
 // softmax_cross_entropy_mean and language_model_loss_fused (fused_cross_entropy.h).
 #include "rbk/fused_cross_entropy.h"
 
+#include "rbk/lm_loss.h"
 #include "rbk/torch_compat.h"
 
 #if defined(RBK_WITH_CUDA_KERNELS)
@@ -57,6 +58,13 @@ Tensor language_model_loss_fused(LanguageModel& model, const Tensor& x, const Te
   const int64_t V = model.config().vocab_size;
   const auto logits = model.forward(x.contiguous());  // (B, n, V) float32 | bfloat16
   return softmax_cross_entropy_mean(logits.reshape({-1, V}), y.reshape({-1}));
+}
+
+Tensor language_model_loss_with(LanguageModel& model, const Tensor& x, const Tensor& y, bool bf16, int64_t chunk_tokens,
+                                bool fused) {
+  if (!fused) return language_model_loss(model, x, y, bf16, chunk_tokens);
+  TORCH_CHECK(chunk_tokens <= 0, "the fused loss takes the full logits; got loss_chunk_tokens = ", chunk_tokens);
+  return language_model_loss_fused(model, x, y, bf16);
 }
 
 }  // namespace rbk

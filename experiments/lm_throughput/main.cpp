@@ -179,8 +179,7 @@ struct TrainingRig {
     optim->zero_grad();
     auto batch = ids[s];
     const auto x = batch.narrow(1, 0, n), y = batch.narrow(1, 1, n);
-    loss = plan->fused_loss ? rbk::language_model_loss_fused(*model, x, y, plan->bf16)
-                            : rbk::language_model_loss(*model, x, y, plan->bf16, plan->train.loss_chunk_tokens);
+    loss = rbk::language_model_loss_with(*model, x, y, plan->bf16, plan->train.loss_chunk_tokens, plan->fused_loss);
   }
   void backward() { loss.backward(); }
   void update() {

@@ -24,7 +24,7 @@ class CapturedLmStep {
  public:
   // batch_size x (n + 1) token ids per step (inputs and shifted targets), on the model's device.
   // fused_loss: the loss through rbk::language_model_loss_fused (fused_cross_entropy.h; needs
-  // train.loss_chunk_tokens <= 0) instead of rbk::language_model_loss.
+  // train.loss_chunk_tokens <= 0, else the first step throws) instead of rbk::language_model_loss.
   CapturedLmStep(LanguageModel& model, const TrainOptions& train, bool bf16, int64_t batch_size, int64_t n,
                  bool fused_loss = false);
 

@@ -22,4 +22,9 @@ torch::Tensor softmax_cross_entropy_mean(const torch::Tensor& logits, const torc
 // softmax_cross_entropy_mean: the model's logits under bf16 autocast where asked, then the fused loss.
 torch::Tensor language_model_loss_fused(LanguageModel& model, const torch::Tensor& x, const torch::Tensor& y, bool bf16);
 
+// The one place a step picks its loss: language_model_loss (fused = false) or
+// language_model_loss_fused (fused = true; an error unless chunk_tokens <= 0).
+torch::Tensor language_model_loss_with(LanguageModel& model, const torch::Tensor& x, const torch::Tensor& y, bool bf16,
+                                       int64_t chunk_tokens, bool fused);
+
 }  // namespace rbk
