@@ -47,6 +47,7 @@
 #include "rbk/prime_bump.h"
 #include "rbk/results.h"
 #include "rbk/sweep.h"
+#include "rbk/sweep_options.h"
 #include "rbk/training_job.h"
 
 #include <algorithm>
@@ -152,10 +153,9 @@ rbk::ExperimentSpec ablations_spec() {
       .add_int("oom_batch", 1, 1 << 20, "batch of the OOM projection")
       .add_int("oom_layers", 1, 1 << 16, "layers of the OOM projection")
       .add_real("oom_device_gib", 0.1, 1e6, "device memory of the OOM projection (GiB)")
-      .add_string("sweep_dir", {}, "sweep directory ('' = under the run's checkpoint directory); a persistent one lets "
-                  "several time-limited calls add cells to one sweep (finished cells are skipped, a killed one resumes)")
       .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
       .add_string("device", {"auto", "cpu", "cuda"}, "where to train");
+  rbk::add_sweep_options(spec.schema);
 
   return spec;
 }
@@ -396,15 +396,13 @@ int main(int argc, char** argv) {
 
     const rbk::SweepPlan plan = plan_sweep(cfg, p, data);
     const std::string reference_arm = plan.grid.arms.front().name;
-    const std::string sweep_dir = !cfg.get_string("sweep_dir").empty() ? cfg.get_string("sweep_dir")
-                                  : (out.checkpoint_dir.empty() ? std::string("ablations_sweep") : out.checkpoint_dir) + "/sweep";
-    rbk::prepare_sweep_dir(plan, sweep_dir);
+    const std::string sweep_dir = rbk::prepared_sweep_dir(cfg, plan, out.checkpoint_dir);
     const auto report = rbk::run_sweep(
         plan, sweep_dir,
         [&](const rbk::SweepCell& cell, const std::string& cell_dir) {
           return measure_cell(p, data, reference_arm, sweep_dir, cell, cell_dir);
         },
-        rbk::SweepRunOptions{});
+        rbk::sweep_run_options(cfg));
     out.summary["sweep"] = report.to_json();
     summarise(p, plan, rbk::read_cell_outcomes(plan, sweep_dir), out);
     measure_router_and_memory(cfg, p, out);

@@ -50,6 +50,7 @@
 #include "rbk/options.h"
 #include "rbk/results.h"
 #include "rbk/sweep.h"
+#include "rbk/sweep_options.h"
 #include "rbk/trainer.h"
 #include "rbk/training_job.h"
 
@@ -139,9 +140,9 @@ rbk::ExperimentSpec act_flops_spec() {
       .add_real("halting_threshold", 1e-6, 1.0, "act_threshold of the bk_act_halting arm (one at which tokens halt)")
       .add_int("act_min_layers", 0, 1 << 16, "blocks every token runs (upstream 2)")
       .add_real("ppl_match_tolerance", 0.0, 10.0, "|PPL_bk / PPL_mamba - 1| up to which the FLOP comparison counts as at equal PPL")
-      .add_string("sweep_dir", {}, "sweep directory ('' = under the run's checkpoint directory)")
       .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
       .add_string("device", {"auto", "cpu", "cuda"}, "where to train");
+  rbk::add_sweep_options(spec.schema);
 
   return spec;
 }
@@ -367,14 +368,12 @@ int main(int argc, char** argv) {
     out.summary["data"] = data.summary();
 
     const rbk::SweepPlan plan = plan_sweep(cfg, p, data);
-    const std::string sweep_dir = !cfg.get_string("sweep_dir").empty() ? cfg.get_string("sweep_dir")
-                                  : (out.checkpoint_dir.empty() ? std::string("act_flops_sweep") : out.checkpoint_dir) + "/sweep";
-    rbk::prepare_sweep_dir(plan, sweep_dir);
+    const std::string sweep_dir = rbk::prepared_sweep_dir(cfg, plan, out.checkpoint_dir);
     out.summary["sweep"] = rbk::run_sweep(plan, sweep_dir,
                                           [&](const rbk::SweepCell& cell, const std::string& cell_dir) {
                                             return measure_cell(p, data, sweep_dir, cell, cell_dir);
                                           },
-                                          rbk::SweepRunOptions{})
+                                          rbk::sweep_run_options(cfg))
                                .to_json();
     summarise(p, plan, rbk::read_cell_outcomes(plan, sweep_dir), out);
   });

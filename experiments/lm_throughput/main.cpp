@@ -394,6 +394,40 @@ std::vector<int64_t> checked_lengths(const rbk::Config& cfg, int64_t n_seq) {
   return lengths;
 }
 
+// The configuration's cross-field checks, in one place: spec.check_config runs them before the
+// no-GPU skip (so check_gpu_presets.sh catches a bad GPU preset on the CPU), the body to read its
+// inputs. device: the one the run trains on (before the skip, the one it would: CUDA unless
+// device = cpu; it decides only whether bf16 is allowed).
+struct CheckedInputs {
+  rbk::LmConfig ref;
+  rbk::TrainOptions train;
+  std::vector<int64_t> lengths;
+};
+
+CheckedInputs checked_inputs(const rbk::Config& cfg, torch::Device device) {
+  CheckedInputs in;
+  in.ref = rbk::lm_config_from(cfg, "model.");
+  rbk::check_lm_config(in.ref, "model.", true);  // V comes from the preset here, not a tokenizer
+  in.train = rbk::train_options_from(cfg, "train.", device);
+  rbk::check_model_and_training(in.ref, in.train, "model.", "train.");
+  if (in.train.seq_len != in.ref.n_seq)
+    throw rbk::ConfigError("train.seq_len = " + std::to_string(in.train.seq_len) + " differs from model.n_seq = " +
+                           std::to_string(in.ref.n_seq) + "; this experiment times steps of the full length: set both equal");
+  if (in.ref.arch != "resnet_bk")
+    throw rbk::ConfigError("model.arch = '" + in.ref.arch + "': the reference of this experiment is resnet_bk (the "
+                           "baselines are sized to it); allowed: resnet_bk");
+  in.lengths = checked_lengths(cfg, in.ref.n_seq);
+  if (cfg.get_string("loss_kernel") == "fused" && in.train.loss_chunk_tokens > 0)
+    throw rbk::ConfigError("loss_kernel = fused with train.loss_chunk_tokens = " + std::to_string(in.train.loss_chunk_tokens) +
+                           ": the fused kernel takes the full logits; set train.loss_chunk_tokens = 0");
+  const std::vector<std::string> modes = cfg.get_string_list("step_modes");
+  if (std::find(modes.begin(), modes.end(), "cuda_graph") != modes.end() && cfg.get_int("warmup_steps") < 2)
+    throw rbk::ConfigError("warmup_steps = " + std::to_string(cfg.get_int("warmup_steps")) +
+                           " with step mode cuda_graph: expected >= 2 (eager warm-up steps before the capture, "
+                           "then the first replay)");
+  return in;
+}
+
 // The Transformer's key in the step mode of `key` (a variant's key in summary.variants / the curve).
 std::string transformer_key_for(const std::string& key) {
   const auto plus = key.find('+');
@@ -453,24 +487,20 @@ int main(int argc, char** argv) {
   // the pipeline (summary.is_target_configuration = false) and measure nothing a table uses, and
   // training every architecture on the CPU is covered by the unit tests (tests/lm, tests/baselines).
   spec.requires_cuda = true;
+  spec.check_config = [](const rbk::Config& cfg) {
+    checked_inputs(cfg, cfg.get_string("device") == "cpu" ? torch::Device(torch::kCPU) : torch::Device(torch::kCUDA));
+  };
 
   return rbk::run_experiment(argc, argv, spec, [](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
     StepPlan plan;
     plan.device = rbk::experiment_device(cfg);  // threads: set by run_experiment
-    rbk::LmConfig ref = rbk::lm_config_from(cfg, "model.");
-    rbk::check_lm_config(ref, "model.", true);  // V comes from the preset here, not a tokenizer
-    plan.train = rbk::train_options_from(cfg, "train.", plan.device);
-    rbk::check_model_and_training(ref, plan.train, "model.", "train.");
-    if (plan.train.seq_len != ref.n_seq)
-      throw rbk::ConfigError("train.seq_len = " + std::to_string(plan.train.seq_len) + " differs from model.n_seq = " +
-                             std::to_string(ref.n_seq) + "; this experiment times steps of the full length: set both equal");
+    CheckedInputs in = checked_inputs(cfg, plan.device);
+    const rbk::LmConfig& ref = in.ref;
+    const std::vector<int64_t>& lengths = in.lengths;
+    plan.train = in.train;
     const std::string& precision = plan.train.precision;
     plan.bf16 = rbk::wants_bf16_autocast(precision, plan.device);
     if (plan.device.is_cuda()) at::globalContext().setAllowTF32CuBLAS(true);
-    if (ref.arch != "resnet_bk")
-      throw rbk::ConfigError("model.arch = '" + ref.arch + "': the reference of this experiment is resnet_bk (the "
-                             "baselines are sized to it); allowed: resnet_bk");
-    const std::vector<int64_t> lengths = checked_lengths(cfg, ref.n_seq);
     plan.ref_params = rbk::count_parameters(*rbk::make_language_model(ref));
     plan.warmup = cfg.get_int("warmup_steps");
     plan.timed = cfg.get_int("timed_steps");
@@ -500,16 +530,8 @@ int main(int argc, char** argv) {
     json curve = json::object();
     std::map<std::string, int64_t> out_of_memory_at;  // variant -> the first N it ran out of memory at
     plan.fused_loss = cfg.get_string("loss_kernel") == "fused";
-    if (plan.fused_loss && plan.train.loss_chunk_tokens > 0)
-      throw rbk::ConfigError("loss_kernel = fused with train.loss_chunk_tokens = " +
-                             std::to_string(plan.train.loss_chunk_tokens) +
-                             ": the fused kernel takes the full logits; set train.loss_chunk_tokens = 0");
     out.summary["loss_kernel"] = cfg.get_string("loss_kernel");
     const std::vector<std::string> modes = cfg.get_string_list("step_modes");
-    if (std::find(modes.begin(), modes.end(), "cuda_graph") != modes.end() && plan.warmup < 2)
-      throw rbk::ConfigError("warmup_steps = " + std::to_string(plan.warmup) +
-                             " with step mode cuda_graph: expected >= 2 (eager warm-up steps before the capture, "
-                             "then the first replay)");
     for (const int64_t n : lengths) {
       const int64_t b = std::max<int64_t>(1, B * N / n);  // tokens per step kept at B N (at least one sequence)
       for (const auto& mode : modes) {

@@ -90,6 +90,7 @@
 #include "rbk/paired_init.h"
 #include "rbk/divergence.h"
 #include "rbk/sweep.h"
+#include "rbk/sweep_options.h"
 #include "rbk/options.h"
 #include "rbk/torch_compat.h"
 #include "rbk/trainer.h"
@@ -169,10 +170,8 @@ rbk::ExperimentSpec train_poc_spec() {
       .add_string("bidirectional_bk_forward", {"compat_poc", "stable"}, "BK forward of correct_bidirectional")
       .add_real_list("bigram_lambdas", 0.0, 1.0, "bigram interpolation weights; the best on VALID is used, compared on TEST")
       .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
-      .add_string("device", {"auto", "cpu", "cuda"}, "where to train (train.precision bf16 needs cuda)")
-      .add_string("sweep_dir", {}, "sweep directory ('' = under the run's checkpoint directory, removed when the run ends); "
-                  "a persistent one lets a run split over time-limited calls add its cells")
-      .add_int("max_cells", 0, 1 << 20, "cells (variant, seed) this call trains (0 = all); the result covers the cells finished so far");
+      .add_string("device", {"auto", "cpu", "cuda"}, "where to train (train.precision bf16 needs cuda)");
+  rbk::add_sweep_options(spec.schema);  // a cell is a (variant, seed)
 
   return spec;
 }
@@ -411,18 +410,10 @@ int main(int argc, char** argv) {
     for (const auto& v : in.variants) in.held_out_meaningful[v] = setup_variant(v, p.base, cfg).held_out_meaningful;
 
     const rbk::SweepPlan plan = plan_sweep(cfg, p, in.variants);
-    const std::string sweep_dir = !cfg.get_string("sweep_dir").empty() ? cfg.get_string("sweep_dir")
-                                  : (out.checkpoint_dir.empty() ? std::string("train_poc_sweep") : out.checkpoint_dir) + "/sweep";
-    try {
-      rbk::prepare_sweep_dir(plan, sweep_dir);
-    } catch (const rbk::SweepError& e) {
-      throw rbk::ConfigError(e.what());
-    }
-    rbk::SweepRunOptions options;
-    options.max_cells = cfg.get_int("max_cells");
+    const std::string sweep_dir = rbk::prepared_sweep_dir(cfg, plan, out.checkpoint_dir);
     const auto report = rbk::run_sweep(
         plan, sweep_dir, [&](const rbk::SweepCell& cell, const std::string& cell_dir) { return measure_cell(cfg, p, data, cell, cell_dir); },
-        options);
+        rbk::sweep_run_options(cfg));
     out.summary["sweep"] = report.to_json();
     collect_cells(plan, rbk::read_cell_outcomes(plan, sweep_dir), cfg, train.ids.numel(), in, out);
     summarise(in, out);

@@ -4,6 +4,7 @@
 // and the paired-init helpers.
 #include "rbk/results.h"
 #include "rbk/sweep.h"
+#include "rbk/sweep_options.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -329,6 +330,31 @@ TEST(Sweep, ADirectoryWithAnotherPlanIsRefused) {
   const auto round_trip = SweepPlan::from_json(two_arm_plan().to_json());
   EXPECT_EQ(round_trip.to_json(), two_arm_plan().to_json());
   EXPECT_THROW(SweepPlan::from_json({{"name", "x"}}), SweepError);
+}
+
+TEST(SweepOptions, TheDirectoryDefaultsUnderTheCheckpointsAndAnotherPlanIsAConfigError) {
+  ConfigSchema schema;
+  add_sweep_options(schema);
+  ASSERT_NE(schema.find("sweep_dir"), nullptr);
+  ASSERT_NE(schema.find("max_cells"), nullptr);
+  EXPECT_EQ(schema.find("sweep_dir")->default_value, "");  // a preset need not name them
+  EXPECT_EQ(schema.find("max_cells")->default_value, 0);
+
+  const std::string checkpoints = scratch("options_checkpoints");
+  const Config unnamed({{"sweep_dir", ""}, {"max_cells", 3}}, "test");
+  EXPECT_EQ(prepared_sweep_dir(unnamed, two_arm_plan({0}), checkpoints), checkpoints + "/sweep");
+  EXPECT_TRUE(fs::exists(checkpoints + "/sweep/plan.json"));
+  EXPECT_EQ(sweep_run_options(unnamed).max_cells, 3);
+
+  const std::string named = scratch("options_named");
+  const Config with_dir({{"sweep_dir", named}, {"max_cells", 0}}, "test");
+  EXPECT_EQ(prepared_sweep_dir(with_dir, two_arm_plan({0}), checkpoints), named);
+  try {
+    prepared_sweep_dir(with_dir, two_arm_plan({0, 1}), checkpoints);
+    FAIL() << "a sweep directory holding another plan was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("sweep_dir = '" + named + "'"), std::string::npos) << e.what();
+  }
 }
 
 struct TinyNet : torch::nn::Module {
