@@ -82,7 +82,6 @@ int run_experiment(int argc, char** argv, ExperimentSpec spec, const ExperimentB
   Config config;
   try {
     config = load_config(spec.schema, preset_file, preset, overrides);
-    if (spec.check_config) spec.check_config(config);
   } catch (const ConfigError& e) {
     std::cerr << "exp_" << spec.name << ": configuration error: " << e.what() << "\n";
     return 2;

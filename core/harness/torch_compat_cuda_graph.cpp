@@ -6,6 +6,7 @@
 
 #if defined(RBK_WITH_CUDA_KERNELS)
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
@@ -19,6 +20,10 @@ struct CudaGraph::Impl {
 };
 
 bool cuda_graphs_available() { return torch::cuda::is_available(); }
+
+void release_cached_cuda_memory() {
+  if (torch::cuda::is_available()) c10::cuda::CUDACachingAllocator::emptyCache();
+}
 
 CudaGraph::CudaGraph(const std::function<void()>& work, const torch::Device& device, int warmup_calls)
     : impl_(std::make_unique<Impl>()) {
@@ -55,6 +60,8 @@ void CudaGraph::replay() { impl_->graph.replay(); }
 struct CudaGraph::Impl {};
 
 bool cuda_graphs_available() { return false; }
+
+void release_cached_cuda_memory() {}
 
 CudaGraph::CudaGraph(const std::function<void()>&, const torch::Device& device, int) {
   throw std::runtime_error("CUDA graph: this build's LibTorch has no CUDA (device " + device.str() + ")");

@@ -70,6 +70,8 @@
 // flat. Rows carry their N; a model that runs out of memory at some N gets a row "skipped" at every
 // longer N. summary.length_curve[variant][N] holds tokens/s, the batch and the ratio to the
 // Transformer's tokens/s at the same N.
+#include "throughput_config.h"
+
 #include "rbk/captured_lm_step.h"
 #include "rbk/experiment.h"
 #include "rbk/fused_cross_entropy.h"
@@ -81,6 +83,7 @@
 #include "rbk/options.h"
 #include "rbk/timing.h"
 #include "rbk/torch_compat.h"
+#include "rbk/torch_compat_cuda_graph.h"
 #include "rbk/trainer.h"
 
 #include <algorithm>
@@ -97,15 +100,9 @@ namespace {
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-// *_dense_moe: the same ResNet-BK with model.moe_dispatch = dense (moe.h; issue 25).
-const std::vector<std::string> kVariants{"resnet_bk_bidirectional", "resnet_bk_causal", "resnet_bk_bidirectional_dense_moe",
-                                         "resnet_bk_causal_dense_moe", "transformer", "mamba", "rwkv"};
-
 // Reference model of the issue's target: "~30M parameters, N = 2048, bf16, on the H100".
 constexpr int64_t kTargetSeqLen = 2048;
 constexpr int64_t kTargetParamsLow = 25'000'000, kTargetParamsHigh = 35'000'000;
-
-const std::vector<std::string> kStepModes{"eager", "eager_device_step", "cuda_graph"};
 
 // The key of a variant in a step mode (summary.variants, the length curve, row labels).
 std::string mode_key(const std::string& variant, const std::string& mode) {
@@ -382,52 +379,6 @@ void time_model(const StepPlan& plan, const rbk::LmConfig& mc, int64_t b, int64_
                peak >= 0 ? (std::to_string(peak / (1 << 20)) + " MiB").c_str() : "n/a", final_loss);
 }
 
-std::vector<int64_t> checked_lengths(const rbk::Config& cfg, int64_t n_seq) {
-  const std::vector<int64_t> lengths = cfg.get_int_list("lengths");
-  if (lengths[0] != n_seq)
-    throw rbk::ConfigError("lengths starts at " + std::to_string(lengths[0]) + "; expected model.n_seq = " +
-                           std::to_string(n_seq) + " first (the length the baselines are sized at)");
-  for (size_t i = 1; i < lengths.size(); ++i)
-    if (lengths[i] <= lengths[i - 1])
-      throw rbk::ConfigError("lengths: " + std::to_string(lengths[i]) + " follows " + std::to_string(lengths[i - 1]) +
-                             "; expected ascending lengths");
-  return lengths;
-}
-
-// The configuration's cross-field checks, in one place: spec.check_config runs them before the
-// no-GPU skip (so check_gpu_presets.sh catches a bad GPU preset on the CPU), the body to read its
-// inputs. device: the one the run trains on (before the skip, the one it would: CUDA unless
-// device = cpu; it decides only whether bf16 is allowed).
-struct CheckedInputs {
-  rbk::LmConfig ref;
-  rbk::TrainOptions train;
-  std::vector<int64_t> lengths;
-};
-
-CheckedInputs checked_inputs(const rbk::Config& cfg, torch::Device device) {
-  CheckedInputs in;
-  in.ref = rbk::lm_config_from(cfg, "model.");
-  rbk::check_lm_config(in.ref, "model.", true);  // V comes from the preset here, not a tokenizer
-  in.train = rbk::train_options_from(cfg, "train.", device);
-  rbk::check_model_and_training(in.ref, in.train, "model.", "train.");
-  if (in.train.seq_len != in.ref.n_seq)
-    throw rbk::ConfigError("train.seq_len = " + std::to_string(in.train.seq_len) + " differs from model.n_seq = " +
-                           std::to_string(in.ref.n_seq) + "; this experiment times steps of the full length: set both equal");
-  if (in.ref.arch != "resnet_bk")
-    throw rbk::ConfigError("model.arch = '" + in.ref.arch + "': the reference of this experiment is resnet_bk (the "
-                           "baselines are sized to it); allowed: resnet_bk");
-  in.lengths = checked_lengths(cfg, in.ref.n_seq);
-  if (cfg.get_string("loss_kernel") == "fused" && in.train.loss_chunk_tokens > 0)
-    throw rbk::ConfigError("loss_kernel = fused with train.loss_chunk_tokens = " + std::to_string(in.train.loss_chunk_tokens) +
-                           ": the fused kernel takes the full logits; set train.loss_chunk_tokens = 0");
-  const std::vector<std::string> modes = cfg.get_string_list("step_modes");
-  if (std::find(modes.begin(), modes.end(), "cuda_graph") != modes.end() && cfg.get_int("warmup_steps") < 2)
-    throw rbk::ConfigError("warmup_steps = " + std::to_string(cfg.get_int("warmup_steps")) +
-                           " with step mode cuda_graph: expected >= 2 (eager warm-up steps before the capture, "
-                           "then the first replay)");
-  return in;
-}
-
 // The Transformer's key in the step mode of `key` (a variant's key in summary.variants / the curve).
 std::string transformer_key_for(const std::string& key) {
   const auto plus = key.find('+');
@@ -458,43 +409,12 @@ void add_ratios_to_transformer(json& variants, json& curve) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  rbk::ExperimentSpec spec{"lm_throughput", {},
-                           "Training tokens/s and peak memory of ResNet-BK (bidirectional, causal) and Transformer / "
-                           "Mamba / RWKV baselines sized to the same parameter count (issue 7 performance target)",
-                           {}};
-  // model.*: the reference ResNet-BK (vocab_size = V of every model, random token ids; n_heads: the
-  // Transformer baseline's heads). train.*: batch_size, seq_len (= model.n_seq here), lr,
-  // weight_decay, beta1, beta2, eps, clip_norm, loss_chunk_tokens and precision (bf16: CUDA autocast,
-  // the target's configuration) are used; the step loop is this program's, so the trainer's other
-  // options are not.
-  rbk::add_lm_config_options(spec.schema, "model.");
-  rbk::add_train_options(spec.schema, "train.");
-  spec.schema.add_string_list("variants", kVariants, "models to time")
-      .add_string("loss_kernel", {"aten", "fused"}, "the loss: aten (language_model_loss, as the trainer) or fused "
-                                                    "(the fused softmax cross-entropy kernel; needs train.loss_chunk_tokens = 0)")
-      .add_string_list("step_modes", kStepModes, "how each model's step is issued (eager: the trainer's; eager_device_step, "
-                                                 "cuda_graph: rbk::CapturedLmStep, eager or captured and replayed)")
-      .add_real("size_tolerance", 0.0, 1.0, "baselines: |params / reference params - 1| must be <= this")
-      .add_int("width_multiple", 1, 512, "baseline widths are searched over multiples of this")
-      .add_int("warmup_steps", 0, 10000, "untimed training steps per model")
-      .add_int("timed_steps", 1, 100000, "timed training steps per model")
-      .add_int("phase_steps", 0, 100000, "steps after the timed ones with a synchronisation after each phase (0 = none)")
-      .add_int("busy_steps", 0, 100000, "steps after the phase steps run under the profiler for the GPU busy fraction (0 = none)")
-      .add_int_list("lengths", 1, 1 << 24, "sequence lengths timed, ascending, the first = model.n_seq (the tokens/s curve)")
-      .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
-      .add_string("device", {"auto", "cpu", "cuda"}, "where to train");
-  // GPU-only (issue 16): the target is a CUDA measurement; the cpu preset's toy models only check
-  // the pipeline (summary.is_target_configuration = false) and measure nothing a table uses, and
-  // training every architecture on the CPU is covered by the unit tests (tests/lm, tests/baselines).
-  spec.requires_cuda = true;
-  spec.check_config = [](const rbk::Config& cfg) {
-    checked_inputs(cfg, cfg.get_string("device") == "cpu" ? torch::Device(torch::kCPU) : torch::Device(torch::kCUDA));
-  };
+  const rbk::ExperimentSpec spec = lm_throughput::experiment_spec();
 
   return rbk::run_experiment(argc, argv, spec, [](const rbk::Config& cfg, rbk::ExperimentOutput& out) {
     StepPlan plan;
     plan.device = rbk::experiment_device(cfg);  // threads: set by run_experiment
-    CheckedInputs in = checked_inputs(cfg, plan.device);
+    const lm_throughput::CheckedInputs in = lm_throughput::checked_inputs(cfg, plan.device);
     const rbk::LmConfig& ref = in.ref;
     const std::vector<int64_t>& lengths = in.lengths;
     plan.train = in.train;
@@ -573,6 +493,9 @@ int main(int argc, char** argv) {
           }
           point["status"] = row["status"];
           out.rows.push_back(row);
+          // The model and its graph are gone: give their memory back (a graph's private pool is
+          // otherwise kept; at 019538f rwkv+cuda_graph ran out of memory with 52 GB reserved unused).
+          rbk::release_cached_cuda_memory();
         }
       }
     }

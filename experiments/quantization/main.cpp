@@ -44,7 +44,6 @@
 #include "rbk/model_sizing.h"
 #include "rbk/options.h"
 #include "rbk/sweep.h"
-#include "rbk/sweep_options.h"
 #include "rbk/trainer.h"
 #include "rbk/training_job.h"
 
@@ -142,10 +141,23 @@ rbk::ExperimentSpec quantization_spec() {
         p.default_value = false;
         return p;
       }())
+      .add([] {
+        rbk::ParamSpec p{"sweep_dir", rbk::ParamType::String,
+                         "'' = <out>/checkpoints.<preset>/sweep (removed when the run finishes); else a directory that "
+                         "outlives the command, so that a run split over several time-limited calls adds its cells"};
+        p.default_value = "";
+        return p;
+      }())
+      .add([] {
+        rbk::ParamSpec p{"max_cells", rbk::ParamType::Int, "cells this call trains (0 = all); the result covers the cells finished so far"};
+        p.min = 0;
+        p.max = 1 << 20;
+        p.default_value = 0;
+        return p;
+      }())
       .add_string("checkpoint", {}, "'' = train the arms; else quantize this model.pt (model.arch must match it)")
       .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
       .add_string("device", {"auto", "cpu", "cuda"}, "where to train and evaluate");
-  rbk::add_sweep_options(spec.schema);
 
   return spec;
 }
@@ -400,12 +412,19 @@ int main(int argc, char** argv) {
       return;
     }
     const rbk::SweepPlan plan = plan_sweep(cfg, q, a);
-    const std::string sweep_dir = rbk::prepared_sweep_dir(cfg, plan, out.checkpoint_dir);
+    const std::string sweep_dir = cfg.get_string("sweep_dir").empty() ? out.checkpoint_dir + "/sweep" : cfg.get_string("sweep_dir");
+    try {
+      rbk::prepare_sweep_dir(plan, sweep_dir);
+    } catch (const rbk::SweepError& e) {
+      throw rbk::ConfigError(e.what());
+    }
     json lowbit;
+    rbk::SweepRunOptions options;
+    options.max_cells = cfg.get_int("max_cells");
     const auto report = rbk::run_sweep(
         plan, sweep_dir,
         [&](const rbk::SweepCell& cell, const std::string& cell_dir) { return measure_cell(q, a, data, sweep_dir, cell, cell_dir, lowbit); },
-        rbk::sweep_run_options(cfg));
+        options);
     summarise(q, a, plan, sweep_dir, report, lowbit, data, out);
   });
 }

@@ -37,6 +37,7 @@ Run run(const rbk::LmConfig& c, uint64_t seed, const torch::Tensor& batches, int
   t.lr = 1e-3;
   t.weight_decay = 0.01;
   t.clip_norm = 1.0;
+  if (fused_loss) t.loss_chunk_tokens = 0;  // the fused kernel takes the full logits (the default chunks them)
   rbk::CapturedLmStep step(*model, t, /*bf16=*/true, batches.size(1), c.n_seq, fused_loss);
   Run r;
   if (graph) {

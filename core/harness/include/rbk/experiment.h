@@ -27,14 +27,10 @@ struct ExperimentSpec {
   std::string description;
   ConfigSchema schema;              // "seed" is added automatically; an int key "threads" (> 0)
                                     // pins LibTorch's CPU thread count for the run
-  // GPU-only: without a visible CUDA device run_experiment (after validating the config and
-  // check_config, so a bad configuration still exits 2) prints one line and exits 77, writing
-  // nothing; ctest reports such a test as Skipped instead of Passed with every row skipped.
+  // GPU-only: without a visible CUDA device run_experiment (after validating the config, so a bad
+  // configuration still exits 2) prints one line and exits 77, writing nothing; ctest reports
+  // such a test as Skipped instead of Passed with every row skipped.
   bool requires_cuda = false;
-  // Cross-field checks of the whole configuration (a ConfigError exits 2), run right after the
-  // per-key validation and before the GPU skip: a GPU-only experiment's bad preset then fails on
-  // a machine without a GPU too, where a check inside the body would never run. Optional.
-  std::function<void(const Config&)> check_config = nullptr;
 };
 
 struct ExperimentOutput {

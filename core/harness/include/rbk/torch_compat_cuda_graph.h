@@ -20,6 +20,12 @@ namespace rbk {
 // Whether this build can capture CUDA graphs (its LibTorch has CUDA) and a CUDA device is visible.
 bool cuda_graphs_available();
 
+// Returns the caching allocator's unused memory to the driver (no-op without CUDA). A destroyed
+// graph's private pool stays reserved until this is called, and allocations outside that pool
+// cannot use it: a program that captures one graph after another (one per model) runs out of
+// memory with most of the device reserved but unallocated unless it calls this in between.
+void release_cached_cuda_memory();
+
 class CudaGraph {
  public:
   // Runs `warmup_calls` calls of work eagerly, then captures one more call, all on a side stream of
