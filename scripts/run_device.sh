@@ -18,7 +18,8 @@
 #                  Mamba's own kernels side by side when data/upstream/mamba, a checkout of
 #                  state-spaces/mamba, is carried: `git clone https://github.com/state-spaces/mamba
 #                  data/upstream/mamba` on a machine with network, then carry data/upstream)
-#   lm_throughput  exp_lm_throughput --preset gpu          (baseline LMs, issue 7)
+#   lm_throughput  exp_lm_throughput --preset gpu          (baseline LMs, issue 7; LM_THROUGHPUT_ARGS adds
+#                  overrides to this and every lm_throughput_* stage, e.g. 'step_modes=cuda_graph')
 #   lm_throughput_fp32  the same in fp32 (no autocast) into lm_throughput/fp32
 #   lm_throughput_chunked_loss  the same with the loss in chunks of 8,192 tokens (the gpu preset uses
 #                  the plain full-logits loss) into lm_throughput/chunked_loss: the chunked head's share
@@ -186,13 +187,13 @@ for stage in "$@"; do
         --benchmark_context=git_dirty="$RBK_GIT_DIRTY" > "$OUT/bench.log" 2>&1
       echo "bench rc=$?"; grep -E "median" "$OUT/bench.log" | head -20 ;;
     scan_speed) run_exp scan_kernel_speed scan_kernel_speed ;;
-    lm_throughput) run_exp lm_throughput lm_throughput ;;
-    lm_throughput_fp32) run_exp lm_throughput lm_throughput/fp32 train.precision=fp32 ;;
-    lm_throughput_chunked_loss) run_exp lm_throughput lm_throughput/chunked_loss train.loss_chunk_tokens=8192 ;;
-    lm_throughput_lengths) run_exp lm_throughput lm_throughput/lengths --preset gpu_lengths ;;
-    lm_throughput_fused_loss) run_exp lm_throughput lm_throughput/fused_loss loss_kernel=fused ;;
+    lm_throughput) run_exp lm_throughput lm_throughput ${LM_THROUGHPUT_ARGS:-} ;;
+    lm_throughput_fp32) run_exp lm_throughput lm_throughput/fp32 train.precision=fp32 ${LM_THROUGHPUT_ARGS:-} ;;
+    lm_throughput_chunked_loss) run_exp lm_throughput lm_throughput/chunked_loss train.loss_chunk_tokens=8192 ${LM_THROUGHPUT_ARGS:-} ;;
+    lm_throughput_lengths) run_exp lm_throughput lm_throughput/lengths --preset gpu_lengths ${LM_THROUGHPUT_ARGS:-} ;;
+    lm_throughput_fused_loss) run_exp lm_throughput lm_throughput/fused_loss loss_kernel=fused ${LM_THROUGHPUT_ARGS:-} ;;
     lm_throughput_lengths_fused)
-      run_exp lm_throughput lm_throughput/lengths_fused --preset gpu_lengths loss_kernel=fused train.loss_chunk_tokens=0 ;;
+      run_exp lm_throughput lm_throughput/lengths_fused --preset gpu_lengths loss_kernel=fused train.loss_chunk_tokens=0 ${LM_THROUGHPUT_ARGS:-} ;;
     train_poc) run_exp train_poc train_poc sweep_dir="${TRAIN_POC_SWEEP_DIR:-$BUILD/train_poc_sweep}" ${TRAIN_POC_ARGS:-} ;;
     distributed)
       ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)

@@ -34,7 +34,10 @@ TEST(LmThroughputConfig, EveryRunDeviceStageConfigurationIsAccepted) {
       {"gpu", {"train.loss_chunk_tokens=8192"}},
       {"gpu", {"loss_kernel=fused"}},
       {"gpu_lengths", {}},
-      {"gpu_lengths", {"loss_kernel=fused", "train.loss_chunk_tokens=0"}}};
+      {"gpu_lengths", {"loss_kernel=fused", "train.loss_chunk_tokens=0"}},
+      // NOTES, session 23: the next length curve (LM_THROUGHPUT_ARGS on lm_throughput_lengths_fused).
+      {"gpu_lengths", {"loss_kernel=fused", "train.loss_chunk_tokens=0", "step_modes=cuda_graph",
+                       "variants=resnet_bk_causal_dense_moe,transformer,mamba"}}};
   for (const auto& [preset, overrides] : stages) {
     SCOPED_TRACE(preset + " with " + std::to_string(overrides.size()) + " overrides");
     const auto in = read(preset, overrides);
