@@ -1,4 +1,4 @@
-// softmax_cross_entropy_mean and language_model_loss_fused (fused_cross_entropy.h).
+// fused_linear_cross_entropy and language_model_loss_fused (fused_cross_entropy.h).
 #include "rbk/fused_cross_entropy.h"
 
 #include "rbk/lm_loss.h"
@@ -8,6 +8,10 @@
 #include "rbk/cuda_glue/softmax_xent_cuda.h"
 #endif
 
+#include <c10/core/impl/LocalDispatchKeySet.h>
+
+#include <utility>
+
 namespace rbk {
 namespace {
 
@@ -15,21 +19,63 @@ using torch::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// {row_loss (rows,) float32 or float64, gradient of grad_scale x sum(row_loss) in the logits' dtype}:
+// the fused kernel where it applies, else the same quantities from aten ops in at least float32.
+std::pair<Tensor, Tensor> softmax_xent(const Tensor& logits, const Tensor& targets, double grad_scale) {
 #if defined(RBK_WITH_CUDA_KERNELS)
-struct FusedSoftmaxCrossEntropy : public torch::autograd::Function<FusedSoftmaxCrossEntropy> {
-  static Tensor forward(AutogradContext* ctx, const Tensor& logits, const Tensor& targets) {
-    const int64_t rows = logits.size(0);
-    auto [row_loss, grad] = cuda::softmax_xent_cuda(logits, targets, rows > 0 ? 1.0 / static_cast<double>(rows) : 1.0);
-    ctx->saved_data["grad"] = grad;  // an intermediate, neither an input nor the output
+  if (fused_softmax_cross_entropy_applies(logits)) return cuda::softmax_xent_cuda(logits, targets, grad_scale);
+#endif
+  const auto wide = logits.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+  const auto log_p = torch::log_softmax(logits.to(wide), 1);
+  const auto y_col = targets.unsqueeze(1);
+  auto row_loss = log_p.gather(1, y_col).squeeze(1).neg();
+  auto grad = log_p.exp();
+  grad.scatter_add_(1, y_col, -torch::ones({logits.size(0), 1}, grad.options()));
+  return {row_loss, grad.mul_(grad_scale).to(logits.scalar_type())};
+}
+
+// Inputs: features (T, D), weight (V, D), bias (V) or empty, targets (T); the bool flags say which
+// gradients to form. The logits and their gradient G live only inside forward; forward keeps
+// dF = G W, dW = G^T F and db = sum_rows(G) (each already / T), and backward scales them by the
+// incoming gradient: the scaling touches (T + V) x D + V numbers instead of T x V.
+struct FusedLinearCrossEntropy : public torch::autograd::Function<FusedLinearCrossEntropy> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& features, const Tensor& weight, const Tensor& bias,
+                        const Tensor& targets, bool bf16, bool need_df, bool need_dw, bool need_db) {
+    // The casts are explicit here; autocast must not re-cast inside (as in lm_loss.cpp).
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    // bf16 is CUDA autocast's: elsewhere the head stays in the inputs' precision, as in lm_loss.h.
+    const auto compute =
+        bf16 && features.is_cuda() ? torch::kBFloat16 : (features.scalar_type() == torch::kDouble || weight.scalar_type() == torch::kDouble
+                                       ? torch::kDouble
+                                       : torch::kFloat);
+    const Tensor f = features.to(compute), w = weight.to(compute);
+    Tensor grad, row_loss;
+    {
+      const Tensor logits = bias.numel() > 0 ? torch::addmm(bias.to(compute), f, w.t()) : torch::mm(f, w.t());
+      std::tie(row_loss, grad) = softmax_xent(logits, targets, 1.0 / static_cast<double>(features.size(0)));
+    }
+    std::vector<Tensor> kept;
+    if (need_df) kept.push_back(torch::mm(grad, w).to(features.scalar_type()));
+    if (need_dw) kept.push_back(torch::mm(grad.t(), f).to(weight.scalar_type()));
+    if (need_db) kept.push_back(at::sum(grad, at::IntArrayRef{0}, false, row_loss.scalar_type()).to(bias.scalar_type()));
+    ctx->saved_data["need"] = c10::List<bool>({need_df, need_dw, need_db});
+    ctx->save_for_backward(kept);
     return row_loss.mean();
   }
+
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    const Tensor grad = ctx->saved_data["grad"].toTensor();
-    // grad_outputs[0] is the 0-dim dL/dloss (1 for loss.backward()): one scaling pass.
-    return {grad * grad_outputs[0].to(grad.scalar_type()), Tensor()};
+    const auto need = ctx->saved_data["need"].toBoolList();
+    const auto kept = ctx->get_saved_variables();
+    variable_list out(8);  // one per forward argument; the last five take none
+    size_t next = 0;
+    for (size_t i = 0; i < 3; ++i) {
+      if (!need.get(i)) continue;
+      const Tensor& g = kept[next++];
+      out[i] = g * grad_outputs[0].to(g.scalar_type());
+    }
+    return out;
   }
 };
-#endif
 
 }  // namespace
 
@@ -43,21 +89,33 @@ bool fused_softmax_cross_entropy_applies(const Tensor& logits) {
 #endif
 }
 
-Tensor softmax_cross_entropy_mean(const Tensor& logits, const Tensor& targets) {
-  TORCH_CHECK(logits.dim() == 2 && targets.dim() == 1 && targets.size(0) == logits.size(0),
-              "softmax_cross_entropy_mean: logits must be (rows, V) and targets (rows,), got ", logits.sizes(), " and ",
-              targets.sizes());
-#if defined(RBK_WITH_CUDA_KERNELS)
-  if (fused_softmax_cross_entropy_applies(logits)) return FusedSoftmaxCrossEntropy::apply(logits, targets);
-#endif
-  return torch::nn::functional::cross_entropy(logits.to(torch::kFloat), targets);
+Tensor fused_linear_cross_entropy(const Tensor& features, const Tensor& weight, const Tensor& bias,
+                                  const Tensor& targets, bool bf16) {
+  TORCH_CHECK(features.dim() == 2 && weight.dim() == 2 && weight.size(1) == features.size(1),
+              "fused_linear_cross_entropy: features must be (T, D) and weight (V, D), got ", features.sizes(), " and ",
+              weight.sizes());
+  TORCH_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == weight.size(0)),
+              "fused_linear_cross_entropy: bias must be (V) with V = ", weight.size(0), ", got ", bias.sizes());
+  TORCH_CHECK(targets.dim() == 1 && targets.size(0) == features.size(0) && targets.scalar_type() == torch::kInt64,
+              "fused_linear_cross_entropy: targets must be (T) int64 with T = ", features.size(0), ", got ",
+              targets.sizes(), " ", targets.scalar_type());
+  TORCH_CHECK(features.size(0) > 0, "fused_linear_cross_entropy: no tokens");
+  const bool grad = torch::GradMode::is_enabled();
+  return FusedLinearCrossEntropy::apply(features, weight, bias.defined() ? bias : torch::empty({0}, weight.options()),
+                                        targets, bf16, grad && features.requires_grad(), grad && weight.requires_grad(),
+                                        grad && bias.defined() && bias.requires_grad());
 }
 
 Tensor language_model_loss_fused(LanguageModel& model, const Tensor& x, const Tensor& y, bool bf16) {
-  AutocastGuard autocast(bf16);
-  const int64_t V = model.config().vocab_size;
-  const auto logits = model.forward(x.contiguous());  // (B, n, V) float32 | bfloat16
-  return softmax_cross_entropy_mean(logits.reshape({-1, V}), y.reshape({-1}));
+  Tensor h;
+  {
+    AutocastGuard autocast(bf16);
+    h = model.forward_features(x.contiguous());  // (B, n, D)
+  }
+  // float32 whatever the model's dtype, as language_model_loss returns it.
+  return fused_linear_cross_entropy(h.reshape({-1, h.size(-1)}), model.head_weight(), model.head_bias(), y.reshape({-1}),
+                                    bf16)
+      .to(torch::kFloat);
 }
 
 Tensor language_model_loss_with(LanguageModel& model, const Tensor& x, const Tensor& y, bool bf16, int64_t chunk_tokens,

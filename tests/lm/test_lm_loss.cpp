@@ -1,9 +1,12 @@
 // The chunked LM head + cross-entropy (lm_loss.h, issue 17) against the plain full-logits path:
 // loss and gradients in fp64 and fp32, chunk sizes that do not divide T, chunk 1, chunk >= T, both
 // gradient schedules, biased / bias-free / tied heads, every architecture through
-// language_model_loss, the evaluator, and forward() unchanged by the forward_features split.
+// language_model_loss, the evaluator, and forward() unchanged by the forward_features split. The
+// fused head + loss of fused_cross_entropy.h (issue 25) on its CPU path against the same plain
+// path: the wiring of its in-forward gradients, their scaling and which inputs get one.
 #include "lm_test_support.h"
 #include "rbk/evaluator.h"
+#include "rbk/fused_cross_entropy.h"
 #include "rbk/lm_loss.h"
 
 #include <gtest/gtest.h>
@@ -55,12 +58,16 @@ Problem make_problem(int64_t T, int64_t D, int64_t V, bool bias, torch::ScalarTy
   return p;
 }
 
-Grads run(const Problem& p, bool chunked, int64_t chunk, LossReduction red, HeadGradient sched) {
+enum class HeadPath { Plain, Chunked, Fused };
+
+Grads run(const Problem& p, HeadPath path, int64_t chunk, LossReduction red, HeadGradient sched) {
   auto f = p.f.clone().requires_grad_(true), w = p.w.clone().requires_grad_(true);
   auto b = p.b.defined() ? p.b.clone().requires_grad_(true) : Tensor();
   Tensor loss;
-  if (chunked) {
+  if (path == HeadPath::Chunked) {
     loss = rbk::chunked_linear_cross_entropy(f, w, b, p.y, chunk, red, sched);
+  } else if (path == HeadPath::Fused) {
+    loss = rbk::fused_linear_cross_entropy(f, w, b, p.y, /*bf16=*/false);  // the mean only
   } else {
     auto logits = b.defined() ? torch::linear(f, w, b) : torch::matmul(f, w.t());
     auto opts = torch::nn::functional::CrossEntropyFuncOptions();
@@ -79,8 +86,8 @@ void compare_all(torch::ScalarType dtype, double tol) {
       for (auto sched : {HeadGradient::InForward, HeadGradient::RecomputeInBackward})
         for (int64_t chunk : {1, 5, 16, 36, 37, 100}) {
           const auto p = make_problem(T, D, V, bias, dtype, 11);
-          const auto ref = run(p, false, 0, red, sched);
-          const auto got = run(p, true, chunk, red, sched);
+          const auto ref = run(p, HeadPath::Plain, 0, red, sched);
+          const auto got = run(p, HeadPath::Chunked, chunk, red, sched);
           const std::string tag = std::string(bias ? "bias" : "no bias") + (red == LossReduction::Mean ? " mean" : " sum") +
                                   (sched == HeadGradient::InForward ? " in-forward" : " recompute") +
                                   " chunk " + std::to_string(chunk);
@@ -101,10 +108,10 @@ TEST(ChunkedHeadLoss, UnderflowedTargetProbabilitiesMatchPlain) {
   for (auto dtype : {torch::kFloat, torch::kDouble}) {
     auto p = make_problem(40, 8, 60, true, dtype, 3);
     p.f.mul_(dtype == torch::kFloat ? 30.0 : 400.0);  // fp64 needs nll > 666 nats to underflow
-    const auto ref = run(p, false, 0, LossReduction::Sum, HeadGradient::InForward);
+    const auto ref = run(p, HeadPath::Plain, 0, LossReduction::Sum, HeadGradient::InForward);
     const double tol = dtype == torch::kFloat ? kFp32RelTol : kFp64RelTol;
     for (int64_t chunk : {3, 64}) {
-      const auto got = run(p, true, chunk, LossReduction::Sum, HeadGradient::InForward);
+      const auto got = run(p, HeadPath::Chunked, chunk, LossReduction::Sum, HeadGradient::InForward);
       ASSERT_TRUE(std::isfinite(got.loss.item<double>()));
       expect_close(got.loss, ref.loss, tol, "underflow loss");
       expect_close(got.df, ref.df, tol, "underflow dfeatures");
@@ -120,9 +127,9 @@ TEST(ChunkedHeadLoss, UnderflowedTargetProbabilitiesMatchPlain) {
 // below the change of one token's target.
 TEST(ChunkedHeadLoss, DetectsAChangedTarget) {
   auto p = make_problem(20, 6, 30, true, torch::kDouble, 5);
-  const auto ref = run(p, false, 0, LossReduction::Mean, HeadGradient::InForward);
+  const auto ref = run(p, HeadPath::Plain, 0, LossReduction::Mean, HeadGradient::InForward);
   p.y[19] = (p.y[19].item<int64_t>() + 1) % 30;  // the last token: inside the short last chunk
-  const auto got = run(p, true, 7, LossReduction::Mean, HeadGradient::InForward);
+  const auto got = run(p, HeadPath::Chunked, 7, LossReduction::Mean, HeadGradient::InForward);
   const double diff = (got.dw - ref.dw).abs().max().item<double>();
   EXPECT_GT(diff, 1e3 * kFp64RelTol * ref.dw.abs().max().item<double>());
 }
@@ -149,6 +156,63 @@ TEST(ChunkedHeadLoss, RejectsBadArguments) {
   EXPECT_THROW(rbk::chunked_linear_cross_entropy(p.f, p.w, p.b, p.y, 0), c10::Error);
   EXPECT_THROW(rbk::chunked_linear_cross_entropy(p.f, p.w.t(), p.b, p.y, 2), c10::Error);
   EXPECT_THROW(rbk::chunked_linear_cross_entropy(p.f, p.w, p.b, p.y.narrow(0, 0, 3), 2), c10::Error);
+}
+
+// The fused head's CPU path (the kernel's quantities from aten ops) against the plain path, with
+// the chunked path's tolerances (the same sums in another order): loss and every gradient, scaled
+// by the incoming 1.7, for biased and bias-free heads in fp64 and fp32.
+TEST(FusedHeadLoss, EqualsPlainPath) {
+  for (auto dtype : {torch::kDouble, torch::kFloat})
+    for (bool bias : {true, false}) {
+      const auto p = make_problem(37, 8, 53, bias, dtype, 12);
+      const auto ref = run(p, HeadPath::Plain, 0, LossReduction::Mean, HeadGradient::InForward);
+      const auto got = run(p, HeadPath::Fused, 0, LossReduction::Mean, HeadGradient::InForward);
+      const double tol = dtype == torch::kDouble ? kFp64RelTol : kFp32RelTol;
+      const std::string tag = std::string(c10::toString(dtype)) + (bias ? " bias" : " no bias");
+      EXPECT_EQ(got.loss.scalar_type(), dtype) << tag;
+      expect_close(got.loss, ref.loss, tol, tag + " loss");
+      expect_close(got.df, ref.df, tol, tag + " dfeatures");
+      expect_close(got.dw, ref.dw, tol, tag + " dweight");
+      if (bias) expect_close(got.db, ref.db, tol, tag + " dbias");
+    }
+}
+
+// A changed target must show in the fused gradients far above the tolerance.
+TEST(FusedHeadLoss, DetectsAChangedTarget) {
+  auto p = make_problem(20, 6, 30, true, torch::kDouble, 5);
+  const auto ref = run(p, HeadPath::Plain, 0, LossReduction::Mean, HeadGradient::InForward);
+  p.y[19] = (p.y[19].item<int64_t>() + 1) % 30;
+  const auto got = run(p, HeadPath::Fused, 0, LossReduction::Mean, HeadGradient::InForward);
+  EXPECT_GT((got.dw - ref.dw).abs().max().item<double>(), 1e3 * kFp64RelTol * ref.dw.abs().max().item<double>());
+}
+
+// Only the inputs that require a gradient get one (a frozen weight, then only the weight); without
+// grad mode the loss is the plain one and carries no graph.
+TEST(FusedHeadLoss, GradientsOnlyWhereRequired) {
+  const auto p = make_problem(9, 4, 11, true, torch::kDouble, 2);
+  auto f = p.f.clone().requires_grad_(true), b = p.b.clone().requires_grad_(true);
+  rbk::fused_linear_cross_entropy(f, p.w, b, p.y, false).backward();
+  auto ref_f = p.f.clone().requires_grad_(true), ref_b = p.b.clone().requires_grad_(true);
+  torch::nn::functional::cross_entropy(torch::linear(ref_f, p.w, ref_b), p.y).backward();
+  expect_close(f.grad(), ref_f.grad(), kFp64RelTol, "dfeatures beside a frozen weight");
+  expect_close(b.grad(), ref_b.grad(), kFp64RelTol, "dbias beside a frozen weight");
+  auto w = p.w.clone().requires_grad_(true);
+  rbk::fused_linear_cross_entropy(p.f, w, p.b, p.y, false).backward();
+  auto ref_w = p.w.clone().requires_grad_(true);
+  torch::nn::functional::cross_entropy(torch::linear(p.f, ref_w, p.b), p.y).backward();
+  expect_close(w.grad(), ref_w.grad(), kFp64RelTol, "dweight alone");
+  torch::NoGradGuard ng;
+  const auto loss = rbk::fused_linear_cross_entropy(p.f, p.w, p.b, p.y, false);
+  EXPECT_FALSE(loss.requires_grad());
+  expect_close(loss, torch::nn::functional::cross_entropy(torch::linear(p.f, p.w, p.b), p.y), kFp64RelTol, "no-grad");
+}
+
+TEST(FusedHeadLoss, RejectsBadArguments) {
+  const auto p = make_problem(4, 3, 5, true, torch::kFloat, 1);
+  EXPECT_THROW(rbk::fused_linear_cross_entropy(p.f, p.w.t(), p.b, p.y, false), c10::Error);
+  EXPECT_THROW(rbk::fused_linear_cross_entropy(p.f, p.w, p.b.narrow(0, 0, 4), p.y, false), c10::Error);
+  EXPECT_THROW(rbk::fused_linear_cross_entropy(p.f, p.w, p.b, p.y.narrow(0, 0, 3), false), c10::Error);
+  EXPECT_THROW(rbk::fused_linear_cross_entropy(p.f, p.w, p.b, p.y.to(torch::kInt32), false), c10::Error);
 }
 
 rbk::LmConfig arch_config(const std::string& arch, bool tie) {
@@ -237,6 +301,46 @@ TEST(LanguageModelLoss, FourArgumentFormIsThePlainPath) {
   torch::NoGradGuard ng;
   const auto plain = torch::nn::functional::cross_entropy(m->forward(x).reshape({-1, c.vocab_size}), y.reshape({-1}));
   EXPECT_TRUE(torch::equal(rbk::language_model_loss(*m, x, y, false), plain));
+}
+
+// language_model_loss_with(fused) (fp64 model, the CPU path) against the fp64 cross-entropy of
+// forward(): the loss (returned as fp32, as language_model_loss returns it) and every parameter's
+// gradient, for each architecture and a tied head (whose weight is also the embedding: two gradient
+// paths into one parameter). The incoming gradient is 1 here: Mamba keeps A, D and the dt bias in
+// fp32 even in an fp64 model, so a scaled backward rounds differently there by up to 1e-3 relative
+// (measured; FusedHeadLoss tests the scaling). The fused loss with chunks is refused.
+TEST(LanguageModelLoss, FusedEqualsPlainForEveryArchitectureFp64) {
+  for (const auto& k : kArchCases) {
+    const auto c = arch_config(k.arch, k.tie);
+    torch::manual_seed(13);
+    auto m = rbk::make_language_model(c);
+    m->to(torch::kDouble);
+    const auto x = torch::randint(c.vocab_size, {3, c.n_seq - 1}, torch::kInt64);
+    const auto y = torch::randint(c.vocab_size, {3, c.n_seq - 1}, torch::kInt64);
+    const std::string tag = k.arch + (k.tie ? " tied" : "");
+    m->zero_grad();
+    // The fp64 cross-entropy of forward(): language_model_loss's plain path rounds the logits to fp32.
+    const auto ref_loss = torch::nn::functional::cross_entropy(m->forward(x).reshape({-1, c.vocab_size}), y.reshape({-1}));
+    ref_loss.backward();
+    std::vector<Tensor> ref_grads;
+    for (const auto& p : m->parameters()) ref_grads.push_back(p.grad().defined() ? p.grad().clone() : Tensor());
+    m->zero_grad();
+    const auto loss = rbk::language_model_loss_with(*m, x, y, false, 0, /*fused=*/true);
+    EXPECT_EQ(loss.scalar_type(), torch::kFloat) << tag;
+    loss.backward();
+    EXPECT_NEAR(loss.item<double>(), ref_loss.item<double>(), 1e-6 * std::abs(ref_loss.item<double>())) << tag;
+    size_t i = 0;
+    for (const auto& p : m->named_parameters()) {
+      const auto& ref = ref_grads[i++];
+      if (!ref.defined()) continue;
+      const double err = (p.value().grad() - ref).norm().item<double>();
+      EXPECT_LE(err, kModelRelTol * ref.norm().item<double>() + 1e-300) << tag << " " << p.key();
+    }
+  }
+  const auto c = arch_config("transformer", false);
+  auto m = rbk::make_language_model(c);
+  const auto x = torch::randint(c.vocab_size, {1, 4}, torch::kInt64);
+  EXPECT_THROW(rbk::language_model_loss_with(*m, x, x, false, 8, true), c10::Error);
 }
 
 // The evaluator's chunked default against its plain path (fp32 model, summation order only).

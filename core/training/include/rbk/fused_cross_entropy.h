@@ -8,18 +8,25 @@
 
 namespace rbk {
 
-// Whether softmax_cross_entropy_mean takes the fused kernel for these logits (CUDA bfloat16 or
+// Whether fused_linear_cross_entropy takes the fused kernel for these logits (CUDA bfloat16 or
 // float32, in a build with the CUDA kernels).
 bool fused_softmax_cross_entropy_applies(const torch::Tensor& logits);
 
-// Mean over rows of -log softmax(logits)[targets], float32, differentiable in logits. logits:
-// (rows, V); targets: (rows,) int64. Fused: the forward computes the loss and the gradient in one
-// kernel and keeps the gradient (in the logits' dtype), so the backward only scales it by the
-// incoming gradient. Elsewhere: torch's cross_entropy on the logits cast to float32 (the plain path).
-torch::Tensor softmax_cross_entropy_mean(const torch::Tensor& logits, const torch::Tensor& targets);
+// Mean cross-entropy of logits = features weight^T + bias against targets, differentiable in
+// features, weight and bias. features (T, D) and weight (V, D) in any float dtype; bias (V) or
+// undefined; targets (T) int64. bf16 with CUDA inputs: the head's GEMMs in bfloat16, as CUDA autocast
+// computes them; otherwise float32 (float64 for float64 inputs). The logits go through the fused
+// softmax cross-entropy kernel (CUDA bfloat16 / float32; elsewhere the same quantities from aten
+// ops, so the wiring is testable on the CPU), which gives the loss and its gradient G in one pass.
+// Forward then forms dF = G W, dW = G^T F and db and frees the logits and G; backward only scales
+// those three by the incoming gradient (the schedule of lm_loss.h's InForward, without chunks).
+// Returns a 0-dim float32 tensor (float64 for float64 inputs off the fused kernel).
+torch::Tensor fused_linear_cross_entropy(const torch::Tensor& features, const torch::Tensor& weight,
+                                         const torch::Tensor& bias, const torch::Tensor& targets, bool bf16);
 
-// language_model_loss (lm_loss.h) with chunk_tokens <= 0, its cross-entropy replaced by
-// softmax_cross_entropy_mean: the model's logits under bf16 autocast where asked, then the fused loss.
+// language_model_loss (lm_loss.h) with chunk_tokens <= 0, its head and cross-entropy replaced by
+// fused_linear_cross_entropy: the model's forward_features under bf16 autocast where asked, then
+// the fused head and loss over the model's head_weight / head_bias.
 torch::Tensor language_model_loss_fused(LanguageModel& model, const torch::Tensor& x, const torch::Tensor& y, bool bf16);
 
 // The one place a step picks its loss: language_model_loss (fused = false) or

@@ -1,5 +1,5 @@
 // LibTorch entry point of the fused softmax cross-entropy kernel (raw launcher:
-// softmax_xent_launch.h). rbk::softmax_cross_entropy_mean (fused_cross_entropy.h) calls it for CUDA
+// softmax_xent_launch.h). rbk::fused_linear_cross_entropy (fused_cross_entropy.h) calls it for CUDA
 // logits in builds with the kernels (RBK_WITH_CUDA_KERNELS); nothing else does. Issue 25.
 #pragma once
 #include <torch/torch.h>
