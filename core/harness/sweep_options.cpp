@@ -3,12 +3,17 @@
 namespace rbk {
 
 void add_sweep_options(ConfigSchema& schema) {
-  ParamSpec dir{"sweep_dir", ParamType::String,
-                "sweep directory ('' = under the run's checkpoint directory, removed when the run ends); a persistent one "
-                "lets a run split over time-limited calls add its cells (finished cells are skipped, a cut one resumes)"};
+  ParamSpec dir;
+  dir.key = "sweep_dir";
+  dir.type = ParamType::String;
+  dir.help = "sweep directory ('' = under the run's checkpoint directory, removed when the run ends); a persistent one "
+             "lets a run split over time-limited calls add its cells (finished cells are skipped, a cut one resumes)";
   dir.default_value = "";
   schema.add(dir);
-  ParamSpec max_cells{"max_cells", ParamType::Int, "cells this call trains (0 = all); the result covers the cells finished so far"};
+  ParamSpec max_cells;
+  max_cells.key = "max_cells";
+  max_cells.type = ParamType::Int;
+  max_cells.help = "cells this call trains (0 = all); the result covers the cells finished so far";
   max_cells.min = 0;
   max_cells.max = 1 << 20;
   max_cells.default_value = 0;

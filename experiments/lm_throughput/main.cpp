@@ -59,9 +59,10 @@
 // host every layer): its cuda_graph rows have status "not_capturable".
 //
 // Loss kernel (`loss_kernel`): aten is the trainer's rbk::language_model_loss; fused replaces its
-// plain path's cross-entropy by the fused softmax cross-entropy kernel (rbk::language_model_loss_fused:
-// loss and gradient in one pass over the bf16 logits; the CPU falls back to the aten path), for
-// every model alike. Issue 25: the loss was 31 % of both models' kernel time at 2k.
+// plain path's head and cross-entropy by rbk::language_model_loss_fused (fused_cross_entropy.h: the
+// fused softmax cross-entropy kernel gives loss and gradient in one pass over the bf16 logits, and
+// the head's gradients are formed in forward; on the CPU the same from aten ops), for every model
+// alike. Issue 25: the loss was 31 % of both models' kernel time at 2k.
 //
 // Length curve (issue 25: tokens/s against N for every architecture, from 2k to the longest N each
 // reaches): `lengths` lists the sequence lengths timed, model.n_seq first. Every model keeps the width it was
