@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -256,12 +257,17 @@ TEST(LanguageModelHead, ForwardIsTheOldHeadOfForwardFeatures) {
   }
 }
 
-// language_model_loss with chunks (fp64 model) against the fp64 plain cross-entropy of forward():
-// the loss and every parameter's gradient, for each architecture and a tied head.
-TEST(LanguageModelLoss, ChunkedEqualsPlainForEveryArchitectureFp64) {
+// A model loss (fp64 model, CPU) against the fp64 cross-entropy of forward() (language_model_loss's
+// plain path would round the logits to fp32): the loss, returned as fp32 as the plain path returns
+// it, within 1e-6 relative and every parameter's gradient within kModelRelTol, for each
+// architecture and a tied head (whose weight is also the embedding: two gradient paths into one
+// parameter). The incoming gradient is 1: Mamba keeps A, D and the dt bias in fp32 even in an fp64
+// model, so a scaled backward rounds differently there by up to 1e-3 relative (measured).
+using ModelLoss = std::function<Tensor(rbk::LanguageModel&, const Tensor&, const Tensor&)>;
+void expect_model_loss_equals_fp64_plain(const ModelLoss& model_loss, uint64_t seed) {
   for (const auto& k : kArchCases) {
     const auto c = arch_config(k.arch, k.tie);
-    torch::manual_seed(8);
+    torch::manual_seed(seed);
     auto m = rbk::make_language_model(c);
     m->to(torch::kDouble);
     const auto x = torch::randint(c.vocab_size, {3, c.n_seq - 1}, torch::kInt64);
@@ -269,26 +275,44 @@ TEST(LanguageModelLoss, ChunkedEqualsPlainForEveryArchitectureFp64) {
     const std::string tag = k.arch + (k.tie ? " tied" : "");
 
     m->zero_grad();
-    auto ref_loss = torch::nn::functional::cross_entropy(m->forward(x).reshape({-1, c.vocab_size}), y.reshape({-1}));
+    const auto ref_loss = torch::nn::functional::cross_entropy(m->forward(x).reshape({-1, c.vocab_size}), y.reshape({-1}));
     ref_loss.backward();
     std::vector<Tensor> ref_grads;
     for (const auto& p : m->parameters()) ref_grads.push_back(p.grad().defined() ? p.grad().clone() : Tensor());
 
     m->zero_grad();
-    auto loss = rbk::language_model_loss(*m, x, y, false, 5);  // 33 tokens: chunks of 5, last of 3
+    const auto loss = model_loss(*m, x, y);
     EXPECT_EQ(loss.scalar_type(), torch::kFloat) << tag;
     loss.backward();
-    // The chunked loss is computed in fp64 and returned as fp32, as the plain path returns it.
     EXPECT_NEAR(loss.item<double>(), ref_loss.item<double>(), 1e-6 * std::abs(ref_loss.item<double>())) << tag;
-    const auto params = m->named_parameters();
     size_t i = 0;
-    for (const auto& p : params) {
+    for (const auto& p : m->named_parameters()) {
       const auto& ref = ref_grads[i++];
       if (!ref.defined()) continue;
       const double err = (p.value().grad() - ref).norm().item<double>();
       EXPECT_LE(err, kModelRelTol * ref.norm().item<double>() + 1e-300) << tag << " " << p.key();
     }
   }
+}
+
+// language_model_loss with chunks (33 tokens: chunks of 5, the last of 3).
+TEST(LanguageModelLoss, ChunkedEqualsPlainForEveryArchitectureFp64) {
+  expect_model_loss_equals_fp64_plain(
+      [](rbk::LanguageModel& m, const Tensor& x, const Tensor& y) { return rbk::language_model_loss(m, x, y, false, 5); }, 8);
+}
+
+// language_model_loss_with(fused): the fused head + loss on its CPU path (FusedHeadLoss tests the
+// scaling by the incoming gradient). The fused loss with chunks is refused.
+TEST(LanguageModelLoss, FusedEqualsPlainForEveryArchitectureFp64) {
+  expect_model_loss_equals_fp64_plain(
+      [](rbk::LanguageModel& m, const Tensor& x, const Tensor& y) {
+        return rbk::language_model_loss_with(m, x, y, false, 0, /*fused=*/true);
+      },
+      13);
+  const auto c = arch_config("transformer", false);
+  auto m = rbk::make_language_model(c);
+  const auto x = torch::randint(c.vocab_size, {1, 4}, torch::kInt64);
+  EXPECT_THROW(rbk::language_model_loss_with(*m, x, x, false, 8, true), c10::Error);
 }
 
 // The trainer's 4-argument call is the plain path, unchanged.
@@ -301,46 +325,6 @@ TEST(LanguageModelLoss, FourArgumentFormIsThePlainPath) {
   torch::NoGradGuard ng;
   const auto plain = torch::nn::functional::cross_entropy(m->forward(x).reshape({-1, c.vocab_size}), y.reshape({-1}));
   EXPECT_TRUE(torch::equal(rbk::language_model_loss(*m, x, y, false), plain));
-}
-
-// language_model_loss_with(fused) (fp64 model, the CPU path) against the fp64 cross-entropy of
-// forward(): the loss (returned as fp32, as language_model_loss returns it) and every parameter's
-// gradient, for each architecture and a tied head (whose weight is also the embedding: two gradient
-// paths into one parameter). The incoming gradient is 1 here: Mamba keeps A, D and the dt bias in
-// fp32 even in an fp64 model, so a scaled backward rounds differently there by up to 1e-3 relative
-// (measured; FusedHeadLoss tests the scaling). The fused loss with chunks is refused.
-TEST(LanguageModelLoss, FusedEqualsPlainForEveryArchitectureFp64) {
-  for (const auto& k : kArchCases) {
-    const auto c = arch_config(k.arch, k.tie);
-    torch::manual_seed(13);
-    auto m = rbk::make_language_model(c);
-    m->to(torch::kDouble);
-    const auto x = torch::randint(c.vocab_size, {3, c.n_seq - 1}, torch::kInt64);
-    const auto y = torch::randint(c.vocab_size, {3, c.n_seq - 1}, torch::kInt64);
-    const std::string tag = k.arch + (k.tie ? " tied" : "");
-    m->zero_grad();
-    // The fp64 cross-entropy of forward(): language_model_loss's plain path rounds the logits to fp32.
-    const auto ref_loss = torch::nn::functional::cross_entropy(m->forward(x).reshape({-1, c.vocab_size}), y.reshape({-1}));
-    ref_loss.backward();
-    std::vector<Tensor> ref_grads;
-    for (const auto& p : m->parameters()) ref_grads.push_back(p.grad().defined() ? p.grad().clone() : Tensor());
-    m->zero_grad();
-    const auto loss = rbk::language_model_loss_with(*m, x, y, false, 0, /*fused=*/true);
-    EXPECT_EQ(loss.scalar_type(), torch::kFloat) << tag;
-    loss.backward();
-    EXPECT_NEAR(loss.item<double>(), ref_loss.item<double>(), 1e-6 * std::abs(ref_loss.item<double>())) << tag;
-    size_t i = 0;
-    for (const auto& p : m->named_parameters()) {
-      const auto& ref = ref_grads[i++];
-      if (!ref.defined()) continue;
-      const double err = (p.value().grad() - ref).norm().item<double>();
-      EXPECT_LE(err, kModelRelTol * ref.norm().item<double>() + 1e-300) << tag << " " << p.key();
-    }
-  }
-  const auto c = arch_config("transformer", false);
-  auto m = rbk::make_language_model(c);
-  const auto x = torch::randint(c.vocab_size, {1, 4}, torch::kInt64);
-  EXPECT_THROW(rbk::language_model_loss_with(*m, x, x, false, 8, true), c10::Error);
 }
 
 // The evaluator's chunked default against its plain path (fp32 model, summation order only).
