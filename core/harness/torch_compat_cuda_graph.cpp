@@ -37,8 +37,8 @@ CudaGraph::CudaGraph(const std::function<void()>& work, const torch::Device& dev
     for (int i = 0; i < warmup_calls; ++i) work();
     torch::cuda::synchronize(index);
     // The capture allocates from the graph's own pool, which cannot reuse the blocks the warm-up
-    // freed into the ordinary cache: hand those back first, or a step needs twice its memory (at
-    // 1f84071 every model's 128k step ran out of memory with 44-55 GB reserved and unused).
+    // freed into the ordinary cache: hand those back first, or a captured step needs about twice
+    // its memory (the long steps of exp_lm_throughput's length curve then run out of it).
     c10::cuda::CUDACachingAllocator::emptyCache();
     impl_->graph.capture_begin();
     try {

@@ -44,10 +44,8 @@ struct FusedLinearCrossEntropy : public torch::autograd::Function<FusedLinearCro
     // The casts are explicit here; autocast must not re-cast inside (as in lm_loss.cpp).
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
     // bf16 is CUDA autocast's: elsewhere the head stays in the inputs' precision, as in lm_loss.h.
-    const auto compute =
-        bf16 && features.is_cuda() ? torch::kBFloat16 : (features.scalar_type() == torch::kDouble || weight.scalar_type() == torch::kDouble
-                                       ? torch::kDouble
-                                       : torch::kFloat);
+    const bool fp64 = features.scalar_type() == torch::kDouble || weight.scalar_type() == torch::kDouble;
+    const auto compute = bf16 && features.is_cuda() ? torch::kBFloat16 : (fp64 ? torch::kDouble : torch::kFloat);
     const Tensor f = features.to(compute), w = weight.to(compute);
     Tensor grad, row_loss;
     {
