@@ -495,7 +495,7 @@ int main(int argc, char** argv) {
           point["status"] = row["status"];
           out.rows.push_back(row);
           // The model and its graph are gone: give their memory back (a graph's private pool is
-          // otherwise kept; at 019538f rwkv+cuda_graph ran out of memory with 52 GB reserved unused).
+          // otherwise kept, and the next model's steps cannot allocate from it).
           rbk::release_cached_cuda_memory();
         }
       }

@@ -24,7 +24,8 @@ rbk::ExperimentSpec experiment_spec() {
   rbk::add_train_options(spec.schema, "train.");
   spec.schema.add_string_list("variants", kVariants, "models to time")
       .add_string("loss_kernel", {"aten", "fused"}, "the loss: aten (language_model_loss, as the trainer) or fused "
-                                                    "(the fused softmax cross-entropy kernel; needs train.loss_chunk_tokens = 0)")
+                                                    "(the head and the fused softmax cross-entropy kernel: fused_cross_entropy.h; needs "
+                                                    "train.loss_chunk_tokens = 0)")
       .add_string_list("step_modes", kStepModes, "how each model's step is issued (eager: the trainer's; eager_device_step, "
                                                  "cuda_graph: rbk::CapturedLmStep, eager or captured and replayed)")
       .add_real("size_tolerance", 0.0, 1.0, "baselines: |params / reference params - 1| must be <= this")
