@@ -14,6 +14,9 @@
 #                  e.g. KERNEL_SPEED_ARGS=parts=same_work,paper_point,compat for the parts C17 reads)
 #   kernel_speed_sweep  exp_kernel_speed parts=sweep into kernel_speed/sweep (context, not read by the ledger)
 #   bench          bench_kernel_speed (Google Benchmark JSON with the commit in its context)
+#   bench_moe_dispatch  bench_moe_dispatch: one MoE layer's training step by the dense, gather and grouped
+#                  dispatches side by side, each checked against fp64 first (issue 25), into
+#                  lm_throughput/bench_moe_dispatch.json (Google Benchmark JSON with the commit)
 #   scan_speed     exp_scan_kernel_speed --preset gpu      (baseline kernels, issue 7; with upstream
 #                  Mamba's own kernels side by side when data/upstream/mamba, a checkout of
 #                  state-spaces/mamba, is carried: `git clone https://github.com/state-spaces/mamba
@@ -186,6 +189,14 @@ for stage in "$@"; do
         --benchmark_out_format=json --benchmark_context=git_commit="$RBK_GIT_COMMIT" \
         --benchmark_context=git_dirty="$RBK_GIT_DIRTY" > "$OUT/bench.log" 2>&1
       echo "bench rc=$?"; grep -E "median" "$OUT/bench.log" | head -20 ;;
+    bench_moe_dispatch)
+      log bench_moe_dispatch
+      mkdir -p "$OUT/lm_throughput"
+      timeout "$(left 20)" "$BUILD/experiments/lm_throughput/bench_moe_dispatch" --benchmark_repetitions=5 \
+        --benchmark_report_aggregates_only=true --benchmark_out="$OUT/lm_throughput/bench_moe_dispatch.json" \
+        --benchmark_out_format=json --benchmark_context=git_commit="$RBK_GIT_COMMIT" \
+        --benchmark_context=git_dirty="$RBK_GIT_DIRTY" > "$OUT/bench_moe_dispatch.log" 2>&1
+      echo "bench_moe_dispatch rc=$?"; grep -E "median|ERROR" "$OUT/bench_moe_dispatch.log" | head -20 ;;
     scan_speed) run_exp scan_kernel_speed scan_kernel_speed ;;
     lm_throughput) run_exp lm_throughput lm_throughput ${LM_THROUGHPUT_ARGS:-} ;;
     lm_throughput_fp32) run_exp lm_throughput lm_throughput/fp32 train.precision=fp32 ${LM_THROUGHPUT_ARGS:-} ;;
