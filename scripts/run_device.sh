@@ -122,6 +122,15 @@ run_exp() {  # run_exp name dir extra-args...: exp_<name> --preset gpu [key=valu
   echo "exp_$name rc=$?"
   grep -v "^$" "$logf" | tail -15
 }
+run_bench() {  # run_bench <binary under $BUILD> <dir> <lines to show>: Google Benchmark JSON with the commit into $OUT/<dir>
+  local bin=$1 dir=$2 show=$3 name; name=$(basename "$1")
+  log "$name"
+  mkdir -p "$OUT/$dir"
+  timeout "$(left 20)" "$BUILD/$bin" --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
+    --benchmark_out="$OUT/$dir/$name.json" --benchmark_out_format=json --benchmark_context=git_commit="$RBK_GIT_COMMIT" \
+    --benchmark_context=git_dirty="$RBK_GIT_DIRTY" > "$OUT/$name.log" 2>&1
+  echo "$name rc=$?"; grep -E "$show" "$OUT/$name.log" | head -20
+}
 # gdb backtraces of the tests the last ctest run failed (at most 8), into $OUT/backtraces_<stage>.log:
 # a test that crashes on this machine only (session 18: five segfaults on LibTorch 2.11 that pass
 # under valgrind on the CPU machine) is diagnosed in the call that finds it.
@@ -181,22 +190,8 @@ for stage in "$@"; do
       grep -E "tests passed|Failed|Not Run|\*\*\*" "$OUT/unit.log" | head -30 ;;
     kernel_speed) run_exp kernel_speed kernel_speed ${KERNEL_SPEED_ARGS:-} ;;
     kernel_speed_sweep) run_exp kernel_speed kernel_speed/sweep parts=sweep ;;
-    bench)
-      log bench_kernel_speed
-      mkdir -p "$OUT/kernel_speed"
-      timeout "$(left 20)" "$BUILD/experiments/kernel_speed/bench_kernel_speed" --benchmark_repetitions=5 \
-        --benchmark_report_aggregates_only=true --benchmark_out="$OUT/kernel_speed/bench_kernel_speed.json" \
-        --benchmark_out_format=json --benchmark_context=git_commit="$RBK_GIT_COMMIT" \
-        --benchmark_context=git_dirty="$RBK_GIT_DIRTY" > "$OUT/bench.log" 2>&1
-      echo "bench rc=$?"; grep -E "median" "$OUT/bench.log" | head -20 ;;
-    bench_moe_dispatch)
-      log bench_moe_dispatch
-      mkdir -p "$OUT/lm_throughput"
-      timeout "$(left 20)" "$BUILD/experiments/lm_throughput/bench_moe_dispatch" --benchmark_repetitions=5 \
-        --benchmark_report_aggregates_only=true --benchmark_out="$OUT/lm_throughput/bench_moe_dispatch.json" \
-        --benchmark_out_format=json --benchmark_context=git_commit="$RBK_GIT_COMMIT" \
-        --benchmark_context=git_dirty="$RBK_GIT_DIRTY" > "$OUT/bench_moe_dispatch.log" 2>&1
-      echo "bench_moe_dispatch rc=$?"; grep -E "median|ERROR" "$OUT/bench_moe_dispatch.log" | head -20 ;;
+    bench) run_bench experiments/kernel_speed/bench_kernel_speed kernel_speed median ;;
+    bench_moe_dispatch) run_bench experiments/lm_throughput/bench_moe_dispatch lm_throughput "median|ERROR" ;;
     scan_speed) run_exp scan_kernel_speed scan_kernel_speed ;;
     lm_throughput) run_exp lm_throughput lm_throughput ${LM_THROUGHPUT_ARGS:-} ;;
     lm_throughput_fp32) run_exp lm_throughput lm_throughput/fp32 train.precision=fp32 ${LM_THROUGHPUT_ARGS:-} ;;

@@ -247,19 +247,13 @@ TEST(LmRouters, DenseDispatchHasTheGatherGradients) {
       const auto x = torch::randn({40, o.d_model}, torch::kDouble).requires_grad_(true);
       const auto target = torch::randn({40, o.d_model}, torch::kDouble);
       (moe->forward(x) * target).sum().backward();
-      std::vector<torch::Tensor> g{x.grad()};
-      for (const auto& p : moe->parameters()) g.push_back(p.grad().defined() ? p.grad() : torch::zeros_like(p));
-      grads.push_back(g);
+      grads.push_back(rbk::lm_test::input_and_parameter_gradients(x, *moe));
     }
-    double worst = 0, largest = 0;
-    for (size_t i = 0; i < grads[0].size(); ++i) {
-      worst = std::max(worst, (grads[0][i] - grads[1][i]).abs().max().item<double>());
-      largest = std::max(largest, grads[0][i].abs().max().item<double>());
-    }
+    const auto cmp = rbk::lm_test::compare_gradients(grads[0], grads[1]);
     std::printf("top-%lld: max |grad gather - grad dense| = %.2e over %zu tensors (largest |grad| %.2f)\n",
-                static_cast<long long>(top_k), worst, grads[0].size(), largest);
-    EXPECT_LT(worst, 1e-12);
-    EXPECT_GT(largest, 0.1);
+                static_cast<long long>(top_k), cmp.max_difference, grads[0].size(), cmp.largest);
+    EXPECT_LT(cmp.max_difference, 1e-12);
+    EXPECT_GT(cmp.largest, 0.1);
   }
 }
 
