@@ -193,9 +193,10 @@ const std::vector<OptionField<LmConfig>>& lm_config_fields() {
       int_field("num_experts", &M::num_experts, 1, 1e4, "ResNet-BK MoE experts E"),
       int_field("top_k", &M::top_k, 1, 1e4, "ResNet-BK experts per token (<= num_experts)"),
       string_field("router", &M::router, router_choices(), "ResNet-BK MoE router"),
-      string_field("moe_dispatch", &M::moe_dispatch, {"gather", "dense"},
-                   "ResNet-BK MoE with a sparse router: gather (each expert on its tokens) or dense (every expert on "
-                   "every token, no host sync, E x the expert FLOPs)"),
+      string_field("moe_dispatch", &M::moe_dispatch, {"gather", "dense", "grouped"},
+                   "ResNet-BK MoE with a sparse router: gather (each expert on its tokens), dense (every expert on "
+                   "every token, no host sync, E x the expert FLOPs) or grouped (each expert on its tokens over "
+                   "padded tiles, no host sync)"),
       real_field("legacy_scattering_scale", &M::legacy_scattering_scale, 0, 100, "upstream's gate modulation (0.1 upstream, 0 off)"),
       real_field("scattering_epsilon", &M::scattering_epsilon, 1e-12, 1e6, "scattering-phase router epsilon"),
       string_field("bk_forward", &M::bk_forward, bk_forward_choices(), "BK-Core forward"),

@@ -2,6 +2,7 @@
 #include "rbk/moe.h"
 
 #include "rbk/block_checkpoint.h"
+#include "rbk/moe_grouped.h"
 
 #include <cmath>
 #include <stdexcept>
@@ -27,12 +28,20 @@ RouterKind parse_router(const std::string& s) {
   throw std::invalid_argument("router '" + s + "': expected learned_topk, switch_top1, gumbel_hard or scattering_phase");
 }
 
-std::string to_string(MoeDispatch d) { return d == MoeDispatch::Dense ? "dense" : "gather"; }
+std::string to_string(MoeDispatch d) {
+  switch (d) {
+    case MoeDispatch::Gather: return "gather";
+    case MoeDispatch::Dense: return "dense";
+    case MoeDispatch::Grouped: return "grouped";
+  }
+  return "?";
+}
 
 MoeDispatch parse_moe_dispatch(const std::string& s) {
   if (s == "gather") return MoeDispatch::Gather;
   if (s == "dense") return MoeDispatch::Dense;
-  throw std::invalid_argument("moe dispatch '" + s + "': expected gather or dense");
+  if (s == "grouped") return MoeDispatch::Grouped;
+  throw std::invalid_argument("moe dispatch '" + s + "': expected gather, dense or grouped");
 }
 
 MoeImpl::MoeImpl(const MoeOptions& o) : options_(o) {
@@ -55,6 +64,8 @@ torch::Tensor MoeImpl::expert_forward(int64_t e, const torch::Tensor& x) {
 }
 
 torch::Tensor MoeImpl::dispatch(const torch::Tensor& x, const torch::Tensor& idx, const torch::Tensor& w) {
+  if (options_.dispatch == MoeDispatch::Grouped)
+    return grouped_expert_mlp(x, idx, w, stack_experts(*this), options_.dropout, is_training());
   const int64_t T = x.size(0), E = options_.num_experts;
   // hit[e, t, j]: slot j of token t chose expert e. Expert e's rows are the tokens with a hit, in
   // ascending order, and each row's weight is the sum of its slots' weights for e (the scattering

@@ -38,7 +38,7 @@ Layer make_layer(Dispatch d, int64_t tokens, const torch::Device& device) {
   o.num_experts = kExperts;
   o.top_k = 1;
   o.router = rbk::RouterKind::LearnedTopK;  // lm_throughput's router
-  o.dispatch = d == Dispatch::Dense ? rbk::MoeDispatch::Dense : rbk::MoeDispatch::Gather;
+  o.dispatch = d == Dispatch::Dense ? rbk::MoeDispatch::Dense : d == Dispatch::Gather ? rbk::MoeDispatch::Gather : rbk::MoeDispatch::Grouped;
   torch::manual_seed(29);  // the same weights and tokens for every dispatch
   Layer l;
   l.moe = rbk::Moe(o);
@@ -53,13 +53,12 @@ Layer make_layer(Dispatch d, int64_t tokens, const torch::Device& device) {
 }
 
 // One step: the layer's output and its input gradient for a fixed upstream gradient.
-std::pair<torch::Tensor, torch::Tensor> step(Layer& l, Dispatch d, bool bf16) {
+std::pair<torch::Tensor, torch::Tensor> step(Layer& l, bool bf16) {
   const auto x = l.x.detach().requires_grad_(true);
   torch::Tensor out;
   {
     rbk::AutocastGuard autocast(bf16);
-    out = d == Dispatch::Grouped ? rbk::grouped_expert_mlp(x, l.idx, l.w, rbk::stack_experts(*l.moe), 0.0, true)
-                                 : l.moe->forward(x);
+    out = l.moe->forward(x);
   }
   (out.to(torch::kFloat) * l.target).sum().backward();
   return {out, x.grad()};
@@ -70,8 +69,8 @@ double rel_l2(const torch::Tensor& a, const torch::Tensor& ref) {
 }
 
 // The worst relative error of output and input gradient against fp64 on the CPU.
-double error_against_fp64(Layer& l, Dispatch d, bool bf16) {
-  const auto got = step(l, d, bf16);
+double error_against_fp64(Layer& l, bool bf16) {
+  const auto got = step(l, bf16);
   const auto s = rbk::stack_experts(*l.moe);
   rbk::StackedExperts s64{s.up_weight.detach().cpu().to(torch::kDouble), s.up_bias.detach().cpu().to(torch::kDouble),
                           s.down_weight.detach().cpu().to(torch::kDouble), s.down_bias.detach().cpu().to(torch::kDouble)};
@@ -85,17 +84,17 @@ void run(benchmark::State& state, Dispatch d, int64_t tokens, bool cuda) {
   const torch::Device device = cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
   const bool bf16 = cuda;
   Layer l = make_layer(d, tokens, device);
-  const double err = error_against_fp64(l, d, bf16), tolerance = bf16 ? 2e-2 : 1e-5;
+  const double err = error_against_fp64(l, bf16), tolerance = bf16 ? 2e-2 : 1e-5;
   state.counters["rel_err_vs_fp64"] = err;
   if (!(err < tolerance)) {
     state.SkipWithError(("error against fp64 " + std::to_string(err) + " over " + std::to_string(tolerance)).c_str());
     return;
   }
-  for (int i = 0; i < 2; ++i) step(l, d, bf16);  // warm-up: allocator, cuBLAS handles
+  for (int i = 0; i < 2; ++i) step(l, bf16);  // warm-up: allocator, cuBLAS handles
   for (auto _ : state) {
     if (cuda) torch::cuda::synchronize();
     const auto t0 = std::chrono::steady_clock::now();
-    step(l, d, bf16);
+    step(l, bf16);
     if (cuda) torch::cuda::synchronize();
     state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }

@@ -5,6 +5,8 @@
 //   resnet_bk_causal          the same with the causal BK-Core (our corrected variant)
 //   resnet_bk_*_dense_moe     either, with the MoE's dense dispatch (every expert on every token, no
 //                             host synchronisation; moe.h, issue 25): the same function and weights
+//   resnet_bk_*_grouped_moe   either, with the grouped dispatch (the routed tokens only, over padded
+//                             tiles, no host synchronisation; moe_grouped.h): the same function
 //   transformer               causal Transformer, attention through rbk::causal_attention
 //                             (scaled_dot_product_attention = flash attention on LibTorch >= 2)
 //   mamba, rwkv               the Mamba-1 and RWKV-4 LMs (a row with status "not_built" where
@@ -134,7 +136,11 @@ std::vector<std::pair<std::string, rbk::LmConfig>> configure_variants(const rbk:
   for (const auto& variant : cfg.get_string_list("variants")) {
     rbk::LmConfig mc = ref;
     if (variant.rfind("resnet_bk_causal", 0) == 0) mc.bk_context = "causal";
-    if (variant.size() > 10 && variant.compare(variant.size() - 10, 10, "_dense_moe") == 0) mc.moe_dispatch = "dense";
+    for (const char* dispatch : {"dense", "grouped"}) {
+      const std::string suffix = std::string("_") + dispatch + "_moe";
+      if (variant.size() > suffix.size() && variant.compare(variant.size() - suffix.size(), suffix.size(), suffix) == 0)
+        mc.moe_dispatch = dispatch;
+    }
     if (arch_of(variant) != "resnet_bk") {
       json row{{"variant", variant}, {"arch", arch_of(variant)}, {"batch_size", cfg.get_int("train.batch_size")},
                {"seq_len", ref.n_seq}};
@@ -468,7 +474,7 @@ int main(int argc, char** argv) {
           if (out_of_memory_at.count(key)) {
             row["status"] = "skipped";
             row["message"] = "out of memory at N = " + std::to_string(out_of_memory_at[key]);
-          } else if (mode == "cuda_graph" && sized.arch == "resnet_bk" && sized.moe_dispatch != "dense") {
+          } else if (mode == "cuda_graph" && sized.arch == "resnet_bk" && sized.moe_dispatch == "gather") {
             row["status"] = "not_capturable";
             row["message"] = "the gather MoE dispatch reads its experts' row counts on the host in every layer (moe.h)";
           } else {

@@ -7,7 +7,7 @@
 namespace lm_throughput {
 
 const std::vector<std::string> kVariants{"resnet_bk_bidirectional", "resnet_bk_causal", "resnet_bk_bidirectional_dense_moe",
-                                         "resnet_bk_causal_dense_moe", "transformer", "mamba", "rwkv"};
+                                         "resnet_bk_causal_dense_moe", "resnet_bk_causal_grouped_moe", "transformer", "mamba", "rwkv"};
 const std::vector<std::string> kStepModes{"eager", "eager_device_step", "cuda_graph"};
 
 rbk::ExperimentSpec experiment_spec() {

@@ -15,7 +15,7 @@
 
 namespace lm_throughput {
 
-// *_dense_moe: the same ResNet-BK with model.moe_dispatch = dense (moe.h; issue 25).
+// *_dense_moe, *_grouped_moe: the same ResNet-BK with model.moe_dispatch = dense or grouped (moe.h; issue 25).
 extern const std::vector<std::string> kVariants;
 extern const std::vector<std::string> kStepModes;
 

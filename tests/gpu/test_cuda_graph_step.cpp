@@ -91,6 +91,11 @@ rbk::LmConfig small(const std::string& arch) {
 }
 
 TEST(CudaGraphStep, ResNetBkDenseMoeReplayEqualsEager) { check_graph_equals_eager(small("resnet_bk")); }
+TEST(CudaGraphStep, ResNetBkGroupedMoeReplayEqualsEager) {
+  auto c = small("resnet_bk");
+  c.moe_dispatch = "grouped";
+  check_graph_equals_eager(c);
+}
 TEST(CudaGraphStep, TransformerReplayEqualsEager) { check_graph_equals_eager(small("transformer")); }
 // The fused softmax cross-entropy (fused_cross_entropy.h) inside the captured step.
 TEST(CudaGraphStep, ResNetBkFusedLossReplayEqualsEager) { check_graph_equals_eager(small("resnet_bk"), true); }

@@ -190,7 +190,7 @@ TEST(LmRouters, SparseDispatchMatchesTheSumOverSlots) {
     rbk::RouterKind router;
     int64_t top_k;
   };
-  for (const auto dispatch : {rbk::MoeDispatch::Gather, rbk::MoeDispatch::Dense})
+  for (const auto dispatch : {rbk::MoeDispatch::Gather, rbk::MoeDispatch::Dense, rbk::MoeDispatch::Grouped})
   for (const Case& k : {Case{rbk::RouterKind::LearnedTopK, 1}, Case{rbk::RouterKind::LearnedTopK, 2},
                         Case{rbk::RouterKind::SwitchTop1, 1}, Case{rbk::RouterKind::ScatteringPhase, 2}}) {
     rbk::MoeOptions o;
@@ -227,13 +227,13 @@ TEST(LmRouters, SparseDispatchMatchesTheSumOverSlots) {
   }
 }
 
-// The two dispatches of one MoE (same weights, fp64) give the same outputs and the same gradients
+// The three dispatches of one MoE (same weights, fp64) give the same outputs and the same gradients
 // for the input and every parameter (the gate's included: the weights' gradient reaches it), so
 // a model trains the same function with either (issue 25). Dropout 0: dropout masks differ.
-TEST(LmRouters, DenseDispatchHasTheGatherGradients) {
+TEST(LmRouters, DenseAndGroupedDispatchesHaveTheGatherGradients) {
   for (const int64_t top_k : {1, 2}) {
     std::vector<std::vector<torch::Tensor>> grads;
-    for (const auto dispatch : {rbk::MoeDispatch::Gather, rbk::MoeDispatch::Dense}) {
+    for (const auto dispatch : {rbk::MoeDispatch::Gather, rbk::MoeDispatch::Dense, rbk::MoeDispatch::Grouped}) {
       rbk::MoeOptions o;
       o.d_model = 8;
       o.num_experts = 4;
@@ -249,11 +249,14 @@ TEST(LmRouters, DenseDispatchHasTheGatherGradients) {
       (moe->forward(x) * target).sum().backward();
       grads.push_back(rbk::lm_test::input_and_parameter_gradients(x, *moe));
     }
-    const auto cmp = rbk::lm_test::compare_gradients(grads[0], grads[1]);
-    std::printf("top-%lld: max |grad gather - grad dense| = %.2e over %zu tensors (largest |grad| %.2f)\n",
-                static_cast<long long>(top_k), cmp.max_difference, grads[0].size(), cmp.largest);
-    EXPECT_LT(cmp.max_difference, 1e-12);
-    EXPECT_GT(cmp.largest, 0.1);
+    for (const size_t other : {1, 2}) {
+      const auto cmp = rbk::lm_test::compare_gradients(grads[0], grads[other]);
+      std::printf("top-%lld: max |grad gather - grad %s| = %.2e over %zu tensors (largest |grad| %.2f)\n",
+                  static_cast<long long>(top_k), other == 1 ? "dense" : "grouped", cmp.max_difference, grads[0].size(),
+                  cmp.largest);
+      EXPECT_LT(cmp.max_difference, 1e-12);
+      EXPECT_GT(cmp.largest, 0.1);
+    }
   }
 }
 

@@ -1,13 +1,11 @@
 // The tiled sparse MoE dispatch (rbk::grouped_expert_mlp, issue 25) against the dispatch's
-// definition and against the gather dispatch's gradients, in fp64. Tolerance 1e-12: fp64 outputs of
+// definition, in fp64 (its gradients against the gather dispatch's: LmRouters in test_lm_model.cpp). Tolerance 1e-12: fp64 outputs of
 // O(1) differ only in the order of a handful of additions (~1e-15); a token sent to the wrong row,
 // expert or weight, or a padding row that leaks, shows as O(0.1).
 #include "rbk/moe.h"
 #include "rbk/moe_grouped.h"
 
 #include <gtest/gtest.h>
-
-#include "lm_test_support.h"
 
 #include <cstdio>
 #include <functional>
@@ -83,36 +81,6 @@ TEST(MoeGrouped, EmptyExpertsAndOneFullExpert) {
   const auto w = torch::rand({T, 1}, torch::kDouble);
   const auto err = (rbk::grouped_expert_mlp(x, idx, w, s, 0.0, true, 4) - rbk::expert_mlp_reference(x, idx, w, s)).abs().max();
   EXPECT_LT(err.item<double>(), kFp64Tolerance);
-}
-
-// Same weights, same routing: the grouped dispatch's gradients for the input and for every
-// parameter (the gate's through the routing weights) equal the gather dispatch's, so a model
-// trains the same function with either.
-TEST(MoeGrouped, HasTheGatherGradients) {
-  for (const int64_t top_k : {1, 2}) {
-    const auto router = top_k == 1 ? rbk::RouterKind::SwitchTop1 : rbk::RouterKind::LearnedTopK;
-    std::vector<std::vector<torch::Tensor>> grads;
-    for (const bool grouped : {false, true}) {
-      auto moe = make_moe(router, top_k, rbk::MoeDispatch::Gather, 23);
-      torch::manual_seed(1);
-      const auto x = torch::randn({40, 8}, torch::kDouble).requires_grad_(true);
-      const auto target = torch::randn({40, 8}, torch::kDouble);
-      torch::Tensor out;
-      if (grouped) {
-        const auto r = moe->route(x);
-        out = rbk::grouped_expert_mlp(x, r.idx, r.w, rbk::stack_experts(*moe), 0.0, true, 4);
-      } else {
-        out = moe->forward(x);
-      }
-      (out * target).sum().backward();
-      grads.push_back(rbk::lm_test::input_and_parameter_gradients(x, *moe));
-    }
-    const auto cmp = rbk::lm_test::compare_gradients(grads[0], grads[1]);
-    std::printf("top-%lld: max |grad gather - grad grouped| = %.2e over %zu tensors (largest |grad| %.2f)\n",
-                static_cast<long long>(top_k), cmp.max_difference, grads[0].size(), cmp.largest);
-    EXPECT_LT(cmp.max_difference, kFp64Tolerance);
-    EXPECT_GT(cmp.largest, 0.1);
-  }
 }
 
 // Dropout draws its mask over the padded buffer: in training with p > 0 the output changes and

@@ -27,7 +27,7 @@ struct LmConfig {
   int64_t num_experts = 4;
   int64_t top_k = 1;
   std::string router = "learned_topk";
-  std::string moe_dispatch = "gather";  // "gather" | "dense" (moe.h: MoeDispatch; the same function)
+  std::string moe_dispatch = "gather";  // "gather" | "dense" | "grouped" (moe.h: MoeDispatch; the same function)
   double legacy_scattering_scale = 0.0;
   double scattering_epsilon = 1.0;
   std::string bk_forward = "stable";

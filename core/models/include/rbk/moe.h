@@ -34,9 +34,12 @@ RouterKind parse_router(const std::string& s);  // "learned_topk", "switch_top1"
 //    expert, for E x the experts' FLOPs and activation memory: a GPU speed option where launches,
 //    not FLOPs, bound the step. Dropout draws its mask over every expert's hidden units, so with
 //    dropout > 0 the random stream differs from Gather's.
-enum class MoeDispatch { Gather, Dense };
+//  * Grouped: the routed tokens only, like Gather, over expert-aligned tiles of sizes fixed on the
+//    host, like Dense: no host synchronisation, capturable (moe_grouped.h). Pads each expert's rows
+//    to a tile multiple (~1/8 more rows at the default tile). Dropout's stream differs from both.
+enum class MoeDispatch { Gather, Dense, Grouped };
 std::string to_string(MoeDispatch d);
-MoeDispatch parse_moe_dispatch(const std::string& s);  // "gather", "dense"
+MoeDispatch parse_moe_dispatch(const std::string& s);  // "gather", "dense", "grouped"
 
 struct MoeOptions {
   int64_t d_model = 64;
@@ -77,7 +80,7 @@ class MoeImpl : public torch::nn::Module {
 
  private:
   torch::Tensor expert_forward(int64_t e, const torch::Tensor& x);
-  // Sparse dispatch: idx, w (T, k) -> sum_j w_j expert_{idx_j}(x), as MoeDispatch::Gather or Dense.
+  // Sparse dispatch: idx, w (T, k) -> sum_j w_j expert_{idx_j}(x), as options_.dispatch says.
   torch::Tensor dispatch(const torch::Tensor& x, const torch::Tensor& idx, const torch::Tensor& w);
   torch::Tensor dispatch_dense(const torch::Tensor& x, const torch::Tensor& weight);
   MoeOptions options_;
