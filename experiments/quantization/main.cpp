@@ -44,6 +44,7 @@
 #include "rbk/model_sizing.h"
 #include "rbk/options.h"
 #include "rbk/sweep.h"
+#include "rbk/sweep_options.h"
 #include "rbk/trainer.h"
 #include "rbk/training_job.h"
 
@@ -126,39 +127,29 @@ rbk::ExperimentSpec quantization_spec() {
       .add_int("gptq_block_size", 1, 4096, "GPTQ lazy-update block (columns)")
       .add_int("lowbit_repeats", 1, 10000, "timing repeats of the real INT8 matmul (CUDA, LibTorch >= 2.1)")
       .add([] {
-        rbk::ParamSpec p{"mamba_n_layers", rbk::ParamType::Int,
-                         "Mamba's depth (0 = model.n_layers); the Mamba paper stacks two Mamba blocks per Transformer "
-                         "layer, which is what lets a vocabulary-dominated model match ResNet-BK's parameters"};
+        rbk::ParamSpec p;
+        p.key = "mamba_n_layers";
+        p.type = rbk::ParamType::Int;
+        p.help = "Mamba's depth (0 = model.n_layers); the Mamba paper stacks two Mamba blocks per Transformer layer, which "
+                 "is what lets a vocabulary-dominated model match ResNet-BK's parameters";
         p.min = 0;
         p.max = 1024;
         p.default_value = 0;
         return p;
       }())
       .add([] {
-        rbk::ParamSpec p{"plan_only", rbk::ParamType::Bool,
-                         "load the data, size the models and check every row against them, then stop (the gpu preset's "
-                         "check on a machine without CUDA: device=cpu plan_only=true)"};
+        rbk::ParamSpec p;
+        p.key = "plan_only";
+        p.type = rbk::ParamType::Bool;
+        p.help = "load the data, size the models and check every row against them, then stop (the gpu preset's check on a "
+                 "machine without CUDA: device=cpu plan_only=true)";
         p.default_value = false;
-        return p;
-      }())
-      .add([] {
-        rbk::ParamSpec p{"sweep_dir", rbk::ParamType::String,
-                         "'' = <out>/checkpoints.<preset>/sweep (removed when the run finishes); else a directory that "
-                         "outlives the command, so that a run split over several time-limited calls adds its cells"};
-        p.default_value = "";
-        return p;
-      }())
-      .add([] {
-        rbk::ParamSpec p{"max_cells", rbk::ParamType::Int, "cells this call trains (0 = all); the result covers the cells finished so far"};
-        p.min = 0;
-        p.max = 1 << 20;
-        p.default_value = 0;
         return p;
       }())
       .add_string("checkpoint", {}, "'' = train the arms; else quantize this model.pt (model.arch must match it)")
       .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
       .add_string("device", {"auto", "cpu", "cuda"}, "where to train and evaluate");
-
+  rbk::add_sweep_options(spec.schema);  // a cell is an (arm, seed): trained, then quantized in every row
   return spec;
 }
 
@@ -412,19 +403,12 @@ int main(int argc, char** argv) {
       return;
     }
     const rbk::SweepPlan plan = plan_sweep(cfg, q, a);
-    const std::string sweep_dir = cfg.get_string("sweep_dir").empty() ? out.checkpoint_dir + "/sweep" : cfg.get_string("sweep_dir");
-    try {
-      rbk::prepare_sweep_dir(plan, sweep_dir);
-    } catch (const rbk::SweepError& e) {
-      throw rbk::ConfigError(e.what());
-    }
+    const std::string sweep_dir = rbk::prepared_sweep_dir(cfg, plan, out.checkpoint_dir);
     json lowbit;
-    rbk::SweepRunOptions options;
-    options.max_cells = cfg.get_int("max_cells");
     const auto report = rbk::run_sweep(
         plan, sweep_dir,
         [&](const rbk::SweepCell& cell, const std::string& cell_dir) { return measure_cell(q, a, data, sweep_dir, cell, cell_dir, lowbit); },
-        options);
+        rbk::sweep_run_options(cfg));
     summarise(q, a, plan, sweep_dir, report, lowbit, data, out);
   });
 }

@@ -1,9 +1,9 @@
-// The options the experiments with a resumable sweep share (ablations, act_flops, train_poc):
+// The options the experiments with a resumable sweep share (ablations, act_flops, train_poc,
+// quantization):
 // where the sweep directory lives and how many cells one call runs. A sweep too long for one
 // time-limited command (a GPU call) runs over several: each call names the same persistent
 // sweep_dir, adds its cells (max_cells at most) and writes the result of the cells finished so far.
-// long_context keeps its own option (its directory holds two sweeps); quantization keeps its own
-// until its GPU result of record is re-run (its sources must not change before then).
+// long_context keeps its own option (its directory holds two sweeps).
 #pragma once
 #include "rbk/config.h"
 #include "rbk/sweep.h"
