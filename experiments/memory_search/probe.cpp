@@ -168,8 +168,13 @@ int run_probe_child(const std::string& spec_path, const std::string& result_path
     const int64_t chunk = chunk_cfg > 0 ? chunk_cfg : B * N;
     const auto ids = torch::randint(V, {B, N + 1}, torch::TensorOptions().dtype(torch::kInt64)).to(device);
     const auto x = ids.narrow(1, 0, N), y = ids.narrow(1, 1, N).reshape({-1});
+    // Training probes on CUDA run under bf16 autocast unless the spec says otherwise (the C16 probes
+    // measure fp32 peaks, which the compat row then halves: autocast would make that half of a
+    // mixed-precision peak). CPU probes never use autocast.
+    const bool use_autocast = device.is_cuda() && training && spec.value("autocast", true);
+    result["autocast"] = use_autocast;
     auto loss_of = [&]() {
-      rbk::AutocastGuard autocast(device.is_cuda() && training);
+      rbk::AutocastGuard autocast(use_autocast);
       auto f = m.features(x);
       f = f.reshape({B * N, f.size(-1)});
       return rbk::chunked_linear_cross_entropy(f, m.head_weight(), m.head_bias(), y, chunk);

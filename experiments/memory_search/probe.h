@@ -23,8 +23,9 @@ int run_probe_child(const std::string& spec_path, const std::string& result_path
 
 // Parent side: runs one probe in a fresh process. spec: {arch, d_model, n_layers, vocab_size,
 // seq_len, batch, training, steps, loss_chunk_tokens, checkpoint_blocks, budget_bytes (0 = none),
-// device, threads, weight_dtype, htt_rank, seed}. Returns the child's result with "status"
-// (ok | oom | killed | timeout | error) and the wall time of the whole probe.
+// device, threads, weight_dtype, htt_rank, seed, autocast (optional, default true: bf16 autocast
+// for CUDA training probes)}. Returns the child's result with "status" (ok | oom | killed | timeout
+// | error), "autocast" (whether it ran under autocast) and the wall time of the whole probe.
 nlohmann::json run_probe_process(const nlohmann::json& spec, const std::string& scratch_dir, double timeout_s);
 
 }  // namespace memory_search

@@ -10,6 +10,7 @@
 #include "rbk/timing.h"
 
 #include <cmath>
+#include <stdexcept>
 
 namespace memory_search {
 
@@ -90,10 +91,11 @@ void run_htt_tables(const rbk::Config& cfg, const std::string& scratch, json& su
   rows.push_back({{"part", "htt_params"}, {"status", "ok"}, {"closed_form", closed.to_json()}, {"instantiated", counted.to_json()},
                   {"baseline", base.to_json()}});
 
-  // Table 11: one training step's peak (fresh process each, no budget), both sides fp32.
+  // Table 11: one training step's peak (fresh process each, no budget), both sides fp32: no
+  // autocast on CUDA either, so that the compat row below halves an fp32 peak, as it says.
   const double timeout = cfg.get_real("probe_timeout_s");
   json spec = {{"vocab_size", V}, {"d_model", D}, {"n_layers", L}, {"seq_len", cfg.get_int("htt.seq_len")},
-               {"batch", cfg.get_int("htt.batch")}, {"training", true}, {"steps", 2},
+               {"batch", cfg.get_int("htt.batch")}, {"training", true}, {"steps", 2}, {"autocast", false},
                {"loss_chunk_tokens", cfg.get_int("loss_chunk_tokens")}, {"checkpoint_blocks", false},
                {"budget_bytes", 0}, {"device", cfg.get_string("device")}, {"threads", cfg.get_int("probe_threads")},
                {"htt_rank", pc.htt_rank}, {"seed", cfg.get_int("seed")}};
@@ -105,6 +107,9 @@ void run_htt_tables(const rbk::Config& cfg, const std::string& scratch, json& su
                     {"probe", measured[arch]}});
   }
   const bool both_ok = measured["transformer"].value("status", "") == "ok" && measured["phase1"].value("status", "") == "ok";
+  for (const char* arch : {"transformer", "phase1"})
+    if (measured[arch].value("status", "") == "ok" && measured[arch].value("autocast", true))
+      throw std::runtime_error(std::string("htt_vram: the ") + arch + " probe ran under autocast; the fp32 comparison needs it off");
   if (both_ok) {
     json& v = h["vram"];
     const double pb = measured["transformer"].value("parameters", int64_t{0}), po = measured["phase1"].value("parameters", int64_t{0});
