@@ -32,7 +32,7 @@ struct Layer {
   torch::Tensor x, target, idx, w;
 };
 
-Layer make_layer(Dispatch d, int64_t tokens, const torch::Device& device) {
+Layer make_layer(Dispatch d, int64_t tokens, const torch::Device& device, bool bf16) {
   rbk::MoeOptions o;
   o.d_model = kModel;
   o.num_experts = kExperts;
@@ -45,10 +45,14 @@ Layer make_layer(Dispatch d, int64_t tokens, const torch::Device& device) {
   l.moe->to(device);
   l.x = torch::randn({tokens, kModel}, torch::TensorOptions().device(device));
   l.target = torch::randn({tokens, kModel}, torch::TensorOptions().device(device));
+  // The routing as the module's forward computes it (under autocast when the step runs under it,
+  // the same kernels on the same inputs), so that the reference and the grouped call use the
+  // routing the dense and gather forwards choose: a bf16 gate flips near-tied tokens.
   torch::NoGradGuard ng;
+  rbk::AutocastGuard autocast(bf16);
   const auto r = l.moe->route(l.x);
   l.idx = r.idx;
-  l.w = r.w;
+  l.w = r.w.to(torch::kFloat);
   return l;
 }
 
@@ -84,7 +88,7 @@ double error_against_fp64(Layer& l, Dispatch d, bool bf16) {
 void run(benchmark::State& state, Dispatch d, int64_t tokens, bool cuda) {
   const torch::Device device = cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
   const bool bf16 = cuda;
-  Layer l = make_layer(d, tokens, device);
+  Layer l = make_layer(d, tokens, device, bf16);
   const double err = error_against_fp64(l, d, bf16), tolerance = bf16 ? 2e-2 : 1e-5;
   state.counters["rel_err_vs_fp64"] = err;
   if (!(err < tolerance)) {

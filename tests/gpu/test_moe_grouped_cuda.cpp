@@ -42,7 +42,10 @@ MoeCase make_case(int64_t T, uint64_t seed) {
   o.d_model = 256;
   o.num_experts = 4;
   o.top_k = 1;
-  o.router = rbk::RouterKind::SwitchTop1;  // a weight < 1 that carries a gradient
+  // lm_throughput's router. Its top-1 weight is exactly 1 with no gradient, so the dense forward's
+  // input gradient has only the experts' path, like the grouped call with the routing held fixed
+  // (weights < 1 are covered in fp64 by MoeGrouped.*).
+  o.router = rbk::RouterKind::LearnedTopK;
   o.dispatch = rbk::MoeDispatch::Dense;
   torch::manual_seed(seed);
   MoeCase s;
@@ -50,10 +53,13 @@ MoeCase make_case(int64_t T, uint64_t seed) {
   s.moe->to(cuda);
   s.x = torch::randn({T, o.d_model}, torch::TensorOptions().device(cuda));
   s.target = torch::randn({T, o.d_model}, torch::TensorOptions().device(cuda));
+  // Routed as the module's forward routes under autocast (the same kernels on the same inputs), so
+  // that the dense forward, the grouped call and the fp64 reference share one routing.
   torch::NoGradGuard ng;
+  rbk::AutocastGuard autocast(true);
   const auto r = s.moe->route(s.x);
   s.idx = r.idx;
-  s.w = r.w;
+  s.w = r.w.to(torch::kFloat);
   return s;
 }
 
