@@ -58,10 +58,16 @@ rbk::ConfigSchema cell_schema() {
   rbk::add_data_options(s, "data.");
   rbk::add_lm_config_options(s, "model.");
   rbk::add_train_options(s, "train.");
-  rbk::ParamSpec device{"device", rbk::ParamType::String, "auto = CUDA when visible, else the CPU"};
+  rbk::ParamSpec device;
+  device.key = "device";
+  device.type = rbk::ParamType::String;
+  device.help = "auto = CUDA when visible, else the CPU";
   device.choices = {"auto", "cpu", "cuda"};
   device.default_value = "auto";
-  rbk::ParamSpec threads{"threads", rbk::ParamType::Int, "CPU threads (0 = LibTorch's default)"};
+  rbk::ParamSpec threads;
+  threads.key = "threads";
+  threads.type = rbk::ParamType::Int;
+  threads.help = "CPU threads (0 = LibTorch's default)";
   threads.min = 0;
   threads.max = 1024;
   threads.default_value = 0;
