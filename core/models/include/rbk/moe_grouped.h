@@ -16,7 +16,8 @@
 // read (their gradients are exact zeros), so they cost work, never correctness.
 //
 // The function equals the dispatch's definition, out_t = sum_j w_tj expert_{idx_tj}(x_t) (test
-// MoeGrouped.*: fp64 outputs and gradients against MoeDispatch::Gather and Dense). Dropout draws
+// MoeGrouped.*: fp64 outputs against that sum and the module's gather dispatch, gradients against
+// the gather dispatch's). Dropout draws
 // its mask over the padded buffer: with dropout > 0 the random stream differs from both.
 #pragma once
 #include <torch/torch.h>
@@ -40,7 +41,8 @@ StackedExperts stack_experts(const MoeImpl& moe);
 // size) and gathers n_tiles copies of the weights; smaller tiles trade the first for the second.
 int64_t default_grouped_tile_rows(int64_t slots, int64_t num_experts);
 
-// x (T, D); idx (T, k) int64 expert of each slot in [0, E); w (T, k) routing weights. Returns
+// x (T, D); idx (T, k) int64 expert of each slot in [0, E) (shapes are checked, values are not:
+// that would read them on the host); w (T, k) routing weights. Returns
 // sum_j w_tj * down(dropout(relu(up(x_t)))) of expert idx_tj, (T, D) in x's dtype.
 torch::Tensor grouped_expert_mlp(const torch::Tensor& x, const torch::Tensor& idx, const torch::Tensor& w,
                                  const StackedExperts& experts, double dropout, bool training,
