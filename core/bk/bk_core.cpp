@@ -327,7 +327,7 @@ Tensor compat_forward(const Tridiagonal& h, c10::complex<double> z, BkForwardMod
 }
 
 // Where BK-Core's stable forward and exact VJP run: the one place that chooses (the model's v-only
-// kernels are chosen by bk_v_only_kernel_applies, below, from the same facts).
+// kernels are chosen by bk_core_v_only_kernel_applies, below, from the same facts).
 //   CPU tensors: the recurrences above, at the input precision;
 //   CUDA float32: the CUDA kernels (rbk/cuda_glue/bk_core_cuda.h);
 //   CUDA float64: the CPU fp64 path, the result brought back (the kernels compute in fp32; fp64
@@ -343,18 +343,18 @@ Tridiagonal on_cpu(const Tridiagonal& h) { return {h.diag.cpu(), h.upper.cpu(), 
 
 }  // namespace
 
-bool bk_v_only_kernel_applies(const Tensor& v, BkForwardMode forward) {
+bool bk_core_v_only_kernel_applies(const Tensor& v, BkForwardMode forward) {
   return forward == BkForwardMode::Stable && v.is_cuda() && cuda::cuda_kernels_linked() && v.dim() == 2 &&
          (v.scalar_type() == torch::kFloat || v.scalar_type() == torch::kBFloat16);
 }
 
-Tensor resolvent_diagonal(const Tridiagonal& h, c10::complex<double> z, BkForwardMode mode, BkContext context,
+Tensor bk_core_diagonal(const Tridiagonal& h, c10::complex<double> z, BkForwardMode mode, BkContext context,
                           CompatExecution execution) {
   check_bk_inputs(h, z, mode, context);
   if (mode != BkForwardMode::Stable) return compat_forward(h, z, mode, execution);
   switch (stable_path(h.diag)) {
-    case StablePath::CudaKernel: return cuda::resolvent_diagonal_stable_cuda(h, z, context);
-    case StablePath::CudaViaCpuFp64: return resolvent_diagonal(on_cpu(h), z, mode, context).to(h.diag.device());
+    case StablePath::CudaKernel: return cuda::bk_core_diagonal_stable_cuda(h, z, context);
+    case StablePath::CudaViaCpuFp64: return bk_core_diagonal(on_cpu(h), z, mode, context).to(h.diag.device());
     case StablePath::Cpu: break;
   }
   const bool f64 = h.diag.scalar_type() == torch::kDouble;
@@ -364,15 +364,15 @@ Tensor resolvent_diagonal(const Tridiagonal& h, c10::complex<double> z, BkForwar
   return out;
 }
 
-Tensor resolvent_diagonal_vjp_exact(const Tridiagonal& h, c10::complex<double> z, const Tensor& grad_g, BkContext context) {
+Tensor bk_core_diagonal_vjp_exact(const Tridiagonal& h, c10::complex<double> z, const Tensor& grad_g, BkContext context) {
   check_bk_inputs(h, z, BkForwardMode::Stable, context);
   TORCH_CHECK(grad_g.is_complex(), "BK-Core VJP: grad_g must be complex (dL/dRe G + i dL/dIm G)");
   TORCH_CHECK(grad_g.sizes() == h.diag.sizes(), "BK-Core VJP: grad_g must be (B, N) = ", h.diag.sizes(), ", got ",
               grad_g.sizes());
   switch (stable_path(h.diag)) {
-    case StablePath::CudaKernel: return cuda::resolvent_diagonal_vjp_exact_cuda(h, z, grad_g, context);
+    case StablePath::CudaKernel: return cuda::bk_core_diagonal_vjp_exact_cuda(h, z, grad_g, context);
     case StablePath::CudaViaCpuFp64:
-      return resolvent_diagonal_vjp_exact(on_cpu(h), z, grad_g.cpu(), context).to(h.diag.device());
+      return bk_core_diagonal_vjp_exact(on_cpu(h), z, grad_g.cpu(), context).to(h.diag.device());
     case StablePath::Cpu: break;
   }
   const bool f64 = h.diag.scalar_type() == torch::kDouble;
@@ -383,7 +383,7 @@ Tensor resolvent_diagonal_vjp_exact(const Tridiagonal& h, c10::complex<double> z
   return out;
 }
 
-Tensor resolvent_diagonal_stable_differentiable(const Tensor& v, c10::complex<double> z, BkContext context) {
+Tensor bk_core_diagonal_stable_differentiable(const Tensor& v, c10::complex<double> z, BkContext context) {
   const Tridiagonal h = laplacian_with_potential(v);
   check_bk_inputs(h, z, BkForwardMode::Stable, context);
   TORCH_CHECK(v.scalar_type() == torch::kFloat || v.scalar_type() == torch::kDouble,
@@ -456,8 +456,8 @@ Tensor hybrid_gradient(const Tensor& G, const Tensor& grad_features, BkGradientM
   return grad;
 }
 
-Tensor resolvent_features(const Tensor& G) {
-  TORCH_CHECK(G.is_complex(), "resolvent_features: G must be complex");
+Tensor bk_core_features_of_diagonal(const Tensor& G) {
+  TORCH_CHECK(G.is_complex(), "bk_core_features_of_diagonal: G must be complex");
   return torch::view_as_real(G.contiguous()).clone();
 }
 

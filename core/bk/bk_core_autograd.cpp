@@ -20,8 +20,8 @@ struct BkCoreFunction : public torch::autograd::Function<BkCoreFunction> {
     ctx->saved_data["context"] = context;
     ctx->saved_data["z_re"] = z_re;
     ctx->saved_data["z_im"] = z_im;
-    if (bk_v_only_kernel_applies(v, fwd)) {
-      const Tensor features = cuda::bk_features_cuda(v.detach().contiguous(), z, static_cast<BkContext>(context));
+    if (bk_core_v_only_kernel_applies(v, fwd)) {
+      const Tensor features = cuda::bk_core_features_cuda(v.detach().contiguous(), z, static_cast<BkContext>(context));
       ctx->save_for_backward({v, features});
       ctx->saved_data["v_only_cuda"] = true;
       return features;
@@ -33,10 +33,10 @@ struct BkCoreFunction : public torch::autograd::Function<BkCoreFunction> {
     // float32 / float64 only. The features come back float32; the model casts them to its dtype.
     const bool scan_dtype = v.scalar_type() == torch::kFloat || v.scalar_type() == torch::kDouble;
     const Tensor vv = fwd == BkForwardMode::Stable && scan_dtype ? v : v.to(torch::kFloat);
-    const Tensor G = resolvent_diagonal(laplacian_with_potential(vv.detach()), z, fwd, static_cast<BkContext>(context),
+    const Tensor G = bk_core_diagonal(laplacian_with_potential(vv.detach()), z, fwd, static_cast<BkContext>(context),
                                         static_cast<CompatExecution>(compat_execution));
     ctx->save_for_backward({v, G});
-    return resolvent_features(G);
+    return bk_core_features_of_diagonal(G);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -50,7 +50,7 @@ struct BkCoreFunction : public torch::autograd::Function<BkCoreFunction> {
     Tensor grad_v;
     if (v_only_cuda && mode == BkGradientMode::Exact) {
       const c10::complex<double> z(ctx->saved_data["z_re"].toDouble(), ctx->saved_data["z_im"].toDouble());
-      grad_v = cuda::bk_features_vjp_cuda(v.contiguous(), z, grad.to(torch::kFloat).contiguous(),
+      grad_v = cuda::bk_core_features_vjp_cuda(v.contiguous(), z, grad.to(torch::kFloat).contiguous(),
                                           static_cast<BkContext>(ctx->saved_data["context"].toInt()));
       return {grad_v.to(v.scalar_type()), Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
     }
@@ -58,7 +58,7 @@ struct BkCoreFunction : public torch::autograd::Function<BkCoreFunction> {
       const auto real_type = v.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
       const Tensor g = torch::view_as_complex(grad.to(real_type).contiguous());
       const c10::complex<double> z(ctx->saved_data["z_re"].toDouble(), ctx->saved_data["z_im"].toDouble());
-      grad_v = resolvent_diagonal_vjp_exact(laplacian_with_potential(v.to(real_type)), z, g,
+      grad_v = bk_core_diagonal_vjp_exact(laplacian_with_potential(v.to(real_type)), z, g,
                                             static_cast<BkContext>(ctx->saved_data["context"].toInt()));
     } else {
       grad_v = hybrid_gradient(G, grad, mode);
@@ -74,7 +74,7 @@ Tensor bk_core_features(const Tensor& v, const BkCoreOptions& o) {
     // No custom Function: LibTorch records the differentiable forward and derives the backward.
     TORCH_CHECK(o.forward == BkForwardMode::Stable, "BK-Core: gradient 'autograd' needs forward 'stable' (got '",
                 to_string(o.forward), "')");
-    return torch::view_as_real(resolvent_diagonal_stable_differentiable(v, o.z, o.context));  // (B, N, 2)
+    return torch::view_as_real(bk_core_diagonal_stable_differentiable(v, o.z, o.context));  // (B, N, 2)
   }
   return BkCoreFunction::apply(v, static_cast<int64_t>(o.forward), static_cast<int64_t>(o.gradient),
                                static_cast<int64_t>(o.context), o.z.real(), o.z.imag(),

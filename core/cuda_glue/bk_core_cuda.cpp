@@ -45,7 +45,7 @@ BkScanParams params_for(const Tensor& diag, const Tensor* upper, const Tensor* l
 
 }  // namespace
 
-Tensor resolvent_diagonal_stable_cuda(const Tridiagonal& h, c10::complex<double> z, BkContext context) {
+Tensor bk_core_diagonal_stable_cuda(const Tridiagonal& h, c10::complex<double> z, BkContext context) {
   TORCH_CHECK(h.diag.scalar_type() == torch::kFloat, "BK-Core CUDA: diag must be float32, got ", h.diag.scalar_type());
   const c10::cuda::CUDAGuard guard(h.diag.device());
   const int64_t B = h.diag.size(0), N = h.diag.size(1);
@@ -60,7 +60,7 @@ Tensor resolvent_diagonal_stable_cuda(const Tridiagonal& h, c10::complex<double>
   return torch::view_as_complex(out);
 }
 
-Tensor resolvent_diagonal_vjp_exact_cuda(const Tridiagonal& h, c10::complex<double> z, const Tensor& grad_g,
+Tensor bk_core_diagonal_vjp_exact_cuda(const Tridiagonal& h, c10::complex<double> z, const Tensor& grad_g,
                                          BkContext context) {
   TORCH_CHECK(h.diag.scalar_type() == torch::kFloat, "BK-Core CUDA: diag must be float32, got ", h.diag.scalar_type());
   TORCH_CHECK(grad_g.is_cuda(), "BK-Core CUDA: grad_g must be on the GPU with H, got ", grad_g.device());
@@ -78,7 +78,7 @@ Tensor resolvent_diagonal_vjp_exact_cuda(const Tridiagonal& h, c10::complex<doub
   return out;
 }
 
-Tensor bk_features_cuda(const Tensor& v, c10::complex<double> z, BkContext context) {
+Tensor bk_core_features_cuda(const Tensor& v, c10::complex<double> z, BkContext context) {
   TORCH_CHECK(v.dim() == 2, "BK-Core CUDA: v must be (B, N), got ", v.sizes());
   check_cuda_2d(v, "v", v.size(0), v.size(1));
   TORCH_CHECK(v.scalar_type() == torch::kFloat || v.scalar_type() == torch::kBFloat16,
@@ -95,7 +95,7 @@ Tensor bk_features_cuda(const Tensor& v, c10::complex<double> z, BkContext conte
   return out;
 }
 
-Tensor bk_features_vjp_cuda(const Tensor& v, c10::complex<double> z, const Tensor& grad_features, BkContext context) {
+Tensor bk_core_features_vjp_cuda(const Tensor& v, c10::complex<double> z, const Tensor& grad_features, BkContext context) {
   TORCH_CHECK(v.dim() == 2, "BK-Core CUDA: v must be (B, N), got ", v.sizes());
   check_cuda_2d(v, "v", v.size(0), v.size(1));
   TORCH_CHECK(v.scalar_type() == torch::kFloat || v.scalar_type() == torch::kBFloat16,

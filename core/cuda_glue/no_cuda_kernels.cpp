@@ -18,12 +18,12 @@ namespace {
 
 bool cuda_kernels_linked() { return false; }
 
-torch::Tensor resolvent_diagonal_stable_cuda(const Tridiagonal&, c10::complex<double>, BkContext) { no_kernels("BK-Core CUDA forward"); }
-torch::Tensor resolvent_diagonal_vjp_exact_cuda(const Tridiagonal&, c10::complex<double>, const torch::Tensor&, BkContext) {
+torch::Tensor bk_core_diagonal_stable_cuda(const Tridiagonal&, c10::complex<double>, BkContext) { no_kernels("BK-Core CUDA forward"); }
+torch::Tensor bk_core_diagonal_vjp_exact_cuda(const Tridiagonal&, c10::complex<double>, const torch::Tensor&, BkContext) {
   no_kernels("BK-Core CUDA exact backward");
 }
-torch::Tensor bk_features_cuda(const torch::Tensor&, c10::complex<double>, BkContext) { no_kernels("BK-Core CUDA forward (Laplacian + v)"); }
-torch::Tensor bk_features_vjp_cuda(const torch::Tensor&, c10::complex<double>, const torch::Tensor&, BkContext) {
+torch::Tensor bk_core_features_cuda(const torch::Tensor&, c10::complex<double>, BkContext) { no_kernels("BK-Core CUDA forward (Laplacian + v)"); }
+torch::Tensor bk_core_features_vjp_cuda(const torch::Tensor&, c10::complex<double>, const torch::Tensor&, BkContext) {
   no_kernels("BK-Core CUDA exact backward (Laplacian + v)");
 }
 

@@ -124,7 +124,7 @@ void continuant_row(const double* a, const double* b, const double* c, int64_t N
 
 int continuant_precision_bits() { return kPrecisionBits; }
 
-ContinuantDiagonal resolvent_diagonal_continuant(const Tridiagonal& h, c10::complex<double> z) {
+ContinuantDiagonal bk_core_diagonal_continuant(const Tridiagonal& h, c10::complex<double> z) {
   check_bk_inputs(h, z, BkForwardMode::Stable, BkContext::Bidirectional);
   const Tensor a = h.diag.to(torch::kCPU).to(torch::kDouble).contiguous();
   const Tensor b = h.upper.to(torch::kCPU).to(torch::kDouble).contiguous();

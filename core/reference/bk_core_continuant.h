@@ -26,7 +26,7 @@ struct ContinuantDiagonal {
 
 // h: diag (B, N), upper/lower (B, N-1), float32 or float64 (taken exactly). Im z > 0 (checked).
 // Requires b_i c_i real (any sign); for symmetric H no minor of H - zI vanishes.
-ContinuantDiagonal resolvent_diagonal_continuant(const Tridiagonal& h, c10::complex<double> z);
+ContinuantDiagonal bk_core_diagonal_continuant(const Tridiagonal& h, c10::complex<double> z);
 
 // Significand bits of the arithmetic the reference runs in (113 for binary128).
 int continuant_precision_bits();

@@ -30,7 +30,7 @@ Tensor dense_inverse(const Tensor& M) {
 
 Tensor resolvent_dense(const Tridiagonal& h, c10::complex<double> z) { return dense_inverse(dense_shifted(h, z)); }
 
-Tensor resolvent_diagonal_dense(const Tridiagonal& h, c10::complex<double> z, BkContext context) {
+Tensor bk_core_diagonal_dense(const Tridiagonal& h, c10::complex<double> z, BkContext context) {
   const Tensor M = dense_shifted(h, z);
   if (context == BkContext::Bidirectional) return dense_inverse(M).diagonal(0, 1, 2).contiguous();
   const int64_t B = M.size(0), N = M.size(1);
@@ -42,7 +42,7 @@ Tensor resolvent_diagonal_dense(const Tridiagonal& h, c10::complex<double> z, Bk
   return out;
 }
 
-Tensor resolvent_diagonal_vjp_dense(const Tridiagonal& h, c10::complex<double> z, const Tensor& grad_g, BkContext context) {
+Tensor bk_core_diagonal_vjp_dense(const Tridiagonal& h, c10::complex<double> z, const Tensor& grad_g, BkContext context) {
   const Tensor M = dense_shifted(h, z);
   const Tensor g = grad_g.to(torch::kCPU).to(torch::kComplexDouble);
   const int64_t B = M.size(0), N = M.size(1);

@@ -10,10 +10,10 @@ torch::Tensor resolvent_dense(const Tridiagonal& h, c10::complex<double> z);
 
 // diag((H - zI)^{-1}) (bidirectional) or, for Causal, G^c_ii = [(H_{0..i} - zI)^{-1}]_{ii} from
 // the leading (i+1)x(i+1) block. (B, N) complex128.
-torch::Tensor resolvent_diagonal_dense(const Tridiagonal& h, c10::complex<double> z, BkContext context);
+torch::Tensor bk_core_diagonal_dense(const Tridiagonal& h, c10::complex<double> z, BkContext context);
 
 // dL/da_j = -sum_i Re(conj(g_i) G_ij G_ji) from dense inverses (per leading block for Causal).
-torch::Tensor resolvent_diagonal_vjp_dense(const Tridiagonal& h, c10::complex<double> z, const torch::Tensor& grad_g,
+torch::Tensor bk_core_diagonal_vjp_dense(const Tridiagonal& h, c10::complex<double> z, const torch::Tensor& grad_g,
                                            BkContext context);
 
 }  // namespace rbk::reference

@@ -61,10 +61,10 @@ nlohmann::json independent_check(int64_t n_log2, rbk::ExperimentOutput& out) {
     const Tensor v32 = ((torch::rand({1, N}, torch::kDouble) * 2 - 1) * c.v_half_width).to(torch::kFloat);
     const Tensor v64 = v32.to(torch::kDouble);
     const auto t0 = std::chrono::steady_clock::now();
-    const auto ref = rbk::reference::resolvent_diagonal_continuant(rbk::laplacian_with_potential(v64), z);
+    const auto ref = rbk::reference::bk_core_diagonal_continuant(rbk::laplacian_with_potential(v64), z);
     const double ref_time = seconds_since(t0);
-    const Tensor g64 = rbk::resolvent_diagonal(rbk::laplacian_with_potential(v64), z);
-    const Tensor g32 = rbk::resolvent_diagonal(rbk::laplacian_with_potential(v32), z);
+    const Tensor g64 = rbk::bk_core_diagonal(rbk::laplacian_with_potential(v64), z);
+    const Tensor g32 = rbk::bk_core_diagonal(rbk::laplacian_with_potential(v32), z);
     const double e64 = max_rel_error(g64, ref.diag), e32 = max_rel_error(g32, ref.diag);
     const double mismatch = ref.det_mismatch.max().item<double>();
     max64 = std::max(max64, e64);  // +inf (non-finite output) propagates and is written as null
@@ -118,7 +118,7 @@ nlohmann::json linear_time_sample(int64_t kmin, int64_t kmax, int64_t B, double 
   for (int s = 0; s < sweeps; ++s) {
     for (size_t j = 0; j < ns.size(); ++j) {
       Tensor G;
-      const auto t = rbk::time_repeated([&] { G = rbk::resolvent_diagonal(inputs[j], z); }, 0, calls);
+      const auto t = rbk::time_repeated([&] { G = rbk::bk_core_diagonal(inputs[j], z); }, 0, calls);
       times[s][j] = t.min_s;
       out.rows.push_back({{"mode", "timing_sweep_stable_fp32"}, {"status", "ok"}, {"sweep", s}, {"n", int64_t(ns[j])},
                           {"batch", B}, {"calls", calls}, {"time_min_s", t.min_s}, {"time_median_s", t.median_s}});

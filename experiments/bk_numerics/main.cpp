@@ -108,8 +108,8 @@ nlohmann::json gradient_checks(const rbk::Config& cfg) {
     const Tensor v = torch::rand({1, n}, torch::kDouble) * 2 - 1;  // audit §1.4: v ~ U[-1, 1], z = i
     const Tensor gf = torch::randn({1, n, 2}, torch::kDouble);
     const Tensor g = torch::view_as_complex(gf.contiguous());
-    const Tensor exact = rbk::resolvent_diagonal_vjp_exact(rbk::laplacian_with_potential(v), {0, 1}, g, BkContext::Bidirectional);
-    const Tensor G = rbk::resolvent_diagonal(rbk::laplacian_with_potential(v.to(torch::kFloat)), {0, 1},
+    const Tensor exact = rbk::bk_core_diagonal_vjp_exact(rbk::laplacian_with_potential(v), {0, 1}, g, BkContext::Bidirectional);
+    const Tensor G = rbk::bk_core_diagonal(rbk::laplacian_with_potential(v.to(torch::kFloat)), {0, 1},
                                              BkForwardMode::CompatPapertime);
     cos_pt += rbk::cosine_similarity(rbk::hybrid_gradient(G, gf, rbk::BkGradientMode::PapertimeHybrid).to(torch::kDouble), exact);
     cos_head += rbk::cosine_similarity(rbk::hybrid_gradient(G, gf, rbk::BkGradientMode::HeadHybrid).to(torch::kDouble), exact);
@@ -118,7 +118,7 @@ nlohmann::json gradient_checks(const rbk::Config& cfg) {
     if (d == 0) {  // one finite-difference check of the exact gradient per run
       Tensor fd = torch::empty_like(v);
       auto loss = [&](const Tensor& vv) {
-        return torch::real(torch::conj(g) * rbk::resolvent_diagonal(rbk::laplacian_with_potential(vv), {0, 1})).sum().item<double>();
+        return torch::real(torch::conj(g) * rbk::bk_core_diagonal(rbk::laplacian_with_potential(vv), {0, 1})).sum().item<double>();
       };
       for (int64_t j = 0; j < n; ++j) {
         Tensor vp = v.clone(), vm = v.clone();
@@ -157,14 +157,14 @@ void run(const rbk::Config& cfg, rbk::ExperimentOutput& out) {
     const int64_t N = int64_t(1) << k;
     const Tensor v = torch::rand({B, N}, torch::kDouble) * (vmax - vmin) + vmin;
     const rbk::Tridiagonal h64 = rbk::laplacian_with_potential(v);
-    const Tensor ref_bi = rbk::resolvent_diagonal(h64, z, BkForwardMode::Stable, BkContext::Bidirectional);
-    const Tensor ref_causal = rbk::resolvent_diagonal(h64, z, BkForwardMode::Stable, BkContext::Causal);
+    const Tensor ref_bi = rbk::bk_core_diagonal(h64, z, BkForwardMode::Stable, BkContext::Bidirectional);
+    const Tensor ref_causal = rbk::bk_core_diagonal(h64, z, BkForwardMode::Stable, BkContext::Causal);
     Tensor oracle_bi, oracle_causal;
     if (N <= oracle_max_n) {
       const rbk::Tridiagonal row0{h64.diag.narrow(0, 0, 1), h64.upper.narrow(0, 0, 1), h64.lower.narrow(0, 0, 1)};
-      oracle_bi = rbk::reference::resolvent_diagonal_dense(row0, z, BkContext::Bidirectional);
+      oracle_bi = rbk::reference::bk_core_diagonal_dense(row0, z, BkContext::Bidirectional);
       // The causal oracle costs O(N^4): keep it to small N.
-      if (N <= 256) oracle_causal = rbk::reference::resolvent_diagonal_dense(row0, z, BkContext::Causal);
+      if (N <= 256) oracle_causal = rbk::reference::bk_core_diagonal_dense(row0, z, BkContext::Causal);
     }
     for (const auto& m : all_modes()) {
       if (std::find(wanted.begin(), wanted.end(), m.name) == wanted.end()) continue;
@@ -172,7 +172,7 @@ void run(const rbk::Config& cfg, rbk::ExperimentOutput& out) {
       try {
         const rbk::Tridiagonal h = rbk::laplacian_with_potential(v.to(m.dtype));
         Tensor G;
-        const auto t = rbk::time_repeated([&] { G = rbk::resolvent_diagonal(h, z, m.forward, m.context); }, 1, repeats);
+        const auto t = rbk::time_repeated([&] { G = rbk::bk_core_diagonal(h, z, m.forward, m.context); }, 1, repeats);
         const Tensor& ref = m.context == BkContext::Causal ? ref_causal : ref_bi;
         const Tensor ri = torch::view_as_real(G);
         const double nonfinite = 1.0 - torch::isfinite(ri).all(-1).to(torch::kDouble).mean().item<double>();

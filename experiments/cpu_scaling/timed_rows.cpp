@@ -43,7 +43,7 @@ RowInputs make_row_inputs(int64_t B, int64_t N, int64_t D) {
   in.v = torch::rand({B, N}) * 2 - 1;
   in.r2 = torch::randn({B, N, 2});
   const Tensor v_router = torch::rand({B, N}, torch::kDouble) * 6 - 3;
-  in.g = rbk::resolvent_diagonal(rbk::laplacian_with_potential(v_router.to(torch::kFloat)), {0, 1}).reshape({B * N});
+  in.g = rbk::bk_core_diagonal(rbk::laplacian_with_potential(v_router.to(torch::kFloat)), {0, 1}).reshape({B * N});
   return in;
 }
 

@@ -39,7 +39,7 @@ inline torch::Tensor oracle_features(const rbk::Tridiagonal& h, c10::complex<dou
                                      rbk::BkContext ctx = rbk::BkContext::Bidirectional) {
   const rbk::Tridiagonal h64{h.diag.to(torch::kCPU, torch::kDouble), h.upper.to(torch::kCPU, torch::kDouble),
                              h.lower.to(torch::kCPU, torch::kDouble)};
-  return torch::view_as_real(rbk::resolvent_diagonal(h64, z, rbk::BkForwardMode::Stable, ctx)).contiguous();
+  return torch::view_as_real(rbk::bk_core_diagonal(h64, z, rbk::BkForwardMode::Stable, ctx)).contiguous();
 }
 
 }  // namespace rbk::kernel_speed

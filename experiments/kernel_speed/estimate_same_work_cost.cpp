@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
   const rbk::Tridiagonal hd = draw_benchmark_inputs(1, dense_n);
   const rbk::Tridiagonal hd64{hd.diag.to(torch::kDouble), hd.upper.to(torch::kDouble), hd.lower.to(torch::kDouble)};
   const double s_dense =
-      seconds_per_call([&] { (void)rbk::reference::resolvent_diagonal_dense(hd64, kBenchmarkZ, rbk::BkContext::Bidirectional); }, 1);
+      seconds_per_call([&] { (void)rbk::reference::bk_core_diagonal_dense(hd64, kBenchmarkZ, rbk::BkContext::Bidirectional); }, 1);
   const double scale = static_cast<double>(N) / static_cast<double>(dense_n);
   std::printf("dense complex128 LU oracle, 1 row, N=%lld: %.3f s (x (N/%lld)^3 = %.0f s per row at N=%lld on this CPU)\n",
               (long long)dense_n, s_dense, (long long)dense_n, s_dense * scale * scale * scale, (long long)N);

@@ -47,8 +47,8 @@ SweepPoint measure_sweep_point(const GpuPlan& plan, int64_t SB, int64_t n, int64
   if (SB * n <= oracle_max) {
     const Tensor vc = rig.v.cpu();
     const rbk::Tridiagonal h64 = rbk::laplacian_with_potential(vc.to(torch::kDouble));
-    const Tensor ref = torch::view_as_real(rbk::resolvent_diagonal(h64, kModelZ)).contiguous();
-    const Tensor gref = rbk::resolvent_diagonal_vjp_exact(
+    const Tensor ref = torch::view_as_real(rbk::bk_core_diagonal(h64, kModelZ)).contiguous();
+    const Tensor gref = rbk::bk_core_diagonal_vjp_exact(
         h64, kModelZ, torch::view_as_complex(rig.gfeat.cpu().to(torch::kDouble).contiguous()), rbk::BkContext::Bidirectional);
     extra["rel_err_vs_fp64"] = accuracy(rig.out_f, ref).rel_err;
     extra["grad_rel_err_vs_fp64"] = accuracy(rig.out_g, gref).rel_err;
@@ -162,8 +162,8 @@ void run_paper_point(const GpuPlan& plan, rbk::ExperimentOutput& out) {
     const rbk::BkContext ctx = causal ? rbk::BkContext::Causal : rbk::BkContext::Bidirectional;
     const Tensor vc = rig.v.cpu();
     const rbk::Tridiagonal h64 = rbk::laplacian_with_potential(vc.to(torch::kDouble));
-    const Tensor ref = torch::view_as_real(rbk::resolvent_diagonal(h64, kModelZ, rbk::BkForwardMode::Stable, ctx)).contiguous();
-    const Tensor gref = rbk::resolvent_diagonal_vjp_exact(
+    const Tensor ref = torch::view_as_real(rbk::bk_core_diagonal(h64, kModelZ, rbk::BkForwardMode::Stable, ctx)).contiguous();
+    const Tensor gref = rbk::bk_core_diagonal_vjp_exact(
         h64, kModelZ, torch::view_as_complex(rig.gfeat.cpu().to(torch::kDouble).contiguous()), ctx);
     const Accuracy af = accuracy(rig.out_f, ref), ag = accuracy(rig.out_g, gref);
     if (!(af.finite_fraction == 1.0) || !(af.zero_fraction < 1.0))
@@ -214,7 +214,7 @@ void run_paper_point(const GpuPlan& plan, rbk::ExperimentOutput& out) {
   {
     // Through the LibTorch entry (allocation + launch), as a model layer would call it.
     const Tensor v = torch::randn({B, N}, torch::TensorOptions().device(torch::kCUDA));
-    const auto t = time_cuda([&] { (void)rbk::cuda::bk_features_cuda(v, kModelZ, rbk::BkContext::Bidirectional); }, warmup, repeats);
+    const auto t = time_cuda([&] { (void)rbk::cuda::bk_core_features_cuda(v, kModelZ, rbk::BkContext::Bidirectional); }, warmup, repeats);
     out.rows.push_back({{"path", "stable_cuda_torch_entry_fwd"}, {"inputs", "laplacian"}, {"batch", B}, {"n", N},
                         {"status", "ok"}, {"timing", timing_json(t)}, {"median_us", t.median_s * 1e6}});
     out.summary["stable_torch_entry_fwd_us"] = t.median_s * 1e6;

@@ -42,7 +42,7 @@
 //     compat_triton_like_{rel_err_vs_fp64,zero_fraction_benchmark_inputs};
 //     vmap_{native,literal}_ops_per_call {aten_calls, arithmetic, arithmetic_per_step_and_sweep};
 //     general_torch_entry_fwd_us, speedup_general_torch_entry_vs_vmap_native [per repeat],
-//     general_torch_entry_fwd_rel_err_vs_fp64 (the general kernel through rbk::resolvent_diagonal:
+//     general_torch_entry_fwd_rel_err_vs_fp64 (the general kernel through rbk::bk_core_diagonal:
 //     input checks, allocation, launch); fair_baseline, status, repeats, calls_per_repeat, timer.
 //   Upstream-shaped compat pair (top level, Table 13): vmap_baseline_fwd_us (vmap_literal, median
 //     over repeats), speedup_compat_triton_like_vs_vmap (median of the per-repeat ratios; the
@@ -182,7 +182,7 @@ int main(int argc, char** argv) {
       const rbk::Tridiagonal h = rbk::laplacian_with_potential(v);
       const Tensor ref = oracle_features(h, kModelZ, rbk::BkContext::Bidirectional);
       Tensor G;
-      const auto t = rbk::time_repeated([&] { G = rbk::resolvent_diagonal(h, kModelZ); }, 1,
+      const auto t = rbk::time_repeated([&] { G = rbk::bk_core_diagonal(h, kModelZ); }, 1,
                                         static_cast<int>(cfg.get_int("cpu_repeats")));
       const Accuracy acc = accuracy(torch::view_as_real(G), ref);
       json row = {{"path", "stable_cpu_fp32"}, {"inputs", "laplacian"}, {"batch", B}, {"n", N}, {"median_us", t.median_s * 1e6},

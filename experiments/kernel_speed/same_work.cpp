@@ -47,7 +47,7 @@ std::vector<double> per_repeat_ratio(const std::vector<double>& num, const std::
 Tensor dense_oracle_features(const rbk::Tridiagonal& h, c10::complex<double> z, int64_t rows) {
   const rbk::Tridiagonal sub{h.diag.narrow(0, 0, rows).to(torch::kDouble), h.upper.narrow(0, 0, rows).to(torch::kDouble),
                              h.lower.narrow(0, 0, rows).to(torch::kDouble)};
-  return torch::view_as_real(rbk::reference::resolvent_diagonal_dense(sub, z, rbk::BkContext::Bidirectional)).contiguous();
+  return torch::view_as_real(rbk::reference::bk_core_diagonal_dense(sub, z, rbk::BkContext::Bidirectional)).contiguous();
 }
 
 bool finite_nontrivial(const Accuracy& a) { return a.finite_fraction == 1.0 && a.zero_fraction < 1.0; }
@@ -170,7 +170,7 @@ void run_same_work(const rbk::Config& cfg, rbk::ExperimentOutput& out) {
   std::fprintf(stderr, "[kernel_speed] same work +%.1f s: vmap_literal check run %.3f s per call\n", clock.s(), literal_s);
   heartbeat.step("torch entry check run");
   Tensor f_entry;
-  const double entry_s = timed_once_s([&] { f_entry = rbk::resolvent_diagonal(hb_dev, kBenchmarkZ); });
+  const double entry_s = timed_once_s([&] { f_entry = rbk::bk_core_diagonal(hb_dev, kBenchmarkZ); });
   progress("torch entry check run done", "op counts of the vmap paths (count_aten_ops)");
   // The vmap paths are host-bound (one launch per op): their check run has already warmed the
   // allocator and every kernel they use, so they get no warm-up calls in the repeats.
@@ -188,7 +188,7 @@ void run_same_work(const rbk::Config& cfg, rbk::ExperimentOutput& out) {
        accuracy(f_literal, ref_b), {}},
       // The general kernel through rbk's public entry, as a caller pays for it: input checks (they
       // read the inputs back: three reductions and synchronisations), allocation, launch.
-      {"general_torch_entry_fwd", "benchmark_inputs", [&] { (void)rbk::resolvent_diagonal(hb_dev, kBenchmarkZ); }, warmup,
+      {"general_torch_entry_fwd", "benchmark_inputs", [&] { (void)rbk::bk_core_diagonal(hb_dev, kBenchmarkZ); }, warmup,
        accuracy(torch::view_as_real(f_entry), ref_b), {}},
   };
   enum { kGeneral, kVmapNative, kLaplacian, kVmapNativeLaplacian, kCompat, kVmapLiteral, kGeneralEntry };

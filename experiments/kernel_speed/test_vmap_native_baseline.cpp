@@ -32,7 +32,7 @@ constexpr double kOracleAgreementTol = 1e-10;
 
 Tensor dense_features(const rbk::Tridiagonal& h, c10::complex<double> z) {
   const rbk::Tridiagonal h64{h.diag.to(torch::kDouble), h.upper.to(torch::kDouble), h.lower.to(torch::kDouble)};
-  return torch::view_as_real(rbk::reference::resolvent_diagonal_dense(h64, z, rbk::BkContext::Bidirectional)).contiguous();
+  return torch::view_as_real(rbk::reference::bk_core_diagonal_dense(h64, z, rbk::BkContext::Bidirectional)).contiguous();
 }
 
 rbk::Tridiagonal laplacian_inputs(int64_t B, int64_t N) {

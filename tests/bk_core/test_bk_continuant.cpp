@@ -57,8 +57,8 @@ TEST_P(ContinuantVsOracle, AgreesToNearDoublePrecision) {
   const Tensor v = (torch::rand({2, p.n}, torch::kDouble) * 2 - 1) * p.v_half_width;
   const Tridiagonal h = laplacian_with_potential(v);
   const c10::complex<double> z(p.z_re, p.z_im);
-  const auto ref = reference::resolvent_diagonal_continuant(h, z);
-  const Tensor oracle = reference::resolvent_diagonal_dense(h, z, BkContext::Bidirectional);
+  const auto ref = reference::bk_core_diagonal_continuant(h, z);
+  const Tensor oracle = reference::bk_core_diagonal_dense(h, z, BkContext::Bidirectional);
   const double err = max_rel(ref.diag, oracle), mism = ref.det_mismatch.max().item<double>();
   std::printf("N=%lld |v|<=%g z=%g%+gi: continuant vs dense oracle max rel err %.3e (<= %.0e), det mismatch %.2e\n",
               (long long)p.n, p.v_half_width, p.z_re, p.z_im, err, kVsOracleMaxRelError, mism);
@@ -81,8 +81,8 @@ TEST(BkContinuant, GeneralTridiagonalMatchesOracle) {
   const Tridiagonal h{torch::rand({1, N}, torch::kDouble) * 4 - 2, torch::rand({1, N - 1}, torch::kDouble) + 0.5,
                       torch::rand({1, N - 1}, torch::kDouble) * 2 - 1};
   const c10::complex<double> z(0.3, 1.0);
-  const double err = max_rel(reference::resolvent_diagonal_continuant(h, z).diag,
-                             reference::resolvent_diagonal_dense(h, z, BkContext::Bidirectional));
+  const double err = max_rel(reference::bk_core_diagonal_continuant(h, z).diag,
+                             reference::bk_core_diagonal_dense(h, z, BkContext::Bidirectional));
   std::printf("general tridiagonal N=%lld: max rel err %.3e (<= %.0e)\n", (long long)N, err, kVsOracleMaxRelError);
   EXPECT_LE(err, kVsOracleMaxRelError);
 }
@@ -94,8 +94,8 @@ TEST(BkContinuant, AgreesWithFp64StablePathAtModerateN) {
     const Tensor v = (torch::rand({1, N}, torch::kDouble) * 2 - 1) * p.v_half_width;
     const Tridiagonal h = laplacian_with_potential(v);
     const c10::complex<double> z(p.z_re, p.z_im);
-    const auto ref = reference::resolvent_diagonal_continuant(h, z);
-    const double err = max_rel(resolvent_diagonal(h, z), ref.diag), mism = ref.det_mismatch.item<double>();
+    const auto ref = reference::bk_core_diagonal_continuant(h, z);
+    const double err = max_rel(bk_core_diagonal(h, z), ref.diag), mism = ref.det_mismatch.item<double>();
     std::printf("N=2^16 |v|<=%g z=%g%+gi: fp64 stable vs continuant max rel err %.3e (<= %.0e), det mismatch %.2e (<= %.0e)\n",
                 p.v_half_width, p.z_re, p.z_im, err, kVsFp64MaxRelError, mism, kDetMismatchMax);
     EXPECT_LE(err, kVsFp64MaxRelError);
@@ -110,13 +110,13 @@ TEST(BkContinuant, WrongDiagonalGivesClearDisagreement) {
   torch::manual_seed(5);
   const Tensor v = torch::rand({1, N}, torch::kDouble) * 2 - 1;
   const c10::complex<double> z(0, 1);
-  const Tensor g64 = resolvent_diagonal(laplacian_with_potential(v), z);
+  const Tensor g64 = bk_core_diagonal(laplacian_with_potential(v), z);
   const Tensor noisy = v + (torch::rand({1, N}, torch::kDouble) * 2 - 1) * kPerturbation;
   Tensor one_site = v.clone();
   one_site[0][N / 2] += kPerturbation;
-  const double err_noisy = max_rel(g64, reference::resolvent_diagonal_continuant(laplacian_with_potential(noisy), z).diag);
-  const double err_site = max_rel(g64, reference::resolvent_diagonal_continuant(laplacian_with_potential(one_site), z).diag);
-  const double err_same = max_rel(g64, reference::resolvent_diagonal_continuant(laplacian_with_potential(v), z).diag);
+  const double err_noisy = max_rel(g64, reference::bk_core_diagonal_continuant(laplacian_with_potential(noisy), z).diag);
+  const double err_site = max_rel(g64, reference::bk_core_diagonal_continuant(laplacian_with_potential(one_site), z).diag);
+  const double err_same = max_rel(g64, reference::bk_core_diagonal_continuant(laplacian_with_potential(v), z).diag);
   std::printf("fp64 path vs reference of: the same H %.3e, v + %.0e noise %.3e, one site + %.0e %.3e (must be > %.0e)\n",
               err_same, kPerturbation, err_noisy, kPerturbation, err_site, kPerturbedMinRelError);
   EXPECT_LE(err_same, kVsFp64MaxRelError);
@@ -128,7 +128,7 @@ TEST(BkContinuant, RunsInMoreThanDoublePrecisionAndRejectsBadInput) {
   std::printf("continuant reference precision: %d significand bits\n", reference::continuant_precision_bits());
   EXPECT_GT(reference::continuant_precision_bits(), 53);
   const Tridiagonal h = laplacian_with_potential(torch::zeros({1, 8}, torch::kDouble));
-  EXPECT_THROW(reference::resolvent_diagonal_continuant(h, {0.0, 0.0}), c10::Error);
+  EXPECT_THROW(reference::bk_core_diagonal_continuant(h, {0.0, 0.0}), c10::Error);
 }
 
 }  // namespace

@@ -46,9 +46,9 @@ TEST_P(StableVsOracle, Fp64AndFp32) {
   const Tensor v = random_potential(p.n >= 1024 ? 1 : 3, p.n, -3, 3);
   const c10::complex<double> z(p.z_re, p.z_im);
   const Tridiagonal h = laplacian_with_potential(v);
-  const Tensor ref = reference::resolvent_diagonal_dense(h, z, BkContext::Bidirectional);
-  const Tensor g64 = resolvent_diagonal(h, z);
-  const Tensor g32 = resolvent_diagonal(laplacian_with_potential(v.to(torch::kFloat)), z);
+  const Tensor ref = reference::bk_core_diagonal_dense(h, z, BkContext::Bidirectional);
+  const Tensor g64 = bk_core_diagonal(h, z);
+  const Tensor g32 = bk_core_diagonal(laplacian_with_potential(v.to(torch::kFloat)), z);
   ASSERT_EQ(g64.scalar_type(), torch::kComplexDouble);
   ASSERT_EQ(g32.scalar_type(), torch::kComplexFloat);
   const double e64 = max_abs(g64 - ref), e32 = max_rel(g32, ref);
@@ -78,14 +78,14 @@ TEST(BkForward, TinySystemsMatchClosedForm) {
   // N = 1: G = 1/(a - z). N = 2: G = (a1 - z, a0 - z)/det.
   const c10::complex<double> z(0.2, 0.7);
   Tensor v = torch::tensor({{0.3, -1.1}}, torch::kDouble);
-  const Tensor G = resolvent_diagonal(laplacian_with_potential(v), z);
+  const Tensor G = bk_core_diagonal(laplacian_with_potential(v), z);
   const c10::complex<double> a0(-2 + 0.3), a1(-2 - 1.1);
   const c10::complex<double> det = (a0 - z) * (a1 - z) - 1.0;
   const auto g0 = G[0][0].item<c10::complex<double>>(), g1 = G[0][1].item<c10::complex<double>>();
   const double e = std::max(std::abs(g0 - (a1 - z) / det), std::abs(g1 - (a0 - z) / det));
   std::printf("N=2 closed form error %.3e\n", e);
   EXPECT_LE(e, 1e-15);
-  const Tensor G1 = resolvent_diagonal(laplacian_with_potential(v.narrow(1, 0, 1)), z);
+  const Tensor G1 = bk_core_diagonal(laplacian_with_potential(v.narrow(1, 0, 1)), z);
   EXPECT_LE(std::abs(G1[0][0].item<c10::complex<double>>() - 1.0 / (a0 - z)), 1e-15);
 }
 
@@ -94,8 +94,8 @@ TEST(BkForward, StableFp32AtTwoToTheTwenty) {
   const int64_t N = int64_t(1) << 20;
   const Tensor v = random_potential(2, N, -3, 3);
   const c10::complex<double> z(0, 1);
-  const Tensor g64 = resolvent_diagonal(laplacian_with_potential(v), z);
-  const Tensor g32 = resolvent_diagonal(laplacian_with_potential(v.to(torch::kFloat)), z);
+  const Tensor g64 = bk_core_diagonal(laplacian_with_potential(v), z);
+  const Tensor g32 = bk_core_diagonal(laplacian_with_potential(v.to(torch::kFloat)), z);
   const bool finite = torch::isfinite(torch::view_as_real(g32)).all().item<bool>();
   const double rel = max_rel(g32, g64);
   const double zeros = (g32.abs() == 0).to(torch::kDouble).mean().item<double>();
@@ -112,8 +112,8 @@ TEST(BkForward, CausalMatchesLeadingBlockOracle) {
     const Tensor v = random_potential(2, n, -3, 3);
     const c10::complex<double> z(0.1, 0.8);
     const Tridiagonal h = laplacian_with_potential(v);
-    const Tensor ref = reference::resolvent_diagonal_dense(h, z, BkContext::Causal);
-    const double e = max_abs(resolvent_diagonal(h, z, BkForwardMode::Stable, BkContext::Causal) - ref);
+    const Tensor ref = reference::bk_core_diagonal_dense(h, z, BkContext::Causal);
+    const double e = max_abs(bk_core_diagonal(h, z, BkForwardMode::Stable, BkContext::Causal) - ref);
     std::printf("causal N=%lld fp64 max abs err %.3e\n", (long long)n, e);
     EXPECT_LE(e, kFp64MaxAbsError);
   }
@@ -129,8 +129,8 @@ TEST(BkForward, CausalityProbe) {
   v2[0][j] += 0.5;
   const c10::complex<double> z(0, 1);
   for (auto ctx : {BkContext::Bidirectional, BkContext::Causal}) {
-    const Tensor d = (resolvent_diagonal(laplacian_with_potential(v2), z, BkForwardMode::Stable, ctx) -
-                      resolvent_diagonal(laplacian_with_potential(v), z, BkForwardMode::Stable, ctx))
+    const Tensor d = (bk_core_diagonal(laplacian_with_potential(v2), z, BkForwardMode::Stable, ctx) -
+                      bk_core_diagonal(laplacian_with_potential(v), z, BkForwardMode::Stable, ctx))
                          .abs()
                          .narrow(1, 0, j);
     const double past_change = d.max().item<double>();
@@ -147,7 +147,7 @@ TEST(BkForward, CausalityProbe) {
 int64_t first_nonfinite_n(BkForwardMode mode, double v_const, int64_t lo, int64_t hi) {
   for (int64_t n = lo; n <= hi; ++n) {
     const Tensor v = torch::full({1, n}, v_const, torch::kDouble);
-    const Tensor G = resolvent_diagonal(laplacian_with_potential(v), {0, 1}, mode);
+    const Tensor G = bk_core_diagonal(laplacian_with_potential(v), {0, 1}, mode);
     if (!torch::isfinite(torch::view_as_real(G)).all().item<bool>()) return n;
   }
   return -1;
@@ -202,8 +202,8 @@ TEST(BkCompat, PapertimeReturnsExactZerosPastOverflow) {
   const c10::complex<double> z(0, 1);
   for (int64_t n : {int64_t(488), int64_t(1024), int64_t(4096)}) {
     const Tensor v = torch::zeros({1, n}, torch::kDouble);
-    const Tensor poc = resolvent_diagonal(laplacian_with_potential(v), z, BkForwardMode::CompatPoc);
-    const Tensor pt = resolvent_diagonal(laplacian_with_potential(v), z, BkForwardMode::CompatPapertime);
+    const Tensor poc = bk_core_diagonal(laplacian_with_potential(v), z, BkForwardMode::CompatPoc);
+    const Tensor pt = bk_core_diagonal(laplacian_with_potential(v), z, BkForwardMode::CompatPapertime);
     const Tensor nonfinite = ~torch::isfinite(torch::view_as_real(poc)).all(-1);
     const double zero_frac = (pt.abs() == 0).to(torch::kDouble).mean().item<double>();
     const bool zeros_where_nonfinite = (pt.abs().masked_select(nonfinite) == 0).all().item<bool>();
@@ -221,11 +221,11 @@ TEST(BkCompat, TritonFp32IsZeroNearSixtyFour) {
   const int64_t first = first_nonfinite_n(BkForwardMode::CompatPoc, 0.0, 2, 600);  // sanity: complex128
   int64_t first_zero = -1;
   for (int64_t n = 2; n <= 200 && first_zero < 0; ++n) {
-    const Tensor G = resolvent_diagonal(laplacian_with_potential(torch::zeros({1, n}, torch::kDouble)), {0, 1},
+    const Tensor G = bk_core_diagonal(laplacian_with_potential(torch::zeros({1, n}, torch::kDouble)), {0, 1},
                                         BkForwardMode::CompatPapertimeTriton);
     if ((G.abs() == 0).any().item<bool>()) first_zero = n;
   }
-  const Tensor G128 = resolvent_diagonal(laplacian_with_potential(torch::zeros({1, 128}, torch::kFloat)), {0, 1},
+  const Tensor G128 = bk_core_diagonal(laplacian_with_potential(torch::zeros({1, 128}, torch::kFloat)), {0, 1},
                                          BkForwardMode::CompatPapertimeTriton);
   const double zf = (G128.abs() == 0).to(torch::kDouble).mean().item<double>();
   std::printf("triton fp32: first N with a zero output %lld (complex128 PoC: %lld); zero fraction at N=128: %.3f\n",
@@ -242,8 +242,8 @@ TEST(BkCompat, TensorOpsExecutionIsBitIdenticalToLoops) {
     for (int64_t n : {1, 2, 3, 50, 300, 600}) {
       const Tensor v = random_potential(3, n, -1, 1, torch::kFloat);
       const Tridiagonal h = laplacian_with_potential(v);
-      const Tensor a = torch::view_as_real(resolvent_diagonal(h, {0, 1}, mode, BkContext::Bidirectional, CompatExecution::ScalarLoop));
-      const Tensor b = torch::view_as_real(resolvent_diagonal(h, {0, 1}, mode, BkContext::Bidirectional, CompatExecution::TensorOps));
+      const Tensor a = torch::view_as_real(bk_core_diagonal(h, {0, 1}, mode, BkContext::Bidirectional, CompatExecution::ScalarLoop));
+      const Tensor b = torch::view_as_real(bk_core_diagonal(h, {0, 1}, mode, BkContext::Bidirectional, CompatExecution::TensorOps));
       // Compare bit patterns so NaN == NaN counts as equal.
       const bool same = torch::equal(a.contiguous().view(torch::kInt), b.contiguous().view(torch::kInt));
       if (!same) std::printf("mismatch: %s N=%lld\n", to_string(mode).c_str(), (long long)n);
@@ -257,8 +257,8 @@ TEST(BkCompat, CompatIsExactBeforeOverflow) {
   torch::manual_seed(9);
   const Tensor v = random_potential(2, 100, -0.5, 0.5);
   const Tridiagonal h = laplacian_with_potential(v);
-  const Tensor ref = reference::resolvent_diagonal_dense(h, {0, 1}, BkContext::Bidirectional);
-  const double e = max_rel(resolvent_diagonal(h, {0, 1}, BkForwardMode::CompatPapertime), ref);
+  const Tensor ref = reference::bk_core_diagonal_dense(h, {0, 1}, BkContext::Bidirectional);
+  const double e = max_rel(bk_core_diagonal(h, {0, 1}, BkForwardMode::CompatPapertime), ref);
   std::printf("compat paper-time N=100 max rel err %.3e\n", e);
   EXPECT_LE(e, 1e-6);  // complex64 output rounding (6e-8) with margin
 }
@@ -277,16 +277,16 @@ TEST(BkInput, RejectsBadInputWithClearMessages) {
       EXPECT_NE(msg.find(needle), std::string::npos) << msg;
     }
   };
-  expect_error([&] { resolvent_diagonal(laplacian_with_potential(v), {0, 0}); }, "Im z must be > 0");
-  expect_error([&] { resolvent_diagonal(laplacian_with_potential(v), {0, -1}); }, "Im z must be > 0");
+  expect_error([&] { bk_core_diagonal(laplacian_with_potential(v), {0, 0}); }, "Im z must be > 0");
+  expect_error([&] { bk_core_diagonal(laplacian_with_potential(v), {0, -1}); }, "Im z must be > 0");
   Tensor bad = v.clone();
   bad[1][3] = std::nan("");
-  expect_error([&] { resolvent_diagonal(laplacian_with_potential(bad), {0, 1}); }, "NaN or Inf");
+  expect_error([&] { bk_core_diagonal(laplacian_with_potential(bad), {0, 1}); }, "NaN or Inf");
   Tridiagonal h = laplacian_with_potential(v);
   h.upper = torch::ones({2, 8}, torch::kDouble);
-  expect_error([&] { resolvent_diagonal(h, {0, 1}); }, "upper must be (B, N-1)");
+  expect_error([&] { bk_core_diagonal(h, {0, 1}); }, "upper must be (B, N-1)");
   expect_error([&] { laplacian_with_potential(torch::zeros({8}, torch::kDouble)); }, "must be (B, N)");
-  expect_error([&] { resolvent_diagonal(laplacian_with_potential(v), {0, 1}, BkForwardMode::CompatPoc, BkContext::Causal); },
+  expect_error([&] { bk_core_diagonal(laplacian_with_potential(v), {0, 1}, BkForwardMode::CompatPoc, BkContext::Causal); },
                "no causal variant");
 }
 

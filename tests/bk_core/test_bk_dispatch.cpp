@@ -20,13 +20,13 @@ using torch::Tensor;
 TEST(BkDispatch, CpuPotentialsNeverTakeTheVOnlyKernels) {
   for (const auto dtype : {torch::kFloat, torch::kBFloat16, torch::kDouble})
     for (const auto mode : {BkForwardMode::Stable, BkForwardMode::CompatPapertime})
-      EXPECT_FALSE(bk_v_only_kernel_applies(torch::zeros({2, 8}, dtype), mode));
+      EXPECT_FALSE(bk_core_v_only_kernel_applies(torch::zeros({2, 8}, dtype), mode));
 }
 
 TEST(BkDispatch, CpuTensorsRunTheCpuPathAtTheirPrecision) {
   const Tensor v = torch::randn({2, 9}, torch::kDouble);
-  const Tensor g64 = resolvent_diagonal(laplacian_with_potential(v), {0.0, 1.0});
-  const Tensor g32 = resolvent_diagonal(laplacian_with_potential(v.to(torch::kFloat)), {0.0, 1.0});
+  const Tensor g64 = bk_core_diagonal(laplacian_with_potential(v), {0.0, 1.0});
+  const Tensor g32 = bk_core_diagonal(laplacian_with_potential(v.to(torch::kFloat)), {0.0, 1.0});
   EXPECT_EQ(g64.scalar_type(), torch::kComplexDouble);
   EXPECT_EQ(g32.scalar_type(), torch::kComplexFloat);
   EXPECT_LT((g32.to(torch::kComplexDouble) - g64).abs().max().item<double>(), 1e-5);
@@ -39,10 +39,10 @@ TEST(BkDispatch, WithoutTheKernelsEveryGlueCallRefusesClearly) {
   const Tridiagonal h = laplacian_with_potential(v);
   const Tensor t = torch::zeros({1, 2, 3});
   const std::vector<std::pair<std::string, std::function<void()>>> calls = {
-      {"BK-Core CUDA forward", [&] { cuda::resolvent_diagonal_stable_cuda(h, {0, 1}, BkContext::Bidirectional); }},
-      {"BK-Core CUDA exact backward", [&] { cuda::resolvent_diagonal_vjp_exact_cuda(h, {0, 1}, v, BkContext::Causal); }},
-      {"BK-Core CUDA forward (Laplacian + v)", [&] { cuda::bk_features_cuda(v, {0, 1}, BkContext::Bidirectional); }},
-      {"BK-Core CUDA exact backward (Laplacian + v)", [&] { cuda::bk_features_vjp_cuda(v, {0, 1}, t, BkContext::Causal); }},
+      {"BK-Core CUDA forward", [&] { cuda::bk_core_diagonal_stable_cuda(h, {0, 1}, BkContext::Bidirectional); }},
+      {"BK-Core CUDA exact backward", [&] { cuda::bk_core_diagonal_vjp_exact_cuda(h, {0, 1}, v, BkContext::Causal); }},
+      {"BK-Core CUDA forward (Laplacian + v)", [&] { cuda::bk_core_features_cuda(v, {0, 1}, BkContext::Bidirectional); }},
+      {"BK-Core CUDA exact backward (Laplacian + v)", [&] { cuda::bk_core_features_vjp_cuda(v, {0, 1}, t, BkContext::Causal); }},
       {"selective scan CUDA forward", [&] { cuda::selective_scan_fwd_cuda(t, t, v, t, t, {}, {}, {}, false); }},
       {"selective scan CUDA backward", [&] { cuda::selective_scan_bwd_cuda(t, t, v, t, t, {}, {}, {}, false, t, t); }},
       {"WKV CUDA forward", [&] { cuda::wkv_forward_cuda(v, v, t, t); }},

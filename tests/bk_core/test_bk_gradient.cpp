@@ -30,7 +30,7 @@ Tensor random_complex(int64_t B, int64_t N) {
 }
 // L = sum_i Re(conj(g_i) G_i) = sum g_r Re G + g_i Im G
 double loss_of(const Tensor& v, const Tensor& g, const c10::complex<double> z, BkContext ctx) {
-  const Tensor G = resolvent_diagonal(laplacian_with_potential(v), z, BkForwardMode::Stable, ctx);
+  const Tensor G = bk_core_diagonal(laplacian_with_potential(v), z, BkForwardMode::Stable, ctx);
   return torch::real(torch::conj(g) * G).sum().item<double>();
 }
 
@@ -41,7 +41,7 @@ TEST(BkGradient, ExactMatchesFiniteDifferences) {
       const c10::complex<double> z(0.3, 0.9);
       const Tensor v = torch::rand({1, n}, torch::kDouble) * 2 - 1;
       const Tensor g = random_complex(1, n);
-      const Tensor exact = resolvent_diagonal_vjp_exact(laplacian_with_potential(v), z, g, ctx);
+      const Tensor exact = bk_core_diagonal_vjp_exact(laplacian_with_potential(v), z, g, ctx);
       Tensor fd = torch::empty_like(v);
       for (int64_t j = 0; j < n; ++j) {
         Tensor vp = v.clone(), vm = v.clone();
@@ -65,7 +65,7 @@ TEST(BkGradient, ExactMatchesDenseOracle) {
       const c10::complex<double> z(-0.5, 0.4);
       const Tridiagonal h = laplacian_with_potential(torch::rand({2, n}, torch::kDouble) * 6 - 3);
       const Tensor g = random_complex(2, n);
-      const double e = rbk::relative_l2_error(resolvent_diagonal_vjp_exact(h, z, g, ctx), reference::resolvent_diagonal_vjp_dense(h, z, g, ctx));
+      const double e = rbk::relative_l2_error(bk_core_diagonal_vjp_exact(h, z, g, ctx), reference::bk_core_diagonal_vjp_dense(h, z, g, ctx));
       std::printf("%s N=%lld exact vs dense oracle rel err %.3e (<= %.0e)\n", to_string(ctx).c_str(), (long long)n, e,
                   kVjpVsDenseRel);
       EXPECT_LE(e, kVjpVsDenseRel);
@@ -79,9 +79,9 @@ TEST(BkGradient, ExactMatchesAutogradThroughDenseOracle) {
   const c10::complex<double> z(0, 1);
   Tensor v = (torch::rand({2, n}, torch::kDouble) * 2 - 1).requires_grad_(true);
   const Tensor g = random_complex(2, n);
-  const Tensor G = reference::resolvent_diagonal_dense(laplacian_with_potential(v), z, BkContext::Bidirectional);
+  const Tensor G = reference::bk_core_diagonal_dense(laplacian_with_potential(v), z, BkContext::Bidirectional);
   torch::real(torch::conj(g) * G).sum().backward();
-  const Tensor exact = resolvent_diagonal_vjp_exact(laplacian_with_potential(v.detach()), z, g, BkContext::Bidirectional);
+  const Tensor exact = bk_core_diagonal_vjp_exact(laplacian_with_potential(v.detach()), z, g, BkContext::Bidirectional);
   const double e = rbk::relative_l2_error(exact, v.grad());
   std::printf("exact vs autograd through dense inverse: rel err %.3e\n", e);
   EXPECT_LE(e, kVjpVsDenseRel);
@@ -92,8 +92,8 @@ TEST(BkGradient, ExactFp32IsAccurateAtLongN) {
   const int64_t n = 1 << 16;
   const Tensor v = torch::rand({2, n}, torch::kDouble) * 6 - 3;
   const Tensor g = random_complex(2, n);
-  const Tensor ref = resolvent_diagonal_vjp_exact(laplacian_with_potential(v), {0, 1}, g, BkContext::Bidirectional);
-  const Tensor got = resolvent_diagonal_vjp_exact(laplacian_with_potential(v.to(torch::kFloat)), {0, 1},
+  const Tensor ref = bk_core_diagonal_vjp_exact(laplacian_with_potential(v), {0, 1}, g, BkContext::Bidirectional);
+  const Tensor got = bk_core_diagonal_vjp_exact(laplacian_with_potential(v.to(torch::kFloat)), {0, 1},
                                                   g.to(torch::kComplexFloat), BkContext::Bidirectional);
   const double e = rbk::relative_l2_error(got.to(torch::kDouble), ref);
   std::printf("fp32 exact VJP at N=2^16: rel L2 err vs fp64 %.3e\n", e);
@@ -113,8 +113,8 @@ TEST(BkGradient, HybridCosinesReproduceAudit) {
     const Tensor v = torch::rand({1, n}, torch::kDouble) * 2 - 1;
     const Tensor gf = torch::randn({1, n, 2}, torch::kDouble);
     const Tensor g = torch::view_as_complex(gf.contiguous());
-    const Tensor exact = resolvent_diagonal_vjp_exact(laplacian_with_potential(v), {0, 1}, g, BkContext::Bidirectional);
-    const Tensor G = resolvent_diagonal(laplacian_with_potential(v.to(torch::kFloat)), {0, 1}, BkForwardMode::CompatPapertime);
+    const Tensor exact = bk_core_diagonal_vjp_exact(laplacian_with_potential(v), {0, 1}, g, BkContext::Bidirectional);
+    const Tensor G = bk_core_diagonal(laplacian_with_potential(v.to(torch::kFloat)), {0, 1}, BkForwardMode::CompatPapertime);
     pt.push_back(rbk::cosine_similarity(hybrid_gradient(G, gf, BkGradientMode::PapertimeHybrid).to(torch::kDouble), exact));
     head.push_back(rbk::cosine_similarity(hybrid_gradient(G, gf, BkGradientMode::HeadHybrid).to(torch::kDouble), exact));
     const Tensor Gd = G.to(torch::kComplexDouble);
@@ -157,7 +157,7 @@ TEST(BkAutograd, WrapperGradientsMatchTheirDefinitions) {
     ASSERT_EQ(f.sizes(), (std::vector<int64_t>{2, n, 2}));
     const Tensor w = torch::randn({2, n, 2}, torch::kDouble);
     (f * w).sum().backward();
-    const Tensor ref = resolvent_diagonal_vjp_exact(laplacian_with_potential(v.detach()), {0, 1},
+    const Tensor ref = bk_core_diagonal_vjp_exact(laplacian_with_potential(v.detach()), {0, 1},
                                                     torch::view_as_complex(w.contiguous()), ctx);
     const double e = rbk::relative_l2_error(v.grad(), ref);
     std::printf("wrapper exact %s: rel err %.3e\n", to_string(ctx).c_str(), e);
@@ -172,7 +172,7 @@ TEST(BkAutograd, WrapperGradientsMatchTheirDefinitions) {
   EXPECT_EQ(f.scalar_type(), torch::kFloat);
   const Tensor w = torch::randn({2, n, 2});
   (f * w).sum().backward();
-  const Tensor G = resolvent_diagonal(laplacian_with_potential(v.detach()), {0, 1}, BkForwardMode::CompatPapertime);
+  const Tensor G = bk_core_diagonal(laplacian_with_potential(v.detach()), {0, 1}, BkForwardMode::CompatPapertime);
   EXPECT_TRUE(torch::equal(v.grad(), hybrid_gradient(G, w, BkGradientMode::PapertimeHybrid)));
 }
 
@@ -191,11 +191,11 @@ TEST(BkGradient, AutogradModeMatchesStableForwardAndExactVjp) {
       o.context = ctx;
       const Tensor f = bk_core_features(v, o);
       ASSERT_EQ(f.sizes(), (std::vector<int64_t>{3, n, 2}));
-      const Tensor G = resolvent_diagonal(laplacian_with_potential(v.detach()), {0, 1}, BkForwardMode::Stable, ctx);
+      const Tensor G = bk_core_diagonal(laplacian_with_potential(v.detach()), {0, 1}, BkForwardMode::Stable, ctx);
       const double ef = rbk::relative_l2_error(f.detach(), torch::view_as_real(G));
       const Tensor w = torch::randn({3, n, 2}, torch::kDouble);
       (f * w).sum().backward();
-      const Tensor ref = resolvent_diagonal_vjp_exact(laplacian_with_potential(v.detach()), {0, 1},
+      const Tensor ref = bk_core_diagonal_vjp_exact(laplacian_with_potential(v.detach()), {0, 1},
                                                       torch::view_as_complex(w.contiguous()), ctx);
       const double eg = rbk::relative_l2_error(v.grad(), ref);
       std::printf("autograd mode N=%lld %s: forward rel err %.3e, gradient rel err %.3e\n", (long long)n,

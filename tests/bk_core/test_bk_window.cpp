@@ -2,7 +2,7 @@
 // the host, so the maths behind BkForwardAlgorithm::Window is checked on every machine: (1) the
 // exact fp64 state always lies in the walked disc, and the radius shrinks at least as the two-step
 // bound says; (2) the window algorithm, as the kernel composes it (first walk, restarts, replays),
-// matches the fp64 oracle (rbk::resolvent_diagonal, Stable) for either context, including inputs
+// matches the fp64 oracle (rbk::bk_core_diagonal, Stable) for either context, including inputs
 // that drive every run through the restarts; (3) the windowed backward (bk_window_backward.h,
 // issue 25), composed as its kernel composes it, matches the fp64 exact vector-Jacobian product.
 // Fresh random v and z per case, seeds printed. Claims C01, C17; issues 3 and 25.
@@ -153,7 +153,7 @@ TEST(BkWindow, WindowAlgorithmMatchesFp64) {
     const c10::complex<double> z{c.z_re, c.z_im};
     for (const bool causal : {false, true}) {
       const rbk::BkContext ctx = causal ? rbk::BkContext::Causal : rbk::BkContext::Bidirectional;
-      const torch::Tensor ref = rbk::resolvent_diagonal(rbk::laplacian_with_potential(vt.to(torch::kDouble)), z,
+      const torch::Tensor ref = rbk::bk_core_diagonal(rbk::laplacian_with_potential(vt.to(torch::kDouble)), z,
                                                         rbk::BkForwardMode::Stable, ctx);
       const auto r = ref.accessor<c10::complex<double>, 2>();
       int64_t restarts = 0;
@@ -221,7 +221,7 @@ TEST(BkWindow, WindowBackwardMatchesFp64) {
     const torch::Tensor g = torch::view_as_complex(gt.to(torch::kDouble).contiguous());
     for (const bool causal : {false, true}) {
       const rbk::BkContext ctx = causal ? rbk::BkContext::Causal : rbk::BkContext::Bidirectional;
-      const torch::Tensor ref = rbk::resolvent_diagonal_vjp_exact(rbk::laplacian_with_potential(vt.to(torch::kDouble)), z, g, ctx);
+      const torch::Tensor ref = rbk::bk_core_diagonal_vjp_exact(rbk::laplacian_with_potential(vt.to(torch::kDouble)), z, g, ctx);
       const float eta = static_cast<float>(c.z_im), affine_tol = static_cast<float>(rbk::cuda::kBkWindowAffineTol);
       const std::vector<float> got = window_backward_row<16>(x, gc, eta, causal, c.warmup, affine_tol);
       const std::vector<float> got4 = window_backward_row<4>(x, gc, eta, causal, c.warmup, affine_tol);

@@ -1,5 +1,5 @@
-// CUDA BK-Core kernels against the CPU fp64 stable path (rbk::resolvent_diagonal,
-// rbk::resolvent_diagonal_vjp_exact), which the foundation tests hold against dense inverses.
+// CUDA BK-Core kernels against the CPU fp64 stable path (rbk::bk_core_diagonal,
+// rbk::bk_core_diagonal_vjp_exact), which the foundation tests hold against dense inverses.
 // Claims C01, C17; issue 3. Every case draws fresh v, z and upstream gradients (seed printed),
 // poisons the outputs with NaN before the launch and checks every element was written, prints its
 // errors, then asserts. Skips where no CUDA device is visible.
@@ -73,13 +73,13 @@ Err rel_error(const Tensor& got, const Tensor& ref) {
 }
 
 Tensor reference_features(const Tensor& v, c10::complex<double> z, rbk::BkContext ctx) {
-  const Tensor G = rbk::resolvent_diagonal(rbk::laplacian_with_potential(v.to(torch::kDouble)), z,
+  const Tensor G = rbk::bk_core_diagonal(rbk::laplacian_with_potential(v.to(torch::kDouble)), z,
                                            rbk::BkForwardMode::Stable, ctx);
   return torch::view_as_real(G).contiguous();
 }
 Tensor reference_grad(const Tensor& v, c10::complex<double> z, const Tensor& gfeat, rbk::BkContext ctx) {
   const Tensor g = torch::view_as_complex(gfeat.to(torch::kDouble).contiguous());
-  return rbk::resolvent_diagonal_vjp_exact(rbk::laplacian_with_potential(v.to(torch::kDouble)), z, g, ctx);
+  return rbk::bk_core_diagonal_vjp_exact(rbk::laplacian_with_potential(v.to(torch::kDouble)), z, g, ctx);
 }
 
 #if defined(RBK_HAVE_CUDA_KERNEL_LIB)
@@ -398,7 +398,7 @@ TEST(BkCudaCompat, TritonLikeKernelMatchesCpuCompatMode) {
     } else {
       h = {torch::randn({c.B, c.N}), torch::randn({c.B, c.N - 1}), torch::randn({c.B, c.N - 1})};
     }
-    const Tensor ref = torch::view_as_real(rbk::resolvent_diagonal(h, c.z, rbk::BkForwardMode::CompatPapertimeTriton,
+    const Tensor ref = torch::view_as_real(rbk::bk_core_diagonal(h, c.z, rbk::BkForwardMode::CompatPapertimeTriton,
                                                                    rbk::BkContext::Bidirectional,
                                                                    rbk::CompatExecution::ScalarLoop)).contiguous();
     auto da = to_device(h.diag), db = to_device(h.upper), dc = to_device(h.lower);
@@ -443,11 +443,11 @@ TEST(BkCudaTorch, DispatchGeneralTridiagonalAndAutograd) {
     const rbk::Tridiagonal h64{h.diag.to(torch::kDouble), b.to(torch::kDouble), c.to(torch::kDouble)};
     const rbk::Tridiagonal hc{h.diag.cuda(), b.cuda(), c.cuda()};
     for (const auto ctx : {rbk::BkContext::Bidirectional, rbk::BkContext::Causal}) {
-      const Tensor G = rbk::resolvent_diagonal(hc, d.z, rbk::BkForwardMode::Stable, ctx).cpu();
-      const Tensor Gref = rbk::resolvent_diagonal(h64, d.z, rbk::BkForwardMode::Stable, ctx);
+      const Tensor G = rbk::bk_core_diagonal(hc, d.z, rbk::BkForwardMode::Stable, ctx).cpu();
+      const Tensor Gref = rbk::bk_core_diagonal(h64, d.z, rbk::BkForwardMode::Stable, ctx);
       const Tensor gg = torch::view_as_complex(d.gfeat.contiguous());
-      const Tensor J = rbk::resolvent_diagonal_vjp_exact(hc, d.z, gg.cuda(), ctx).cpu();
-      const Tensor Jref = rbk::resolvent_diagonal_vjp_exact(h64, d.z, gg.to(torch::kComplexDouble), ctx);
+      const Tensor J = rbk::bk_core_diagonal_vjp_exact(hc, d.z, gg.cuda(), ctx).cpu();
+      const Tensor Jref = rbk::bk_core_diagonal_vjp_exact(h64, d.z, gg.to(torch::kComplexDouble), ctx);
       const Err e1 = rel_error(torch::view_as_real(G), torch::view_as_real(Gref));
       const Err e2 = rel_error(J, Jref);
       std::printf("torch general N=%lld %s fwd %.2e grad %.2e\n", static_cast<long long>(N), rbk::to_string(ctx).c_str(),
@@ -486,8 +486,8 @@ TEST(BkCudaTorch, DispatchGeneralTridiagonalAndAutograd) {
       EXPECT_LE(eh.rel_l2, kStableRelTol);
     }
     // The v-only fast path.
-    const Tensor fv = rbk::cuda::bk_features_cuda(d.v.cuda(), d.z, rbk::BkContext::Bidirectional).cpu();
-    const Tensor gv = rbk::cuda::bk_features_vjp_cuda(d.v.cuda(), d.z, d.gfeat.cuda(), rbk::BkContext::Bidirectional).cpu();
+    const Tensor fv = rbk::cuda::bk_core_features_cuda(d.v.cuda(), d.z, rbk::BkContext::Bidirectional).cpu();
+    const Tensor gv = rbk::cuda::bk_core_features_vjp_cuda(d.v.cuda(), d.z, d.gfeat.cuda(), rbk::BkContext::Bidirectional).cpu();
     EXPECT_LE(rel_error(fv, reference_features(d.v, d.z, rbk::BkContext::Bidirectional)).rel_l2, kStableRelTol);
     EXPECT_LE(rel_error(gv, reference_grad(d.v, d.z, d.gfeat, rbk::BkContext::Bidirectional)).rel_l2, kStableRelTol);
   }
@@ -496,9 +496,9 @@ TEST(BkCudaTorch, DispatchGeneralTridiagonalAndAutograd) {
 TEST(BkCudaTorch, BadInputsGiveClearErrors) {
   if (!torch_cuda()) GTEST_SKIP() << "no CUDA device";
   const Tensor v = torch::randn({2, 8}).cuda();
-  EXPECT_THROW(rbk::cuda::bk_features_cuda(v.cpu(), {0, 1}, rbk::BkContext::Bidirectional), c10::Error);
-  EXPECT_THROW(rbk::cuda::bk_features_cuda(v, {0, -1}, rbk::BkContext::Bidirectional), c10::Error);
-  EXPECT_THROW(rbk::cuda::bk_features_vjp_cuda(v, {0, 1}, torch::randn({2, 8}).cuda(), rbk::BkContext::Bidirectional),
+  EXPECT_THROW(rbk::cuda::bk_core_features_cuda(v.cpu(), {0, 1}, rbk::BkContext::Bidirectional), c10::Error);
+  EXPECT_THROW(rbk::cuda::bk_core_features_cuda(v, {0, -1}, rbk::BkContext::Bidirectional), c10::Error);
+  EXPECT_THROW(rbk::cuda::bk_core_features_vjp_cuda(v, {0, 1}, torch::randn({2, 8}).cuda(), rbk::BkContext::Bidirectional),
                c10::Error);
 }
 

@@ -32,7 +32,7 @@ void check_bk_inputs(const Tridiagonal& h, c10::complex<double> z, BkForwardMode
 
 // G_ii, (B, N) complex. Stable: complex64 for float32 input, complex128 for float64.
 // Compat modes: complex64 always, as upstream returns.
-torch::Tensor resolvent_diagonal(const Tridiagonal& h, c10::complex<double> z,
+torch::Tensor bk_core_diagonal(const Tridiagonal& h, c10::complex<double> z,
                                  BkForwardMode mode = BkForwardMode::Stable,
                                  BkContext context = BkContext::Bidirectional,
                                  CompatExecution execution = CompatExecution::ScalarLoop);
@@ -41,7 +41,7 @@ torch::Tensor resolvent_diagonal(const Tridiagonal& h, c10::complex<double> z,
 // grad_g = dL/dRe G + i dL/dIm G, (B, N) complex. Returns dL/da (B, N) in h.diag's dtype.
 // Uses G_ij G_ji = G_jj^2 prod_{m=i}^{j-1} k_m / dl_m^2 (i < j), the mirror product with the right
 // pivots for i > j, accumulated by one forward and one backward sweep: O(N), overflow-free.
-torch::Tensor resolvent_diagonal_vjp_exact(const Tridiagonal& h, c10::complex<double> z,
+torch::Tensor bk_core_diagonal_vjp_exact(const Tridiagonal& h, c10::complex<double> z,
                                            const torch::Tensor& grad_g, BkContext context);
 
 // The stable forward (same continued fractions, same context rule) as plain differentiable
@@ -51,7 +51,7 @@ torch::Tensor resolvent_diagonal_vjp_exact(const Tridiagonal& h, c10::complex<do
 // autograd graph of v. O(N) ops of size B: per-op dispatch dominates, so it is a baseline for
 // timings and gradient checks, not a path for models. Any device. Division is LibTorch's own;
 // every divisor has |.| >= Im z for symmetric H, so nothing overflows.
-torch::Tensor resolvent_diagonal_stable_differentiable(const torch::Tensor& v, c10::complex<double> z,
+torch::Tensor bk_core_diagonal_stable_differentiable(const torch::Tensor& v, c10::complex<double> z,
                                                        BkContext context = BkContext::Bidirectional);
 
 // Upstream's hybrid "analytic" gradients, from the saved G (B, N) complex64 and the incoming
@@ -59,13 +59,13 @@ torch::Tensor resolvent_diagonal_stable_differentiable(const torch::Tensor& v, c
 torch::Tensor hybrid_gradient(const torch::Tensor& G, const torch::Tensor& grad_features, BkGradientMode mode);
 
 // Whether the model's H = Laplacian + diag(v) goes to the v-only CUDA kernels
-// (rbk/cuda_glue/bk_core_cuda.h: bk_features_cuda, bk_features_vjp_cuda), which read v alone (float32
+// (rbk/cuda_glue/bk_core_cuda.h: bk_core_features_cuda, bk_core_features_vjp_cuda), which read v alone (float32
 // or bfloat16, no off-diagonal tensors, no complex intermediate): the stable forward of a (B, N)
 // CUDA v of either dtype in a build with the kernels. bk_core_features asks this; every other
-// stable call goes through resolvent_diagonal, which chooses CPU / CUDA / fp64 itself.
-bool bk_v_only_kernel_applies(const torch::Tensor& v, BkForwardMode forward);
+// stable call goes through bk_core_diagonal, which chooses CPU / CUDA / fp64 itself.
+bool bk_core_v_only_kernel_applies(const torch::Tensor& v, BkForwardMode forward);
 
 // Features (Re G, Im G) as (B, N, 2) real.
-torch::Tensor resolvent_features(const torch::Tensor& G);
+torch::Tensor bk_core_features_of_diagonal(const torch::Tensor& G);
 
 }  // namespace rbk

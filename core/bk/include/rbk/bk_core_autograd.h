@@ -18,7 +18,7 @@ struct BkCoreOptions {
 // float32). The gradient comes back in v's dtype.
 // Backward: Exact -> the exact O(N) vector-Jacobian product (always of the true G, whatever the
 // forward); hybrid modes -> upstream's formulas applied to the G this forward returned;
-// Autograd -> no custom backward: LibTorch differentiates resolvent_diagonal_stable_differentiable
+// Autograd -> no custom backward: LibTorch differentiates bk_core_diagonal_stable_differentiable
 // (stable forward only; the C02 baseline).
 torch::Tensor bk_core_features(const torch::Tensor& v, const BkCoreOptions& options = {});
 

@@ -23,7 +23,7 @@ enum class BkGradientMode {
   PapertimeHybrid,  // upstream efaa555 BKCoreFunction.backward (audit §1.3-1.4)
   HeadHybrid,       // upstream HEAD variant (audit §1.4)
   Autograd,         // LibTorch autograd through the stable forward written as differentiable ops
-                    // (resolvent_diagonal_stable_differentiable): the exact gradient the slow way,
+                    // (bk_core_diagonal_stable_differentiable): the exact gradient the slow way,
                     // the "autograd" baseline of claim C02. Stable forward only.
 };
 // How a compat recursion is executed: the same arithmetic either as plain loops (fast, for sweeps)
