@@ -77,19 +77,6 @@ inline const std::vector<FwdVariant>& fwd_variants() {
   return v;
 }
 
-// A block shape of the Window backward (BkScanParams::window_backward_items / _min_blocks; {0, 0}
-// is the default, 16 positions per thread at the compiler's register count).
-struct BwdShape {
-  int items = 0, min_blocks = 0;
-  std::string name() const { return "items" + std::to_string(items == 0 ? 16 : items) + "_minblocks" + std::to_string(min_blocks); }
-};
-// The shapes timed beside the default (issue 25's occupancy trial: 128 registers hold the default
-// at 4 blocks of 128 threads per SM).
-inline const std::vector<BwdShape>& bwd_shape_trials() {
-  static const std::vector<BwdShape> v = {{16, 5}, {8, 0}, {8, 8}};
-  return v;
-}
-
 // Preallocated launch of the stable kernels on (B, N) fresh random v (Laplacian + v, z = i).
 struct StableRig {
   int64_t B, N;
@@ -129,12 +116,10 @@ struct StableRig {
     q.backward_algorithm = rbk::cuda::BkBackwardAlgorithm::Scan;
     rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_backward(q, s), "stable bwd scan");
   }
-  void bwd_window(cudaStream_t s, const BwdShape& shape = {}) const {
+  void bwd_window(cudaStream_t s) const {
     rbk::cuda::BkScanParams q = pb;
     q.backward_algorithm = rbk::cuda::BkBackwardAlgorithm::Window;
-    q.window_backward_items = shape.items;
-    q.window_backward_min_blocks = shape.min_blocks;
-    rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_backward(q, s), ("stable bwd window " + shape.name()).c_str());
+    rbk::cuda::throw_on_cuda_error(rbk::cuda::launch_bk_stable_backward(q, s), "stable bwd window");
   }
   Algo default_algorithm() const { return rbk::cuda::bk_resolve_forward_algorithm(pf); }
   // Runs variant fv on NaN-poisoned output and refuses to go on unless every element is finite and
@@ -143,9 +128,9 @@ struct StableRig {
   Accuracy checked_variant(const FwdVariant& fv, const torch::Tensor& ref) const {
     return checked(out_f, [&] { fwd_variant(fv, current_stream()); }, ref, "stable forward " + fv.name);
   }
-  // The Window backward in a block shape, checked the same way.
-  Accuracy checked_window_backward(const torch::Tensor& ref, const BwdShape& shape = {}) const {
-    return checked(out_g, [&] { bwd_window(current_stream(), shape); }, ref, "stable window backward " + shape.name());
+  // The Window backward, checked the same way.
+  Accuracy checked_window_backward(const torch::Tensor& ref) const {
+    return checked(out_g, [&] { bwd_window(current_stream()); }, ref, "stable window backward");
   }
 
  private:

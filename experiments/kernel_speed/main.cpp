@@ -58,8 +58,7 @@
 //     stable_causal_fwd_rel_err, stable_causal_grad_rel_err, stable_zero_fraction (Laplacian inputs);
 //     copy_bandwidth_GBps, copy_bytes; large_batch, large_n, stable_fwd_us_large, stable_fwd_GBps_large,
 //     stable_fwd_pct_copy_bw_large, stable_fwd_bwd_us_large, stable_fwd_bwd_window_us_large (the
-//     Window backward, issue 25), stable_fwd_bwd{,_window}_over_fwd_large, stable_fwd_bwd_window_shapes_us_large
-//     (the Window backward's other block shapes, fwd + bwd; BkScanParams::window_backward_*),
+//     Window backward, issue 25), stable_fwd_bwd{,_window}_over_fwd_large,
 //     stable_fwd_bwd_floor_over_fwd_large (fwd + a backward moving its 16 B at the copy bandwidth,
 //     over fwd: the least any backward could reach), stable_fwd_algorithm_large,
 //     stable_scan_fwd_pct_copy_bw_large, compat_triton_like_fwd_us_large; tokens_per_s_stable_fwd;

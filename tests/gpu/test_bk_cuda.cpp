@@ -101,14 +101,11 @@ struct FwdChoice {
   int window_items = 0;
   int window_warmup = 0;
   rbk::cuda::BkBackwardAlgorithm backward = rbk::cuda::BkBackwardAlgorithm::Auto;
-  int backward_items = 0;  // the Window backward's block shape (BkScanParams::window_backward_*)
-  int backward_min_blocks = 0;
   std::string name() const {
     using A = rbk::cuda::BkForwardAlgorithm;
     const std::string a = algorithm == A::Auto ? "auto" : algorithm == A::Scan ? "scan" : "window";
     return a + " threads=" + std::to_string(forward_threads) + " items=" + std::to_string(window_items) +
-           " warmup=" + std::to_string(window_warmup) + " backward shape=" + std::to_string(backward_items) + "/" +
-           std::to_string(backward_min_blocks);
+           " warmup=" + std::to_string(window_warmup);
   }
 };
 
@@ -140,8 +137,6 @@ Tensor run_stable(const Tensor& v_in, c10::complex<double> z, bool causal, bool 
   p.window_items = choice.window_items;
   p.window_warmup = choice.window_warmup;
   p.backward_algorithm = choice.backward;
-  p.window_backward_items = choice.backward_items;
-  p.window_backward_min_blocks = choice.backward_min_blocks;
   const cudaError_t e = backward ? rbk::cuda::launch_bk_stable_backward(p, nullptr) : rbk::cuda::launch_bk_stable_forward(p, nullptr);
   EXPECT_EQ(e, cudaSuccess) << cudaGetErrorString(e);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess) << cudaGetErrorString(cudaGetLastError());
@@ -206,21 +201,6 @@ TEST_P(StableKernel, ForwardAndExactGradientMatchFp64) {
       EXPECT_LE(ew.rel_l2, kStableRelTol) << what;
       EXPECT_LE(ew.rel_max, kStableRelTol) << what;
     }
-    // Its other block shapes (issue 25's occupancy trials), with warm-up 16 and 1.
-    for (const auto& [items, min_blocks] : {std::pair{16, 5}, std::pair{8, 0}, std::pair{8, 8}})
-      for (const int warmup : {0, 1}) {
-        FwdChoice c;
-        c.backward = rbk::cuda::BkBackwardAlgorithm::Window;
-        c.window_warmup = warmup;
-        c.backward_items = items;
-        c.backward_min_blocks = min_blocks;
-        const Tensor gw = run_stable(d.v, d.z, causal, true, &d.gfeat, rbk::cuda::InputType::Float32, c);
-        const Err ew = rel_error(gw, gref);
-        std::printf("   window backward %s rel_l2=%.2e rel_max=%.2e\n", c.name().c_str(), ew.rel_l2, ew.rel_max);
-        EXPECT_TRUE(torch::isfinite(gw).all().item<bool>()) << c.name();
-        EXPECT_LE(ew.rel_l2, kStableRelTol) << c.name();
-        EXPECT_LE(ew.rel_max, kStableRelTol) << c.name();
-      }
   }
 }
 
@@ -304,22 +284,16 @@ TEST(BkCudaWindow, SlowContractionStaysAccurate) {
       }
       // The Window backward where its affine windows contract slowly too (its walks then reach
       // past the shared-memory halo into global memory).
-      // Every block shape (the staged span, and so where global reads begin, differs with it).
       const Tensor gref = reference_grad(d.v, c.z, d.gfeat, ctx);
-      for (const auto& [items, min_blocks] : {std::pair{0, 0}, std::pair{16, 5}, std::pair{8, 0}, std::pair{8, 8}}) {
-        FwdChoice window;
-        window.backward = rbk::cuda::BkBackwardAlgorithm::Window;
-        window.backward_items = items;
-        window.backward_min_blocks = min_blocks;
-        const Tensor gw = run_stable(d.v, c.z, causal, true, &d.gfeat, rbk::cuda::InputType::Float32, window);
-        const Err eg = rel_error(gw, gref);
-        std::printf("window backward z=(%.2f,%.2f) %s %-13s shape %d/%d rel_l2=%.2e rel_max=%.2e\n", c.z.real(), c.z.imag(),
-                    c.constant_v ? "v=2+Re z" : "random v", rbk::to_string(ctx).c_str(), items, min_blocks, eg.rel_l2,
-                    eg.rel_max);
-        EXPECT_TRUE(torch::isfinite(gw).all().item<bool>()) << window.name();
-        EXPECT_LE(eg.rel_l2, kStableRelTol) << window.name();
-        EXPECT_LE(eg.rel_max, kStableRelTol) << window.name();
-      }
+      FwdChoice window;
+      window.backward = rbk::cuda::BkBackwardAlgorithm::Window;
+      const Tensor gw = run_stable(d.v, c.z, causal, true, &d.gfeat, rbk::cuda::InputType::Float32, window);
+      const Err eg = rel_error(gw, gref);
+      std::printf("window backward z=(%.2f,%.2f) %s %-13s rel_l2=%.2e rel_max=%.2e\n", c.z.real(), c.z.imag(),
+                  c.constant_v ? "v=2+Re z" : "random v", rbk::to_string(ctx).c_str(), eg.rel_l2, eg.rel_max);
+      EXPECT_TRUE(torch::isfinite(gw).all().item<bool>()) << window.name();
+      EXPECT_LE(eg.rel_l2, kStableRelTol) << window.name();
+      EXPECT_LE(eg.rel_max, kStableRelTol) << window.name();
     }
   }
   // Auto's choices, forward and backward alike: the window in Laplacian mode at Im z >= 0.5, else the scan.
@@ -369,11 +343,7 @@ TEST(BkCudaLaunch, RejectsBadParameters) {
   p.window_warmup = rbk::cuda::kBkWindowWarmup + 1;
   EXPECT_EQ(rbk::cuda::launch_bk_stable_backward(p, nullptr), cudaErrorInvalidValue);
   EXPECT_EQ(rbk::cuda::launch_bk_window_backward(p, nullptr), cudaErrorInvalidValue);
-  p.window_warmup = 0;
-  p.window_backward_items = 8;  // a block shape that is not built: (8, 5)
-  p.window_backward_min_blocks = 5;
-  EXPECT_EQ(rbk::cuda::launch_bk_window_backward(p, nullptr), cudaErrorInvalidValue);
-  p.window_backward_min_blocks = 8;  // (8, 8) is built: accepted
+  p.window_warmup = 0;  // within its halo: accepted
   EXPECT_EQ(rbk::cuda::launch_bk_window_backward(p, nullptr), cudaSuccess);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 }

@@ -83,12 +83,6 @@ struct BkScanParams {
   int window_items = 0;
   int window_warmup = 0;
   BkBackwardAlgorithm backward_algorithm = BkBackwardAlgorithm::Auto;
-  // Window backward only, its block shape (issue 25: occupancy, timed side by side in
-  // exp_kernel_speed): positions per thread, 0 = 16, or 8; and the resident blocks per SM its
-  // registers are capped for, 0 = the compiler's choice. The pairs built: (16, 0) the default,
-  // (16, 5), (8, 0), (8, 8); any other is refused. Every shape computes the same function.
-  int window_backward_items = 0;
-  int window_backward_min_blocks = 0;
 };
 
 // The algorithm launch_bk_stable_forward runs for p (Auto resolved).
