@@ -37,36 +37,36 @@ struct ProbeModel {
   std::function<void(bool)> set_checkpoint;
 };
 
+// Any of the three families: each has forward_features, head_weight / head_bias and
+// set_checkpoint_blocks, but no common base class.
+template <class Lm>
+ProbeModel probe_model_of(std::shared_ptr<Lm> p) {
+  ProbeModel m;
+  m.module = p;
+  m.features = [p](const torch::Tensor& x) { return p->forward_features(x); };
+  m.head_weight = [p] { return p->head_weight(); };
+  m.head_bias = [p] { return p->head_bias(); };
+  m.set_checkpoint = [p](bool on) { p->set_checkpoint_blocks(on); };
+  return m;
+}
+
 ProbeModel build_model(const json& s) {
   const auto arch = rbk::parse_memory_arch(s.at("arch").get<std::string>());
   const int64_t V = s.at("vocab_size"), D = s.at("d_model"), L = s.at("n_layers"), N = s.at("seq_len");
-  ProbeModel m;
   if (arch == rbk::MemoryArch::Phase1) {
     rbk::Phase1Config c;
     c.vocab_size = V;
     c.d_model = D;
     c.n_layers = L;
     c.htt_rank = s.value("htt_rank", int64_t{16});
-    auto p = std::make_shared<rbk::Phase1Lm>(c);
-    m.module = p;
-    m.features = [p](const torch::Tensor& x) { return p->forward_features(x); };
-    m.head_weight = [p] { return p->head_weight(); };
-    m.head_bias = [p] { return p->head_bias(); };
-    m.set_checkpoint = [p](bool on) { p->set_checkpoint_blocks(on); };
-    return m;
+    return probe_model_of(std::make_shared<rbk::Phase1Lm>(c));
   }
   if (arch == rbk::MemoryArch::Phase2Compat) {
     rbk::Phase2CompatConfig c;
     c.vocab_size = V;
     c.d_model = D;
     c.n_layers = L;
-    auto p = std::make_shared<rbk::Phase2CompatLm>(c);
-    m.module = p;
-    m.features = [p](const torch::Tensor& x) { return p->forward_features(x); };
-    m.head_weight = [p] { return p->head_weight(); };
-    m.head_bias = [p] { return p->head_bias(); };
-    m.set_checkpoint = [p](bool on) { p->set_checkpoint_blocks(on); };
-    return m;
+    return probe_model_of(std::make_shared<rbk::Phase2CompatLm>(c));
   }
   rbk::LmConfig c;
   c.arch = arch == rbk::MemoryArch::Transformer ? "transformer" : "resnet_bk";
@@ -78,13 +78,7 @@ ProbeModel build_model(const json& s) {
   c.ffn_dim = 4 * D;
   c.num_experts = 4;
   c.top_k = 1;
-  auto p = rbk::make_language_model(c);
-  m.module = p;
-  m.features = [p](const torch::Tensor& x) { return p->forward_features(x); };
-  m.head_weight = [p] { return p->head_weight(); };
-  m.head_bias = [p] { return p->head_bias(); };
-  m.set_checkpoint = [p](bool on) { p->set_checkpoint_blocks(on); };
-  return m;
+  return probe_model_of(rbk::make_language_model(c));
 }
 
 torch::ScalarType weight_dtype(const std::string& name) {

@@ -33,6 +33,19 @@ bool is_hex_commit(const std::string& c) {
   return true;
 }
 
+// The non-empty lines of git's output.
+std::vector<std::string> nonempty_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    std::size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    if (end > start) lines.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return lines;
+}
+
 }  // namespace
 
 GitRepo::GitRepo(std::string dir) : dir_(std::move(dir)) {
@@ -83,13 +96,7 @@ std::optional<std::vector<GitCommitLine>> GitRepo::commits_since(const std::stri
   const auto out = run(args);
   if (!out) return std::nullopt;
   std::vector<GitCommitLine> lines;
-  std::size_t start = 0;
-  while (start < out->size()) {
-    std::size_t end = out->find('\n', start);
-    if (end == std::string::npos) end = out->size();
-    const std::string line = out->substr(start, end - start);
-    start = end + 1;
-    if (line.empty()) continue;
+  for (const std::string& line : nonempty_lines(*out)) {
     const std::size_t tab = line.find('\t');
     lines.push_back({line.substr(0, tab), tab == std::string::npos ? "" : line.substr(tab + 1)});
   }
@@ -118,15 +125,10 @@ std::optional<std::vector<std::string>> GitRepo::changed_sources_since(const std
   const auto out = run({"diff", "--name-status", "--no-ext-diff", "-M100%", commit, "HEAD"});
   if (!out) return std::nullopt;
   std::vector<std::string> changed;
-  std::size_t start = 0;
-  while (start < out->size()) {
-    std::size_t end = out->find('\n', start);
-    if (end == std::string::npos) end = out->size();
-    const std::string line = out->substr(start, end - start);
-    start = end + 1;
+  for (const std::string& line : nonempty_lines(*out)) {
     // "<status>\t<path>" or, for renames and copies, "<status><score>\t<old>\t<new>".
     const std::size_t t1 = line.find('\t');
-    if (line.empty() || t1 == std::string::npos) continue;
+    if (t1 == std::string::npos) continue;
     const std::string status = line.substr(0, t1);
     const std::size_t t2 = line.find('\t', t1 + 1);
     const std::string first = line.substr(t1 + 1, t2 == std::string::npos ? std::string::npos : t2 - t1 - 1);
