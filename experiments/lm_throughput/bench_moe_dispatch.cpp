@@ -4,6 +4,7 @@
 //   dense    every expert on every token, one batched GEMM per projection (the model's GPU option)
 //   gather   the routed tokens only, after one host synchronisation per layer (the model's default)
 //   grouped  the routed tokens only, expert-aligned tiles of static shape (rbk::grouped_expert_mlp)
+// each through rbk::Moe's forward, so every timed step includes the routing.
 // On CUDA under bf16 autocast at T = 16,384 and 32,768 tokens (lm_throughput's 2k and 32k steps:
 // B N = 16,384 and 32,768), on the CPU in fp32 at 4,096. Before a dispatch is timed, its output and
 // input gradient are checked against the fp64 sum over slots on the CPU (same weights and
@@ -23,22 +24,18 @@ namespace {
 
 constexpr int64_t kModel = 256, kExperts = 4;
 
-enum class Dispatch { Dense, Gather, Grouped };
-
-const char* name_of(Dispatch d) { return d == Dispatch::Dense ? "dense" : d == Dispatch::Gather ? "gather" : "grouped"; }
-
 struct Layer {
   rbk::Moe moe{nullptr};
   torch::Tensor x, target, idx, w;
 };
 
-Layer make_layer(Dispatch d, int64_t tokens, const torch::Device& device, bool bf16) {
+Layer make_layer(rbk::MoeDispatch d, int64_t tokens, const torch::Device& device, bool bf16) {
   rbk::MoeOptions o;
   o.d_model = kModel;
   o.num_experts = kExperts;
   o.top_k = 1;
   o.router = rbk::RouterKind::LearnedTopK;  // lm_throughput's router
-  o.dispatch = d == Dispatch::Dense ? rbk::MoeDispatch::Dense : d == Dispatch::Gather ? rbk::MoeDispatch::Gather : rbk::MoeDispatch::Grouped;
+  o.dispatch = d;
   torch::manual_seed(29);  // the same weights and tokens for every dispatch
   Layer l;
   l.moe = rbk::Moe(o);
@@ -84,7 +81,7 @@ double error_against_fp64(Layer& l, bool bf16) {
   return std::max(rel_l2(got.first, ref.detach()), rel_l2(got.second, x64.grad()));
 }
 
-void run(benchmark::State& state, Dispatch d, int64_t tokens, bool cuda) {
+void run(benchmark::State& state, rbk::MoeDispatch d, int64_t tokens, bool cuda) {
   const torch::Device device = cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
   const bool bf16 = cuda;
   Layer l = make_layer(d, tokens, device, bf16);
@@ -112,8 +109,8 @@ int main(int argc, char** argv) {
   const bool cuda = torch::cuda::is_available();
   const std::vector<int64_t> sizes = cuda ? std::vector<int64_t>{16384, 32768} : std::vector<int64_t>{4096};
   for (const int64_t tokens : sizes)
-    for (const Dispatch d : {Dispatch::Dense, Dispatch::Gather, Dispatch::Grouped})
-      benchmark::RegisterBenchmark((std::string(cuda ? "cuda_bf16/" : "cpu_fp32/") + name_of(d) + "/T" + std::to_string(tokens)).c_str(),
+    for (const rbk::MoeDispatch d : {rbk::MoeDispatch::Dense, rbk::MoeDispatch::Gather, rbk::MoeDispatch::Grouped})
+      benchmark::RegisterBenchmark((std::string(cuda ? "cuda_bf16/" : "cpu_fp32/") + rbk::to_string(d) + "/T" + std::to_string(tokens)).c_str(),
                                    [=](benchmark::State& s) { run(s, d, tokens, cuda); })
           ->UseManualTime()
           ->Unit(benchmark::kMillisecond);
