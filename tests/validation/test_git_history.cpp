@@ -1,7 +1,8 @@
 // Stale results, rule history and the provenance check on a FIXTURE git repository that the test
 // builds in a temporary directory:
 //   C1  registry (D01.x: x >= 1) + experiments/{demo,mixed}/main.cpp
-//   C2  results at C1: demo.gpu.json (tree hash of C1), mixed.gpu.json, mixed.gpu.failed.json
+//   C2  results at C1: demo.gpu.json (tree hash of C1), mixed.gpu.json (the only one with z),
+//       mixed.gpu.failed.json
 //   C3  "demo: faster loop" changes both experiments' sources     -> every C1 result is stale
 //   C4  "registry: D01.x needs x >= 2; D01.y added"               -> changed / added after C1
 //   C5  mixed.cpu.json made at C4 (wrong tree hash, git_dirty=false from env)
@@ -55,7 +56,7 @@ json part(const std::string& id, const std::string& value, double target) {
   return {{"id", id},
           {"statement", id + " holds"},
           {"face", "corrected"},
-          {"rule", {{"experiment", id == "D02.x" ? "mixed" : "demo"}, {"value", value}, {"op", ">="}, {"target", target}}},
+          {"rule", {{"experiment", id.rfind("D02", 0) == 0 ? "mixed" : "demo"}, {"value", value}, {"op", ">="}, {"target", target}}},
           {"falsifier", {{"outcome", "x is 0"}, {"value", 0}}}};
 }
 
@@ -66,7 +67,7 @@ json registry(bool later) {
   claims.push_back({{"id", "D01"}, {"title", "demo"}, {"source", "test"}, {"paper_value", "x >= 1"},
                     {"audit", {{"code", "ok"}, {"finding", "-"}}}, {"parts", d01_parts}});
   claims.push_back({{"id", "D02"}, {"title", "mixed"}, {"source", "test"}, {"paper_value", "x >= 1"},
-                    {"audit", {{"code", "ok"}, {"finding", "-"}}}, {"parts", json::array({part("D02.x", "/summary/x", 1.0)})}});
+                    {"audit", {{"code", "ok"}, {"finding", "-"}}}, {"parts", json::array({part("D02.x", "/summary/x", 1.0), part("D02.z", "/summary/z", 1.0)})}});
   return {{"schema", "rbk.claims_registry/2"},
           {"preset_preference", {"gpu", "cpu", "smoke"}},
           {"experiments", {{"demo", {{"sources", {"experiments/demo"}}}}, {"mixed", {{"sources", {"experiments/mixed"}}}}}},
@@ -74,11 +75,12 @@ json registry(bool later) {
 }
 
 std::string result(const std::string& experiment, const std::string& preset, const std::string& commit,
-                   const std::string& tree, double x) {
+                   const std::string& tree, double x, json extra = json::object()) {
   json ctx = {{"git_commit", commit}, {"git_dirty", "false"}, {"git_dirty_source", "env"}, {"device", "cpu"}};
   if (!tree.empty()) ctx["git_tree_hash"] = tree;
   json doc = {{"schema", "rbk.result/1"}, {"experiment", experiment}, {"preset", preset}, {"status", "ok"},
               {"context", ctx}, {"config", json::object()}, {"rows", json::array()}, {"summary", {{"x", x}}}};
+  doc["summary"].update(extra);
   return doc.dump(1);
 }
 
@@ -98,7 +100,7 @@ struct FixtureRepo {
     c1 = run(g + "rev-parse HEAD");
     tree1 = run(g + "rev-parse HEAD^{tree}");
     write(dir / "results/demo/demo.gpu.json", result("demo", "gpu", c1, tree1, 1.5));
-    write(dir / "results/mixed/mixed.gpu.json", result("mixed", "gpu", c1, "", 0.2));
+    write(dir / "results/mixed/mixed.gpu.json", result("mixed", "gpu", c1, "", 0.2, {{"z", 3.0}}));
     write(dir / "results/mixed/mixed.gpu.failed.json", result("mixed", "gpu", c1, "", 9.0));
     run(g + "add -A && " + g + "commit -q -m 'C2: results at C1'");
     write(dir / "experiments/demo/main.cpp", "int main() { return 1; }\n");
@@ -216,6 +218,24 @@ TEST(ValidationGit, StaleChoiceRuleHistoryAndProvenance) {
   EXPECT_EQ(mixed.provenance_check.rfind("MISMATCH", 0), 0u) << mixed.provenance_check;
   EXPECT_NE(mixed.dirty_check.find("CONTRADICTS"), std::string::npos) << mixed.dirty_check;
   EXPECT_EQ(verdicts[1].parts[0].outcome, Outcome::Pass);  // 1.2 >= 1, not the stale 0.2
+  EXPECT_FALSE(verdicts[1].parts[0].stale);
+  EXPECT_TRUE(verdicts[1].parts[0].not_covered_by_chosen.empty());
+  // z: the cpu result has no z, so the stale gpu result (preferred preset) judges it, marked STALE.
+  ASSERT_EQ(mixed.stale_preferred.size(), 1u);
+  const RuleResult& z = verdicts[1].parts.at(1);
+  EXPECT_EQ(z.outcome, Outcome::Pass) << z.reason;  // 3 >= 1, read from the stale gpu file
+  EXPECT_TRUE(z.stale);
+  EXPECT_NE(z.evidence.find("mixed.gpu.json"), std::string::npos) << z.evidence;
+  EXPECT_NE(z.not_covered_by_chosen.find("mixed.cpu.json"), std::string::npos) << z.not_covered_by_chosen;
+  // Table cells read the same way: x from the chosen cpu file, z from the stale gpu file, marked.
+  TableCell cell;
+  cell.experiment = "mixed";
+  cell.value = "/summary/x";
+  EXPECT_EQ(render_cell(cell, store).text, "1.2");
+  cell.value = "/summary/z";
+  EXPECT_EQ(render_cell(cell, store).text, "3 (STALE gpu result)");
+  cell.value = "/summary/w";
+  EXPECT_EQ(render_cell(cell, store).text, "not yet measured");
 
   // Rule history against the registry at C1 (the demo result's commit).
   const RuleResult& x = verdicts[0].parts.at(0);
@@ -239,12 +259,17 @@ TEST(ValidationGit, StaleChoiceRuleHistoryAndProvenance) {
   EXPECT_NE(md.find("- D01.y: added after its result"), std::string::npos) << md;
   EXPECT_NE(md.find("`results/mixed/mixed.gpu.failed.json`"), std::string::npos);
   EXPECT_NE(md.find("; passed over: `results/mixed/mixed.gpu.json` (stale: "), std::string::npos) << md;
+  EXPECT_NE(md.find("judges only parts the chosen file does not cover"), std::string::npos) << md;
+  EXPECT_NE(md.find("- Judged on a STALE result: results/mixed/mixed.gpu.json"), std::string::npos) << md;
+  EXPECT_NE(md.find("judged on this STALE result: "), std::string::npos) << md;
   const json vj = verdicts_to_json(reg, verdicts, store, RenderContext{"test", "registry", ""});
   EXPECT_EQ(vj["sources"]["demo"]["stale"], true);
   EXPECT_EQ(vj["sources"]["demo"]["path"], "results/demo/demo.gpu.json");
   EXPECT_EQ(vj["sources"]["demo"]["provenance_check"], "verified");
   EXPECT_EQ(vj["sources"]["mixed"]["stale"], false);
   EXPECT_EQ(vj["claims"][0]["parts"][0]["rule_history"]["state"], "changed_after_result");
+  EXPECT_TRUE(vj["claims"][1]["parts"][1].contains("not_covered_by_chosen"));
+  EXPECT_FALSE(vj["claims"][1]["parts"][0].contains("not_covered_by_chosen"));
 }
 
 TEST(ValidationGit, NoGitMeansUnknownNeverACrash) {

@@ -186,11 +186,23 @@ CellText render_cell(const TableCell& cell, ResultStore& store) {
     return out;
   }
   const json::json_pointer jp(cell.value);
+  // A value the chosen file lacks is read, as the verdicts are, from a stale result of a preferred
+  // preset (result_store.h), and the cell says so.
+  const ResultSource* from = &src;
   if (!src.doc.contains(jp)) {
-    out.text = "not yet measured";
-    return out;
+    from = nullptr;
+    for (const ResultSource& alt : src.stale_preferred) {
+      if (alt.ok && alt.doc.contains(jp)) {
+        from = &alt;
+        break;
+      }
+    }
+    if (!from) {
+      out.text = "not yet measured";
+      return out;
+    }
   }
-  const json& v = src.doc.at(jp);
+  const json& v = from->doc.at(jp);
   const std::string unit = cell.unit.empty() ? "" : " " + cell.unit;
   if (v.is_null()) {
     out.text = cell.null_text;
@@ -224,6 +236,7 @@ CellText render_cell(const TableCell& cell, ResultStore& store) {
   } else {
     out.text = "unreadable (" + cell.value + " has an unexpected type)";
   }
+  if (from != &src) out.text += " (STALE " + from->preset + " result)";
   return out;
 }
 

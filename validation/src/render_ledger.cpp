@@ -43,6 +43,7 @@ void part_table(std::ostringstream& o, const std::vector<RuleResult>& rs, const 
                                : part_measured(r);
     if (audit && !r.why_not_deciding.empty()) measured += "\n(does not decide: " + r.why_not_deciding + ")";
     std::string evidence = r.evidence.empty() ? "—" : r.evidence;
+    if (!r.not_covered_by_chosen.empty()) evidence += "\njudged on this STALE result: " + r.not_covered_by_chosen;
     if (r.change && r.change->kind != RuleChange::Same) evidence += "\nrule " + r.change->text();
     const std::string hist = history_lines(r);
     if (!hist.empty()) evidence += "\n" + hist.substr(0, hist.size() - 1);
@@ -234,6 +235,7 @@ json verdicts_to_json(const Registry& registry, const std::vector<ClaimVerdict>&
     json j = {{"id", r.part_id},           {"face", r.face},          {"outcome", to_string(r.outcome)},
               {"measured", r.measured},    {"comparison", r.comparison}, {"reason", r.reason},
               {"evidence", r.evidence},    {"stale", r.stale}};
+    if (!r.not_covered_by_chosen.empty()) j["not_covered_by_chosen"] = r.not_covered_by_chosen;
     if (r.interval) {
       j["mean"] = r.interval->mean;
       j["ci95"] = {r.interval->lo, r.interval->hi};

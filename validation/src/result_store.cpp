@@ -14,10 +14,8 @@ namespace rbk::validation {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-namespace {
-
 // A file <experiment>.<preset>.json in one of the two trees.
-struct Candidate {
+struct ResultCandidate {
   std::string path;
   std::string shown;  // as in the ledger
   std::string preset;
@@ -27,6 +25,10 @@ struct Candidate {
   std::vector<GitCommitLine> stale_commits;
   std::string stale_unknown_reason;
 };
+
+namespace {
+
+using Candidate = ResultCandidate;
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -205,6 +207,7 @@ ResultSource ResultStore::load(const std::string& experiment) const {
     std::string why;
     if (c.stale.value_or(false) && !chosen.stale.value_or(false)) {
       why = "stale: " + std::to_string(c.stale_commits.size()) + " later commit(s) touch its sources";
+      if (preset_rank(c.preset) < preset_rank(chosen.preset)) why += "; judges only parts the chosen file does not cover";
     } else if (c.preset == chosen.preset) {
       why = "a fresh run of the same preset wins";
     } else {
@@ -213,6 +216,29 @@ ResultSource ResultStore::load(const std::string& experiment) const {
     src.ignored.push_back(c.shown + " (" + why + ")");
   }
 
+  fill(chosen, &src);
+  // A stale result of a preferred preset, passed over for this one, still judges the parts that
+  // this one does not cover (say a gpu preset's 8 GB budget that the cpu preset has no row for).
+  if (!chosen.stale.value_or(false)) {
+    for (std::size_t i = 1; i < cands.size(); ++i) {
+      const Candidate& c = cands[i];
+      if (!c.stale.value_or(false) || preset_rank(c.preset) >= preset_rank(chosen.preset)) continue;
+      ResultSource alt;
+      alt.experiment = experiment;
+      alt.experiment_exists = src.experiment_exists;
+      alt.gpu_only = src.gpu_only;
+      fill(c, &alt);
+      src.stale_preferred.push_back(std::move(alt));
+    }
+  }
+  return src;
+}
+
+// The chosen (or a fallback) candidate's file: its paths, the document and the provenance check.
+// A malformed file leaves `error` set and `ok` false.
+void ResultStore::fill(const ResultCandidate& chosen, ResultSource* out) const {
+  ResultSource& src = *out;
+  std::error_code ec;
   src.found = true;
   src.origin = chosen.fresh ? "fresh" : "committed";
   src.preset = chosen.preset;
@@ -234,15 +260,15 @@ ResultSource ResultStore::load(const std::string& experiment) const {
   try {
     src.doc = rbk::read_json_file(src.path);
     rbk::check_result_document(src.doc, src.path);
-    if (src.doc.value("experiment", std::string()) != experiment) {
+    if (src.doc.value("experiment", std::string()) != src.experiment) {
       throw rbk::ResultFileError(src.path + ": field 'experiment' is " + src.doc.value("experiment", json()).dump() +
-                                 ", expected \"" + experiment + "\"");
+                                 ", expected \"" + src.experiment + "\"");
     }
   } catch (const std::exception& e) {
     src.error = std::string("malformed result file: ") + e.what();
     src.doc = json();
     src.provenance_check = "unverifiable (malformed result file)";
-    return src;
+    return;
   }
   src.ok = true;
   src.status = string_field(src.doc, "status");
@@ -280,7 +306,6 @@ ResultSource ResultStore::load(const std::string& experiment) const {
   }
   if (src.git_untracked_present == "true") src.dirty_check += std::string(src.dirty_check.empty() ? "" : "; ") +
                                                               "untracked files were present";
-  return src;
 }
 
 }  // namespace rbk::validation

@@ -120,6 +120,25 @@ RuleResult VerdictEngine::evaluate(const ClaimPart& part, bool deciding) {
     if (src.found) r.evidence = src.display_path;
     return finish(r);
   }
+  r = evaluate_on(part, src, deciding);
+  // A part the chosen result does not cover is judged on a stale result of a preferred preset
+  // that covers it, marked STALE and saying why, rather than shown as never measured.
+  if (r.outcome == Outcome::Missing) {
+    for (const ResultSource& alt : src.stale_preferred) {
+      if (!alt.ok) continue;
+      RuleResult a = evaluate_on(part, alt, deciding);
+      if (a.outcome == Outcome::Missing || a.outcome == Outcome::Error) continue;
+      a.not_covered_by_chosen = r.reason;
+      r = a;
+      break;
+    }
+  }
+  return finish(r);
+}
+
+RuleResult VerdictEngine::evaluate_on(const ClaimPart& part, const ResultSource& src, bool deciding) {
+  RuleResult r;
+  const Rule& rule = part.rule;
   const std::string evidence = evidence_of(src);
   const bool stale = src.stale.value_or(false);
   RuleChange change = history_.compare(part, src.git_commit, deciding);
@@ -161,7 +180,7 @@ RuleResult VerdictEngine::evaluate(const ClaimPart& part, bool deciding) {
   r.evidence = evidence;
   r.stale = stale;
   r.change = change;
-  return finish(r);
+  return r;
 }
 
 Verdict combine(const std::vector<Outcome>& outcomes, std::string* reason) {

@@ -7,7 +7,9 @@
 // preset preference decides (gpu > cpu > smoke), and for one preset a fresh run wins over the
 // committed file. When every candidate is stale the preferred one is used and marked STALE. A
 // malformed chosen file is an error that names the file; it never falls back silently to another
-// file, because that would hide it.
+// file, because that would hide it. The stale candidates of a preferred preset that a fresh one
+// beat are kept (`stale_preferred`): the verdict engine judges on them, marked STALE, only the
+// parts that the chosen file does not cover.
 #pragma once
 #include "rbk/validation/git_repo.h"
 #include "rbk/validation/registry.h"
@@ -20,6 +22,8 @@
 #include <vector>
 
 namespace rbk::validation {
+
+struct ResultCandidate;  // a candidate file (result_store.cpp)
 
 struct ResultSource {
   std::string experiment;
@@ -58,6 +62,10 @@ struct ResultSource {
   std::vector<std::string> failed_runs;  // *.failed.json of this experiment: reported, never judged
   nlohmann::json doc;
 
+  // Stale results of a preset the registry prefers to this one's, passed over for it (this one not
+  // stale), in rank order. They judge only parts that this file does not cover, marked STALE.
+  std::vector<ResultSource> stale_preferred;
+
   std::string stale_text() const;  // "stale (2 commits since ...)", "not stale", "staleness unknown (...)"
 };
 
@@ -80,6 +88,7 @@ class ResultStore {
 
  private:
   ResultSource load(const std::string& experiment) const;
+  void fill(const ResultCandidate& chosen, ResultSource* out) const;
   std::optional<std::vector<std::string>> declared_sources_at(const std::string& commit,
                                                               const std::string& experiment) const;
   std::string source_dir_, build_dir_;

@@ -40,6 +40,9 @@ struct RuleResult {
   double p_adjusted = 1.0;
   std::size_t family_size = 0;
   bool stale = false;                    // the result file it read is stale
+  // Set when the part was judged on a stale result of a preferred preset because the chosen file
+  // does not cover it: why the chosen file gave "not yet measured".
+  std::string not_covered_by_chosen;
   std::optional<RuleChange> change;      // the rule compared with the rule at the result's commit
   std::vector<HistoryEntry> declared_history;
   std::string why_not_deciding;          // audit checks
@@ -91,6 +94,9 @@ class VerdictEngine {
   ResultStore& store_;
   RuleHistory history_;
   std::map<std::string, std::size_t> families_;
+
+  // The part's rule, preconditions and falsifier on one readable result file.
+  RuleResult evaluate_on(const ClaimPart& part, const ResultSource& src, bool deciding);
 };
 
 // Combines part outcomes (exposed for tests): all pass -> reproduced; none measured -> not yet
