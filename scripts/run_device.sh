@@ -60,7 +60,9 @@
 #                  8 / 15 / 24 GB (CUDA allocator memory fraction), one fresh process per probe. 24 searches
 #                  do not fit one call: every finished probe is kept in $BUILD/memory_search_probes
 #                  (probe_cache_dir), so repeat the call until it writes memory_search.gpu.json; each call
-#                  resumes where the last was killed. MEMORY_SEARCH_ARGS adds overrides; a partial run
+#                  resumes where the last was killed. MEMORY_SEARCH_ARGS adds overrides, e.g.
+#                  'search.hints_from=results/memory_search/memory_search.gpu.json' (every search starts
+#                  where the committed result's ended: ~4 probes a search instead of ~11); a partial run
 #                  can go to memory_search/<name> by MEMORY_SEARCH_SUBDIR (the ledger reads memory_search/).
 #   phase1         exp_phase1 --preset gpu                  (claim C18)
 #   quantization   exp_quantization --preset gpu            (claims C13, C21's quantisation part; needs

@@ -27,10 +27,10 @@ nlohmann::json SearchResult::to_json() const {
 }
 
 SearchResult search_largest_fitting(const SearchOptions& o, const std::function<ProbeOutcome(int64_t)>& probe) {
-  if (o.step < 1 || o.start < o.step || o.hard_upper < o.start)
-    throw std::invalid_argument("search_largest_fitting: need 1 <= step <= start <= hard_upper, got step " +
+  if (o.step < 1 || o.start < o.step || o.hard_upper < o.start || o.hint < 0)
+    throw std::invalid_argument("search_largest_fitting: need 1 <= step <= start <= hard_upper and hint >= 0, got step " +
                                 std::to_string(o.step) + ", start " + std::to_string(o.start) + ", hard_upper " +
-                                std::to_string(o.hard_upper));
+                                std::to_string(o.hard_upper) + ", hint " + std::to_string(o.hint));
   SearchResult r;
   std::map<int64_t, bool> seen;
   auto on_grid = [&](int64_t v) { return std::max(o.step, (v / o.step) * o.step); };
@@ -44,12 +44,15 @@ SearchResult search_largest_fitting(const SearchOptions& o, const std::function<
     return out.fits;
   };
   const int64_t upper = on_grid(o.hard_upper);
-  int64_t v = on_grid(o.start);
+  // Bracket: lo fits, hi fails, lo < hi (or return at an end of the grid). From a hint the
+  // distance grows by step, 2 step, 4 step, ...; from start by doubling or halving the value.
+  const bool from_hint = o.hint > 0;
+  int64_t v = std::min(upper, on_grid(from_hint ? o.hint : o.start));
   int64_t lo = -1, hi = -1;
   if (!fits(v)) {
     hi = v;
-    while (v > o.step) {
-      v = on_grid(v / 2);
+    for (int64_t gap = o.step; v > o.step; gap *= 2) {
+      v = from_hint ? std::max(o.step, hi - gap) : on_grid(v / 2);
       if (fits(v)) {
         lo = v;
         break;
@@ -62,13 +65,13 @@ SearchResult search_largest_fitting(const SearchOptions& o, const std::function<
     }
   } else {
     lo = v;
-    while (true) {
+    for (int64_t gap = o.step;; gap *= 2) {
       if (lo >= upper) {
         r.ended_at_upper_end = true;
         r.largest_fitting = lo;
         return r;
       }
-      const int64_t next = std::min(upper, lo * 2);
+      const int64_t next = std::min(upper, from_hint ? lo + gap : lo * 2);
       if (fits(next)) {
         lo = next;
       } else {

@@ -165,6 +165,37 @@ std::vector<std::string> checked_search_skip(const rbk::Config& cfg) {
   return skip;
 }
 
+// search.hints_from: a memory_search result whose searches' largest fitting widths start this
+// run's searches (SearchOptions::hint: the probes change, not the answer, for a memory that grows
+// with the width). Returns null for ''; a file that is not such a result is a ConfigError naming it.
+json checked_search_hints(const rbk::Config& cfg) {
+  const std::string path = cfg.get_string("search.hints_from");
+  if (path.empty()) return nullptr;
+  json doc;
+  try {
+    doc = rbk::read_json_file(path);
+  } catch (const std::exception& e) {
+    throw rbk::ConfigError("search.hints_from: cannot read '" + path + "' (" + e.what() + ")");
+  }
+  if (!doc.is_object() || doc.value("experiment", json()) != "memory_search" || !doc.contains("summary") ||
+      !doc["summary"].is_object())
+    throw rbk::ConfigError("search.hints_from: '" + path + "' is not a memory_search result (expected \"experiment\": "
+                           "\"memory_search\" and a summary object)");
+  const json ctx = doc.value("context", json::object());
+  return {{"path", path},
+          {"preset", doc.value("preset", json())},
+          {"git_commit", ctx.value("git_commit", json())},
+          {"finished_at", ctx.value("finished_at", json())},
+          {"summary", doc["summary"]}};
+}
+
+// The hint of one search: where that search ended in the hints file (0: none there).
+int64_t search_hint(const json& hints, const std::string& bk, const std::string& mode, const std::string& arch) {
+  if (hints.is_null()) return 0;
+  const json::json_pointer at("/summary/" + bk + "/" + mode + "/" + arch + "/max_d_model");
+  return hints.contains(at) && hints.at(at).is_number_integer() ? std::max<int64_t>(0, hints.at(at).get<int64_t>()) : 0;
+}
+
 void run_searches(const rbk::Config& cfg, const std::string& scratch, json& summary, json& rows) {
   rbk::SearchOptions so;
   so.start = cfg.get_int("search.start");
@@ -178,6 +209,15 @@ void run_searches(const rbk::Config& cfg, const std::string& scratch, json& summ
                                                                                  : "RLIMIT_DATA = VmData at probe start + budget"},
                                 {"fresh_process_per_probe", true},
                                 {"attention_backend", rbk::causal_attention_backend()}};
+  const json hints = checked_search_hints(cfg);
+  if (!hints.is_null()) {
+    json from = hints;
+    from.erase("summary");
+    from["use"] = "each search starts at the largest fitting width of the same search there and gallops by step, 2 step, "
+                  "4 step, ... to a bracket, then bisects: the probes differ from a search from start, the answer does not "
+                  "for a memory that grows with the width (the order check re-probes the boundary either way)";
+    summary["search_settings"]["hints_from"] = from;
+  }
   // The paper's budgets (seed 001 Table 12; C15, C22) are what the ledger reads; a preset without
   // one (the cpu preset scales budgets to this machine) declares its keys not measured.
   summary["not_measured"] = json::array();
@@ -209,7 +249,9 @@ void run_searches(const rbk::Config& cfg, const std::string& scratch, json& summ
         spec["arch"] = arch;
         spec["training"] = mode == "training";
         SearchRun run;
-        run.result = rbk::search_largest_fitting(so, [&](int64_t d) {
+        rbk::SearchOptions so_search = so;
+        so_search.hint = search_hint(hints, bk, mode, arch);
+        run.result = rbk::search_largest_fitting(so_search, [&](int64_t d) {
           json rec = probe_record(cfg, scratch, spec, d, budget);
           run.records[d] = rec;
           json row = rec;
@@ -221,6 +263,7 @@ void run_searches(const rbk::Config& cfg, const std::string& scratch, json& summ
         const auto& R = run.result;
         s["ended_at_upper_end"] = R.ended_at_upper_end;
         s["n_probes"] = R.order.size();
+        s["hint_d_model"] = so_search.hint > 0 ? json(so_search.hint) : json(nullptr);
         s["probe_order_d_model"] = R.order;
         s["smallest_failing_d_model"] = R.smallest_failing > 0 ? json(R.smallest_failing) : json(nullptr);
         if (R.largest_fitting > 0) {
@@ -340,6 +383,8 @@ int main(int argc, char** argv) {
   s.add_string_list("search.skip", {}, "searches left out, each <budget key>/<mode>/<arch or *> (e.g. budget_24gb/inference/*), "
                     "declared not measured in the summary; [\"none\"]: every search runs");
   s.add_bool("order_check", "re-probe each search's boundary in reverse order in fresh processes");
+  s.add_string("search.hints_from", {}, "a memory_search result ('' = none): each search starts where the same search "
+               "ended there and gallops to a bracket (fewer probes; the same answer for a memory that grows with width)");
   s.add_string("probe_cache_dir", {}, "directory of finished probe records ('' = none): a search split over several "
                "time-limited calls resumes from it (the order check always re-probes)");
   s.add_int("htt.vocab_size", 2, 10000000, "Tables 10-11 vocabulary (10,000)");
@@ -362,6 +407,7 @@ int main(int argc, char** argv) {
       throw rbk::ConfigError("semi.matvec_n: the time exponent needs at least 3 lengths");
     if (cfg.get_real_list("budgets_gb").empty()) throw rbk::ConfigError("budgets_gb: at least one budget");
     (void)checked_search_skip(cfg);  // before any part runs (and in the gpu preset's validation test)
+    (void)checked_search_hints(cfg);
     const auto parts = cfg.get_string_list("parts");
     auto wants = [&](const char* p) { return std::find(parts.begin(), parts.end(), p) != parts.end(); };
     const std::string scratch = out.checkpoint_dir;

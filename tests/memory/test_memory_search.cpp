@@ -98,10 +98,62 @@ TEST(MemorySearch, OrderOfProbesDoesNotChangeTheAnswer) {
   }
 }
 
+TEST(MemorySearch, AHintChangesTheProbesNotTheAnswer) {
+  // From any hint (exact, off by some steps either way, far off, past the guard, below one step)
+  // the search finds what it finds from `start`; an exact hint costs two probes.
+  for (double budget : {5e4, 3e6, 1.2e7, 7.7e8}) {
+    Synthetic f;
+    f.budget = budget;
+    rbk::SearchOptions o;
+    o.start = 256;
+    o.step = 64;
+    o.hard_upper = 1 << 16;
+    const auto plain = rbk::search_largest_fitting(o, std::ref(f));
+    const int64_t t = plain.largest_fitting;
+    ASSERT_GT(t, 0) << "budget " << budget;
+    for (int64_t hint : {t, t + 64, t - 64, t + 7 * 64, t - 5 * 64, 3 * t + 64, int64_t{1}, int64_t{100}, int64_t{1} << 20}) {
+      if (hint < 1) continue;  // t - 5 steps below the grid when t is small
+      Synthetic g = f;
+      rbk::SearchOptions oh = o;
+      oh.hint = hint;
+      const auto r = rbk::search_largest_fitting(oh, std::ref(g));
+      EXPECT_EQ(r.largest_fitting, plain.largest_fitting) << "budget " << budget << " hint " << hint;
+      EXPECT_EQ(r.smallest_failing, plain.smallest_failing) << "budget " << budget << " hint " << hint;
+      std::set<int64_t> uniq(r.order.begin(), r.order.end());
+      EXPECT_EQ(uniq.size(), r.order.size());
+      if (hint == t) {
+        EXPECT_EQ(r.order, (std::vector<int64_t>{t, t + 64})) << "budget " << budget;
+      }
+      if (hint == t + 64) {
+        EXPECT_EQ(r.order, (std::vector<int64_t>{t + 64, t})) << "budget " << budget;
+      }
+    }
+  }
+  // At the ends of the grid: nothing fits, everything fits up to the guard.
+  for (int64_t hint : {int64_t{64}, int64_t{640}, int64_t{1} << 20}) {
+    Synthetic none;
+    none.budget = 50.0;
+    Synthetic all;
+    all.budget = 1e30;
+    rbk::SearchOptions o;
+    o.hard_upper = 4096;
+    o.hint = hint;
+    const auto rn = rbk::search_largest_fitting(o, std::ref(none));
+    EXPECT_EQ(rn.largest_fitting, -1) << "hint " << hint;
+    EXPECT_EQ(rn.smallest_failing, 64) << "hint " << hint;
+    const auto ra = rbk::search_largest_fitting(o, std::ref(all));
+    EXPECT_TRUE(ra.ended_at_upper_end) << "hint " << hint;
+    EXPECT_EQ(ra.largest_fitting, 4096) << "hint " << hint;
+  }
+}
+
 TEST(MemorySearch, RejectsBadOptions) {
   Synthetic f;
   rbk::SearchOptions o;
   o.step = 0;
+  EXPECT_THROW(rbk::search_largest_fitting(o, std::ref(f)), std::invalid_argument);
+  o.step = 64;
+  o.hint = -64;
   EXPECT_THROW(rbk::search_largest_fitting(o, std::ref(f)), std::invalid_argument);
   EXPECT_THROW(rbk::parse_memory_arch("mamba"), std::invalid_argument);
   EXPECT_EQ(rbk::layers_for_width(512), 12);

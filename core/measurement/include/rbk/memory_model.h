@@ -24,6 +24,11 @@ struct SearchOptions {
   int64_t start = 256;
   int64_t step = 64;
   int64_t hard_upper = int64_t{1} << 20;  // terminates an unbounded doubling; reaching it is reported
+  // > 0: where a previous search ended (its largest fitting value). The search then brackets the
+  // boundary by galloping from the hint (hint, hint +- step, +- 2 step, +- 4 step, ...) instead of
+  // doubling from `start`, and bisects as usual: for a memory that grows with the value the answer
+  // is the same, and an unchanged boundary costs two probes (hint fits, hint + step does not).
+  int64_t hint = 0;
 };
 
 struct ProbeOutcome {
@@ -40,7 +45,7 @@ struct SearchResult {
   nlohmann::json to_json() const;  // {largest_fitting, smallest_failing, ended_at_upper_end, probes: [...]}
 };
 
-// Throws std::invalid_argument for step < 1, start < step or hard_upper < start.
+// Throws std::invalid_argument for step < 1, start < step, hard_upper < start or hint < 0.
 SearchResult search_largest_fitting(const SearchOptions& options, const std::function<ProbeOutcome(int64_t)>& probe);
 
 // Probes every grid value in [step, limit] in a shuffled order (seeded) and returns the largest
