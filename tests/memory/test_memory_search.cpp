@@ -31,13 +31,24 @@ struct Synthetic {
   }
 };
 
+Synthetic with_budget(double budget) {
+  Synthetic f;
+  f.budget = budget;
+  return f;
+}
+
+// The grid the tests search: d_model in steps of 64 from 256.
+rbk::SearchOptions grid_of_64() {
+  rbk::SearchOptions o;
+  o.start = 256;
+  o.step = 64;
+  return o;
+}
+
 TEST(MemorySearch, FindsKnownThresholdOnSyntheticFunction) {
   for (double budget : {5e4, 3e6, 1.2e7, 7.7e8}) {
-    Synthetic f;
-    f.budget = budget;
-    rbk::SearchOptions o;
-    o.start = 256;
-    o.step = 64;
+    Synthetic f = with_budget(budget);
+    rbk::SearchOptions o = grid_of_64();
     auto r = rbk::search_largest_fitting(o, std::ref(f));
     EXPECT_EQ(r.largest_fitting, f.true_threshold(64)) << "budget " << budget;
     EXPECT_FALSE(r.ended_at_upper_end);
@@ -62,11 +73,8 @@ TEST(MemorySearch, NothingFitsWhenTheFirstStepFails) {
 }
 
 TEST(MemorySearch, ReportsHittingItsUpperEnd) {
-  Synthetic f;
-  f.budget = 1e30;  // everything fits: the doubling reaches the termination guard
-  rbk::SearchOptions o;
-  o.start = 256;
-  o.step = 64;
+  Synthetic f = with_budget(1e30);  // everything fits: the doubling reaches the termination guard
+  rbk::SearchOptions o = grid_of_64();
   o.hard_upper = 4096;
   auto r = rbk::search_largest_fitting(o, std::ref(f));
   EXPECT_TRUE(r.ended_at_upper_end);
@@ -78,11 +86,8 @@ TEST(MemorySearch, ReportsHittingItsUpperEnd) {
 TEST(MemorySearch, OrderOfProbesDoesNotChangeTheAnswer) {
   // An exhaustive scan in shuffled orders agrees with the search for monotone functions.
   for (double budget : {2e5, 4.4e6}) {
-    Synthetic f;
-    f.budget = budget;
-    rbk::SearchOptions o;
-    o.start = 256;
-    o.step = 64;
+    Synthetic f = with_budget(budget);
+    rbk::SearchOptions o = grid_of_64();
     const auto r = rbk::search_largest_fitting(o, std::ref(f));
     for (uint64_t seed : {1u, 2u, 3u}) {
       const int64_t scan = rbk::exhaustive_largest_fitting(64, 4 * r.smallest_failing, seed, [&](int64_t d) { return f(d).fits; });
@@ -102,11 +107,8 @@ TEST(MemorySearch, AHintChangesTheProbesNotTheAnswer) {
   // From any hint (exact, off by some steps either way, far off, past the guard, below one step)
   // the search finds what it finds from `start`; an exact hint costs two probes.
   for (double budget : {5e4, 3e6, 1.2e7, 7.7e8}) {
-    Synthetic f;
-    f.budget = budget;
-    rbk::SearchOptions o;
-    o.start = 256;
-    o.step = 64;
+    Synthetic f = with_budget(budget);
+    rbk::SearchOptions o = grid_of_64();
     o.hard_upper = 1 << 16;
     const auto plain = rbk::search_largest_fitting(o, std::ref(f));
     const int64_t t = plain.largest_fitting;
