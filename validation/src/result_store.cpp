@@ -28,8 +28,6 @@ struct ResultCandidate {
 
 namespace {
 
-using Candidate = ResultCandidate;
-
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
@@ -37,7 +35,7 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 // Candidates of one directory. A preset name holding a '.' is never a candidate: "<e>.gpu.failed.json"
 // is a failed run (reported, never judged), anything else with a '.' is listed as ignored.
 // Paths in `failed` and `ignored` are shown as in the ledger: relative to the tree, "<build>/" for fresh.
-void scan(const fs::path& root, const std::string& experiment, bool fresh, std::vector<Candidate>* out,
+void scan(const fs::path& root, const std::string& experiment, bool fresh, std::vector<ResultCandidate>* out,
           std::vector<std::string>* failed, std::vector<std::string>* ignored) {
   const fs::path dir = root / "results" / experiment;
   const std::string shown_dir = std::string(fresh ? "<build>/" : "") + "results/" + experiment + "/";
@@ -62,7 +60,7 @@ void scan(const fs::path& root, const std::string& experiment, bool fresh, std::
     } else if (preset.find('.') != std::string::npos) {
       ignored->push_back(shown_dir + name + " (preset name '" + preset + "' holds a '.'; never judged)");
     } else {
-      Candidate c;
+      ResultCandidate c;
       c.path = p.string();
       c.shown = shown_dir + name;
       c.preset = preset;
@@ -146,7 +144,7 @@ ResultSource ResultStore::load(const std::string& experiment) const {
   const auto info = experiments_.find(experiment);
   src.gpu_only = info != experiments_.end() && info->second.gpu_only;
 
-  std::vector<Candidate> cands;
+  std::vector<ResultCandidate> cands;
   std::vector<std::string> failed, ignored;
   if (!build_dir_.empty()) scan(fs::path(build_dir_), experiment, true, &cands, &failed, &ignored);
   scan(fs::path(source_dir_), experiment, false, &cands, &failed, &ignored);
@@ -161,7 +159,7 @@ ResultSource ResultStore::load(const std::string& experiment) const {
   }
 
   // Staleness of every candidate, from its own recorded commit.
-  std::map<std::string, Candidate> by_commit;  // cache: the same commit gives the same answer
+  std::map<std::string, ResultCandidate> by_commit;  // cache: the same commit gives the same answer
   for (auto& c : cands) {
     c.git_commit = commit_of(c.path);
     if (info == experiments_.end()) {
@@ -171,7 +169,7 @@ ResultSource ResultStore::load(const std::string& experiment) const {
     } else if (c.git_commit.empty() || c.git_commit == "unknown") {
       c.stale_unknown_reason = "the result records no commit";
     } else if (by_commit.count(c.git_commit)) {
-      const Candidate& k = by_commit.at(c.git_commit);
+      const ResultCandidate& k = by_commit.at(c.git_commit);
       c.stale = k.stale;
       c.stale_commits = k.stale_commits;
       c.stale_unknown_reason = k.stale_unknown_reason;
@@ -197,13 +195,13 @@ ResultSource ResultStore::load(const std::string& experiment) const {
     const auto it = std::find(preference_.begin(), preference_.end(), p);
     return static_cast<std::size_t>(it - preference_.begin());
   };
-  auto key = [&](const Candidate& c) {
+  auto key = [&](const ResultCandidate& c) {
     return std::make_tuple(c.stale.value_or(false) ? 1 : 0, preset_rank(c.preset), c.preset, c.fresh ? 0 : 1);
   };
-  std::stable_sort(cands.begin(), cands.end(), [&](const Candidate& a, const Candidate& b) { return key(a) < key(b); });
-  const Candidate& chosen = cands.front();
+  std::stable_sort(cands.begin(), cands.end(), [&](const ResultCandidate& a, const ResultCandidate& b) { return key(a) < key(b); });
+  const ResultCandidate& chosen = cands.front();
   for (std::size_t i = 1; i < cands.size(); ++i) {
-    const Candidate& c = cands[i];
+    const ResultCandidate& c = cands[i];
     std::string why;
     if (c.stale.value_or(false) && !chosen.stale.value_or(false)) {
       why = "stale: " + std::to_string(c.stale_commits.size()) + " later commit(s) touch its sources";
@@ -216,27 +214,28 @@ ResultSource ResultStore::load(const std::string& experiment) const {
     src.ignored.push_back(c.shown + " (" + why + ")");
   }
 
-  fill(chosen, &src);
+  read_candidate(chosen, &src);
   // A stale result of a preferred preset, passed over for this one, still judges the parts that
   // this one does not cover (say a gpu preset's 8 GB budget that the cpu preset has no row for).
   if (!chosen.stale.value_or(false)) {
     for (std::size_t i = 1; i < cands.size(); ++i) {
-      const Candidate& c = cands[i];
+      const ResultCandidate& c = cands[i];
       if (!c.stale.value_or(false) || preset_rank(c.preset) >= preset_rank(chosen.preset)) continue;
       ResultSource alt;
       alt.experiment = experiment;
       alt.experiment_exists = src.experiment_exists;
       alt.gpu_only = src.gpu_only;
-      fill(c, &alt);
+      read_candidate(c, &alt);
       src.stale_preferred.push_back(std::move(alt));
     }
   }
   return src;
 }
 
-// The chosen (or a fallback) candidate's file: its paths, the document and the provenance check.
+// Reads the chosen (or a fallback) candidate's file into `out`: its paths, the document and the
+// provenance check.
 // A malformed file leaves `error` set and `ok` false.
-void ResultStore::fill(const ResultCandidate& chosen, ResultSource* out) const {
+void ResultStore::read_candidate(const ResultCandidate& chosen, ResultSource* out) const {
   ResultSource& src = *out;
   std::error_code ec;
   src.found = true;

@@ -88,7 +88,7 @@ class ResultStore {
 
  private:
   ResultSource load(const std::string& experiment) const;
-  void fill(const ResultCandidate& chosen, ResultSource* out) const;
+  void read_candidate(const ResultCandidate& chosen, ResultSource* out) const;
   std::optional<std::vector<std::string>> declared_sources_at(const std::string& commit,
                                                               const std::string& experiment) const;
   std::string source_dir_, build_dir_;
