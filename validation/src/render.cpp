@@ -188,19 +188,11 @@ CellText render_cell(const TableCell& cell, ResultStore& store) {
   const json::json_pointer jp(cell.value);
   // A value the chosen file lacks is read, as the verdicts are, from a stale result of a preferred
   // preset (result_store.h), and the cell says so.
-  const ResultSource* from = &src;
-  if (!src.doc.contains(jp)) {
-    from = nullptr;
-    for (const ResultSource& alt : src.stale_preferred) {
-      if (alt.ok && alt.doc.contains(jp)) {
-        from = &alt;
-        break;
-      }
-    }
-    if (!from) {
-      out.text = "not yet measured";
-      return out;
-    }
+  const ResultSource* from = src.doc.contains(jp) ? &src
+      : src.first_stale_preferred_covering([&](const ResultSource& alt) { return alt.doc.contains(jp); });
+  if (!from) {
+    out.text = "not yet measured";
+    return out;
   }
   const json& v = from->doc.at(jp);
   const std::string unit = cell.unit.empty() ? "" : " " + cell.unit;

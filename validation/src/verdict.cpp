@@ -124,13 +124,13 @@ RuleResult VerdictEngine::evaluate(const ClaimPart& part, bool deciding) {
   // A part the chosen result does not cover is judged on a stale result of a preferred preset
   // that covers it, marked STALE and saying why, rather than shown as never measured.
   if (r.outcome == Outcome::Missing) {
-    for (const ResultSource& alt : src.stale_preferred) {
-      if (!alt.ok) continue;
-      RuleResult a = evaluate_on(part, alt, deciding);
-      if (a.outcome == Outcome::Missing || a.outcome == Outcome::Error) continue;
-      a.not_covered_by_chosen = r.reason;
-      r = a;
-      break;
+    RuleResult on_alt;
+    if (src.first_stale_preferred_covering([&](const ResultSource& alt) {
+          on_alt = evaluate_on(part, alt, deciding);
+          return on_alt.outcome != Outcome::Missing && on_alt.outcome != Outcome::Error;
+        })) {
+      on_alt.not_covered_by_chosen = r.reason;
+      r = std::move(on_alt);
     }
   }
   return finish(r);

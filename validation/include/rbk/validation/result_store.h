@@ -66,6 +66,15 @@ struct ResultSource {
   // stale), in rank order. They judge only parts that this file does not cover, marked STALE.
   std::vector<ResultSource> stale_preferred;
 
+  // The first readable stale preferred result for which covers(result) holds, or nullptr: the one
+  // rule by which verdicts and table cells fill a gap of this file.
+  template <class Covers>
+  const ResultSource* first_stale_preferred_covering(Covers covers) const {
+    for (const ResultSource& alt : stale_preferred)
+      if (alt.ok && covers(alt)) return &alt;
+    return nullptr;
+  }
+
   std::string stale_text() const;  // "stale (2 commits since ...)", "not stale", "staleness unknown (...)"
 };
 
