@@ -1,5 +1,6 @@
 // The tiled sparse MoE dispatch (rbk::grouped_expert_mlp, issue 25) against the dispatch's
-// definition, in fp64 (its gradients against the gather dispatch's: LmRouters in test_lm_model.cpp). Tolerance 1e-12: fp64 outputs of
+// definition, in fp64, outputs and gradients (the module's gradients against the gather dispatch's:
+// LmRouters in test_lm_model.cpp). Tolerance 1e-12: fp64 outputs of
 // O(1) differ only in the order of a handful of additions (~1e-15); a token sent to the wrong row,
 // expert or weight, or a padding row that leaks, shows as O(0.1).
 #include "rbk/moe.h"
@@ -7,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -96,6 +98,55 @@ TEST(MoeGrouped, DropoutOnlyInTraining) {
   const auto dropped = rbk::grouped_expert_mlp(x, r.idx, r.w, s, 0.5, true);
   EXPECT_TRUE(dropped.isfinite().all().item<bool>());
   EXPECT_GT((dropped - ref).abs().max().item<double>(), 1e-3);
+}
+
+// The gradients of every input (tokens, routing weights, the four stacked expert tensors) against
+// the definition's, in fp64: the dispatch's own backward (gathers through the layout's inverse, one
+// GEMM per expert tensor) must give what autograd through the sum over slots gives, for top-1 and
+// top-2 with a token in one expert twice, padding in every tile shape, and experts with no token
+// (whose gradients must be exact zeros).
+TEST(MoeGrouped, GradientsMatchTheSumOverSlots) {
+  struct Case {
+    const char* what;
+    int64_t top_k;
+    bool repeat_expert, skip_experts;
+  };
+  for (const Case& c : {Case{"top-1", 1, false, false}, Case{"top-2, a token in one expert twice", 2, true, false},
+                        Case{"top-1, experts 1 and 3 empty", 1, false, true}}) {
+    for (const int64_t tile_rows : {0, 1, 3, 16, 64}) {
+      auto moe = make_moe(rbk::RouterKind::SwitchTop1, 1, rbk::MoeDispatch::Gather, 31);
+      const int64_t T = 37;
+      auto idx = torch::randint(4, {T, c.top_k}, torch::kInt64);
+      if (c.repeat_expert) idx.select(1, 1).narrow(0, 0, 9).copy_(idx.select(1, 0).narrow(0, 0, 9));
+      if (c.skip_experts) idx = idx.remainder(2) * 2;
+      const auto x = torch::randn({T, 8}, torch::kDouble);
+      const auto w = torch::rand({T, c.top_k}, torch::kDouble) + 0.25;
+      const auto target = torch::randn({T, 8}, torch::kDouble);
+      const auto s = rbk::stack_experts(*moe);
+      std::vector<std::vector<torch::Tensor>> grads;
+      for (const bool grouped : {false, true}) {
+        std::vector<torch::Tensor> inputs = {x.clone().requires_grad_(true), w.clone().requires_grad_(true)};
+        for (const auto& t : {s.up_weight, s.up_bias, s.down_weight, s.down_bias}) inputs.push_back(t.detach().clone().requires_grad_(true));
+        const rbk::StackedExperts e{inputs[2], inputs[3], inputs[4], inputs[5]};
+        const auto out = grouped ? rbk::grouped_expert_mlp(inputs[0], idx, inputs[1], e, 0.0, true, tile_rows)
+                                 : rbk::expert_mlp_reference(inputs[0], idx, inputs[1], e);
+        grads.push_back(torch::autograd::grad({(out * target).sum()}, inputs));
+      }
+      double worst = 0.0, largest = 0.0;
+      for (size_t i = 0; i < grads[0].size(); ++i) {
+        worst = std::max(worst, (grads[1][i] - grads[0][i]).abs().max().item<double>());
+        largest = std::max(largest, grads[0][i].abs().max().item<double>());
+      }
+      std::printf("%s, tile %lld: max |grad grouped - grad sum over slots| = %.2e (largest |grad| %.2f)\n", c.what,
+                  static_cast<long long>(tile_rows), worst, largest);
+      EXPECT_LT(worst, kFp64Tolerance) << c.what << ", tile " << tile_rows;
+      EXPECT_GT(largest, 0.1);
+      if (c.skip_experts) {
+        for (const int64_t e : {1, 3})
+          for (size_t i = 2; i < 6; ++i) EXPECT_EQ(grads[1][i][e].abs().max().item<double>(), 0.0) << "expert " << e << " tensor " << i;
+      }
+    }
+  }
 }
 
 TEST(MoeGrouped, DefaultTileRows) {
