@@ -136,7 +136,7 @@ torch::Tensor grouped_expert_mlp(const torch::Tensor& x, const torch::Tensor& id
     const auto dest = torch::arange(S, ints) - start.index_select(0, expert_sorted) + pad_start.index_select(0, expert_sorted);
     row_of_slot = torch::empty_like(dest).index_copy_(0, order, dest);
     const auto token_of_slot = torch::div(torch::arange(S, ints), k, "floor");
-    // Padding rows read row T of x_ext below, a row of zeros.
+    // Padding rows read row T, the row of zeros that the token gather below appends.
     src_of_row = torch::full({P}, T, ints).index_copy_(0, row_of_slot, token_of_slot);
     slot_of_row = torch::full({P}, S, ints).index_copy_(0, row_of_slot, torch::arange(S, ints));
     // A tile's expert: how many padded segments end at or before its first row (trailing tiles past
