@@ -57,7 +57,8 @@ inline constexpr double kBf16MoeOutputRelTol = 2e-2;
 // them), and each flip changes a gradient entry by O(1), so the error grows as the square root of
 // the flipped fraction: 0.038 measured on an H100 for the dense and the grouped dispatch alike
 // (results/device_runs/251dd46/call1/gpu_tests.log); a numpy simulation of the roundings gives 0.0375,
-// and 0.0037 with the exact mask (scripts/bf16_relu_mask_error.py, hidden 2 D). 0.1 leaves a
+// and 0.0037 with the exact mask (scripts/bf16_relu_mask_error.py, hidden 2 D;
+// results/lm_throughput/bench_moe_dispatch/bf16_relu_mask_error.txt). 0.1 leaves a
 // margin over that; a dispatch that computes something else fails the output bound.
 inline constexpr double kBf16MoeGradientRelTol = 0.1;
 
