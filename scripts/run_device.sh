@@ -152,7 +152,7 @@ SWEEP_DIRS="long_context_sweep ablations_sweep act_flops_sweep quantization_swee
 if [ -n "${SWEEPS_IN:-}" ]; then
   [ -f "$SWEEPS_IN" ] || { echo "run_device.sh: SWEEPS_IN='$SWEEPS_IN' is not a file" >&2; exit 2; }
   mkdir -p "$BUILD" && tar -xzf "$SWEEPS_IN" -C "$BUILD" || { echo "run_device.sh: cannot unpack SWEEPS_IN='$SWEEPS_IN'" >&2; exit 2; }
-  log "unpacked $SWEEPS_IN (cells run at $(cat "$BUILD/sweeps_commit" 2>/dev/null || echo unknown)): $(find "$BUILD" -name outcome.json | wc -l) cell outcomes"
+  log "unpacked $SWEEPS_IN (cells run at $(cat "$BUILD/sweeps_commit" 2>/dev/null || echo unknown)): $(find "$BUILD" -name outcome.json | wc -l) cell outcomes, $(find "$BUILD" -path "*/memory_search_probes/*.json" | wc -l) memory_search probe records"
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv,noheader || true
 for stage in "$@"; do
@@ -268,6 +268,6 @@ log done
   [ -n "$present" ] || exit 0
   echo "$RBK_GIT_COMMIT" > sweeps_commit
   tar -czf "$OUT/sweeps.tar.gz" --exclude='*.pt' sweeps_commit $present
-  echo "sweeps.tar.gz: $(tar -tzf "$OUT/sweeps.tar.gz" | grep -c 'outcome.json$') cell outcomes, $(du -h "$OUT/sweeps.tar.gz" | cut -f1)"
+  echo "sweeps.tar.gz: $(tar -tzf "$OUT/sweeps.tar.gz" | grep -c 'outcome.json$') cell outcomes, $(tar -tzf "$OUT/sweeps.tar.gz" | grep -c '^memory_search_probes/.*\.json$') memory_search probe records, $(du -h "$OUT/sweeps.tar.gz" | cut -f1)"
 )
 cd "$OUT" && ls *.log > /dev/null 2>&1 && tar -czf logs.tar.gz *.log && rm -f *.log

@@ -100,13 +100,20 @@ def main():
         sources = registry[experiment]["sources"]
         sources_then = registry_then.get(experiment, {}).get("sources", [])
         changed = changed_sources(ran_at, target_sha, sources, sources_then)
-        cells = sum(1 for n in names if n.startswith(d + "/") and n.endswith("outcome.json"))
+        # A sweep's finished cell is its outcome.json; memory_search's probe cache holds one record
+        # per finished probe, directly in its directory.
+        if d == "memory_search_probes":
+            cells = sum(1 for n in names if n.startswith(d + "/") and n.count("/") == 1 and n.endswith(".json"))
+            what = "probe record(s)"
+        else:
+            cells = sum(1 for n in names if n.startswith(d + "/") and n.endswith("outcome.json"))
+            what = "cell outcome(s)"
         if changed:
             refused = True
             print(f"{d}: NOT carried: {len(changed)} source(s) of {experiment} changed since {ran_at[:7]}: "
                   + ", ".join(changed[:8]))
         else:
-            print(f"{d}: {cells} cell outcome(s) of {experiment} may be carried from {ran_at[:7]} to {target_sha[:7]}")
+            print(f"{d}: {cells} {what} of {experiment} may be carried from {ran_at[:7]} to {target_sha[:7]}")
     sys.exit(1 if refused else 0)
 
 
