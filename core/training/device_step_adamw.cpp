@@ -11,7 +11,7 @@ namespace rbk {
 
 using torch::Tensor;
 
-DeviceStepAdamW::DeviceStepAdamW(std::vector<Tensor> params, const torch::optim::AdamWOptions& o)
+DeviceStepAdamW::DeviceStepAdamW(std::vector<Tensor> params, const torch::optim::AdamWOptions& o, Kernel kernel)
     : params_(std::move(params)),
       beta1_(std::get<0>(o.betas())),
       beta2_(std::get<1>(o.betas())),
@@ -29,9 +29,13 @@ DeviceStepAdamW::DeviceStepAdamW(std::vector<Tensor> params, const torch::optim:
     exp_avgs_.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
     exp_avg_sqs_.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
   }
-  const auto f64 = torch::TensorOptions().dtype(torch::kDouble).device(device);
-  step_ = torch::zeros({}, f64);
-  lr_ = torch::full({}, o.lr(), f64);
+  fused_ = kernel == Kernel::Fused || (kernel == Kernel::Auto && fused_adamw_runs_on(device));
+  TORCH_CHECK(!fused_ || fused_adamw_runs_on(device), "rbk::DeviceStepAdamW: the fused kernel needs CUDA parameters and "
+              "LibTorch >= 2.4; the parameters are on ", device);
+  const auto scalars = torch::TensorOptions().dtype(fused_ ? torch::kFloat : torch::kDouble).device(device);
+  step_ = torch::zeros({}, scalars);
+  lr_ = torch::full({}, o.lr(), scalars);
+  if (fused_) steps_.assign(params_.size(), step_);
 }
 
 void DeviceStepAdamW::zero_grad() {
@@ -55,8 +59,15 @@ void DeviceStepAdamW::step() {
                 ") has no gradient; every parameter needs one at every step (a captured step has a fixed set of tensors)");
     grads.push_back(g);
   }
-  const auto dtype = params_[0].scalar_type();
   step_.add_(1);
+  if (fused_)
+    fused_adamw_update(params_, grads, exp_avgs_, exp_avg_sqs_, steps_, lr_, beta1_, beta2_, weight_decay_, eps_);
+  else
+    multi_tensor_step(grads);
+}
+
+void DeviceStepAdamW::multi_tensor_step(const std::vector<Tensor>& grads) {
+  const auto dtype = params_[0].scalar_type();
   if (weight_decay_ != 0) scale_in_place(params_, (1 - lr_ * weight_decay_).to(dtype));
   at::_foreach_mul_(exp_avgs_, beta1_);
   at::_foreach_add_(exp_avgs_, grads, 1 - beta1_);

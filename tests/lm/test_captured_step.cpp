@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include "adamw_test_support.h"
 #include "lm_test_support.h"
 
 #include <string>
@@ -21,67 +22,26 @@ namespace {
 
 using torch::Tensor;
 
-std::vector<Tensor> make_params(uint64_t seed) {
-  torch::manual_seed(seed);
-  std::vector<Tensor> ps;
-  for (const std::vector<int64_t>& shape : std::vector<std::vector<int64_t>>{{300}, {10, 20}, {7, 5}, {3}})
-    ps.push_back(torch::randn(shape).requires_grad_(true));
-  return ps;
-}
+using rbk::adamw_test::kRoundingBound;
+using rbk::adamw_test::options;
 
-std::vector<Tensor> clones(const std::vector<Tensor>& ps) {
-  std::vector<Tensor> out;
-  for (const auto& p : ps) out.push_back(p.detach().clone().requires_grad_(true));
-  return out;
-}
-
-torch::optim::AdamWOptions options(double lr) {
-  return torch::optim::AdamWOptions(lr).betas({0.9, 0.999}).eps(1e-8).weight_decay(0.1);
-}
-
-// Largest |a - b| over the parameters after `steps` steps of torch::optim::AdamW (learning rate
-// lr_scale x the schedule) and of DeviceStepAdamW (the schedule) on the same gradients.
-double max_difference_after(int steps, double lr_scale) {
-  auto a = make_params(11);
-  auto b = clones(a);
-  torch::optim::AdamW reference(a, options(3e-3 * lr_scale));
-  rbk::DeviceStepAdamW device_step(b, options(3e-3));
-  for (int s = 0; s < steps; ++s) {
-    const double lr = 3e-3 / (1.0 + s);  // a schedule: both must read the rate at every step
-    for (auto& g : reference.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr * lr_scale);
-    device_step.set_lr(lr);
-    device_step.zero_grad();
-    for (size_t i = 0; i < a.size(); ++i) {
-      const auto g = torch::randn_like(a[i]) * (1.0 + static_cast<double>(i));
-      a[i].mutable_grad() = g.clone();
-      b[i].mutable_grad() = g.clone();
-    }
-    reference.step();
-    device_step.step();
-  }
-  EXPECT_EQ(device_step.steps_taken(), steps);
-  double worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, (a[i] - b[i]).abs().max().item<double>());
-  return worst;
-}
-
-// Bound: the parameters are O(1) and each of the 8 steps moves them by at most ~lr = 3e-3; the two
-// optimizers round the same float32 arithmetic in a different order (a product with 1 / sqrt(bc2)
-// for a quotient, the step size folded into the denominator), a few float32 ulps of O(1) values per
-// step: 8 steps x 4 ulps x 1.2e-7 ~ 4e-6.
-constexpr double kRoundingBound = 4e-6;
-
+// On the CPU, Auto is the multi-tensor kernel (the fused one runs on CUDA only).
 TEST(DeviceStepAdamW, EqualsTorchAdamWWithinFloat32Rounding) {
-  const double d = max_difference_after(8, 1.0);
-  EXPECT_LE(d, kRoundingBound);
-  // The bound discriminates: a learning rate 1 % off (a step size or bias correction computed
-  // wrongly is at least that far off at these early steps) moves the parameters much further.
-  const double off = max_difference_after(8, 1.01);
-  EXPECT_GT(off, 10 * kRoundingBound) << "a 1 % different learning rate differs by only " << off;
+  rbk::adamw_test::expect_equals_torch_adamw(torch::kCPU, rbk::DeviceStepAdamW::Kernel::Auto, /*expect_fused=*/false);
+}
+
+TEST(DeviceStepAdamW, TheFusedKernelOnTheCpuIsAClearError) {
+  auto ps = rbk::adamw_test::make_params(3, torch::kCPU);
+  try {
+    rbk::DeviceStepAdamW opt(ps, options(1e-3), rbk::DeviceStepAdamW::Kernel::Fused);
+    FAIL() << "the fused kernel must refuse CPU parameters";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the fused kernel needs CUDA parameters"), std::string::npos) << e.what();
+  }
 }
 
 TEST(DeviceStepAdamW, MissingGradientAndMixedDtypesAreClearErrors) {
-  auto ps = make_params(3);
+  auto ps = rbk::adamw_test::make_params(3, torch::kCPU);
   rbk::DeviceStepAdamW opt(ps, options(1e-3));
   for (size_t i = 0; i < ps.size(); ++i)
     if (i != 2) ps[i].mutable_grad() = torch::ones_like(ps[i]);

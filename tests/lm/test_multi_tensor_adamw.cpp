@@ -157,8 +157,11 @@ TEST(MultiTensorAdamW, ClippingMatchesThePerTensorFormula) {
   const auto returned = rbk::clip_grad_norm_no_sync(b, 1.0);
   EXPECT_TRUE(torch::equal(returned, total));
   EXPECT_LT(coef.item<double>(), 0.1);  // the gradients were really scaled
-  for (size_t i = 0; i < a.size(); ++i)
-    if (a[i].grad().defined()) EXPECT_TRUE(torch::equal(a[i].grad(), b[i].grad())) << "parameter " << i;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].grad().defined()) {
+      EXPECT_TRUE(torch::equal(a[i].grad(), b[i].grad())) << "parameter " << i;
+    }
+  }
 }
 
 }  // namespace

@@ -13,10 +13,22 @@
 // scalar passed to a float32 kernel is. So the result equals torch::optim::AdamW's within float32
 // rounding, not bit for bit (tests/lm/test_device_step_adamw.cpp bounds the difference).
 //
+// Two kernels for the same arithmetic (Kernel):
+// * MultiTensor: the multi-tensor operations above, ~10 passes over the parameters' size (weight
+//   decay, two per moment, the denominators in four, the update). Temporary memory: one copy of all
+//   parameters (the denominators, which also carry the step size, so that one addcdiv applies the
+//   update), which lm_throughput's ~32M-parameter models afford.
+// * Fused: LibTorch's fused AdamW kernel (torch_compat_optim.h; CUDA, LibTorch >= 2.4), one pass that
+//   reads parameter, gradient and both moments and writes the three. Same formula; its step count is
+//   a float32 device tensor (exact to 2^24 steps) from which the kernel computes the bias
+//   corrections in double, and its learning rate a float32 device tensor. With MultiTensor, the
+//   profile's optimizer kernels took 1.78 ms of the 23.3 ms ResNet-BK step at 32k (40M parameters;
+//   NOTES.md, session 29), ~4x the time the fused pass's 28 bytes a parameter take at the H100's
+//   bandwidth.
+// Auto (the default) is Fused where it runs, else MultiTensor; tests pin each one.
+//
 // Every parameter's gradient must be defined at every step (a captured step needs a fixed set of
 // tensors): step() throws naming the first parameter without one. All parameters share one dtype.
-// Temporary memory: one copy of all parameters (the denominators, which also carry the step size,
-// so that one addcdiv applies the update), which lm_throughput's ~32M-parameter models afford;
 // amsgrad is not implemented.
 #pragma once
 #include <torch/torch.h>
@@ -27,7 +39,10 @@ namespace rbk {
 
 class DeviceStepAdamW {
  public:
-  DeviceStepAdamW(std::vector<torch::Tensor> params, const torch::optim::AdamWOptions& options);
+  enum class Kernel { Auto, MultiTensor, Fused };
+  // Kernel::Fused where it cannot run (no CUDA parameters, or a LibTorch without it) is an error.
+  DeviceStepAdamW(std::vector<torch::Tensor> params, const torch::optim::AdamWOptions& options,
+                  Kernel kernel = Kernel::Auto);
 
   // Sets every gradient to none: the next backward allocates them (inside a capture, from the
   // graph's pool, where every replay writes them again).
@@ -42,11 +57,19 @@ class DeviceStepAdamW {
   int64_t steps_taken() const;
   const std::vector<torch::Tensor>& exp_avgs() const { return exp_avgs_; }
   const std::vector<torch::Tensor>& exp_avg_sqs() const { return exp_avg_sqs_; }
+  // Whether step() runs the fused kernel (Kernel::Fused, or Auto where it runs).
+  bool fused() const { return fused_; }
 
  private:
+  void multi_tensor_step(const std::vector<torch::Tensor>& grads);
+
   std::vector<torch::Tensor> params_, exp_avgs_, exp_avg_sqs_;
-  torch::Tensor step_, lr_;  // float64, one element each, on the parameters' device
+  // One element each, on the parameters' device: float64 for MultiTensor, float32 for Fused (what
+  // its kernel reads).
+  torch::Tensor step_, lr_;
+  std::vector<torch::Tensor> steps_;  // Fused: step_ once per parameter, as the kernel takes them
   double beta1_, beta2_, eps_, weight_decay_;
+  bool fused_ = false;
 };
 
 }  // namespace rbk
