@@ -38,6 +38,12 @@ std::pair<Tensor, Tensor> softmax_xent(const Tensor& logits, const Tensor& targe
 // gradients to form. The logits and their gradient G live only inside forward; forward keeps
 // dF = G W, dW = G^T F and db = sum_rows(G) (each already / T), and backward scales them by the
 // incoming gradient: the scaling touches (T + V) x D + V numbers instead of T x V.
+// A bias is folded into the GEMMs as one more column: logits = [F 1 0] [W b 0]^T, and the weight
+// gradient's GEMM G^T [F 1 0] then has db as its column D. Summing G's rows separately was one more
+// full pass over G (T x V): 1.1 ms of a 23 ms step at T = 32,768, V = 50,000 on the H100 (NOTES.md,
+// session 29). The zero columns pad the rows to a multiple of 8 (16-byte rows for bf16 GEMMs); they
+// cost ~3 % more in the two GEMMs that see them at D = 256. db is then rounded to the compute
+// dtype, like dW (under bf16, as the plain autocast head's bias gradient is).
 struct FusedLinearCrossEntropy : public torch::autograd::Function<FusedLinearCrossEntropy> {
   static Tensor forward(AutogradContext* ctx, const Tensor& features, const Tensor& weight, const Tensor& bias,
                         const Tensor& targets, bool bf16, bool need_df, bool need_dw, bool need_db) {
@@ -46,16 +52,27 @@ struct FusedLinearCrossEntropy : public torch::autograd::Function<FusedLinearCro
     // bf16 is CUDA autocast's: elsewhere the head stays in the inputs' precision, as in lm_loss.h.
     const bool fp64 = features.scalar_type() == torch::kDouble || weight.scalar_type() == torch::kDouble;
     const auto compute = bf16 && features.is_cuda() ? torch::kBFloat16 : (fp64 ? torch::kDouble : torch::kFloat);
-    const Tensor f = features.to(compute), w = weight.to(compute);
+    const int64_t T = features.size(0), D = features.size(1), V = weight.size(0);
+    const bool has_bias = bias.numel() > 0;
+    const int64_t pad = has_bias ? (D + 1 + 7) / 8 * 8 - D - 1 : 0;
+    const auto opts = features.options().dtype(compute);
+    Tensor f = features.to(compute), w = weight.to(compute);
+    if (has_bias) {
+      f = torch::cat({f, torch::ones({T, 1}, opts), torch::zeros({T, pad}, opts)}, 1);
+      w = torch::cat({w, bias.to(compute).unsqueeze(1), torch::zeros({V, pad}, opts)}, 1);
+    }
     Tensor grad, row_loss;
     {
-      const Tensor logits = bias.numel() > 0 ? torch::addmm(bias.to(compute), f, w.t()) : torch::mm(f, w.t());
-      std::tie(row_loss, grad) = softmax_xent(logits, targets, 1.0 / static_cast<double>(features.size(0)));
+      const Tensor logits = torch::mm(f, w.t());
+      std::tie(row_loss, grad) = softmax_xent(logits, targets, 1.0 / static_cast<double>(T));
     }
     std::vector<Tensor> kept;
-    if (need_df) kept.push_back(torch::mm(grad, w).to(features.scalar_type()));
-    if (need_dw) kept.push_back(torch::mm(grad.t(), f).to(weight.scalar_type()));
-    if (need_db) kept.push_back(at::sum(grad, at::IntArrayRef{0}, false, row_loss.scalar_type()).to(bias.scalar_type()));
+    if (need_df) kept.push_back(torch::mm(grad, w.narrow(1, 0, D)).to(features.scalar_type()));
+    if (need_dw || need_db) {
+      const Tensor dw_folded = torch::mm(grad.t(), f);  // (V, D) or (V, D + 1 + pad) with db at column D
+      if (need_dw) kept.push_back(dw_folded.narrow(1, 0, D).contiguous().to(weight.scalar_type()));
+      if (need_db) kept.push_back(dw_folded.select(1, D).contiguous().to(bias.scalar_type()));
+    }
     ctx->saved_data["need"] = c10::List<bool>({need_df, need_dw, need_db});
     ctx->save_for_backward(kept);
     return row_loss.mean();
