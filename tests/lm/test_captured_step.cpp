@@ -1,7 +1,8 @@
 // The parts of a training step captured in a CUDA graph (issue 25), on the CPU:
 // * rbk::DeviceStepAdamW against torch::optim::AdamW: equal within float32 rounding over steps with
 //   weight decay and a changing learning rate, where a 1 % different learning rate is far outside
-//   that bound; clear errors for a missing gradient and mixed dtypes;
+//   that bound (tests/lm/adamw_test_support.h, shared with the CUDA test of both kernels); clear
+//   errors for a missing gradient, mixed dtypes and the fused kernel asked for on the CPU;
 // * rbk::CapturedLmStep's eager step against the same step written out (language_model_loss,
 //   clipping, torch::optim::AdamW) on a ResNet-BK LM;
 // * rbk::CudaGraph's error where the build or device cannot capture.

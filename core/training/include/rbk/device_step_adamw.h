@@ -7,17 +7,18 @@
 // rate the next replay reads.
 //
 // The arithmetic is torch::optim::AdamW's (decoupled weight decay, bias-corrected moments, eps
-// added after the corrected square root), as multi-tensor operations over every parameter at once.
-// The step count and the bias corrections are float64 (1 - 0.999^t in float32 would lose five
-// digits at t = 1); the factors applied to float32 tensors are rounded to float32 once, as a host
-// scalar passed to a float32 kernel is. So the result equals torch::optim::AdamW's within float32
-// rounding, not bit for bit (tests/lm/test_device_step_adamw.cpp bounds the difference).
+// added after the corrected square root). The bias corrections are computed in float64 by both
+// kernels below (1 - 0.999^t in float32 would lose five digits at t = 1); the factors applied to
+// float32 tensors are rounded to float32 once, as a host scalar passed to a float32 kernel is. So
+// the result equals torch::optim::AdamW's within float32 rounding, not bit for bit
+// (tests/lm/adamw_test_support.h bounds the difference, on the CPU and on CUDA).
 //
 // Two kernels for the same arithmetic (Kernel):
-// * MultiTensor: the multi-tensor operations above, ~10 passes over the parameters' size (weight
-//   decay, two per moment, the denominators in four, the update). Temporary memory: one copy of all
-//   parameters (the denominators, which also carry the step size, so that one addcdiv applies the
-//   update), which lm_throughput's ~32M-parameter models afford.
+// * MultiTensor: multi-tensor operations over every parameter at once, the step count in float64:
+//   ~10 passes over the parameters' size (weight decay, two per moment, the denominators in four,
+//   the update). Temporary memory: one copy of all parameters (the denominators, which also carry
+//   the step size, so that one addcdiv applies the update), which lm_throughput's ~32M-parameter
+//   models afford.
 // * Fused: LibTorch's fused AdamW kernel (torch_compat_optim.h; CUDA, LibTorch >= 2.4), one pass that
 //   reads parameter, gradient and both moments and writes the three. Same formula; its step count is
 //   a float32 device tensor (exact to 2^24 steps) from which the kernel computes the bias
