@@ -52,6 +52,9 @@
 //                      differ by the capture alone
 //   cuda_graph         that step captured once as a CUDA graph (after the warm-up steps, which run
 //                      eagerly) and replayed with one launch per step, plus the batch's copy
+// Each row's `optimizer` names the AdamW that ran: multi_tensor_adamw (eager), or
+// device_step_adamw_fused / device_step_adamw_multi_tensor (the device-step modes; fused on CUDA
+// where the LibTorch has the kernel).
 // Rows carry step_mode; a mode other than eager is a suffix of the row's label and of its key in
 // summary.variants and the length curve ("transformer+cuda_graph"), and each ratio to the
 // Transformer is taken within one mode. Phase timing runs in eager mode only (a replay has no
@@ -333,6 +336,11 @@ void time_model(const StepPlan& plan, const rbk::LmConfig& mc, int64_t b, int64_
   const int64_t params = rbk::count_parameters(*rig.model);
   row["parameters"] = params;
   row["parameters_over_reference"] = static_cast<double>(params) / static_cast<double>(plan.ref_params);
+  // Which AdamW ran the update: the trainer's (host step count) in eager mode, else the device-step
+  // AdamW by its fused or multi-tensor kernel (device_step_adamw.h), which moves the step's time.
+  row["optimizer"] = !rig.device_step ? "multi_tensor_adamw"
+                     : rig.device_step->optimizer().fused() ? "device_step_adamw_fused"
+                                                            : "device_step_adamw_multi_tensor";
 
   if (mode == "cuda_graph") {
     // All warm-up steps but the last run eagerly before the capture (on the capture's stream); the
