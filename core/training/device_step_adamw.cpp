@@ -2,6 +2,7 @@
 // rate on the device, for captured training steps.
 #include "rbk/device_step_adamw.h"
 
+#include "rbk/torch_compat_fused_adamw.h"
 #include "rbk/torch_compat_optim.h"
 
 #include <cmath>

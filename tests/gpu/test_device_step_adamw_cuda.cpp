@@ -4,7 +4,7 @@
 // where the build has it. The captured step that uses it is tested in test_cuda_graph_step.cpp.
 // Skipped without a CUDA device.
 #include "rbk/device_step_adamw.h"
-#include "rbk/torch_compat_optim.h"
+#include "rbk/torch_compat_fused_adamw.h"
 
 #include <gtest/gtest.h>
 

@@ -19,7 +19,7 @@
 //   the update). Temporary memory: one copy of all parameters (the denominators, which also carry
 //   the step size, so that one addcdiv applies the update), which lm_throughput's ~32M-parameter
 //   models afford.
-// * Fused: LibTorch's fused AdamW kernel (torch_compat_optim.h; CUDA, LibTorch >= 2.4), one pass that
+// * Fused: LibTorch's fused AdamW kernel (torch_compat_fused_adamw.h; CUDA, LibTorch >= 2.4), one pass that
 //   reads parameter, gradient and both moments and writes the three. Same formula; its step count is
 //   a float32 device tensor (exact to 2^24 steps) from which the kernel computes the bias
 //   corrections in double, and its learning rate a float32 device tensor. With MultiTensor, the
