@@ -35,6 +35,11 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// (n, experts) in dtype: row i is the one-hot vector of expert index[i].
+torch::Tensor one_hot(const torch::Tensor& index, int64_t experts, torch::ScalarType dtype) {
+  return index.unsqueeze(1).eq(torch::arange(experts, index.options())).to(dtype);
+}
+
 torch::Tensor with_zero_row(const torch::Tensor& t) {
   return torch::cat({t, torch::zeros({1, t.size(1)}, t.options())});
 }
@@ -83,8 +88,7 @@ struct PerTileExpertTensor : public torch::autograd::Function<PerTileExpertTenso
     const int64_t experts = ctx->saved_data["experts"].toInt();
     const auto sizes = ctx->saved_data["sizes"].toIntVector();
     const auto& g = grad_outputs[0];
-    const auto one_hot = tile_expert.unsqueeze(1).eq(torch::arange(experts, tile_expert.options())).to(g.scalar_type());
-    return {one_hot.t().mm(g.reshape({g.size(0), -1})).view(sizes), torch::Tensor()};
+    return {one_hot(tile_expert, experts, g.scalar_type()).t().mm(g.reshape({g.size(0), -1})).view(sizes), torch::Tensor()};
   }
 };
 
@@ -128,7 +132,7 @@ torch::Tensor grouped_expert_mlp(const torch::Tensor& x, const torch::Tensor& id
     // Each slot's rank among the slots of its expert, in slot order (what a stable sort by expert
     // gives), from one running count per expert: a scan over (S, E) instead of a radix sort of
     // 64-bit keys (8 passes, ~11 launches a layer; 0.37 ms of the 32k step, NOTES.md session 29).
-    const auto running = expert_of_slot.unsqueeze(1).eq(torch::arange(E, ints)).to(torch::kInt64).cumsum(0);  // (S, E)
+    const auto running = one_hot(expert_of_slot, E, torch::kInt64).cumsum(0);  // (S, E)
     const auto counts = running[S - 1];                                                                       // (E,)
     const auto rank = running.gather(1, expert_of_slot.unsqueeze(1)).squeeze(1) - 1;
     const auto padded = torch::div(counts + (R - 1), R, "floor") * R;

@@ -19,10 +19,11 @@ namespace rbk {
 // does not increment, and lr is a float32 device tensor. Only these lines know it exists.
 #if defined(TORCH_VERSION_MAJOR) && defined(TORCH_VERSION_MINOR) && \
     (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4))
-inline constexpr bool kFusedAdamWAvailable = true;
+#define RBK_TORCH_HAS_FUSED_ADAMW 1
 #else
-inline constexpr bool kFusedAdamWAvailable = false;
+#define RBK_TORCH_HAS_FUSED_ADAMW 0
 #endif
+inline constexpr bool kFusedAdamWAvailable = RBK_TORCH_HAS_FUSED_ADAMW;
 
 // Whether fused_adamw_update() can run on tensors of `device`.
 inline bool fused_adamw_runs_on(const torch::Device& device) { return kFusedAdamWAvailable && device.is_cuda(); }
@@ -36,8 +37,7 @@ inline void fused_adamw_update(const std::vector<torch::Tensor>& params, const s
                                double weight_decay, double eps) {
   TORCH_CHECK(!params.empty() && fused_adamw_runs_on(params[0].device()),
               "rbk::fused_adamw_update: LibTorch's fused AdamW needs LibTorch >= 2.4 and CUDA tensors");
-#if defined(TORCH_VERSION_MAJOR) && defined(TORCH_VERSION_MINOR) && \
-    (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4))
+#if RBK_TORCH_HAS_FUSED_ADAMW
   at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr, beta1, beta2, weight_decay,
                     eps, /*amsgrad=*/false, /*maximize=*/false);
 #else
