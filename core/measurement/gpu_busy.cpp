@@ -121,22 +121,29 @@ KernelBreakdown kernel_breakdown_of(const std::vector<DeviceActivity>& activitie
   return r;
 }
 
-double interval_union_length(std::vector<std::pair<double, double>> intervals) {
+namespace {
+
+// The union of [start, end) intervals as disjoint, sorted blocks (empty and reversed ones dropped).
+std::vector<std::pair<double, double>> union_blocks(std::vector<std::pair<double, double>> intervals) {
   std::sort(intervals.begin(), intervals.end());
-  double total = 0.0, start = 0.0, end = 0.0;
-  bool open = false;
+  std::vector<std::pair<double, double>> blocks;
   for (const auto& [s, e] : intervals) {
     if (!(e > s)) continue;
-    if (open && s <= end) {
-      end = std::max(end, e);
+    if (!blocks.empty() && s <= blocks.back().second) {
+      blocks.back().second = std::max(blocks.back().second, e);
       continue;
     }
-    if (open) total += end - start;
-    start = s;
-    end = e;
-    open = true;
+    blocks.emplace_back(s, e);
   }
-  return open ? total + (end - start) : total;
+  return blocks;
+}
+
+}  // namespace
+
+double interval_union_length(std::vector<std::pair<double, double>> intervals) {
+  double total = 0.0;
+  for (const auto& [s, e] : union_blocks(std::move(intervals))) total += e - s;
+  return total;
 }
 
 GpuBusy gpu_busy_of(const std::vector<std::pair<double, double>>& intervals) {
@@ -152,7 +159,16 @@ GpuBusy gpu_busy_of(const std::vector<std::pair<double, double>>& intervals) {
     last = std::max(last, e);
   }
   r.span_seconds = last - first;
-  r.busy_seconds = interval_union_length(intervals);
+  const auto blocks = union_blocks(intervals);
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    r.busy_seconds += blocks[i].second - blocks[i].first;
+    if (i == 0) continue;
+    const double gap = blocks[i].first - blocks[i - 1].second;
+    if (gap > r.largest_gap_seconds) {
+      r.largest_gap_seconds = gap;
+      r.largest_gap_start_seconds = blocks[i - 1].second - first;
+    }
+  }
   r.busy_fraction = r.span_seconds > 0 ? r.busy_seconds / r.span_seconds : 1.0;
   return r;
 }

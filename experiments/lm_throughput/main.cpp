@@ -41,7 +41,9 @@
 // {category: seconds}, every category of rbk::kernel_categories() (matmul, bk_core, attention, copy,
 // ...; gpu_busy.cpp gives each one's rule), 0 where none ran (they sum to the total),
 // .top_kernels_per_step [{name, category, calls, seconds}] (the rbk::kTopKernels names with the most
-// time, most first) and .rest_kernels_per_step {names (distinct, not per step), calls, seconds}.
+// time, most first) and .rest_kernels_per_step {names (distinct, not per step), calls, seconds};
+// .largest_gap_seconds and .largest_gap_start_seconds (after the span's start): whether the idle
+// time is spread between launches or sits in one stretch.
 //
 // Step modes (`step_modes`; issue 25's lever "CUDA graph capture of the whole training step"): every
 // variant is timed in each listed mode, the same step and data in each:
@@ -316,7 +318,8 @@ json measure_busy(TrainingRig& rig, int64_t first_step, const std::string& label
   std::fprintf(stderr, "%s: GPU busy %.1f %% of %.4f s over %lld steps (%lld device activities)\n", label.c_str(),
                100.0 * gb.busy_fraction, gb.span_seconds, (long long)steps, (long long)gb.activities);
   json busy{{"fraction", gb.busy_fraction}, {"busy_seconds", gb.busy_seconds}, {"span_seconds", gb.span_seconds},
-            {"activities", gb.activities}, {"steps", steps}};
+            {"activities", gb.activities}, {"steps", steps}, {"largest_gap_seconds", gb.largest_gap_seconds},
+            {"largest_gap_start_seconds", gb.largest_gap_start_seconds}};
   busy.update(kernel_time_per_step(gb.kernels, steps, label));
   return busy;
 }

@@ -32,6 +32,19 @@ TEST(GpuBusy, UnionOfIntervals) {
   EXPECT_FALSE(rbk::gpu_busy_of({}).error.empty());
 }
 
+TEST(GpuBusy, LargestGapAndWhereItStarts) {
+  // Blocks [1, 2.5), [3, 4), [6.5, 7) (overlaps and touching intervals merged, an empty one dropped):
+  // gaps of 0.5 at 1.5 and 2.5 at 3.0 after the span's start (1.0).
+  const rbk::GpuBusy b = rbk::gpu_busy_of({{3.0, 4.0}, {1.0, 2.0}, {1.5, 2.5}, {6.5, 7.0}, {5.0, 5.0}, {2.5, 2.5}});
+  EXPECT_DOUBLE_EQ(b.span_seconds, 6.0);
+  EXPECT_DOUBLE_EQ(b.busy_seconds, 3.0);
+  EXPECT_DOUBLE_EQ(b.largest_gap_seconds, 2.5);
+  EXPECT_DOUBLE_EQ(b.largest_gap_start_seconds, 3.0);
+  const rbk::GpuBusy solid = rbk::gpu_busy_of({{0.0, 1.0}, {1.0, 2.0}});  // touching: no gap
+  EXPECT_DOUBLE_EQ(solid.largest_gap_seconds, 0.0);
+  EXPECT_DOUBLE_EQ(solid.busy_fraction, 1.0);
+}
+
 TEST(GpuBusy, ProfilerRecordsHostOperatorsWithTheirNames) {
   const auto a = torch::randn({64, 64});
   const auto recorded = rbk::profiled_activities([&] { (void)torch::mm(a, a).sum(); }, false, nullptr);

@@ -55,6 +55,11 @@ struct GpuBusy {
   double busy_seconds = 0.0;   // length of the union of the device activities
   double span_seconds = 0.0;   // first activity's start to last activity's end
   int64_t activities = 0;      // device activities recorded
+  // The longest stretch inside the span with no activity, and where it starts (seconds after the
+  // span's start): says whether idle time is spread between launches or sits in one place (for
+  // example a first profiled replay that starts late).
+  double largest_gap_seconds = 0.0;
+  double largest_gap_start_seconds = 0.0;
   KernelBreakdown kernels;     // where the activities' time went; empty where error is set
   std::string error;           // non-empty: nothing was measured, and why (the numbers are then 0)
 };
