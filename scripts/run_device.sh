@@ -17,6 +17,9 @@
 #   bench_moe_dispatch  bench_moe_dispatch: one MoE layer's training step by the dense, gather and grouped
 #                  dispatches side by side, each checked against fp64 first (issue 25), into
 #                  lm_throughput/bench_moe_dispatch.json (Google Benchmark JSON with the commit)
+#   bench_softmax_xent  bench_softmax_xent: the fused loss kernel with each row kept in shared memory
+#                  against two reads of each row (bf16, V 50,000, T 16,384 / 32,768), both checked against
+#                  fp64 first (issue 25), into lm_throughput/bench_softmax_xent.json
 #   scan_speed     exp_scan_kernel_speed --preset gpu      (baseline kernels, issue 7; with upstream
 #                  Mamba's own kernels side by side when data/upstream/mamba, a checkout of
 #                  state-spaces/mamba, is carried: `git clone https://github.com/state-spaces/mamba
@@ -82,6 +85,8 @@
 # BUDGET_S (default 570) bounds the whole call: each stage gets what is left. GPU_TESTS_REGEX
 # restricts the gpu stage to matching tests (ctest -R on the GoogleTest names, e.g. 'BkCuda',
 # 'SelectiveScan|Mamba', 'Wkv': a binary's name such as test_bk_cuda matches nothing).
+# GPU_TESTS_GATE=1: when the gpu stage fails, the stages after it are skipped (nothing is timed on
+# a kernel that failed its fp64 check); the sweeps are still packed.
 # Tests run several processes at once, each with one CPU thread: their CPU fp64 references are long
 # chains of small ops, and 4 processes x 16 OpenMP threads spinning at barriers made them 10x slower
 # (a 2048-step selective-scan reference took 266 s in run 424727d).
@@ -174,7 +179,11 @@ for stage in "$@"; do
       (cd "$BUILD" && OMP_NUM_THREADS=1 RBK_THREADS=1 timeout "$(left 30)" ctest -L gpu -LE bench ${GPU_TESTS_REGEX:+-R "$GPU_TESTS_REGEX"} \
          --output-on-failure -j8) > "$OUT/gpu_tests.log" 2>&1
       rc=$?; echo "gpu tests rc=$rc"; [ $rc -eq 0 ] || backtraces_of_failed gpu
-      grep -E "tests passed|Failed|Not Run|\*\*\*" "$OUT/gpu_tests.log" | head -30 ;;
+      grep -E "tests passed|Failed|Not Run|\*\*\*" "$OUT/gpu_tests.log" | head -30
+      if [ $rc -ne 0 ] && [ "${GPU_TESTS_GATE:-0}" = 1 ]; then
+        log "gpu tests failed: the later stages are skipped (GPU_TESTS_GATE=1)"
+        break
+      fi ;;
     memcheck)
       log "compute-sanitizer memcheck"
       for t in "$BUILD"/tests/gpu/test_*; do
@@ -194,6 +203,7 @@ for stage in "$@"; do
     kernel_speed_sweep) run_exp kernel_speed kernel_speed/sweep parts=sweep ;;
     bench) run_bench experiments/kernel_speed/bench_kernel_speed kernel_speed median ;;
     bench_moe_dispatch) run_bench experiments/lm_throughput/bench_moe_dispatch lm_throughput "median|ERROR" ;;
+    bench_softmax_xent) run_bench experiments/lm_throughput/bench_softmax_xent lm_throughput "median|ERROR" ;;
     scan_speed) run_exp scan_kernel_speed scan_kernel_speed ;;
     lm_throughput) run_exp lm_throughput lm_throughput ${LM_THROUGHPUT_ARGS:-} ;;
     lm_throughput_fp32) run_exp lm_throughput lm_throughput/fp32 train.precision=fp32 ${LM_THROUGHPUT_ARGS:-} ;;

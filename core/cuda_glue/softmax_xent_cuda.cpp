@@ -10,7 +10,7 @@
 namespace rbk::cuda {
 
 std::pair<torch::Tensor, torch::Tensor> softmax_xent_cuda(const torch::Tensor& logits, const torch::Tensor& targets,
-                                                          double grad_scale) {
+                                                          double grad_scale, bool allow_staging) {
   TORCH_CHECK(logits.is_cuda() && logits.dim() == 2 && logits.size(1) >= 1,
               "softmax cross-entropy (CUDA): logits must be a (rows, cols >= 1) CUDA tensor, got ", logits.sizes(), " on ",
               logits.device());
@@ -34,9 +34,23 @@ std::pair<torch::Tensor, torch::Tensor> softmax_xent_cuda(const torch::Tensor& l
   p.grad_scale = static_cast<float>(grad_scale);
   p.rows = x.size(0);
   p.cols = x.size(1);
+  p.allow_staging = allow_staging;
   const cudaError_t e = launch_softmax_xent(p, at::cuda::getCurrentCUDAStream());
   TORCH_CHECK(e == cudaSuccess, "softmax cross-entropy (CUDA): launch failed: ", cudaGetErrorString(e));
   return {row_loss, grad};
+}
+
+bool softmax_xent_cuda_stages_rows(const torch::Tensor& logits) {
+  TORCH_CHECK(logits.is_cuda() && logits.dim() == 2 &&
+                  (logits.scalar_type() == torch::kBFloat16 || logits.scalar_type() == torch::kFloat),
+              "softmax cross-entropy (CUDA): logits must be a (rows, cols) bfloat16 or float32 CUDA tensor, got ",
+              logits.sizes(), " ", logits.scalar_type(), " on ", logits.device());
+  const c10::cuda::CUDAGuard guard(logits.device());
+  SoftmaxXentParams p;
+  p.bf16 = logits.scalar_type() == torch::kBFloat16;
+  p.rows = logits.size(0);
+  p.cols = logits.size(1);
+  return softmax_xent_stages_rows(p);
 }
 
 }  // namespace rbk::cuda

@@ -1,11 +1,15 @@
 // Fused softmax cross-entropy: loss and gradient of each row in one kernel (contract and numerics:
 // rbk/kernels/softmax_xent_launch.h). One block per row; each thread walks the row with a stride of
-// the block, in vectors of 16 bytes where the row's length and alignment allow.
+// the block, in vectors of 16 bytes where the row's length and alignment allow. A row that fits in
+// shared memory is read from global memory once; a longer one twice.
 #include "rbk/kernels/softmax_xent_launch.h"
 
 #include <cuda_bf16.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdint>
 
 namespace rbk::cuda {
 namespace {
@@ -53,35 +57,68 @@ struct alignas(16) Vec {
 };
 
 // Calls f(column, value) for every element of the row this thread owns: whole 16-byte vectors when
-// `vectorised`, else single elements, strided by the block.
-template <class T, class F>
-__device__ __forceinline__ void for_my_elements(const T* row, int64_t cols, bool vectorised, F f) {
+// `vectorised`, else single elements, strided by the block. Vectors are loaded kBatch at a time
+// before any is used, so that each thread keeps several loads in flight (the staged kernel runs
+// only two blocks per SM). With kStage, each vector (or element) is also copied, as loaded, to the
+// same place in `staged` (the row in shared memory).
+template <bool kStage, class T, class F>
+__device__ __forceinline__ void for_my_elements(const T* row, T* staged, int64_t cols, bool vectorised, F f) {
   if (vectorised) {
+    constexpr int kBatch = 4;
     const auto* vrow = reinterpret_cast<const Vec<T>*>(row);
-    for (int64_t i = threadIdx.x; i < cols / kVec<T>; i += blockDim.x) {
-      const Vec<T> chunk = vrow[i];
+    auto* vstaged = reinterpret_cast<Vec<T>*>(staged);
+    const int64_t n = cols / kVec<T>, stride = blockDim.x;
+    const auto use = [&](int64_t i, const Vec<T>& chunk) {
+      if constexpr (kStage) vstaged[i] = chunk;
 #pragma unroll
       for (int k = 0; k < kVec<T>; ++k) f(i * kVec<T> + k, to_float(chunk.v[k]));
+    };
+    int64_t i = threadIdx.x;
+    for (; i + (kBatch - 1) * stride < n; i += kBatch * stride) {
+      Vec<T> chunk[kBatch];
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) chunk[b] = vrow[i + b * stride];
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) use(i + b * stride, chunk[b]);
     }
+    for (; i < n; i += stride) use(i, vrow[i]);
   } else {
-    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) f(j, to_float(row[j]));
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+      const T x = row[j];
+      if constexpr (kStage) staged[j] = x;
+      f(j, to_float(x));
+    }
   }
 }
 
-template <class T>
-__global__ void __launch_bounds__(kSoftmaxXentThreads) softmax_xent_kernel(const SoftmaxXentParams p, bool vectorised) {
+// Threads per block: kSoftmaxXentThreads for the unstaged kernel (many blocks per SM); twice as many
+// for the staged one, whose shared memory allows two blocks per SM: 1,024 threads an SM, each with
+// kBatch 16-byte loads in flight (~64 KB an SM, above the ~30 KB that HBM's latency needs). Four
+// times as many would need <= 32 registers a thread for two blocks (ptxas gives 43 for bf16).
+__host__ __device__ constexpr int threads_per_block(bool staged) { return staged ? 2 * kSoftmaxXentThreads : kSoftmaxXentThreads; }
+
+// kStaged: the row is kept in dynamic shared memory between the two passes, so it is read from
+// global memory once (the gradient pass reads the copy); else the gradient pass reads the row again
+// (for rows too long for shared memory: with V = 50,000 and several blocks per SM the second read
+// comes from HBM, not L2).
+template <class T, bool kStaged>
+__global__ void __launch_bounds__(threads_per_block(kStaged)) softmax_xent_kernel(const SoftmaxXentParams p, bool vectorised) {
+  constexpr int kThreads = threads_per_block(kStaged);
+  extern __shared__ __align__(16) unsigned char staged_bytes[];
+  T* staged = reinterpret_cast<T*>(staged_bytes);
   const int64_t r = blockIdx.x;
   const T* row = static_cast<const T*>(p.logits) + r * p.cols;
   T* grad = static_cast<T*>(p.grad) + r * p.cols;
 
   MaxSum mine;
-  for_my_elements(row, p.cols, vectorised, [&](int64_t, float x) { mine.add(x); });
+  for_my_elements<kStaged>(row, staged, p.cols, vectorised, [&](int64_t, float x) { mine.add(x); });
   // Block reduction: within each warp by shuffles, then the warps' partials through shared memory.
+  // Its barriers also order every staged write before the gradient pass below.
   for (int off = 16; off > 0; off >>= 1) {
     const float om = __shfl_xor_sync(0xffffffffu, mine.m, off), os = __shfl_xor_sync(0xffffffffu, mine.s, off);
     mine.merge(om, os);
   }
-  __shared__ float warp_m[kSoftmaxXentThreads / 32], warp_s[kSoftmaxXentThreads / 32];
+  __shared__ float warp_m[kThreads / 32], warp_s[kThreads / 32];
   __shared__ float row_m, row_s;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (lane == 0) {
@@ -91,7 +128,7 @@ __global__ void __launch_bounds__(kSoftmaxXentThreads) softmax_xent_kernel(const
   __syncthreads();
   if (threadIdx.x == 0) {
     MaxSum all;
-    for (int w = 0; w < kSoftmaxXentThreads / 32; ++w) all.merge(warp_m[w], warp_s[w]);
+    for (int w = 0; w < kThreads / 32; ++w) all.merge(warp_m[w], warp_s[w]);
     row_m = all.m;
     row_s = all.s;
   }
@@ -105,18 +142,19 @@ __global__ void __launch_bounds__(kSoftmaxXentThreads) softmax_xent_kernel(const
     if (j == t) g -= 1.f;
     return from_float<T>(g * scale);
   };
+  const T* src = kStaged ? staged : row;
   if (vectorised) {
-    const auto* vrow = reinterpret_cast<const Vec<T>*>(row);
+    const auto* vsrc = reinterpret_cast<const Vec<T>*>(src);
     auto* vgrad = reinterpret_cast<Vec<T>*>(grad);
     for (int64_t i = threadIdx.x; i < p.cols / kVec<T>; i += blockDim.x) {
-      const Vec<T> chunk = vrow[i];
+      const Vec<T> chunk = vsrc[i];
       Vec<T> out;
 #pragma unroll
       for (int k = 0; k < kVec<T>; ++k) out.v[k] = write(i * kVec<T> + k, to_float(chunk.v[k]));
       vgrad[i] = out;
     }
   } else {
-    for (int64_t j = threadIdx.x; j < p.cols; j += blockDim.x) grad[j] = write(j, to_float(row[j]));
+    for (int64_t j = threadIdx.x; j < p.cols; j += blockDim.x) grad[j] = write(j, to_float(src[j]));
   }
   if (threadIdx.x == 0) p.row_loss[r] = target_ok ? (m - to_float(row[t])) + logf(row_s) : NAN;
 }
@@ -127,16 +165,57 @@ bool can_vectorise(const SoftmaxXentParams& p) {
   return p.cols % kVec<T> == 0 && aligned(p.logits) && aligned(p.grad);
 }
 
+// Whether this row length can be staged on the current device, raising the staged kernel's
+// dynamic shared memory limit once per device (above 48 KB a kernel must opt in; the first launch
+// comes before any CUDA graph capture: a captured step is warmed up eagerly first).
+template <class T>
+bool stage_in_shared_memory(const SoftmaxXentParams& p) {
+  const int64_t bytes = p.cols * static_cast<int64_t>(sizeof(T));
+  if (!p.allow_staging || bytes > kSoftmaxXentMaxStagedBytes) return false;
+  int device = 0, optin = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return false;
+  if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) return false;
+  // Leave room for the kernel's static shared memory (the reduction's partials: 144 bytes).
+  const int64_t limit = std::min<int64_t>(kSoftmaxXentMaxStagedBytes, int64_t{optin} - 1024);
+  if (bytes > limit) return false;
+  static std::atomic<uint64_t> raised{0};
+  const uint64_t bit = uint64_t{1} << device;
+  if (!(raised.load() & bit)) {
+    if (cudaFuncSetAttribute(softmax_xent_kernel<T, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(limit)) != cudaSuccess) {
+      (void)cudaGetLastError();  // clear it: the unstaged kernel runs instead
+      return false;
+    }
+    raised.fetch_or(bit);
+  }
+  return true;
+}
+
+template <class T>
+void launch_typed(const SoftmaxXentParams& p, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(p.rows));
+  const bool vectorised = can_vectorise<T>(p);
+  if (stage_in_shared_memory<T>(p)) {
+    const size_t bytes = static_cast<size_t>(p.cols) * sizeof(T);
+    softmax_xent_kernel<T, true><<<grid, threads_per_block(true), bytes, stream>>>(p, vectorised);
+  } else {
+    softmax_xent_kernel<T, false><<<grid, threads_per_block(false), 0, stream>>>(p, vectorised);
+  }
+}
+
 }  // namespace
 
 cudaError_t launch_softmax_xent(const SoftmaxXentParams& p, cudaStream_t stream) {
   if (p.rows < 0 || p.cols < 1) return cudaErrorInvalidValue;
   if (p.rows == 0) return cudaSuccess;
   if (!p.logits || !p.targets || !p.row_loss || !p.grad || p.rows > 0x7fffffff) return cudaErrorInvalidValue;
-  const dim3 grid(static_cast<unsigned>(p.rows)), block(kSoftmaxXentThreads);
-  if (p.bf16) softmax_xent_kernel<__nv_bfloat16><<<grid, block, 0, stream>>>(p, can_vectorise<__nv_bfloat16>(p));
-  else softmax_xent_kernel<float><<<grid, block, 0, stream>>>(p, can_vectorise<float>(p));
+  if (p.bf16) launch_typed<__nv_bfloat16>(p, stream);
+  else launch_typed<float>(p, stream);
   return cudaGetLastError();
+}
+
+bool softmax_xent_stages_rows(const SoftmaxXentParams& p) {
+  return p.cols >= 1 && (p.bf16 ? stage_in_shared_memory<__nv_bfloat16>(p) : stage_in_shared_memory<float>(p));
 }
 
 }  // namespace rbk::cuda

@@ -1,6 +1,7 @@
 // The fused softmax cross-entropy kernel (issue 25; rbk/kernels/softmax_xent_launch.h) against an
 // fp64 oracle on the GPU: per-row losses and the gradient, bf16 and fp32 logits, a row length that
-// takes the 16-byte vectors (50,000, the LM's V) and one that cannot (1,001), rows with large and
+// takes the 16-byte vectors (50,000, the LM's V) and one that cannot (1,001), each with the row kept
+// in shared memory where it fits and with it read twice (and rows too long to keep), rows with large and
 // spread logits; a target out of range gives that row a NaN loss; the head + loss through autograd
 // (rbk::fused_linear_cross_entropy) against the plain autocast path, with an incoming gradient of 3.
 // Skipped without CUDA.
@@ -43,13 +44,14 @@ std::pair<Tensor, Tensor> make_inputs(int64_t rows, int64_t cols, torch::ScalarT
 // Per-row losses within 1e-4 (the row sum of ~cols / 256 fp32 terms per thread, then a tree: a few
 // hundred rounding steps of 6e-8 relative in log s, ~1e-5) and the gradient within fp32 rounding of
 // p (2e-5 x scale absolute) plus, for bf16, its one rounding to bf16 (2^-8 relative).
-void check_against_fp64(int64_t rows, int64_t cols, torch::ScalarType dtype) {
+// allow_staging false: the kernel that reads each row twice, whatever the row's length.
+void check_against_fp64(int64_t rows, int64_t cols, torch::ScalarType dtype, bool allow_staging = true) {
   const uint64_t seed = rbk::gpu_test::fresh_seed();
-  std::printf("seed %llu rows %lld cols %lld %s\n", static_cast<unsigned long long>(seed), (long long)rows, (long long)cols,
-              c10::toString(dtype));
+  std::printf("seed %llu rows %lld cols %lld %s%s\n", static_cast<unsigned long long>(seed), (long long)rows, (long long)cols,
+              c10::toString(dtype), allow_staging ? "" : " (never staged)");
   const auto [x, t] = make_inputs(rows, cols, dtype, seed);
   const double scale = 1.0 / static_cast<double>(rows);
-  const auto [row_loss, grad] = rbk::cuda::softmax_xent_cuda(x, t, scale);
+  const auto [row_loss, grad] = rbk::cuda::softmax_xent_cuda(x, t, scale, allow_staging);
   const auto x64 = x.to(torch::kDouble).cpu();
   const auto t64 = t.cpu();
   const auto lse = torch::logsumexp(x64, 1);
@@ -71,10 +73,17 @@ void check_against_fp64(int64_t rows, int64_t cols, torch::ScalarType dtype) {
 TEST(SoftmaxXentCuda, MatchesFp64Oracle) {
   if (!have_fused()) GTEST_SKIP() << "no CUDA device (or no CUDA kernels in this build)";
 #if defined(RBK_WITH_CUDA_KERNELS)
+  // Which kernel each case runs (kSoftmaxXentMaxStagedBytes = 104 KB on an H100 / H200): a row in
+  // shared memory for bf16 x 50,000 (100 KB) and both dtypes at 1,001; read twice for fp32 x 50,000
+  // (200 KB), bf16 x 120,000 and fp32 x 60,001, and wherever staging is switched off.
   for (const auto dtype : {torch::kBFloat16, torch::kFloat}) {
-    check_against_fp64(37, 50000, dtype);  // 16-byte vectors
-    check_against_fp64(64, 1001, dtype);   // single elements
+    for (const bool staging : {true, false}) {
+      check_against_fp64(37, 50000, dtype, staging);  // 16-byte vectors
+      check_against_fp64(64, 1001, dtype, staging);   // single elements
+    }
   }
+  check_against_fp64(5, 120000, torch::kBFloat16);  // vectors, too long to stage
+  check_against_fp64(5, 60001, torch::kFloat);      // single elements, too long to stage
 #endif
 }
 

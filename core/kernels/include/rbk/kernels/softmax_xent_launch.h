@@ -5,7 +5,9 @@
 // training step's kernel time (results/lm_throughput, 24554dd): the plain path casts the bf16 logits
 // to fp32, writes fp32 log-probabilities, and its backward reads them and writes an fp32 gradient
 // that is cast back to bf16 -- about 26 GB of traffic a step at (16,384 x 50,000). This kernel reads
-// the bf16 row twice and writes the bf16 gradient once (~5 GB).
+// the bf16 row twice and writes the bf16 gradient once (~5 GB); a row of at most
+// kSoftmaxXentMaxStagedBytes (V <= 53,248 in bf16) is read once into shared memory and the
+// gradient pass reads that copy (~3.3 GB).
 //
 // Numerics: the same as the plain path's. Every element is converted to fp32; the row's maximum m
 // and sum s = sum exp(x - m) are accumulated in fp32 (each thread online over its elements, then a
@@ -21,6 +23,10 @@
 namespace rbk::cuda {
 
 constexpr int kSoftmaxXentThreads = 256;
+// The longest row (in bytes) kept in shared memory between the kernel's two passes: two blocks fit
+// one H100 / H200 SM (228 KB), so one block's gradient pass overlaps the other's loads. Longer rows,
+// and devices whose per-block opt-in limit is smaller, read the row twice.
+constexpr int64_t kSoftmaxXentMaxStagedBytes = 104 * 1024;
 
 struct SoftmaxXentParams {
   const void* logits = nullptr;     // (rows, cols) row-major, contiguous
@@ -30,10 +36,15 @@ struct SoftmaxXentParams {
   void* grad = nullptr;             // (rows, cols), the logits' dtype
   float grad_scale = 1.f;           // e.g. 1 / rows for a mean over rows
   int64_t rows = 0, cols = 0;
+  bool allow_staging = true;        // false: always read the row twice (tests, side-by-side timing)
 };
 
 // Returns the launch error (cudaSuccess when accepted or when rows == 0); cudaErrorInvalidValue for
 // missing pointers, cols < 1 or rows < 0. Does not synchronise.
 cudaError_t launch_softmax_xent(const SoftmaxXentParams& p, cudaStream_t stream);
+
+// Whether launch_softmax_xent keeps p's rows in shared memory on the current device (a row of at
+// most kSoftmaxXentMaxStagedBytes, within the device's opt-in limit, and p.allow_staging).
+bool softmax_xent_stages_rows(const SoftmaxXentParams& p);
 
 }  // namespace rbk::cuda
