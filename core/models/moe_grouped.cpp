@@ -130,11 +130,18 @@ torch::Tensor grouped_expert_mlp(const torch::Tensor& x, const torch::Tensor& id
     torch::NoGradGuard ng;
     const auto expert_of_slot = idx.reshape({-1});
     // Each slot's rank among the slots of its expert, in slot order (what a stable sort by expert
-    // gives), from one running count per expert: a scan over (S, E) instead of a radix sort of
-    // 64-bit keys (8 passes, ~11 launches a layer; 0.37 ms of the 32k step, NOTES.md session 29).
-    const auto running = one_hot(expert_of_slot, E, torch::kInt64).cumsum(0);  // (S, E)
-    const auto counts = running[S - 1];                                                                       // (E,)
-    const auto rank = running.gather(1, expert_of_slot.unsqueeze(1)).squeeze(1) - 1;
+    // gives), from a running count per expert instead of a radix sort of 64-bit keys (8 passes, ~11
+    // launches a layer; 0.37 ms of the 32k step, NOTES.md session 29). The counts run as ONE 1-D
+    // scan over the expert-major one-hot (E S,): LibTorch scans a 1-D tensor with CUB, while a scan
+    // along dim 0 of the (S, E) one-hot ran E threads down S rows (tensor_kernel_scan_outer_dim:
+    // 5.2 ms a layer at S = 32,768 on an H100, NOTES.md session 30). running[e][s] is then the
+    // number of slots of experts < e plus those of expert e among slots 0..s.
+    const auto running = one_hot(expert_of_slot, E, torch::kInt64).t().contiguous().view({-1}).cumsum(0).view({E, S});
+    const auto ends = running.select(1, S - 1);                                  // (E,): slots of experts <= e
+    const auto before = torch::cat({torch::zeros({1}, ints), ends.slice(0, 0, E - 1)});  // slots of experts < e
+    const auto counts = ends - before;
+    const auto own = running.view({-1}).index_select(0, expert_of_slot * S + torch::arange(S, ints));
+    const auto rank = own - before.index_select(0, expert_of_slot) - 1;
     const auto padded = torch::div(counts + (R - 1), R, "floor") * R;
     const auto pad_end = padded.cumsum(0);
     const auto pad_start = pad_end - padded;
