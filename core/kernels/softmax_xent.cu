@@ -95,15 +95,16 @@ __device__ __forceinline__ void for_my_elements(const T* row, T* staged, int64_t
 // for the staged one, whose shared memory allows two blocks per SM: 1,024 threads an SM, each with
 // kBatch 16-byte loads in flight (~64 KB an SM, above the ~30 KB that HBM's latency needs). Four
 // times as many would need <= 32 registers a thread for two blocks (ptxas gives 43 for bf16).
-__host__ __device__ constexpr int threads_per_block(bool staged) { return staged ? 2 * kSoftmaxXentThreads : kSoftmaxXentThreads; }
+template <bool kStaged>
+constexpr int kThreadsPerBlock = kStaged ? 2 * kSoftmaxXentThreads : kSoftmaxXentThreads;
 
 // kStaged: the row is kept in dynamic shared memory between the two passes, so it is read from
 // global memory once (the gradient pass reads the copy); else the gradient pass reads the row again
 // (for rows too long for shared memory: with V = 50,000 and several blocks per SM the second read
 // comes from HBM, not L2).
 template <class T, bool kStaged>
-__global__ void __launch_bounds__(threads_per_block(kStaged)) softmax_xent_kernel(const SoftmaxXentParams p, bool vectorised) {
-  constexpr int kThreads = threads_per_block(kStaged);
+__global__ void __launch_bounds__(kThreadsPerBlock<kStaged>) softmax_xent_kernel(const SoftmaxXentParams p, bool vectorised) {
+  constexpr int kThreads = kThreadsPerBlock<kStaged>;
   extern __shared__ __align__(16) unsigned char staged_bytes[];
   T* staged = reinterpret_cast<T*>(staged_bytes);
   const int64_t r = blockIdx.x;
@@ -197,9 +198,9 @@ void launch_typed(const SoftmaxXentParams& p, cudaStream_t stream) {
   const bool vectorised = can_vectorise<T>(p);
   if (stage_in_shared_memory<T>(p)) {
     const size_t bytes = static_cast<size_t>(p.cols) * sizeof(T);
-    softmax_xent_kernel<T, true><<<grid, threads_per_block(true), bytes, stream>>>(p, vectorised);
+    softmax_xent_kernel<T, true><<<grid, kThreadsPerBlock<true>, bytes, stream>>>(p, vectorised);
   } else {
-    softmax_xent_kernel<T, false><<<grid, threads_per_block(false), 0, stream>>>(p, vectorised);
+    softmax_xent_kernel<T, false><<<grid, kThreadsPerBlock<false>, 0, stream>>>(p, vectorised);
   }
 }
 
