@@ -10,6 +10,7 @@
 
 #include <c10/core/impl/LocalDispatchKeySet.h>
 
+#include <cmath>
 #include <utility>
 
 namespace rbk {
@@ -20,18 +21,12 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 // {row_loss (rows,) float32 or float64, gradient of grad_scale x sum(row_loss) in the logits' dtype}:
-// the fused kernel where it applies, else the same quantities from aten ops in at least float32.
+// the fused kernel where it applies, else softmax_xent_reference.
 std::pair<Tensor, Tensor> softmax_xent(const Tensor& logits, const Tensor& targets, double grad_scale) {
 #if defined(RBK_WITH_CUDA_KERNELS)
   if (fused_softmax_cross_entropy_applies(logits)) return cuda::softmax_xent_cuda(logits, targets, grad_scale);
 #endif
-  const auto wide = logits.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
-  const auto log_p = torch::log_softmax(logits.to(wide), 1);
-  const auto y_col = targets.unsqueeze(1);
-  auto row_loss = log_p.gather(1, y_col).squeeze(1).neg();
-  auto grad = log_p.exp();
-  grad.scatter_add_(1, y_col, -torch::ones({logits.size(0), 1}, grad.options()));
-  return {row_loss, grad.mul_(grad_scale).to(logits.scalar_type())};
+  return softmax_xent_reference(logits, targets, grad_scale);
 }
 
 // Inputs: features (T, D), weight (V, D), bias (V) or empty, targets (T); the bool flags say which
@@ -93,6 +88,29 @@ struct FusedLinearCrossEntropy : public torch::autograd::Function<FusedLinearCro
 };
 
 }  // namespace
+
+std::pair<Tensor, Tensor> softmax_xent_reference(const Tensor& logits, const Tensor& targets, double grad_scale) {
+  const auto wide = logits.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+  const auto log_p = torch::log_softmax(logits.to(wide), 1);
+  const auto y_col = targets.unsqueeze(1);
+  auto row_loss = log_p.gather(1, y_col).squeeze(1).neg();
+  auto grad = log_p.exp();
+  grad.scatter_add_(1, y_col, -torch::ones({logits.size(0), 1}, grad.options()));
+  return {row_loss, grad.mul_(grad_scale).to(logits.scalar_type())};
+}
+
+SoftmaxXentErrors softmax_xent_errors_vs_fp64(const Tensor& logits, const Tensor& targets, double grad_scale,
+                                              const Tensor& row_loss, const Tensor& grad) {
+  const auto cpu64 = [](const Tensor& t) { return t.detach().to(torch::kCPU, torch::kDouble); };
+  const auto [ref_loss, ref_grad] = softmax_xent_reference(cpu64(logits), targets.to(torch::kCPU), grad_scale);
+  const double rel = grad.scalar_type() == torch::kBFloat16 ? std::ldexp(1.0, -8) : 0.0;
+  const auto diff = (cpu64(grad) - ref_grad).abs();
+  SoftmaxXentErrors e;
+  e.loss = (cpu64(row_loss) - ref_loss).abs().max().item<double>();
+  e.gradient_excess = (diff - (ref_grad.abs() * rel + 2e-5 * grad_scale)).max().item<double>();
+  e.gradient_max_abs = diff.max().item<double>();
+  return e;
+}
 
 bool fused_softmax_cross_entropy_applies(const Tensor& logits) {
 #if defined(RBK_WITH_CUDA_KERNELS)

@@ -187,6 +187,29 @@ TEST(FusedHeadLoss, DetectsAChangedTarget) {
   EXPECT_GT((got.dw - ref.dw).abs().max().item<double>(), 1e3 * kFp64RelTol * ref.dw.abs().max().item<double>());
 }
 
+// The fused kernel's check against fp64 (its GPU test and bench_softmax_xent use it): an fp32 and a
+// bf16 output of the reference are inside the bounds; a loss off by 1e-3 and the row's smallest
+// gradient entry off by 1e-3 x scale (50x its absolute bound) are outside.
+TEST(SoftmaxXentCheck, BoundsHoldForRoundedOutputsAndCatchErrors) {
+  torch::manual_seed(30);
+  const auto x = torch::randn({6, 97}, torch::kDouble) * 4.0;
+  const auto t = torch::randint(97, {6}, torch::kInt64);
+  const double scale = 1.0 / 6.0;
+  for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    const auto [loss, grad] = rbk::softmax_xent_reference(x, t, scale);
+    const auto rounded = grad.to(dtype);
+    const auto ok = rbk::softmax_xent_errors_vs_fp64(x, t, scale, loss.to(torch::kFloat), rounded);
+    EXPECT_LE(ok.loss, rbk::kSoftmaxXentLossTol) << c10::toString(dtype);
+    EXPECT_LE(ok.gradient_excess, 0.0) << c10::toString(dtype);
+    const auto bad_loss = rbk::softmax_xent_errors_vs_fp64(x, t, scale, loss + 1e-3, rounded);
+    EXPECT_GT(bad_loss.loss, rbk::kSoftmaxXentLossTol) << c10::toString(dtype);
+    auto off = grad.clone();
+    off[3][grad[3].abs().argmin().item<int64_t>()] += 1e-3 * scale;  // where the relative part of the bound is ~0
+    const auto bad_grad = rbk::softmax_xent_errors_vs_fp64(x, t, scale, loss, off.to(dtype));
+    EXPECT_GT(bad_grad.gradient_excess, 0.0) << c10::toString(dtype);
+  }
+}
+
 // Only the inputs that require a gradient get one (a frozen weight, then only the weight); without
 // grad mode the loss is the plain one and carries no graph.
 TEST(FusedHeadLoss, GradientsOnlyWhereRequired) {
