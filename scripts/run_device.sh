@@ -6,7 +6,7 @@
 # usage: OUT=dir RBK_GIT_COMMIT=<sha> RBK_GIT_DIRTY=false scripts/run_device.sh stage...
 #        (in the tree scripts/snapshot_for_device.sh made; RBK_GIT_TREE_HASH is then computed here)
 # stages (in this order, whichever are named):
-#   build          configure (Ninja, Release) and build everything with -j16, -k 0
+#   build          configure (Ninja, Release) and build everything with -j16, -k 0 (BUILD_TARGETS: only those)
 #   gpu            ctest -L gpu (every CUDA kernel against its CPU/fp64 reference)
 #   memcheck       compute-sanitizer memcheck on small cases of every gpu test binary
 #   unit           ctest -L unit (the rest of the project against LibTorch 2.11)
@@ -172,7 +172,10 @@ for stage in "$@"; do
         || { tail -40 "$OUT/configure.log"; exit 1; }
       grep "rbk:" "$OUT/configure.log"
       log build
-      timeout "$(left 120)" cmake --build "$BUILD" -j16 -- -k 0 > "$OUT/build.log" 2>&1; echo "build rc=$?"
+      # BUILD_TARGETS (space-separated) builds only those, e.g. a second snapshot's bench and its test
+      # in the same call as a full build of the first (issue 25's side-by-side kernel checks).
+      timeout "$(left 120)" cmake --build "$BUILD" -j16 ${BUILD_TARGETS:+--target $BUILD_TARGETS} -- -k 0 \
+        > "$OUT/build.log" 2>&1; echo "build rc=$?"
       grep -E "error|FAILED" "$OUT/build.log" | head -40 ;;
     gpu)
       log "ctest -L gpu"
