@@ -91,35 +91,46 @@ __device__ __forceinline__ void for_my_elements(const T* row, T* staged, int64_t
   }
 }
 
-// Threads per block: kSoftmaxXentThreads for the unstaged kernel (many blocks per SM); twice as many
-// for the staged one, whose shared memory allows two blocks per SM: 1,024 threads an SM, each with
-// kBatch 16-byte loads in flight (~64 KB an SM, above the ~30 KB that HBM's latency needs). Four
-// times as many would need <= 32 registers a thread for two blocks (ptxas gives 43 for bf16).
-template <bool kStaged>
-constexpr int kThreadsPerBlock = kStaged ? 2 * kSoftmaxXentThreads : kSoftmaxXentThreads;
+// The staged kernel's threads per block: its shared memory allows two blocks per SM, so twice the
+// unstaged kernel's: 1,024 threads an SM, each with kBatch 16-byte loads in flight (~64 KB an SM,
+// above the ~30 KB that HBM's latency needs). Four times as many would need <= 32 registers a
+// thread for two blocks.
+constexpr int kStagedThreads = 2 * kSoftmaxXentThreads;
+constexpr float kLog2e = 1.4426950408889634f;
 
-// kStaged: the row is kept in dynamic shared memory between the two passes, so it is read from
-// global memory once (the gradient pass reads the copy); else the gradient pass reads the row again
-// (for rows too long for shared memory: with V = 50,000 and several blocks per SM the second read
-// comes from HBM, not L2).
-template <class T, bool kStaged>
-__global__ void __launch_bounds__(kThreadsPerBlock<kStaged>) softmax_xent_kernel(const SoftmaxXentParams p, bool vectorised) {
-  constexpr int kThreads = kThreadsPerBlock<kStaged>;
-  extern __shared__ __align__(16) unsigned char staged_bytes[];
-  T* staged = reinterpret_cast<T*>(staged_bytes);
+// v reduced over the block by op (max or sum): within each warp by shuffles, then the warps'
+// partials through `scratch` (kThreads / 32 floats). Every thread returns the result; the barriers
+// also order the block's earlier shared-memory writes before what follows.
+template <int kThreads, class Op>
+__device__ float block_reduce(float v, Op op, float* scratch, float* result) {
+  for (int off = 16; off > 0; off >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, off));
+  if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float a = scratch[0];
+    for (int w = 1; w < kThreads / 32; ++w) a = op(a, scratch[w]);
+    *result = a;
+  }
+  __syncthreads();
+  return *result;
+}
+
+// Two reads of the row from global memory (rows too long for shared memory): the first keeps a
+// running maximum and sum (MaxSum), the second writes the gradient.
+template <class T>
+__global__ void __launch_bounds__(kSoftmaxXentThreads) softmax_xent_kernel(const SoftmaxXentParams p, bool vectorised) {
   const int64_t r = blockIdx.x;
   const T* row = static_cast<const T*>(p.logits) + r * p.cols;
   T* grad = static_cast<T*>(p.grad) + r * p.cols;
 
   MaxSum mine;
-  for_my_elements<kStaged>(row, staged, p.cols, vectorised, [&](int64_t, float x) { mine.add(x); });
+  for_my_elements<false>(row, static_cast<T*>(nullptr), p.cols, vectorised, [&](int64_t, float x) { mine.add(x); });
   // Block reduction: within each warp by shuffles, then the warps' partials through shared memory.
-  // Its barriers also order every staged write before the gradient pass below.
   for (int off = 16; off > 0; off >>= 1) {
     const float om = __shfl_xor_sync(0xffffffffu, mine.m, off), os = __shfl_xor_sync(0xffffffffu, mine.s, off);
     mine.merge(om, os);
   }
-  __shared__ float warp_m[kThreads / 32], warp_s[kThreads / 32];
+  __shared__ float warp_m[kSoftmaxXentThreads / 32], warp_s[kSoftmaxXentThreads / 32];
   __shared__ float row_m, row_s;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (lane == 0) {
@@ -129,23 +140,82 @@ __global__ void __launch_bounds__(kThreadsPerBlock<kStaged>) softmax_xent_kernel
   __syncthreads();
   if (threadIdx.x == 0) {
     MaxSum all;
-    for (int w = 0; w < kThreads / 32; ++w) all.merge(warp_m[w], warp_s[w]);
+    for (int w = 0; w < kSoftmaxXentThreads / 32; ++w) all.merge(warp_m[w], warp_s[w]);
     row_m = all.m;
     row_s = all.s;
   }
   __syncthreads();
   const float m = row_m, inv_s = 1.f / row_s, scale = p.grad_scale;
   const int64_t t = p.targets[r];
-  const bool target_ok = t >= 0 && t < p.cols;
-
   auto write = [&](int64_t j, float x) {
     float g = expf(x - m) * inv_s;
     if (j == t) g -= 1.f;
     return from_float<T>(g * scale);
   };
-  const T* src = kStaged ? staged : row;
   if (vectorised) {
-    const auto* vsrc = reinterpret_cast<const Vec<T>*>(src);
+    const auto* vrow = reinterpret_cast<const Vec<T>*>(row);
+    auto* vgrad = reinterpret_cast<Vec<T>*>(grad);
+    for (int64_t i = threadIdx.x; i < p.cols / kVec<T>; i += blockDim.x) {
+      const Vec<T> chunk = vrow[i];
+      Vec<T> out;
+#pragma unroll
+      for (int k = 0; k < kVec<T>; ++k) out.v[k] = write(i * kVec<T> + k, to_float(chunk.v[k]));
+      vgrad[i] = out;
+    }
+  } else {
+    for (int64_t j = threadIdx.x; j < p.cols; j += blockDim.x) grad[j] = write(j, to_float(row[j]));
+  }
+  if (threadIdx.x == 0) p.row_loss[r] = t >= 0 && t < p.cols ? (m - to_float(row[t])) + logf(row_s) : NAN;
+}
+
+// Calls f(column, value) for every element of the row's copy in shared memory, as for_my_elements
+// walks the row (shared memory's latency needs no batching).
+template <class T, class F>
+__device__ __forceinline__ void for_my_staged(const T* staged, int64_t cols, bool vectorised, F f) {
+  if (vectorised) {
+    const auto* v = reinterpret_cast<const Vec<T>*>(staged);
+    for (int64_t i = threadIdx.x; i < cols / kVec<T>; i += blockDim.x) {
+      const Vec<T> chunk = v[i];
+#pragma unroll
+      for (int k = 0; k < kVec<T>; ++k) f(i * kVec<T> + k, to_float(chunk.v[k]));
+    }
+  } else {
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) f(j, to_float(staged[j]));
+  }
+}
+
+// One read of the row from global memory: it is copied to shared memory as it is loaded, and three
+// passes run over the copy: the maximum m (with the load), the sum s of exp(x - m), the gradient.
+// The exponentials are exp2((x - m) log2 e) with the product in one FMA: a maximum then a sum costs
+// ~5 instructions an element where the online update (MaxSum) costs a branch and a full expf, and
+// session 30's bench showed the kernel bound by instructions, not by HBM (NOTES.md). Rounding m log2 e
+// shifts every exponent of the row by the same amount, which cancels in exp(x - m) / s and moves the
+// loss by under 1e-5 for |m| < 1e3.
+template <class T>
+__global__ void __launch_bounds__(kStagedThreads) softmax_xent_staged_kernel(const SoftmaxXentParams p, bool vectorised) {
+  extern __shared__ __align__(16) unsigned char staged_bytes[];
+  T* staged = reinterpret_cast<T*>(staged_bytes);
+  __shared__ float scratch[kStagedThreads / 32], result;
+  const int64_t r = blockIdx.x;
+  const T* row = static_cast<const T*>(p.logits) + r * p.cols;
+  T* grad = static_cast<T*>(p.grad) + r * p.cols;
+
+  float mine = -INFINITY;
+  for_my_elements<true>(row, staged, p.cols, vectorised, [&](int64_t, float x) { mine = fmaxf(mine, x); });
+  const float m = block_reduce<kStagedThreads>(mine, [](float a, float b) { return fmaxf(a, b); }, scratch, &result);
+  const float m2 = m * kLog2e;
+  float part = 0.f;
+  for_my_staged(staged, p.cols, vectorised, [&](int64_t, float x) { part += exp2f(fmaf(x, kLog2e, -m2)); });
+  const float s = block_reduce<kStagedThreads>(part, [](float a, float b) { return a + b; }, scratch, &result);
+  const float inv_s = 1.f / s, scale = p.grad_scale;
+  const int64_t t = p.targets[r];
+  auto write = [&](int64_t j, float x) {
+    float g = exp2f(fmaf(x, kLog2e, -m2)) * inv_s;
+    if (j == t) g -= 1.f;
+    return from_float<T>(g * scale);
+  };
+  if (vectorised) {
+    const auto* vsrc = reinterpret_cast<const Vec<T>*>(staged);
     auto* vgrad = reinterpret_cast<Vec<T>*>(grad);
     for (int64_t i = threadIdx.x; i < p.cols / kVec<T>; i += blockDim.x) {
       const Vec<T> chunk = vsrc[i];
@@ -155,9 +225,9 @@ __global__ void __launch_bounds__(kThreadsPerBlock<kStaged>) softmax_xent_kernel
       vgrad[i] = out;
     }
   } else {
-    for (int64_t j = threadIdx.x; j < p.cols; j += blockDim.x) grad[j] = write(j, to_float(src[j]));
+    for (int64_t j = threadIdx.x; j < p.cols; j += blockDim.x) grad[j] = write(j, to_float(staged[j]));
   }
-  if (threadIdx.x == 0) p.row_loss[r] = target_ok ? (m - to_float(row[t])) + logf(row_s) : NAN;
+  if (threadIdx.x == 0) p.row_loss[r] = t >= 0 && t < p.cols ? (m - to_float(row[t])) + logf(s) : NAN;
 }
 
 template <class T>
@@ -176,13 +246,13 @@ bool stage_in_shared_memory(const SoftmaxXentParams& p) {
   int device = 0, optin = 0;
   if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return false;
   if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) return false;
-  // Leave room for the kernel's static shared memory (the reduction's partials: 144 bytes).
+  // Leave room for the kernel's static shared memory (the reductions' partials: 80 bytes).
   const int64_t limit = std::min<int64_t>(kSoftmaxXentMaxStagedBytes, int64_t{optin} - 1024);
   if (bytes > limit) return false;
   static std::atomic<uint64_t> raised{0};
   const uint64_t bit = uint64_t{1} << device;
   if (!(raised.load() & bit)) {
-    if (cudaFuncSetAttribute(softmax_xent_kernel<T, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    if (cudaFuncSetAttribute(softmax_xent_staged_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              static_cast<int>(limit)) != cudaSuccess) {
       (void)cudaGetLastError();  // clear it: the unstaged kernel runs instead
       return false;
@@ -198,9 +268,9 @@ void launch_typed(const SoftmaxXentParams& p, cudaStream_t stream) {
   const bool vectorised = can_vectorise<T>(p);
   if (stage_in_shared_memory<T>(p)) {
     const size_t bytes = static_cast<size_t>(p.cols) * sizeof(T);
-    softmax_xent_kernel<T, true><<<grid, kThreadsPerBlock<true>, bytes, stream>>>(p, vectorised);
+    softmax_xent_staged_kernel<T><<<grid, kStagedThreads, bytes, stream>>>(p, vectorised);
   } else {
-    softmax_xent_kernel<T, false><<<grid, kThreadsPerBlock<false>, 0, stream>>>(p, vectorised);
+    softmax_xent_kernel<T><<<grid, kSoftmaxXentThreads, 0, stream>>>(p, vectorised);
   }
 }
 

@@ -10,8 +10,9 @@
 // gradient pass reads that copy (~3.3 GB).
 //
 // Numerics: the same as the plain path's. Every element is converted to fp32; the row's maximum m
-// and sum s = sum exp(x - m) are accumulated in fp32 (each thread online over its elements, then a
-// block reduction); loss = (m - x_t) + log s; the gradient exp(x - m) / s - [j = t] is formed in
+// and sum s = sum exp(x - m) are accumulated in fp32 (each thread over its elements, then a block
+// reduction: online for a row read twice, the maximum then the sum for a row in shared memory, whose
+// exponentials are exp2 of (x - m) log2 e formed by one FMA); loss = (m - x_t) + log s; the gradient exp(x - m) / s - [j = t] is formed in
 // fp32, scaled, and rounded once to the logits' dtype (the plain path rounds its fp32 gradient to
 // bf16 once too, where the head's matmul takes it). A target outside [0, cols) makes that row's
 // loss NaN (so the step's loss is not finite) and its gradient the softmax alone; nothing aborts.
