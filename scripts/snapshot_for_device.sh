@@ -3,12 +3,34 @@
 # gets no .git), the commit's file manifest for scripts/tree_hash.py (run_device.sh hashes the files
 # there and the results record it; the ledger checks it is the commit's tree), and the corpus data
 # the experiments read, when fetched here.
-# usage: scripts/snapshot_for_device.sh [<commit>, default HEAD] [<dir>, default .snap]
+# usage: scripts/snapshot_for_device.sh [<commit>, default HEAD] [<dir>, default .snap] [--over <base commit>]
 # then:  run with carry [".snap"]: cd .snap && OUT=$OUT RBK_GIT_COMMIT=<sha> RBK_GIT_DIRTY=false scripts/run_device.sh ...
+#
+# --over <base>: an overlay instead of a whole tree, to time a second commit in the same call as the
+# base's snapshot (two whole trees do not fit the 64 MiB a call carries): only the files that differ
+# from <base> or are new, plus the commit's manifest and .rbk_commit (no data/). On the device lay it
+# over a copy of the base's snapshot: cp -r .snap /tmp/s2 && cp -r <dir>/. /tmp/s2/. Files the commit
+# deletes are refused here: an overlay cannot remove them. run_device.sh's tree hash then checks the
+# laid-over tree against the commit (session 31: ff52c07 + 482855e, NOTES.md).
 set -euo pipefail
-rev=${1:-HEAD}
-dir=${2:-.snap}
+base=""
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --over) [ $# -ge 2 ] || { echo "snapshot_for_device.sh: --over needs a base commit" >&2; exit 2; }; base=$2; shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+rev=${args[0]:-HEAD}
+dir=${args[1]:-.snap}
 sha=$(git rev-parse --verify --quiet "$rev^{commit}") || { echo "snapshot_for_device.sh: '$rev' is not a commit" >&2; exit 2; }
+if [ -n "$base" ]; then
+  base_sha=$(git rev-parse --verify --quiet "$base^{commit}") || { echo "snapshot_for_device.sh: --over '$base' is not a commit" >&2; exit 2; }
+  deleted=$(git diff --no-renames --name-only --diff-filter=D "$base_sha" "$sha")
+  [ -z "$deleted" ] || { printf 'snapshot_for_device.sh: %s deletes files an overlay cannot remove:\n%s\n' "$rev" "$deleted" >&2; exit 2; }
+  changed=$(git diff --no-renames --name-only --diff-filter=AMT "$base_sha" "$sha")
+  [ -n "$changed" ] || { echo "snapshot_for_device.sh: $rev has the tree of $base: nothing to lay over" >&2; exit 2; }
+fi
 case "$dir" in
   ""|"."|".."|"/"|*/..|../*) echo "snapshot_for_device.sh: refusing directory '$dir'" >&2; exit 2 ;;
 esac
@@ -19,6 +41,14 @@ if [ -e "$dir" ] && [ ! -f "$dir/.rbk_commit" ]; then
 fi
 rm -rf "$dir"
 mkdir -p "$dir"
+if [ -n "$base" ]; then
+  # git archive of just those paths keeps their modes (scripts stay executable).
+  git diff --no-renames --name-only -z --diff-filter=AMT "$base_sha" "$sha" | xargs -0 git archive "$sha" -- | tar -x -C "$dir"
+  git ls-tree -r -z --full-tree "$sha" > "$dir/.rbk_tree_manifest"
+  echo "$sha" > "$dir/.rbk_commit"
+  echo "$dir: overlay of commit $sha on $base_sha, tree $(git rev-parse "$sha^{tree}"): $(printf '%s\n' "$changed" | wc -l) file(s) ($(du -sh "$dir" | cut -f1))"
+  exit 0
+fi
 git archive "$sha" | tar -x -C "$dir"
 git ls-tree -r -z --full-tree "$sha" > "$dir/.rbk_tree_manifest"
 echo "$sha" > "$dir/.rbk_commit"

@@ -1,8 +1,9 @@
 #!/bin/sh
 # scripts/snapshot_for_device.sh + scripts/tree_hash.py, the provenance of GPU results (the device
 # copy has no .git): the hash computed from a snapshot's files must be git's tree of the commit, an
-# edited file must change it, a missing one must fail, and the snapshot script must refuse to
-# replace a directory it did not make. usage: device_snapshot_tree_hash.sh <repo root> <scratch dir>
+# edited file must change it, a missing one must fail, the snapshot script must refuse to replace a
+# directory it did not make, and an overlay (--over) laid on its base must hash to its own commit.
+# usage: device_snapshot_tree_hash.sh <repo root> <scratch dir>
 set -u
 root=$1 scratch=$2
 fail() { echo "device_snapshot_tree_hash: $*"; exit 1; }
@@ -31,4 +32,27 @@ mkdir -p "$scratch/precious" && echo keep > "$scratch/precious/file"
 scripts/snapshot_for_device.sh HEAD "$scratch/precious" > /dev/null 2>&1
 [ $? -eq 2 ] || fail "replacing a directory that is not a snapshot: expected exit 2"
 [ -f "$scratch/precious/file" ] || fail "a directory that is not a snapshot was touched"
+# --over: an overlay of a second commit, laid over the first's snapshot, hashes to the second's tree;
+# it holds only the changed and new files, keeps an executable's mode, and a commit that deletes a
+# file, or one with the base's tree, is refused (exit 2). In a scratch repository of three commits.
+repo=$scratch/overlay_repo
+mkdir -p "$repo/scripts" && cp scripts/snapshot_for_device.sh scripts/tree_hash.py "$repo/scripts/" || fail "cannot make $repo"
+cd "$repo" || fail "no $repo"
+git init -q . && git config user.email t@example.invalid && git config user.name t || fail "git init failed"
+echo a > same.txt && echo b > changed.txt && git add -A && git commit -qm base || fail "base commit failed"
+base_rev=$(git rev-parse HEAD)
+echo c > changed.txt && printf '#!/bin/sh\n' > new.sh && chmod +x new.sh && git add -A && git commit -qm second || fail "second commit failed"
+scripts/snapshot_for_device.sh "$base_rev" "$scratch/base" > /dev/null 2>&1 || fail "base snapshot failed"
+scripts/snapshot_for_device.sh HEAD "$scratch/over" --over "$base_rev" > "$scratch/over.log" 2>&1 || fail "overlay failed: $(cat "$scratch/over.log")"
+[ ! -e "$scratch/over/same.txt" ] || fail "the overlay holds an unchanged file"
+[ -f "$scratch/over/changed.txt" ] && [ -x "$scratch/over/new.sh" ] || fail "the overlay lacks a changed or new file, or new.sh lost its mode"
+mkdir -p "$scratch/laid" && cp -r "$scratch/base/." "$scratch/laid/" || fail "cannot copy the base snapshot"
+cp -r "$scratch/over/." "$scratch/laid/"
+laid=$(python3 scripts/tree_hash.py "$scratch/laid" "$scratch/laid/.rbk_tree_manifest") || fail "tree_hash.py failed on the laid-over tree"
+[ "$laid" = "$(git rev-parse 'HEAD^{tree}')" ] || fail "the laid-over tree hashes to $laid, not the second commit's tree"
+scripts/snapshot_for_device.sh HEAD "$scratch/same" --over HEAD > /dev/null 2>&1
+[ $? -eq 2 ] || fail "an overlay on the same tree: expected exit 2"
+git rm -q same.txt && git commit -qm third || fail "third commit failed"
+scripts/snapshot_for_device.sh HEAD "$scratch/del" --over "$base_rev" > /dev/null 2>&1
+[ $? -eq 2 ] || fail "an overlay of a commit that deletes a file: expected exit 2"
 echo "device_snapshot_tree_hash: ok (tree $want)"
