@@ -43,7 +43,13 @@
 // .top_kernels_per_step [{name, category, calls, seconds}] (the rbk::kTopKernels names with the most
 // time, most first) and .rest_kernels_per_step {names (distinct, not per step), calls, seconds};
 // .largest_gap_seconds and .largest_gap_start_seconds (after the span's start): whether the idle
-// time is spread between launches or sits in one stretch.
+// time is spread between launches or sits in one stretch. Then `attribution_steps` eager steps (the
+// captured modes' step run operator by operator: a graph's replay has no operators) under the
+// profiler with the host's operators, after the final loss is read: row.kernel_attribution, per
+// step, the kernels' time by (category, operator stack that launched them) (rbk::
+// measure_kernel_attribution): {top [{category, op_stack, example_kernel, calls, seconds}], rest
+// {rows, calls, seconds}, seconds, unattributed_seconds}; where the copies and elementwise kernels
+// of gpu_busy's categories come from.
 //
 // Step modes (`step_modes`; issue 25's lever "CUDA graph capture of the whole training step"): every
 // variant is timed in each listed mode, the same step and data in each:
@@ -84,6 +90,7 @@
 #include "rbk/experiment.h"
 #include "rbk/fused_cross_entropy.h"
 #include "rbk/gpu_busy.h"
+#include "rbk/kernel_attribution.h"
 #include "rbk/peak_memory.h"
 #include "rbk/language_model.h"
 #include "rbk/model_sizing.h"
@@ -127,7 +134,7 @@ struct StepPlan {
   rbk::TrainOptions train;
   bool bf16 = false;
   bool fused_loss = false;  // loss_kernel = fused
-  int64_t warmup = 0, timed = 0, phase_steps = 0, busy_steps = 0;
+  int64_t warmup = 0, timed = 0, phase_steps = 0, busy_steps = 0, attribution_steps = 0;
   uint64_t seed = 0;
   int64_t ref_params = 0;
 };
@@ -197,6 +204,10 @@ struct TrainingRig {
   }
   void step(int64_t s) {
     if (device_step && device_step->captured()) return device_step->run_captured(ids[s]);
+    step_eager(s);
+  }
+  // Operator by operator in every mode (kernel attribution: a replay launches no operators).
+  void step_eager(int64_t s) {
     if (device_step) return device_step->run_eager(ids[s]);
     forward(s);
     backward();
@@ -220,7 +231,7 @@ TrainingRig make_rig(const StepPlan& plan, const rbk::LmConfig& mc, int64_t b, i
         rig.params, torch::optim::AdamWOptions(t.lr).weight_decay(t.weight_decay).betas({t.beta1, t.beta2}).eps(t.eps));
   else
     rig.device_step = std::make_unique<rbk::CapturedLmStep>(*rig.model, t, plan.bf16, b, n, plan.fused_loss);
-  rig.ids = torch::randint(mc.vocab_size, {plan.warmup + plan.timed + plan.phase_steps + plan.busy_steps, b, n + 1},
+  rig.ids = torch::randint(mc.vocab_size, {plan.warmup + plan.timed + plan.phase_steps + plan.busy_steps + plan.attribution_steps, b, n + 1},
                            torch::TensorOptions().dtype(torch::kInt64).device(plan.device));
   return rig;
 }
@@ -324,6 +335,27 @@ json measure_busy(TrainingRig& rig, int64_t first_step, const std::string& label
   return busy;
 }
 
+// Where the kernels come from: `attribution_steps` eager steps with the host's operators recorded
+// (rbk::measure_kernel_attribution), per step.
+json attribute_kernels(TrainingRig& rig, int64_t first_step, const std::string& label) {
+  const int64_t steps = rig.plan->attribution_steps;
+  const rbk::KernelAttribution ka = rbk::measure_kernel_attribution([&] {
+    for (int64_t s = 0; s < steps; ++s) rig.step_eager(first_step + s);
+  });
+  if (!ka.error.empty()) return {{"error", ka.error}, {"steps", steps}};
+  const double per = 1.0 / static_cast<double>(steps);
+  json top = json::array();
+  for (const auto& t : ka.top)
+    top.push_back({{"category", t.category}, {"op_stack", t.op_stack}, {"example_kernel", t.example_kernel},
+                   {"calls", static_cast<double>(t.calls) * per}, {"seconds", t.seconds * per}});
+  std::fprintf(stderr, "%s: kernels attributed to operators: %.4f s per step, %.1f %% without an operator; first: %s\n",
+               label.c_str(), ka.total_seconds * per, 100.0 * ka.unattributed_seconds / std::max(ka.total_seconds, 1e-30),
+               ka.top.empty() ? "-" : ka.top[0].op_stack.c_str());
+  return {{"steps", steps}, {"seconds", ka.total_seconds * per}, {"unattributed_seconds", ka.unattributed_seconds * per},
+          {"top", top},
+          {"rest", {{"rows", ka.rest_rows}, {"calls", static_cast<double>(ka.rest_calls) * per}, {"seconds", ka.rest_seconds * per}}}};
+}
+
 // Builds and times one model at batch b and length n; fills row (status ok / diverged) and appends
 // its per-step arrays. Throws what training throws (the caller records oom / error).
 void time_model(const StepPlan& plan, const rbk::LmConfig& mc, int64_t b, int64_t n, const std::string& mode,
@@ -367,6 +399,9 @@ void time_model(const StepPlan& plan, const rbk::LmConfig& mc, int64_t b, int64_
   if (plan.busy_steps > 0) row["gpu_busy"] = measure_busy(rig, after_timed + plan.phase_steps, label);
 
   const double final_loss = rig.last_loss().item<double>();
+  // After the loss is read: these steps change the model, not the row's timings or loss.
+  if (plan.attribution_steps > 0)
+    row["kernel_attribution"] = attribute_kernels(rig, after_timed + plan.phase_steps + plan.busy_steps, label);
   const double median = rbk::median(secs);
   const int64_t peak = rbk::cuda_peak_allocated_bytes(plan.device);
   const double tps = static_cast<double>(b * n) / median;
@@ -444,6 +479,7 @@ int main(int argc, char** argv) {
     plan.timed = cfg.get_int("timed_steps");
     plan.phase_steps = cfg.get_int("phase_steps");
     plan.busy_steps = cfg.get_int("busy_steps");
+    plan.attribution_steps = cfg.get_int("attribution_steps");
     plan.seed = static_cast<uint64_t>(cfg.get_int("seed"));
     const int64_t B = plan.train.batch_size, N = ref.n_seq;
     const bool target_config = plan.device.is_cuda() && plan.bf16 && N == kTargetSeqLen &&

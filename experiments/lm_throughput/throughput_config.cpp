@@ -34,6 +34,8 @@ rbk::ExperimentSpec experiment_spec() {
       .add_int("timed_steps", 1, 100000, "timed training steps per model")
       .add_int("phase_steps", 0, 100000, "steps after the timed ones with a synchronisation after each phase (0 = none)")
       .add_int("busy_steps", 0, 100000, "steps after the phase steps run under the profiler for the GPU busy fraction (0 = none)")
+      .add_int("attribution_steps", 0, 1000, "eager steps after the final loss, profiled with the host's operators: the "
+                                             "operator stacks that launch the step's kernels (0 = none)")
       .add_int_list("lengths", 1, 1 << 24, "sequence lengths timed, ascending, the first = model.n_seq (the tokens/s curve)")
       .add_int("threads", 0, 256, "CPU threads (0 = RBK_THREADS or all cores)")
       .add_string("device", {"auto", "cpu", "cuda"}, "where to train");

@@ -1,0 +1,41 @@
+// Kernels attributed to their host operators on a GPU (kernel_attribution.h; issue 25): what the
+// CPU tests cannot show, that this LibTorch's profiler links each CUDA kernel to the operator that
+// launched it (its linked correlation id), so that a matmul and a copy land under aten::mm and
+// aten::copy_ with their shapes, and almost nothing is left without an operator.
+#include "rbk/kernel_attribution.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <string>
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+}  // namespace
+
+TEST(KernelAttributionCuda, KernelsLandUnderTheOperatorsThatLaunchedThem) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const auto a = torch::randn({1024, 1024}, torch::kCUDA);
+  torch::cuda::synchronize();
+  const auto r = rbk::measure_kernel_attribution([&] {
+    const auto c = torch::mm(a, a);
+    (void)c.t().contiguous();
+  });
+  ASSERT_TRUE(r.error.empty()) << r.error;
+  ASSERT_GT(r.total_seconds, 0.0);
+  EXPECT_LT(r.unattributed_seconds, 0.1 * r.total_seconds) << "kernels without a linked operator";
+  bool mm = false, copy = false;
+  for (const auto& row : r.top) {
+    std::fprintf(stderr, "%-10s %8.1f us x%lld  %s\n", row.category.c_str(), 1e6 * row.seconds, (long long)row.calls,
+                 row.op_stack.c_str());
+    mm = mm || (row.category == "matmul" && ends_with(row.op_stack, "aten::mm [[1024, 1024], [1024, 1024]]"));
+    copy = copy || (row.category == "copy" && row.op_stack.find("aten::copy_") != std::string::npos &&
+                    row.op_stack.find("aten::contiguous") != std::string::npos);
+  }
+  EXPECT_TRUE(mm) << "the GEMM under aten::mm with its shapes";
+  EXPECT_TRUE(copy) << "the transpose's copy under aten::contiguous > ... > aten::copy_";
+}
