@@ -115,6 +115,26 @@ __device__ float block_reduce(float v, Op op, float* scratch, float* result) {
   return *result;
 }
 
+// grad[j] = write(j, src[j]) over the row, each thread on the elements for_my_elements gives it,
+// 16-byte vectors where `vectorised`: the gradient pass of both kernels (src: the row in global
+// memory, or its copy in shared memory).
+template <class T, class W>
+__device__ __forceinline__ void write_gradient_row(const T* src, T* grad, int64_t cols, bool vectorised, W write) {
+  if (vectorised) {
+    const auto* vsrc = reinterpret_cast<const Vec<T>*>(src);
+    auto* vgrad = reinterpret_cast<Vec<T>*>(grad);
+    for (int64_t i = threadIdx.x; i < cols / kVec<T>; i += blockDim.x) {
+      const Vec<T> chunk = vsrc[i];
+      Vec<T> out;
+#pragma unroll
+      for (int k = 0; k < kVec<T>; ++k) out.v[k] = write(i * kVec<T> + k, to_float(chunk.v[k]));
+      vgrad[i] = out;
+    }
+  } else {
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) grad[j] = write(j, to_float(src[j]));
+  }
+}
+
 // Two reads of the row from global memory (rows too long for shared memory): the first keeps a
 // running maximum and sum (MaxSum), the second writes the gradient.
 template <class T>
@@ -152,19 +172,7 @@ __global__ void __launch_bounds__(kSoftmaxXentThreads) softmax_xent_kernel(const
     if (j == t) g -= 1.f;
     return from_float<T>(g * scale);
   };
-  if (vectorised) {
-    const auto* vrow = reinterpret_cast<const Vec<T>*>(row);
-    auto* vgrad = reinterpret_cast<Vec<T>*>(grad);
-    for (int64_t i = threadIdx.x; i < p.cols / kVec<T>; i += blockDim.x) {
-      const Vec<T> chunk = vrow[i];
-      Vec<T> out;
-#pragma unroll
-      for (int k = 0; k < kVec<T>; ++k) out.v[k] = write(i * kVec<T> + k, to_float(chunk.v[k]));
-      vgrad[i] = out;
-    }
-  } else {
-    for (int64_t j = threadIdx.x; j < p.cols; j += blockDim.x) grad[j] = write(j, to_float(row[j]));
-  }
+  write_gradient_row(row, grad, p.cols, vectorised, write);
   if (threadIdx.x == 0) p.row_loss[r] = t >= 0 && t < p.cols ? (m - to_float(row[t])) + logf(row_s) : NAN;
 }
 
@@ -214,19 +222,7 @@ __global__ void __launch_bounds__(kStagedThreads) softmax_xent_staged_kernel(con
     if (j == t) g -= 1.f;
     return from_float<T>(g * scale);
   };
-  if (vectorised) {
-    const auto* vsrc = reinterpret_cast<const Vec<T>*>(staged);
-    auto* vgrad = reinterpret_cast<Vec<T>*>(grad);
-    for (int64_t i = threadIdx.x; i < p.cols / kVec<T>; i += blockDim.x) {
-      const Vec<T> chunk = vsrc[i];
-      Vec<T> out;
-#pragma unroll
-      for (int k = 0; k < kVec<T>; ++k) out.v[k] = write(i * kVec<T> + k, to_float(chunk.v[k]));
-      vgrad[i] = out;
-    }
-  } else {
-    for (int64_t j = threadIdx.x; j < p.cols; j += blockDim.x) grad[j] = write(j, to_float(staged[j]));
-  }
+  write_gradient_row(staged, grad, p.cols, vectorised, write);
   if (threadIdx.x == 0) p.row_loss[r] = t >= 0 && t < p.cols ? (m - to_float(row[t])) + logf(s) : NAN;
 }
 
