@@ -218,7 +218,7 @@ KernelAttribution measure_kernel_attribution(const std::function<void()>& work, 
   try {
     recorded = profiled_ops_and_kernels(work, [] { torch::cuda::synchronize(); });
   } catch (const std::exception& e) {
-    r.error = std::string("the profiler could not record host operators and CUDA activities: ") + e.what();
+    r.error = std::string("the work or the profiler failed (host operators and CUDA activities): ") + e.what();
     return r;
   }
   // Seconds relative to the earliest event (see measure_gpu_busy).

@@ -231,8 +231,8 @@ TrainingRig make_rig(const StepPlan& plan, const rbk::LmConfig& mc, int64_t b, i
         rig.params, torch::optim::AdamWOptions(t.lr).weight_decay(t.weight_decay).betas({t.beta1, t.beta2}).eps(t.eps));
   else
     rig.device_step = std::make_unique<rbk::CapturedLmStep>(*rig.model, t, plan.bf16, b, n, plan.fused_loss);
-  rig.ids = torch::randint(mc.vocab_size, {plan.warmup + plan.timed + plan.phase_steps + plan.busy_steps + plan.attribution_steps, b, n + 1},
-                           torch::TensorOptions().dtype(torch::kInt64).device(plan.device));
+  const int64_t steps = plan.warmup + plan.timed + plan.phase_steps + plan.busy_steps + plan.attribution_steps;
+  rig.ids = torch::randint(mc.vocab_size, {steps, b, n + 1}, torch::TensorOptions().dtype(torch::kInt64).device(plan.device));
   return rig;
 }
 
@@ -336,7 +336,9 @@ json measure_busy(TrainingRig& rig, int64_t first_step, const std::string& label
 }
 
 // Where the kernels come from: `attribution_steps` eager steps with the host's operators recorded
-// (rbk::measure_kernel_attribution), per step.
+// (rbk::measure_kernel_attribution), per step. A failure here (an eager step beside a captured
+// graph's memory may not fit at the longest N) is recorded in the object and leaves the row's
+// measurements as they are.
 json attribute_kernels(TrainingRig& rig, int64_t first_step, const std::string& label) {
   const int64_t steps = rig.plan->attribution_steps;
   const rbk::KernelAttribution ka = rbk::measure_kernel_attribution([&] {

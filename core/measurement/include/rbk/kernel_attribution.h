@@ -64,8 +64,8 @@ KernelAttribution attribute_kernels(const std::vector<HostOp>& ops, const std::v
                                     std::size_t depth = kAttributionDepth, std::size_t top_k = kTopAttributedRows);
 
 // Runs work once under the profiler recording host operators (with input shapes) and CUDA
-// activities, waits for the device, and attributes the kernels. Without a CUDA device, or where
-// the profiler cannot record, work is not run and error says why.
+// activities, waits for the device, and attributes the kernels. Without a CUDA device work is not
+// run; there, and where work throws (e.g. out of memory) or the profiler cannot record, error says why.
 KernelAttribution measure_kernel_attribution(const std::function<void()>& work, std::size_t depth = kAttributionDepth,
                                              std::size_t top_k = kTopAttributedRows);
 
