@@ -1,9 +1,7 @@
-// The GPU busy fraction and where its time goes (gpu_busy.h), and the profiler run of
-// kernel_attribution.h. Compiled like flop_count.cpp (NDEBUG, no precompiled header): the profiler's
-// headers are LibTorch's, built with NDEBUG.
+// The GPU busy fraction and where its time goes (gpu_busy.h). Compiled like flop_count.cpp (NDEBUG,
+// no precompiled header): the profiler's headers are LibTorch's, built with NDEBUG.
 #include "rbk/gpu_busy.h"
 
-#include "rbk/kernel_attribution.h"
 #include "rbk/torch_compat_profiler.h"
 
 #include <algorithm>
@@ -192,10 +190,7 @@ GpuBusy measure_gpu_busy(const std::function<void()>& work, std::size_t top_k) {
   }
   try {
     auto recorded = profiled_activities(work, true, [] { torch::cuda::synchronize(); });
-    // Relative to the first start before converting: absolute clock values (~1e18 ns) would keep
-    // only ~0.4 us of resolution in a double.
-    int64_t origin = recorded.empty() ? 0 : recorded.front().start_ns;
-    for (const auto& a : recorded) origin = std::min(origin, a.start_ns);
+    const int64_t origin = earliest_start_ns(recorded);
     std::vector<DeviceActivity> seconds;
     seconds.reserve(recorded.size());
     for (auto& a : recorded)
@@ -206,34 +201,6 @@ GpuBusy measure_gpu_busy(const std::function<void()>& work, std::size_t top_k) {
     r.error = std::string("the profiler could not record CUDA activities: ") + e.what();
     return r;
   }
-}
-
-KernelAttribution measure_kernel_attribution(const std::function<void()>& work, std::size_t depth, std::size_t top_k) {
-  KernelAttribution r;
-  if (!torch::cuda::is_available()) {
-    r.error = "no CUDA device";
-    return r;
-  }
-  std::vector<ProfiledActivity> recorded;
-  try {
-    recorded = profiled_ops_and_kernels(work, [] { torch::cuda::synchronize(); });
-  } catch (const std::exception& e) {
-    r.error = std::string("the work or the profiler failed (host operators and CUDA activities): ") + e.what();
-    return r;
-  }
-  // Seconds relative to the earliest event (see measure_gpu_busy).
-  int64_t origin = recorded.empty() ? 0 : recorded.front().start_ns;
-  for (const auto& a : recorded) origin = std::min(origin, a.start_ns);
-  const auto sec = [origin](int64_t ns) { return 1e-9 * static_cast<double>(ns - origin); };
-  std::vector<HostOp> ops;
-  std::vector<LaunchedKernel> kernels;
-  for (auto& a : recorded) {
-    if (a.on_device)
-      kernels.push_back({std::move(a.name), sec(a.start_ns), sec(a.end_ns), a.linked_correlation});
-    else
-      ops.push_back({std::move(a.name), std::move(a.shapes), sec(a.start_ns), sec(a.end_ns), a.correlation, a.thread});
-  }
-  return attribute_kernels(ops, kernels, depth, top_k);
 }
 
 }  // namespace rbk

@@ -1,8 +1,9 @@
-// Kernels attributed to the host operators that launched them (kernel_attribution.h). The profiler
-// call itself is in gpu_busy.cpp, the one file compiled against LibTorch's profiler headers.
+// Kernels attributed to the host operators that launched them (kernel_attribution.h). Compiled like
+// gpu_busy.cpp (NDEBUG, no precompiled header): it includes LibTorch's profiler headers.
 #include "rbk/kernel_attribution.h"
 
 #include "rbk/gpu_busy.h"
+#include "rbk/torch_compat_profiler.h"
 
 #include <algorithm>
 #include <cctype>
@@ -104,6 +105,32 @@ KernelAttribution attribute_kernels(const std::vector<HostOp>& ops_in, const std
     r.rest_seconds += all[i].seconds;
   }
   return r;
+}
+
+KernelAttribution measure_kernel_attribution(const std::function<void()>& work, std::size_t depth, std::size_t top_k) {
+  KernelAttribution r;
+  if (!torch::cuda::is_available()) {
+    r.error = "no CUDA device";
+    return r;
+  }
+  std::vector<ProfiledActivity> recorded;
+  try {
+    recorded = profiled_ops_and_kernels(work, [] { torch::cuda::synchronize(); });
+  } catch (const std::exception& e) {
+    r.error = std::string("the work or the profiler failed (host operators and CUDA activities): ") + e.what();
+    return r;
+  }
+  const int64_t origin = earliest_start_ns(recorded);
+  const auto sec = [origin](int64_t ns) { return 1e-9 * static_cast<double>(ns - origin); };
+  std::vector<HostOp> ops;
+  std::vector<LaunchedKernel> kernels;
+  for (auto& a : recorded) {
+    if (a.on_device)
+      kernels.push_back({std::move(a.name), sec(a.start_ns), sec(a.end_ns), a.linked_correlation});
+    else
+      ops.push_back({std::move(a.name), std::move(a.shapes), sec(a.start_ns), sec(a.end_ns), a.correlation, a.thread});
+  }
+  return attribute_kernels(ops, kernels, depth, top_k);
 }
 
 }  // namespace rbk

@@ -7,6 +7,7 @@
 #include <torch/version.h>
 #endif
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -106,6 +107,14 @@ inline std::vector<ProfiledActivity> profiled_ops_and_kernels(const std::functio
   std::vector<ProfiledActivity> out;
   for (const auto& e : result->events()) out.push_back(detail::profiled_activity_of(e));
   return out;
+}
+
+// The earliest start among recorded events (0 for none): the origin to subtract before converting
+// to seconds, since absolute clock values (~1e18 ns) would keep only ~0.4 us of resolution in a double.
+inline int64_t earliest_start_ns(const std::vector<ProfiledActivity>& recorded) {
+  int64_t origin = recorded.empty() ? 0 : recorded.front().start_ns;
+  for (const auto& a : recorded) origin = std::min(origin, a.start_ns);
+  return origin;
 }
 
 }  // namespace rbk
