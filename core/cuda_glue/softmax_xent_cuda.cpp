@@ -3,6 +3,7 @@
 #include "rbk/cuda_glue/softmax_xent_cuda.h"
 
 #include "rbk/kernels/softmax_xent_launch.h"
+#include "rbk/profiled_scope.h"
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -35,6 +36,7 @@ std::pair<torch::Tensor, torch::Tensor> softmax_xent_cuda(const torch::Tensor& l
   p.rows = x.size(0);
   p.cols = x.size(1);
   p.allow_staging = allow_staging;
+  const ProfiledScope scope("rbk::softmax_xent");  // the kernel's host side in kernel attribution
   const cudaError_t e = launch_softmax_xent(p, at::cuda::getCurrentCUDAStream());
   TORCH_CHECK(e == cudaSuccess, "softmax cross-entropy (CUDA): launch failed: ", cudaGetErrorString(e));
   return {row_loss, grad};

@@ -4,6 +4,7 @@
 // an operator's enclosing operators contain it in time on its thread). The CUDA link itself (a
 // kernel's linked correlation = its operator's) is tested on the GPU (tests/gpu).
 #include "rbk/kernel_attribution.h"
+#include "rbk/profiled_scope.h"
 #include "rbk/torch_compat_profiler.h"
 
 #include <gtest/gtest.h>
@@ -98,6 +99,31 @@ TEST(KernelAttribution, HostOperatorsCarryCorrelationShapesAndNesting) {
   EXPECT_EQ(mm->thread, matmul->thread);
   EXPECT_LE(matmul->start_ns, mm->start_ns);
   EXPECT_GE(matmul->end_ns, mm->end_ns);
+}
+
+// A ProfiledScope is an operator to the profiler, with a correlation id of its own, enclosing the
+// work inside it: what lets kernels launched by rbk's glue (no ATen operator) be attributed on a GPU.
+TEST(KernelAttribution, ProfiledScopeIsAHostOperatorAroundItsWork) {
+  const auto a = torch::randn({32, 16}), b = torch::randn({16, 8});
+  const auto result = rbk::detail::profile_run(
+      [&] {
+        const rbk::ProfiledScope scope("rbk::test_scope");
+        (void)torch::mm(a, b);
+      },
+      nullptr, {torch::profiler::impl::ActivityType::CPU}, true);
+  std::vector<rbk::ProfiledActivity> ops;
+  for (const auto& e : result->events()) ops.push_back(rbk::detail::profiled_activity_of(e));
+  const auto find = [&](const std::string& name) {
+    return std::find_if(ops.begin(), ops.end(), [&](const rbk::ProfiledActivity& o) { return o.name == name; });
+  };
+  const auto scope = find("rbk::test_scope"), mm = find("aten::mm");
+  ASSERT_NE(scope, ops.end()) << "the scope is not recorded";
+  ASSERT_NE(mm, ops.end());
+  EXPECT_NE(scope->correlation, 0u);
+  EXPECT_NE(scope->correlation, mm->correlation);
+  EXPECT_EQ(scope->thread, mm->thread);
+  EXPECT_LE(scope->start_ns, mm->start_ns);
+  EXPECT_GE(scope->end_ns, mm->end_ns);
 }
 
 TEST(KernelAttribution, WithoutCudaNothingRuns) {
