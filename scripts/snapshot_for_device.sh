@@ -4,6 +4,7 @@
 # there and the results record it; the ledger checks it is the commit's tree), and the corpus data
 # the experiments read, when fetched here.
 # usage: scripts/snapshot_for_device.sh [<commit>, default HEAD] [<dir>, default .snap] [--over <base commit>]
+#                                       [--without-outputs]
 # then:  run with carry [".snap"]: cd .snap && OUT=$OUT RBK_GIT_COMMIT=<sha> RBK_GIT_DIRTY=false scripts/run_device.sh ...
 #
 # --over <base>: an overlay instead of a whole tree, to time a second commit in the same call as the
@@ -12,11 +13,20 @@
 # over a copy of the base's snapshot: cp -r .snap /tmp/s2 && cp -r <dir>/. /tmp/s2/. Files the commit
 # deletes are refused here: an overlay cannot remove them. run_device.sh's tree hash then checks the
 # laid-over tree against the commit (session 31: ff52c07 + 482855e, NOTES.md).
+#
+# --without-outputs: leave results/ and paper/ (what runs write, never read by a build or a run) out of
+# the snapshot, because the working tree that travels with every call already holds them (session 32:
+# tree 26 MB + snapshot 46 MB passed the 64 MiB limit). They are copied in on the device before
+# run_device.sh, from the travelling tree: cp -r results paper .snap/ (so the working tree must be at
+# the snapshot's commit). Their bytes are then hashed like every other file: a copy that differs from
+# the commit's gives another tree hash, and a missing one no hash at all.
 set -euo pipefail
 base=""
+without_outputs=0
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
+    --without-outputs) without_outputs=1; shift ;;
     --over) [ $# -ge 2 ] || { echo "snapshot_for_device.sh: --over needs a base commit" >&2; exit 2; }; base=$2; shift 2 ;;
     *) args+=("$1"); shift ;;
   esac
@@ -49,10 +59,18 @@ if [ -n "$base" ]; then
   echo "$dir: overlay of commit $sha on $base_sha, tree $(git rev-parse "$sha^{tree}"): $(printf '%s\n' "$changed" | wc -l) file(s) ($(du -sh "$dir" | cut -f1))"
   exit 0
 fi
-git archive "$sha" | tar -x -C "$dir"
+if [ "$without_outputs" = 1 ]; then
+  # Top-level results/ and paper/ only (tests/validation/data holds fixtures named results/).
+  git archive "$sha" -- . ":(exclude,top)results" ":(exclude,top)paper" | tar -x -C "$dir"
+else
+  git archive "$sha" | tar -x -C "$dir"
+fi
 git ls-tree -r -z --full-tree "$sha" > "$dir/.rbk_tree_manifest"
 echo "$sha" > "$dir/.rbk_commit"
 for d in data/sotu data/gpt2; do
   if [ -d "$d" ]; then mkdir -p "$dir/data" && cp -r "$d" "$dir/data/"; fi
 done
 echo "$dir: commit $sha, tree $(git rev-parse "$sha^{tree}") ($(du -sh "$dir" | cut -f1))"
+if [ "$without_outputs" = 1 ]; then
+  echo "$dir: results/ and paper/ left out: on the device, cp -r results paper $dir/ before run_device.sh"
+fi

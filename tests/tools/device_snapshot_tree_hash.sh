@@ -2,7 +2,8 @@
 # scripts/snapshot_for_device.sh + scripts/tree_hash.py, the provenance of GPU results (the device
 # copy has no .git): the hash computed from a snapshot's files must be git's tree of the commit, an
 # edited file must change it, a missing one must fail, the snapshot script must refuse to replace a
-# directory it did not make, and an overlay (--over) laid on its base must hash to its own commit.
+# directory it did not make, an overlay (--over) laid on its base must hash to its own commit, and a
+# snapshot --without-outputs must hash to it once results/ and paper/ are laid in.
 # usage: device_snapshot_tree_hash.sh <repo root> <scratch dir>
 set -u
 root=$1 scratch=$2
@@ -32,6 +33,18 @@ mkdir -p "$scratch/precious" && echo keep > "$scratch/precious/file"
 scripts/snapshot_for_device.sh HEAD "$scratch/precious" > /dev/null 2>&1
 [ $? -eq 2 ] || fail "replacing a directory that is not a snapshot: expected exit 2"
 [ -f "$scratch/precious/file" ] || fail "a directory that is not a snapshot was touched"
+# --without-outputs: no top-level results/ or paper/ (fixtures named results/ deeper down stay); without
+# them the manifest gives no hash; with the commit's copies laid in (what the device command copies
+# from the travelling tree) the commit's tree again.
+lean=$scratch/lean
+scripts/snapshot_for_device.sh HEAD "$lean" --without-outputs > "$scratch/lean.log" 2>&1 || fail "--without-outputs failed: $(cat "$scratch/lean.log")"
+[ ! -e "$lean/results" ] && [ ! -e "$lean/paper" ] || fail "--without-outputs kept results/ or paper/"
+[ "$(git ls-tree -r --name-only HEAD tests | grep -c '/results/')" = "$(cd "$lean" && find tests -path '*/results/*' -type f | wc -l)" ] \
+  || fail "--without-outputs dropped files named results/ below the top level"
+if python3 scripts/tree_hash.py "$lean" "$lean/.rbk_tree_manifest" > /dev/null 2>&1; then fail "a snapshot without its outputs gave a hash"; fi
+git archive HEAD results paper | tar -x -C "$lean" || fail "cannot lay the commit's results/ and paper/ in"
+got=$(python3 scripts/tree_hash.py "$lean" "$lean/.rbk_tree_manifest") || fail "tree_hash.py failed with the outputs laid in"
+[ "$got" = "$want" ] || fail "the snapshot with its outputs laid in hashes to $got, not $want"
 # --over: an overlay of a second commit, laid over the first's snapshot, hashes to the second's tree;
 # it holds only the changed and new files, keeps an executable's mode, and a commit that deletes a
 # file, or one with the base's tree, is refused (exit 2). In a scratch repository of three commits.
