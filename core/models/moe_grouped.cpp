@@ -3,6 +3,7 @@
 #include "rbk/moe_grouped.h"
 
 #include "rbk/moe.h"
+#include "rbk/torch_compat.h"
 
 #include <cmath>
 #include <stdexcept>
@@ -72,23 +73,35 @@ struct GatherRowsWithInverse : public torch::autograd::Function<GatherRowsWithIn
   }
 };
 
-// An expert tensor (E, ...) repeated for each tile, stacked[tile_expert]. Backward sums each tile's
-// gradient into its expert by one GEMM with the tiles' one-hot expert matrix (n_tiles, E):
-// deterministic, where index_select's backward is an index_add with atomics.
+// An expert tensor (E, ...) repeated for each tile in `dtype`, stacked.to(dtype)[tile_expert]: cast
+// once per expert, then gathered, rather than gathered in the parameters' dtype and cast per tile
+// by autocast (n_tiles copies written twice; NOTES.md, session 32's kernel attribution at 32k).
+// Backward sums each tile's gradient into its expert by one GEMM with the tiles' one-hot expert
+// matrix (n_tiles, E), in the parameters' dtype as autocast's cast backward had it: the same values
+// as gathering first. Deterministic, where index_select's backward is an index_add with atomics.
 struct PerTileExpertTensor : public torch::autograd::Function<PerTileExpertTensor> {
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& stacked, const torch::Tensor& tile_expert) {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& stacked, const torch::Tensor& tile_expert,
+                               torch::ScalarType dtype) {
     ctx->save_for_backward({tile_expert});
     ctx->saved_data["experts"] = stacked.size(0);
     ctx->saved_data["sizes"] = stacked.sizes().vec();
-    return stacked.index_select(0, tile_expert);
+    ctx->saved_data["param_dtype"] = static_cast<int64_t>(stacked.scalar_type());
+    return stacked.to(dtype).index_select(0, tile_expert);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const auto tile_expert = ctx->get_saved_variables()[0];
     const int64_t experts = ctx->saved_data["experts"].toInt();
     const auto sizes = ctx->saved_data["sizes"].toIntVector();
-    const auto& g = grad_outputs[0];
-    return {one_hot(tile_expert, experts, g.scalar_type()).t().mm(g.reshape({g.size(0), -1})).view(sizes), torch::Tensor()};
+    const auto dtype = static_cast<torch::ScalarType>(ctx->saved_data["param_dtype"].toInt());
+    // The weights' tile gradients arrive transposed (the GEMMs read the weights transposed): one
+    // copy makes them contiguous in the parameters' dtype, where a cast and a reshape's clone took two.
+    // (Tensor::to with MemoryFormat::Contiguous would alias a transposed 3-D tensor of the same dtype.)
+    const auto& tile_grad = grad_outputs[0];
+    const auto g = tile_grad.scalar_type() == dtype && tile_grad.is_contiguous()
+                       ? tile_grad
+                       : torch::empty(tile_grad.sizes(), tile_grad.options().dtype(dtype)).copy_(tile_grad);
+    return {one_hot(tile_expert, experts, dtype).t().mm(g.view({g.size(0), -1})).view(sizes), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -159,10 +172,11 @@ torch::Tensor grouped_expert_mlp(const torch::Tensor& x, const torch::Tensor& id
 
   // Token rows into the padded buffer (padding rows read zeros); backward: each token's k slots.
   const auto xs = GatherRowsWithInverse::apply(x, src_of_row, true, row_of_slot, false, k).view({n_tiles, R, D});
-  // The weights are gathered in their own dtype: under autocast the batched GEMM casts the tiles'
-  // copies, and the cast's backward hands their gradients back in fp32 before they are summed per
-  // expert, so a parameter's gradient is not accumulated in bf16.
-  const auto per_tile = [&](const torch::Tensor& t) { return PerTileExpertTensor::apply(t, tile_expert); };
+  // The weights are gathered in the dtype the batched GEMMs run in (autocast's on CUDA), and their
+  // per-tile gradients are summed per expert in the parameters' own dtype, so a parameter's gradient
+  // is not accumulated in bf16.
+  const auto gemm_dtype = x.is_cuda() && cuda_autocast_enabled() ? cuda_autocast_dtype() : experts.up_weight.scalar_type();
+  const auto per_tile = [&](const torch::Tensor& t) { return PerTileExpertTensor::apply(t, tile_expert, gemm_dtype); };
   auto h = torch::baddbmm(per_tile(experts.up_bias).unsqueeze(1), xs, per_tile(experts.up_weight).transpose(1, 2));
   h = torch::dropout(torch::relu(h), dropout, training);
   const auto y = torch::baddbmm(per_tile(experts.down_bias).unsqueeze(1), h, per_tile(experts.down_weight).transpose(1, 2));
