@@ -6,8 +6,13 @@
 
 namespace rbk {
 
+// FUNCTION, an operator's scope, not USER_SCOPE: the profiler pushes a user range's correlation id
+// as a separate "user" correlation, and a kernel's linked operator is the innermost non-user range
+// around its launch. With USER_SCOPE the loss kernel stayed without an operator on an H100 (session
+// 33, KernelAttributionCuda.OwnKernelsLandUnderTheirGlueScope). As an operator it is also counted
+// by rbk::OperatorCallCounter, once per launch: the host calls it does stand for.
 struct ProfiledScope::Range {
-  at::RecordFunction guard{at::RecordScope::USER_SCOPE};
+  at::RecordFunction guard{at::RecordScope::FUNCTION};
 };
 
 ProfiledScope::ProfiledScope(const char* name) {

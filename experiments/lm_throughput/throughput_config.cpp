@@ -33,7 +33,7 @@ rbk::ExperimentSpec experiment_spec() {
       .add_int("warmup_steps", 0, 10000, "untimed training steps per model")
       .add_int("timed_steps", 1, 100000, "timed training steps per model")
       .add_int("phase_steps", 0, 100000, "steps after the timed ones with a synchronisation after each phase (0 = none)")
-      .add_int("busy_steps", 0, 100000, "steps after the phase steps run under the profiler for the GPU busy fraction (0 = none)")
+      .add_int("busy_steps", 0, 100000, "steps after the phase steps run under the profiler for the GPU busy fraction, after one profiled alone as the profiler's warm-up (0 = none)")
       .add_int("attribution_steps", 0, 1000, "eager steps after the final loss, profiled with the host's operators: the "
                                              "operator stacks that launch the step's kernels (0 = none)")
       .add_int_list("lengths", 1, 1 << 24, "sequence lengths timed, ascending, the first = model.n_seq (the tokens/s curve)")

@@ -103,6 +103,9 @@ TEST(KernelAttribution, HostOperatorsCarryCorrelationShapesAndNesting) {
 
 // A ProfiledScope is an operator to the profiler, with a correlation id of its own, enclosing the
 // work inside it: what lets kernels launched by rbk's glue (no ATen operator) be attributed on a GPU.
+// Its scope must be an operator's (FUNCTION), not USER_SCOPE: kernels do not link to user ranges
+// (the GPU test OwnKernelsLandUnderTheirGlueScope failed on an H100 with a USER_SCOPE range, which
+// this CPU test, without the scope check, had passed).
 TEST(KernelAttribution, ProfiledScopeIsAHostOperatorAroundItsWork) {
   const auto a = torch::randn({32, 16}), b = torch::randn({16, 8});
   const auto result = rbk::detail::profile_run(
@@ -121,6 +124,7 @@ TEST(KernelAttribution, ProfiledScopeIsAHostOperatorAroundItsWork) {
   ASSERT_NE(mm, ops.end());
   EXPECT_NE(scope->correlation, 0u);
   EXPECT_NE(scope->correlation, mm->correlation);
+  EXPECT_EQ(scope->scope, static_cast<uint8_t>(at::RecordScope::FUNCTION)) << "kernels link to operator scopes only";
   EXPECT_EQ(scope->thread, mm->thread);
   EXPECT_LE(scope->start_ns, mm->start_ns);
   EXPECT_GE(scope->end_ns, mm->end_ns);

@@ -30,6 +30,10 @@ struct ProfiledActivity {
   bool on_device = false;
   uint64_t correlation = 0, linked_correlation = 0, thread = 0;
   std::string shapes;
+  // A host event's at::RecordScope. The profiler makes only non-USER_SCOPE events the operator
+  // that kernels launched inside them link to (user scopes get a separate "user" correlation): a
+  // kernel launched inside a USER_SCOPE range alone has no linked operator (session 33, H100).
+  uint8_t scope = 0;
 };
 
 namespace detail {
@@ -49,6 +53,7 @@ inline ProfiledActivity profiled_activity_of(const torch::autograd::profiler::Ki
   a.correlation = e.correlationId();
   a.linked_correlation = e.linkedCorrelationId();
   a.thread = e.startThreadId();
+  a.scope = e.scope();
   if (e.hasShapes()) {
     for (const auto& shape : e.shapes()) {
       if (!a.shapes.empty()) a.shapes += ", ";
