@@ -94,14 +94,16 @@ struct PerTileExpertTensor : public torch::autograd::Function<PerTileExpertTenso
     const int64_t experts = ctx->saved_data["experts"].toInt();
     const auto sizes = ctx->saved_data["sizes"].toIntVector();
     const auto dtype = static_cast<torch::ScalarType>(ctx->saved_data["param_dtype"].toInt());
-    // The weights' tile gradients arrive transposed (the GEMMs read the weights transposed): one
-    // copy makes them contiguous in the parameters' dtype, where a cast and a reshape's clone took two.
-    // (Tensor::to with MemoryFormat::Contiguous would alias a transposed 3-D tensor of the same dtype.)
+    // The weights' tile gradients arrive as transposed views of contiguous (tiles, cols, rows)
+    // tensors (the GEMMs read the weights transposed). They are summed per expert in that layout,
+    // read in order, and only the E sums are transposed back: making all tiles contiguous first was
+    // a strided copy of every tile (2 x 0.20 ms of a 32k step on an H100, 1080b84).
     const auto& tile_grad = grad_outputs[0];
-    const auto g = tile_grad.scalar_type() == dtype && tile_grad.is_contiguous()
-                       ? tile_grad
-                       : torch::empty(tile_grad.sizes(), tile_grad.options().dtype(dtype)).copy_(tile_grad);
-    return {one_hot(tile_expert, experts, dtype).t().mm(g.view({g.size(0), -1})).view(sizes), torch::Tensor(), torch::Tensor()};
+    const bool transposed = tile_grad.dim() == 3 && !tile_grad.is_contiguous() && tile_grad.transpose(1, 2).is_contiguous();
+    const auto g = (transposed ? tile_grad.transpose(1, 2) : tile_grad.contiguous()).to(dtype);
+    auto sums = one_hot(tile_expert, experts, dtype).t().mm(g.reshape({g.size(0), -1}));
+    if (transposed) sums = sums.view({experts, g.size(1), g.size(2)}).transpose(1, 2).contiguous();
+    return {sums.view(sizes), torch::Tensor(), torch::Tensor()};
   }
 };
 
