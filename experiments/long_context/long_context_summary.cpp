@@ -278,4 +278,18 @@ json probe_summary(const SweepPlan& plan, const std::map<std::string, json>& out
   return {{"probes", probes}, {"seeds", seeds}};
 }
 
+json part_rows(const json& cells, const std::set<std::string>& selected_ids, const std::string& part, json& not_selected) {
+  json rows = json::array();
+  for (json row : cells) {
+    const std::string id = row.at("cell").get<std::string>();
+    if (row.value("status", std::string("pending")) == "pending" && !selected_ids.count(id)) {
+      not_selected.push_back(id);
+      continue;
+    }
+    row["part"] = part;
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
 }  // namespace rbk::long_context

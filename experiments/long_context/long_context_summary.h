@@ -7,6 +7,7 @@
 #include "rbk/sweep.h"
 
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include <cstdint>
 #include <map>
@@ -73,5 +74,13 @@ nlohmann::json keyed_sweep_summary(const SweepPlan& plan, const std::map<std::st
 // ok cells report (acc_eval<M>, acc_eval<M>_depth<d>, final_loss), plus status; and
 // seeds/<row>_<probe>_acc_n<N>_eval<M> (per seed) for the ledger.
 nlohmann::json probe_summary(const SweepPlan& plan, const std::map<std::string, nlohmann::json>& outcomes);
+
+// The result's rows of one part, from sweep_summary's `cells`: every cell that has an outcome, and
+// every pending cell this command selects (selected_ids), tagged with the part. A pending cell
+// outside the selection (the gpu preset runs seed 0 only at 512k and 1M, and no Transformer cell
+// past 32k) is not a row, so that the result's status speaks for what the command was asked to
+// run; its id is appended to not_selected instead.
+nlohmann::json part_rows(const nlohmann::json& cells, const std::set<std::string>& selected_ids, const std::string& part,
+                         nlohmann::json& not_selected);
 
 }  // namespace rbk::long_context

@@ -34,8 +34,11 @@
 //
 // Split runs: cells are chosen with select (globs on cell ids) and shard_index / shard_count; with
 // sweep_dir set to a persistent directory every command adds its cells and writes the summary of
-// all cells finished there. Sweep directories of other machines are joined with
-// `rbk_sweep --merge --out DIR A B`, then `exp_long_context ... sweep_dir=DIR` writes the summary.
+// all cells finished there. The result's rows are the cells with an outcome and the pending cells
+// the command selects (parts sweep and probes); a pending cell it does not select is listed under
+// summary/not_selected instead, so a finished selection reads status ok. Sweep directories of
+// other machines are joined with `rbk_sweep --merge --out DIR A B`, then `exp_long_context ...
+// sweep_dir=DIR` writes the summary.
 #include "long_context_parts.h"
 #include "long_context_summary.h"
 
@@ -118,6 +121,22 @@ rbk::SweepSelector selector_for(const rbk::SweepPlan& plan, const rbk::SweepSele
       }
   }
   return s;
+}
+
+// Ids of the plan's cells this command selects (`mine`: selector_for's): every cell when the command
+// gave no pattern, none when its patterns all name the other plan's cells.
+std::set<std::string> selected_ids(const rbk::SweepPlan& plan, const rbk::SweepSelector& all, const rbk::SweepSelector& mine) {
+  std::set<std::string> ids;
+  if (!all.patterns.empty() && mine.patterns.empty()) return ids;
+  for (const auto& c : rbk::enumerate_cells(plan.grid))
+    if (mine.selects(c)) ids.insert(c.id);
+  return ids;
+}
+
+// The part's rows into the result; the pending cells it leaves out go to summary/not_selected.
+void add_part_rows(const json& cells, const std::set<std::string>& selected, const std::string& part, rbk::ExperimentOutput& out) {
+  if (!out.summary.contains("not_selected")) out.summary["not_selected"] = json::array();
+  for (const json& row : lc::part_rows(cells, selected, part, out.summary["not_selected"])) out.rows.push_back(row);
 }
 
 rbk::ExperimentSpec long_context_spec() {
@@ -400,15 +419,13 @@ json measure_cell(const rbk::Config& cfg, const LongContextPlan& p, const std::m
 
 // ---- summarise: the sweep's keyed summary, rows and the figure's arrays -------------------------------
 
-void summarise_sweep(const LongContextPlan& p, const rbk::SweepPlan& plan, const std::string& dir, rbk::ExperimentOutput& out) {
+void summarise_sweep(const LongContextPlan& p, const rbk::SweepPlan& plan, const std::string& dir,
+                     const std::set<std::string>& selected, rbk::ExperimentOutput& out) {
   const auto outcomes = rbk::read_cell_outcomes(plan, dir);
   const json keyed = lc::keyed_sweep_summary(plan, outcomes, p.row_names, p.lengths);
   for (const auto& [k, v] : keyed.items()) out.summary[k] = v;
   json generic = rbk::sweep_summary(plan, outcomes);
-  for (json row : generic["cells"]) {
-    row["part"] = "sweep";
-    out.rows.push_back(row);
-  }
+  add_part_rows(generic["cells"], selected, "sweep", out);
   generic.erase("cells");
   out.summary["sweep_generic"] = generic;
   out.summary["lengths"] = p.lengths;
@@ -449,7 +466,7 @@ void run_lm_sweep(const rbk::Config& cfg, const LongContextPlan& p, const std::m
           return measure_cell(cfg, p, sized, data, plan, dir, cell, cell_dir);
         },
         ro);
-  summarise_sweep(p, plan, dir, out);
+  summarise_sweep(p, plan, dir, selected_ids(plan, p.selector, ro.selector), out);
 }
 
 // C19: bk against dense attention at one length. Kept in the sweep directory, so that a
@@ -503,10 +520,10 @@ void run_probes(const LongContextPlan& p, std::set<std::string>& used_patterns, 
   const json probes = lc::probe_summary(plan, outcomes);
   out.summary["probes"] = probes["probes"];
   for (const auto& [k, v] : probes["seeds"].items()) out.summary["seeds"][k] = v;
-  for (json row : rbk::sweep_summary(plan, outcomes)["cells"]) {
-    row["part"] = "probes";
-    out.rows.push_back(row);
-  }
+  // Named: a range-for over a member of the temporary summary would read it after its end (the
+  // probe rows were lost that way before session 34).
+  const json generic = rbk::sweep_summary(plan, outcomes);
+  add_part_rows(generic.at("cells"), selected_ids(plan, p.selector, ro.selector), "probes", out);
   out.summary["probe_settings"] = plan.base;
 }
 

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <sstream>
 #include <unistd.h>
 
@@ -348,4 +349,38 @@ TEST(KeyedSummary, ValidatorJudgesDivergedAndOomCells) {
   diverged["summary"]["stable"]["mamba_n131072"] = false;
   EXPECT_EQ(rbk::validation::evaluate_rule_on_document(part("C12", "C12.mamba_diverges_128k").rule, diverged, "doc", 3).outcome,
             Outcome::Pass);
+}
+
+// The result's rows: cells with an outcome always, pending cells only where the command selected
+// them; the pending rest is named under not_selected (so a finished selection reads status ok).
+TEST(PartRows, PendingCellsOutsideTheSelectionAreNamedNotRows) {
+  TempDir tmp;
+  const auto plan = fake_plan();
+  const std::string dir = (tmp.path / "bk_only").string();
+  run_into(plan, dir, {"bk_*"});
+  const json generic = rbk::sweep_summary(plan, rbk::read_cell_outcomes(plan, dir));
+  const json& cells = generic.at("cells");
+  std::set<std::string> selected;
+  for (const auto& c : rbk::enumerate_cells(plan.grid))
+    if (c.arm == lc::arm_name("mamba", kLengths.front())) selected.insert(c.id);
+  json not_selected = json::array();
+  const json rows = lc::part_rows(cells, selected, "sweep", not_selected);
+  size_t bk = 0, mamba_first = 0;
+  for (const auto& r : rows) {
+    EXPECT_EQ(r.at("part"), "sweep");
+    if (r.at("arm").get<std::string>().rfind("bk_", 0) == 0) ++bk;
+    if (r.at("arm") == lc::arm_name("mamba", kLengths.front())) {
+      ++mamba_first;
+      EXPECT_EQ(r.at("status"), "pending");
+    }
+  }
+  EXPECT_EQ(bk, kLengths.size() * 3) << "every finished cell is a row, selected or not";
+  EXPECT_EQ(mamba_first, 3u) << "a selected pending cell is a row";
+  EXPECT_EQ(rows.size() + not_selected.size(), cells.size());
+  EXPECT_EQ(not_selected.size(), (kLengths.size() - 1) * 3) << "mamba's other lengths, every seed";
+  for (const auto& id : not_selected) {
+    const std::string s = id.get<std::string>();
+    EXPECT_EQ(s.rfind("mamba_", 0), 0u) << s;
+    EXPECT_EQ(s.rfind(lc::arm_name("mamba", kLengths.front()) + ".", 0), std::string::npos) << s;
+  }
 }
