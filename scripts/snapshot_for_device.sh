@@ -19,7 +19,8 @@
 # tree 26 MB + snapshot 46 MB passed the 64 MiB limit). They are copied in on the device before
 # run_device.sh, from the travelling tree: cp -r results paper .snap/ (so the working tree must be at
 # the snapshot's commit). Their bytes are then hashed like every other file: a copy that differs from
-# the commit's gives another tree hash, and a missing one no hash at all.
+# the commit's gives another tree hash, and a missing one no hash at all. Not with --over (exit 2):
+# an overlay holds only changed files anyway.
 set -euo pipefail
 base=""
 without_outputs=0
@@ -34,6 +35,12 @@ done
 rev=${args[0]:-HEAD}
 dir=${args[1]:-.snap}
 sha=$(git rev-parse --verify --quiet "$rev^{commit}") || { echo "snapshot_for_device.sh: '$rev' is not a commit" >&2; exit 2; }
+if [ -n "$base" ] && [ "$without_outputs" = 1 ]; then
+  # An overlay holds only the files that differ from the base, so there is no whole results/ or paper/
+  # to leave out: saying so beats ignoring the option.
+  echo "snapshot_for_device.sh: --without-outputs does not apply to --over (an overlay holds only the changed files; the base snapshot decides whether results/ and paper/ travel)" >&2
+  exit 2
+fi
 if [ -n "$base" ]; then
   base_sha=$(git rev-parse --verify --quiet "$base^{commit}") || { echo "snapshot_for_device.sh: --over '$base' is not a commit" >&2; exit 2; }
   deleted=$(git diff --no-renames --name-only --diff-filter=D "$base_sha" "$sha")

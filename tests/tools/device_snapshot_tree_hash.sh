@@ -65,6 +65,9 @@ laid=$(python3 scripts/tree_hash.py "$scratch/laid" "$scratch/laid/.rbk_tree_man
 [ "$laid" = "$(git rev-parse 'HEAD^{tree}')" ] || fail "the laid-over tree hashes to $laid, not the second commit's tree"
 scripts/snapshot_for_device.sh HEAD "$scratch/same" --over HEAD > /dev/null 2>&1
 [ $? -eq 2 ] || fail "an overlay on the same tree: expected exit 2"
+scripts/snapshot_for_device.sh HEAD "$scratch/lean_over" --over "$base_rev" --without-outputs > /dev/null 2>&1
+[ $? -eq 2 ] || fail "--over with --without-outputs: expected exit 2"
+[ ! -e "$scratch/lean_over" ] || fail "a refused overlay left $scratch/lean_over behind"
 git rm -q same.txt && git commit -qm third || fail "third commit failed"
 scripts/snapshot_for_device.sh HEAD "$scratch/del" --over "$base_rev" > /dev/null 2>&1
 [ $? -eq 2 ] || fail "an overlay of a commit that deletes a file: expected exit 2"
