@@ -25,10 +25,14 @@ constexpr double kSemiseparableInitStd = 0.01;
 int64_t semiseparable_rank_of(const LmConfig& c);
 
 // Thomas solve of (T - z) X = R for every batch row: v (B, n) real potential, R (n, m) complex or
-// real right-hand sides shared by the batch. Returns X (B, n, m) complex128, differentiable in v
-// and R. Stable without pivoting for Im z > 0: every pivot has |Im| >= Im z (the continued
-// fraction of the BK-Core).
+// real right-hand sides shared by the batch. Returns X (B, n, m) complex128 on v's device,
+// differentiable in v and R (once: its backward is closed-form). Stable without pivoting for
+// Im z > 0: every pivot has |Im| >= Im z (the continued fraction of the BK-Core). The recurrences
+// run on the host in complex128, one autograd node per call (a few copies instead of ~30 kernel
+// launches per position); tridiagonal_solve_shifted_reference is the same recurrences as torch
+// ops under autograd, its fp64 oracle (test_ablations.cpp: values and gradients).
 torch::Tensor tridiagonal_solve_shifted(const torch::Tensor& v, const torch::Tensor& rhs, c10::complex<double> z);
+torch::Tensor tridiagonal_solve_shifted_reference(const torch::Tensor& v, const torch::Tensor& rhs, c10::complex<double> z);
 
 // The low-rank part of the diagonal: diag(X C^-1 Y^T) (B, n) complex128, so that
 // diag((T + U V^T - z)^-1) = G_tri - correction. v (B, n) float; U, V (n, r) float.
