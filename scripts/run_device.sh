@@ -20,6 +20,9 @@
 #   bench_softmax_xent  bench_softmax_xent: the fused loss kernel with each row kept in shared memory
 #                  against two reads of each row (bf16, V 50,000, T 16,384 / 32,768), both checked against
 #                  fp64 first (issue 25), into lm_throughput/bench_softmax_xent.json
+#   bench_semiseparable_solve  bench_semiseparable_solve: the semiseparable term's solve on the host
+#                  against its torch-op reference (the ablations' gpu preset shape), both checked against
+#                  fp64 first, into ablations/bench_semiseparable_solve.json
 #   scan_speed     exp_scan_kernel_speed --preset gpu      (baseline kernels, issue 7; with upstream
 #                  Mamba's own kernels side by side when data/upstream/mamba, a checkout of
 #                  state-spaces/mamba, is carried: `git clone https://github.com/state-spaces/mamba
@@ -207,6 +210,7 @@ for stage in "$@"; do
     bench) run_bench experiments/kernel_speed/bench_kernel_speed kernel_speed median ;;
     bench_moe_dispatch) run_bench experiments/lm_throughput/bench_moe_dispatch lm_throughput "median|ERROR" ;;
     bench_softmax_xent) run_bench experiments/lm_throughput/bench_softmax_xent lm_throughput "median|ERROR" ;;
+    bench_semiseparable_solve) run_bench experiments/ablations/bench_semiseparable_solve ablations "median|ERROR" ;;
     scan_speed) run_exp scan_kernel_speed scan_kernel_speed ;;
     lm_throughput) run_exp lm_throughput lm_throughput ${LM_THROUGHPUT_ARGS:-} ;;
     lm_throughput_fp32) run_exp lm_throughput lm_throughput/fp32 train.precision=fp32 ${LM_THROUGHPUT_ARGS:-} ;;
