@@ -331,7 +331,10 @@ json kernel_time_per_step(const rbk::KernelBreakdown& k, int64_t steps, const st
 // process's first session show no such gap (GpuBusy.SaturatedStreamIsBusyAndAnIdleHostIsNot passes
 // on the GPU). A cost of the profiler's first session with a captured step, not of training: each
 // row first profiles one step alone, records its gap (profiler_warmup), and measures the fraction
-// over the steps after it.
+// over the steps after it. That second session has a smaller gap of its own: at 3fa197e the measured
+// window of every row, Transformer and ResNet-BK alike, opens ~2 us in with a 0.50-0.91 ms gap while
+// the warm-ups past the first have none over 7 us (NOTES.md, session 35). It is left in the
+// fraction: it can only make a step look less busy than it is.
 json measure_busy(TrainingRig& rig, int64_t first_step, const std::string& label) {
   const int64_t steps = rig.plan->busy_steps;
   const rbk::GpuBusy warm = rbk::measure_gpu_busy([&] { rig.step(first_step); });
