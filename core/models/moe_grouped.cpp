@@ -45,7 +45,32 @@ torch::Tensor with_zero_row(const torch::Tensor& t) {
   return torch::cat({t, torch::zeros({1, t.size(1)}, t.options())});
 }
 
-// Rows of `src` (R, D) picked by `index`; a value R picks a row of zeros (when `index_pads`). Its
+// Width of a row of `cols` values with a ones column appended, padded to a multiple of 8 (16-byte
+// rows for bf16 GEMMs, as in fused_cross_entropy.cpp).
+int64_t with_ones_column(int64_t cols) { return (cols + 1 + 7) / 8 * 8; }
+
+// (R + 1, with_ones_column(D)): [src 1 0] over a row of zeros, written in one pass over src (what
+// with_zero_row's copy cost already).
+torch::Tensor ones_column_and_zero_row(const torch::Tensor& src) {
+  const int64_t R = src.size(0), D = src.size(1), Dp = with_ones_column(D);
+  auto buf = torch::empty({R + 1, Dp}, src.options());
+  buf.narrow(0, 0, R).narrow(1, 0, D).copy_(src);
+  buf.narrow(1, D, 1).fill_(1);
+  buf.narrow(1, D + 1, Dp - D - 1).zero_();
+  buf.select(0, R).zero_();
+  return buf;
+}
+
+// [weight bias 0] (E, rows, cols_out): the bias as one more column of the weight, zero columns up to
+// cols_out. A GEMM against rows that end in [1 0] then adds the bias inside the GEMM.
+torch::Tensor fold_bias(const torch::Tensor& weight, const torch::Tensor& bias, int64_t cols_out) {
+  const int64_t E = weight.size(0), rows = weight.size(1), cols = weight.size(2);
+  return torch::cat({weight, bias.unsqueeze(2), torch::zeros({E, rows, cols_out - cols - 1}, weight.options())}, 2);
+}
+
+// Rows of `src` (R, D) picked by `index`; a value R picks a row of zeros (when `index_pads`). With
+// `ones_column` (and `index_pads`) each picked source row is [src_r 1 0] of with_ones_column(D)
+// values and the row of zeros has no one; the gradient is src's columns only. Its
 // backward is a gather as well, not index_select's index_add: the gradient of source row i is the
 // sum of the output rows inverse[i group + j], j < group (a value equal to the output's row count
 // reads zeros, when `inverse_pads`). That is exact when `inverse` lists, for every source row, each
@@ -55,12 +80,15 @@ torch::Tensor with_zero_row(const torch::Tensor& t) {
 // session 28).
 struct GatherRowsWithInverse : public torch::autograd::Function<GatherRowsWithInverse> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& src, const torch::Tensor& index, bool index_pads,
-                               const torch::Tensor& inverse, bool inverse_pads, int64_t group) {
+                               const torch::Tensor& inverse, bool inverse_pads, int64_t group, bool ones_column) {
+    TORCH_CHECK(!ones_column || index_pads, "GatherRowsWithInverse: a ones column needs the padding row");
     ctx->save_for_backward({inverse});
     ctx->saved_data["inverse_pads"] = inverse_pads;
     ctx->saved_data["group"] = group;
     ctx->saved_data["rows"] = src.size(0);
-    return (index_pads ? with_zero_row(src) : src).index_select(0, index);
+    ctx->saved_data["cols"] = src.size(1);
+    const auto padded = ones_column ? ones_column_and_zero_row(src) : index_pads ? with_zero_row(src) : src;
+    return padded.index_select(0, index);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -69,7 +97,8 @@ struct GatherRowsWithInverse : public torch::autograd::Function<GatherRowsWithIn
     const auto& g = grad_outputs[0];
     auto grad = (ctx->saved_data["inverse_pads"].toBool() ? with_zero_row(g) : g).index_select(0, inverse);
     if (group > 1) grad = grad.view({rows, group, g.size(1)}).sum(1);
-    return {grad, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    grad = grad.narrow(1, 0, ctx->saved_data["cols"].toInt());  // the ones and zero columns are constants
+    return {grad, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -172,18 +201,33 @@ torch::Tensor grouped_expert_mlp(const torch::Tensor& x, const torch::Tensor& id
     tile_expert = tile_start.unsqueeze(1).ge(pad_end.unsqueeze(0)).sum(1).clamp_max(E - 1);
   }
 
+  // The biases ride inside the GEMMs: the token rows carry a ones column (Dp wide) and the up
+  // projection's weight [W_up b_up 0] has one more output row that copies it, so the hidden rows
+  // carry it too (Hp wide) for [W_down b_down 0]. baddbmm instead wrote each bias over its whole
+  // output before the GEMM, and its backward summed the output gradient over the rows for the bias:
+  // two passes over the (tiles, R, hD) and (tiles, R, D) buffers per layer (0.245 ms of bias copies
+  // in the 32k step's attribution at 3fa197e, NOTES.md session 35). Padding rows have a zero in the
+  // ones column; their outputs are never read, so what the bias does there does not matter.
+  const int64_t H = experts.up_weight.size(1), Dp = with_ones_column(D), Hp = with_ones_column(H);
   // Token rows into the padded buffer (padding rows read zeros); backward: each token's k slots.
-  const auto xs = GatherRowsWithInverse::apply(x, src_of_row, true, row_of_slot, false, k).view({n_tiles, R, D});
+  const auto xs = GatherRowsWithInverse::apply(x, src_of_row, true, row_of_slot, false, k, true).view({n_tiles, R, Dp});
+  auto copy_one = torch::zeros({E, Hp - H, Dp}, experts.up_weight.options());
+  copy_one.select(1, 0).select(1, D).fill_(1);
+  const auto up = torch::cat({fold_bias(experts.up_weight, experts.up_bias, Dp), copy_one}, 1);  // (E, Hp, Dp)
+  const auto down = fold_bias(experts.down_weight, experts.down_bias, Hp);                      // (E, D, Hp)
   // The weights are gathered in the dtype the batched GEMMs run in (autocast's on CUDA), and their
   // per-tile gradients are summed per expert in the parameters' own dtype, so a parameter's gradient
   // is not accumulated in bf16.
   const auto gemm_dtype = x.is_cuda() && cuda_autocast_enabled() ? cuda_autocast_dtype() : experts.up_weight.scalar_type();
   const auto per_tile = [&](const torch::Tensor& t) { return PerTileExpertTensor::apply(t, tile_expert, gemm_dtype); };
-  auto h = torch::baddbmm(per_tile(experts.up_bias).unsqueeze(1), xs, per_tile(experts.up_weight).transpose(1, 2));
-  h = torch::dropout(torch::relu(h), dropout, training);
-  const auto y = torch::baddbmm(per_tile(experts.down_bias).unsqueeze(1), h, per_tile(experts.down_weight).transpose(1, 2));
+  auto h = torch::relu(torch::bmm(xs, per_tile(up).transpose(1, 2)));
+  if (training && dropout > 0.0) {
+    h = torch::dropout(h, dropout, training);
+    h.select(2, H).fill_(1);  // the ones column is not a hidden unit: dropout must not scale it
+  }
+  const auto y = torch::bmm(h, per_tile(down).transpose(1, 2));
   // (S, D) in slot order; backward: each padded row's slot, zeros for padding rows.
-  const auto y_slots = GatherRowsWithInverse::apply(y.reshape({P, D}), row_of_slot, false, slot_of_row, true, 1);
+  const auto y_slots = GatherRowsWithInverse::apply(y.reshape({P, D}), row_of_slot, false, slot_of_row, true, 1, false);
   auto out = y_slots * w.reshape({S, 1}).to(y_slots.scalar_type());
   if (k > 1) out = out.view({T, k, D}).sum(1);
   return out.to(x.scalar_type());

@@ -100,6 +100,39 @@ TEST(MoeGrouped, DropoutOnlyInTraining) {
   EXPECT_GT((dropped - ref).abs().max().item<double>(), 1e-3);
 }
 
+// Dropout acts on hidden units only, never on the down projection's bias (which the dispatch folds
+// into its GEMM as a column of ones beside the hidden units): with the up projection zeroed every
+// hidden unit is 0, so in training with p > 0 the output is still exactly w x b_down of the chosen
+// expert. Fails if the ones column is dropped or scaled by 1 / (1 - p).
+TEST(MoeGrouped, DropoutLeavesTheBiasAlone) {
+  auto moe = make_moe(rbk::RouterKind::SwitchTop1, 1, rbk::MoeDispatch::Gather, 9);
+  const auto x = torch::randn({40, 8}, torch::kDouble);
+  torch::NoGradGuard ng;
+  const auto r = moe->route(x);
+  auto s = rbk::stack_experts(*moe);
+  s.up_weight = torch::zeros_like(s.up_weight);
+  s.up_bias = torch::zeros_like(s.up_bias);
+  const auto ref = rbk::expert_mlp_reference(x, r.idx, r.w, s);
+  EXPECT_GT(ref.abs().max().item<double>(), 0.1);  // the down biases are not zero
+  for (const int64_t tile_rows : {0, 3, 16}) {
+    const auto dropped = rbk::grouped_expert_mlp(x, r.idx, r.w, s, 0.5, true, tile_rows);
+    EXPECT_LT((dropped - ref).abs().max().item<double>(), kFp64Tolerance) << "tile " << tile_rows;
+  }
+  // The same through autograd (dropout's output is written in place to restore the ones column):
+  // the down biases' gradient is the definition's.
+  torch::AutoGradMode grad_on(true);
+  const auto target = torch::randn({40, 8}, torch::kDouble);
+  std::vector<torch::Tensor> grads;
+  for (const bool grouped : {false, true}) {
+    auto e = s;
+    e.down_bias = s.down_bias.detach().clone().requires_grad_(true);
+    const auto out = grouped ? rbk::grouped_expert_mlp(x, r.idx, r.w, e, 0.5, true, 4) : rbk::expert_mlp_reference(x, r.idx, r.w, e);
+    grads.push_back(torch::autograd::grad({(out * target).sum()}, {e.down_bias})[0]);
+  }
+  EXPECT_GT(grads[0].abs().max().item<double>(), 0.1);
+  EXPECT_LT((grads[1] - grads[0]).abs().max().item<double>(), kFp64Tolerance);
+}
+
 // The gradients of every input (tokens, routing weights, the four stacked expert tensors) against
 // the definition's, in fp64: the dispatch's own backward (gathers through the layout's inverse, one
 // GEMM per expert tensor) must give what autograd through the sum over slots gives, for top-1 and
