@@ -2,6 +2,8 @@
 // moe_grouped.h; issue 25).
 #include "rbk/moe_grouped.h"
 
+#include "rbk/bias_fold.h"
+
 #include "rbk/moe.h"
 #include "rbk/torch_compat.h"
 
@@ -45,14 +47,10 @@ torch::Tensor with_zero_row(const torch::Tensor& t) {
   return torch::cat({t, torch::zeros({1, t.size(1)}, t.options())});
 }
 
-// Width of a row of `cols` values with a ones column appended, padded to a multiple of 8 (16-byte
-// rows for bf16 GEMMs, as in fused_cross_entropy.cpp).
-int64_t with_ones_column(int64_t cols) { return (cols + 1 + 7) / 8 * 8; }
-
-// (R + 1, with_ones_column(D)): [src 1 0] over a row of zeros, written in one pass over src (what
-// with_zero_row's copy cost already).
+// (R + 1, with_bias_column(D)): [src 1 0] (bias_fold.h) over a row of zeros, written in one pass
+// over src (what with_zero_row's copy cost already).
 torch::Tensor ones_column_and_zero_row(const torch::Tensor& src) {
-  const int64_t R = src.size(0), D = src.size(1), Dp = with_ones_column(D);
+  const int64_t R = src.size(0), D = src.size(1), Dp = with_bias_column(D);
   auto buf = torch::empty({R + 1, Dp}, src.options());
   buf.narrow(0, 0, R).narrow(1, 0, D).copy_(src);
   buf.narrow(1, D, 1).fill_(1);
@@ -61,15 +59,8 @@ torch::Tensor ones_column_and_zero_row(const torch::Tensor& src) {
   return buf;
 }
 
-// [weight bias 0] (E, rows, cols_out): the bias as one more column of the weight, zero columns up to
-// cols_out. A GEMM against rows that end in [1 0] then adds the bias inside the GEMM.
-torch::Tensor fold_bias(const torch::Tensor& weight, const torch::Tensor& bias, int64_t cols_out) {
-  const int64_t E = weight.size(0), rows = weight.size(1), cols = weight.size(2);
-  return torch::cat({weight, bias.unsqueeze(2), torch::zeros({E, rows, cols_out - cols - 1}, weight.options())}, 2);
-}
-
 // Rows of `src` (R, D) picked by `index`; a value R picks a row of zeros (when `index_pads`). With
-// `ones_column` (and `index_pads`) each picked source row is [src_r 1 0] of with_ones_column(D)
+// `ones_column` (and `index_pads`) each picked source row is [src_r 1 0] of with_bias_column(D)
 // values and the row of zeros has no one; the gradient is src's columns only. Its
 // backward is a gather as well, not index_select's index_add: the gradient of source row i is the
 // sum of the output rows inverse[i group + j], j < group (a value equal to the output's row count
@@ -208,13 +199,13 @@ torch::Tensor grouped_expert_mlp(const torch::Tensor& x, const torch::Tensor& id
   // two passes over the (tiles, R, hD) and (tiles, R, D) buffers per layer (0.245 ms of bias copies
   // in the 32k step's attribution at 3fa197e, NOTES.md session 35). Padding rows have a zero in the
   // ones column; their outputs are never read, so what the bias does there does not matter.
-  const int64_t H = experts.up_weight.size(1), Dp = with_ones_column(D), Hp = with_ones_column(H);
+  const int64_t H = experts.up_weight.size(1), Dp = with_bias_column(D), Hp = with_bias_column(H);
   // Token rows into the padded buffer (padding rows read zeros); backward: each token's k slots.
   const auto xs = GatherRowsWithInverse::apply(x, src_of_row, true, row_of_slot, false, k, true).view({n_tiles, R, Dp});
   auto copy_one = torch::zeros({E, Hp - H, Dp}, experts.up_weight.options());
   copy_one.select(1, 0).select(1, D).fill_(1);
-  const auto up = torch::cat({fold_bias(experts.up_weight, experts.up_bias, Dp), copy_one}, 1);  // (E, Hp, Dp)
-  const auto down = fold_bias(experts.down_weight, experts.down_bias, Hp);                      // (E, D, Hp)
+  const auto up = torch::cat({append_bias_column(experts.up_weight, experts.up_bias, Dp), copy_one}, 1);  // (E, Hp, Dp)
+  const auto down = append_bias_column(experts.down_weight, experts.down_bias, Hp);                      // (E, D, Hp)
   // The weights are gathered in the dtype the batched GEMMs run in (autocast's on CUDA), and their
   // per-tile gradients are summed per expert in the parameters' own dtype, so a parameter's gradient
   // is not accumulated in bf16.

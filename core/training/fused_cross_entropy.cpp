@@ -1,6 +1,7 @@
 // fused_linear_cross_entropy and language_model_loss_fused (fused_cross_entropy.h).
 #include "rbk/fused_cross_entropy.h"
 
+#include "rbk/bias_fold.h"
 #include "rbk/lm_loss.h"
 #include "rbk/torch_compat.h"
 
@@ -47,14 +48,12 @@ struct FusedLinearCrossEntropy : public torch::autograd::Function<FusedLinearCro
     // bf16 is CUDA autocast's: elsewhere the head stays in the inputs' precision, as in lm_loss.h.
     const bool fp64 = features.scalar_type() == torch::kDouble || weight.scalar_type() == torch::kDouble;
     const auto compute = bf16 && features.is_cuda() ? torch::kBFloat16 : (fp64 ? torch::kDouble : torch::kFloat);
-    const int64_t T = features.size(0), D = features.size(1), V = weight.size(0);
+    const int64_t T = features.size(0), D = features.size(1);
     const bool has_bias = bias.numel() > 0;
-    const int64_t pad = has_bias ? (D + 1 + 7) / 8 * 8 - D - 1 : 0;
-    const auto opts = features.options().dtype(compute);
     Tensor f = features.to(compute), w = weight.to(compute);
     if (has_bias) {
-      f = torch::cat({f, torch::ones({T, 1}, opts), torch::zeros({T, pad}, opts)}, 1);
-      w = torch::cat({w, bias.to(compute).unsqueeze(1), torch::zeros({V, pad}, opts)}, 1);
+      f = append_ones_column(f);
+      w = append_bias_column(w, bias.to(compute), with_bias_column(D));
     }
     Tensor grad, row_loss;
     {
@@ -64,7 +63,7 @@ struct FusedLinearCrossEntropy : public torch::autograd::Function<FusedLinearCro
     std::vector<Tensor> kept;
     if (need_df) kept.push_back(torch::mm(grad, w.narrow(1, 0, D)).to(features.scalar_type()));
     if (need_dw || need_db) {
-      const Tensor dw_folded = torch::mm(grad.t(), f);  // (V, D) or (V, D + 1 + pad) with db at column D
+      const Tensor dw_folded = torch::mm(grad.t(), f);  // (V, D) or (V, with_bias_column(D)) with db at column D
       if (need_dw) kept.push_back(dw_folded.narrow(1, 0, D).contiguous().to(weight.scalar_type()));
       if (need_db) kept.push_back(dw_folded.select(1, D).contiguous().to(bias.scalar_type()));
     }
