@@ -13,12 +13,19 @@ def main():
         print(__doc__)
         return 2
     path = sys.argv[1]
-    with open(path) as f:
-        doc = json.load(f)
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        print(f"check_result_rows: cannot read {path} as a result document: {e}")
+        return 2
     counts = collections.Counter((r.get("part"), r.get("status")) for r in doc.get("rows", []))
     bad = []
     for spec in sys.argv[2:]:
         key, _, want = spec.partition("=")
+        if not want.isdigit():
+            print(f"check_result_rows: '{spec}' is not PART:STATUS=COUNT or not_selected=COUNT")
+            return 2
         if key == "not_selected":
             got = len(doc.get("summary", {}).get("not_selected", []))
         else:
